@@ -1,0 +1,886 @@
+//! Configuration: raw TOML -> validated [`Settings`] in one place.
+//!
+//! Every key can be overridden from the environment as `POSTSTELLE__SECTION__KEY=value`
+//! (`__` separates levels, array elements are addressed by index, e.g.
+//! `POSTSTELLE__MAILBOXES__0__NAME`). Values are read as TOML literals where they parse as one
+//! (`true`, `5`, `"x"`), otherwise as strings. Secrets (the API token) are never accepted from the
+//! file itself: only from the environment or from a file named in the config, and they are never
+//! printed (see [`Secret`]).
+
+use crate::domain::MailboxId;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Prefix of environment overrides.
+pub const ENV_PREFIX: &str = "POSTSTELLE__";
+
+/// A configuration problem, with the place it was found and a hint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigProblem {
+    /// The file that holds the problem.
+    pub file: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it.
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ": line {line}")?;
+        }
+        write!(f, ": {}", self.message)?;
+        if let Some(hint) = &self.hint {
+            write!(f, " (hint: {hint})")?;
+        }
+        Ok(())
+    }
+}
+
+/// All problems found while loading a configuration.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigError(pub Vec<ConfigProblem>);
+
+/// A secret value: its `Debug` and `Display` never show it.
+#[derive(Clone, Default, PartialEq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    /// The value itself, for the one place that must compare or send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    /// True when no secret was given.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() {
+            "<unset>"
+        } else {
+            "<redacted>"
+        })
+    }
+}
+
+// ----------------------------------------------------------------------------------------------
+// Raw (file) structures. `deny_unknown_fields` turns typos into errors with a line number.
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    municipality: RawMunicipality,
+    #[serde(default)]
+    store: RawStore,
+    #[serde(default)]
+    intake: RawIntake,
+    #[serde(default)]
+    extract: RawExtract,
+    #[serde(default)]
+    classify: RawClassify,
+    #[serde(default)]
+    deliver: RawDeliver,
+    #[serde(default)]
+    api: RawApi,
+    review: RawReview,
+    #[serde(default)]
+    mailboxes: Vec<RawMailbox>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMunicipality {
+    name: String,
+    #[serde(default)]
+    address_markers: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawStore {
+    url: String,
+    blobs: PathBuf,
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://var/poststelle.db".into(),
+            blobs: "var/blobs".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawIntake {
+    hot_folder: RawHotFolder,
+    upload: RawUpload,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawHotFolder {
+    enabled: bool,
+    inbox: PathBuf,
+    processed: PathBuf,
+    quarantine: PathBuf,
+    settle_ms: u64,
+    rescan_secs: u64,
+    max_file_mb: u64,
+}
+
+impl Default for RawHotFolder {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            inbox: "var/inbox".into(),
+            processed: "var/processed".into(),
+            quarantine: "var/quarantine".into(),
+            settle_ms: 1000,
+            rescan_secs: 5,
+            max_file_mb: 100,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawUpload {
+    max_file_mb: u64,
+}
+
+impl Default for RawUpload {
+    fn default() -> Self {
+        Self { max_file_mb: 100 }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawExtract {
+    language: String,
+    tessdata: Option<PathBuf>,
+    dpi: u32,
+    min_text_chars: usize,
+    timeout_secs: u64,
+    memory_limit_mb: u64,
+    max_pages: u32,
+    max_image_megapixels: u64,
+    workers: usize,
+}
+
+impl Default for RawExtract {
+    fn default() -> Self {
+        Self {
+            language: "deu".into(),
+            tessdata: None,
+            dpi: 300,
+            min_text_chars: 60,
+            timeout_secs: 120,
+            memory_limit_mb: 2048,
+            max_pages: 30,
+            max_image_megapixels: 80,
+            workers: 2,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawClassify {
+    rules: PathBuf,
+    models: PathBuf,
+    training_data: PathBuf,
+    review_threshold: f64,
+}
+
+impl Default for RawClassify {
+    fn default() -> Self {
+        Self {
+            rules: "rules".into(),
+            models: "var/models".into(),
+            training_data: "training-data".into(),
+            review_threshold: 0.8,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawDeliver {
+    max_attempts: u32,
+    retry_base_secs: u64,
+    retry_max_secs: u64,
+    default_target: String,
+    targets: BTreeMap<String, RawTarget>,
+}
+
+impl Default for RawDeliver {
+    fn default() -> Self {
+        let mut targets = BTreeMap::new();
+        targets.insert(
+            "dms".to_string(),
+            RawTarget::Filesystem {
+                root: "var/dms".into(),
+            },
+        );
+        Self {
+            max_attempts: 10,
+            retry_base_secs: 5,
+            retry_max_secs: 3600,
+            default_target: "dms".into(),
+            targets,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+enum RawTarget {
+    Filesystem { root: PathBuf },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawApi {
+    enabled: bool,
+    listen: String,
+    token: Option<String>,
+    token_file: Option<PathBuf>,
+}
+
+impl Default for RawApi {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: "127.0.0.1:8470".into(),
+            token: None,
+            token_file: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReview {
+    mailbox: String,
+    name: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMailbox {
+    id: String,
+    name: String,
+    target: Option<String>,
+}
+
+// ----------------------------------------------------------------------------------------------
+// Validated settings.
+
+/// Validated settings for every component; built only by [`Settings::load`].
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The file the settings came from.
+    pub source: PathBuf,
+    /// Name of the town.
+    pub municipality: String,
+    /// Lines that identify the town in an address field (used to find the recipient block).
+    pub address_markers: Vec<String>,
+    /// Store settings.
+    pub store: StoreSettings,
+    /// Scanner hot folder.
+    pub hot_folder: HotFolderSettings,
+    /// Largest upload accepted over the API, in bytes.
+    pub upload_max_bytes: u64,
+    /// Extraction limits and OCR settings.
+    pub extract: ExtractSettings,
+    /// Classification settings.
+    pub classify: ClassifySettings,
+    /// Delivery settings.
+    pub deliver: DeliverSettings,
+    /// HTTP API settings.
+    pub api: ApiSettings,
+    /// The review mailbox (a person in the Poststelle decides).
+    pub review: MailboxSettings,
+    /// The department mailboxes, in config order.
+    pub mailboxes: Vec<MailboxSettings>,
+}
+
+/// Store settings.
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    /// Database URL (`sqlite://path`).
+    pub url: String,
+    /// Directory of the content-addressed blob store.
+    pub blobs: PathBuf,
+}
+
+/// Scanner hot-folder settings.
+#[derive(Debug, Clone)]
+pub struct HotFolderSettings {
+    /// Whether the daemon watches the folder.
+    pub enabled: bool,
+    /// Where scanners drop files.
+    pub inbox: PathBuf,
+    /// Where taken files are moved after their bytes are committed.
+    pub processed: PathBuf,
+    /// Where unreadable files go, each with a `<name>.reason.txt`.
+    pub quarantine: PathBuf,
+    /// How long size and mtime must stay unchanged before a file is taken.
+    pub settle: std::time::Duration,
+    /// Periodic rescan (catches events a watcher misses, e.g. on network shares).
+    pub rescan: std::time::Duration,
+    /// Largest file taken, in bytes.
+    pub max_file_bytes: u64,
+}
+
+/// Extraction settings and limits.
+#[derive(Debug, Clone)]
+pub struct ExtractSettings {
+    /// Tesseract language(s), e.g. `deu`.
+    pub language: String,
+    /// Tesseract data directory, when not the system default.
+    pub tessdata: Option<PathBuf>,
+    /// Rendering resolution for scanned PDFs.
+    pub dpi: u32,
+    /// A PDF text layer with fewer characters than this counts as "no text" and is OCR'd.
+    pub min_text_chars: usize,
+    /// Wall-clock limit for extracting one document.
+    pub timeout: std::time::Duration,
+    /// Address-space limit of the extraction process, in bytes.
+    pub memory_limit_bytes: u64,
+    /// Pages read per document.
+    pub max_pages: u32,
+    /// Largest image accepted, in pixels (image bombs are refused before decoding).
+    pub max_image_pixels: u64,
+    /// Documents extracted in parallel.
+    pub workers: usize,
+}
+
+/// Classification settings.
+#[derive(Debug, Clone)]
+pub struct ClassifySettings {
+    /// Directory of rule files.
+    pub rules: PathBuf,
+    /// Directory of model versions.
+    pub models: PathBuf,
+    /// The shipped training corpus.
+    pub training_data: PathBuf,
+    /// Confidence below which a person decides (used when the model stores none).
+    pub review_threshold: f64,
+}
+
+/// Delivery settings.
+#[derive(Debug, Clone)]
+pub struct DeliverSettings {
+    /// Attempts before a document becomes a dead letter.
+    pub max_attempts: u32,
+    /// First retry delay.
+    pub retry_base: std::time::Duration,
+    /// Longest retry delay.
+    pub retry_max: std::time::Duration,
+    /// Target used by mailboxes that name none.
+    pub default_target: String,
+    /// Named delivery targets.
+    pub targets: BTreeMap<String, TargetSettings>,
+}
+
+/// One delivery target.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TargetSettings {
+    /// Files into `<root>/<mailbox-id>/` with a JSON sidecar.
+    Filesystem {
+        /// Root directory.
+        root: PathBuf,
+    },
+}
+
+/// HTTP API settings.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// Whether the daemon serves the API.
+    pub enabled: bool,
+    /// Listen address.
+    pub listen: String,
+    /// Bearer token (from env or file).
+    pub token: Secret,
+}
+
+/// A mailbox.
+#[derive(Debug, Clone)]
+pub struct MailboxSettings {
+    /// Its id.
+    pub id: MailboxId,
+    /// Its name, shown to people.
+    pub name: String,
+    /// The delivery target it is filed into.
+    pub target: String,
+}
+
+impl Settings {
+    /// Loads, overrides from the environment and validates a config file.
+    pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .collect();
+        Self::load_with_env(path, &env)
+    }
+
+    /// Like [`Settings::load`] with explicit environment pairs (for tests).
+    pub fn load_with_env(path: &Path, env: &[(String, String)]) -> Result<Settings, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError(vec![ConfigProblem {
+                file: path.to_path_buf(),
+                line: None,
+                message: format!("cannot read: {e}"),
+                hint: Some("pass the right file with --config".into()),
+            }])
+        })?;
+        Self::parse(path, &text, env)
+    }
+
+    /// Parses config text (named `path` in messages).
+    pub fn parse(
+        path: &Path,
+        text: &str,
+        env: &[(String, String)],
+    ) -> Result<Settings, ConfigError> {
+        let problem = |line: Option<usize>, message: String, hint: Option<String>| ConfigProblem {
+            file: path.to_path_buf(),
+            line,
+            message,
+            hint,
+        };
+        let mut value: toml::Table = toml::from_str(text).map_err(|e: toml::de::Error| {
+            ConfigError(vec![problem(
+                e.span().map(|s| line_of(text, s.start)),
+                e.message().trim().to_string(),
+                Some("check the TOML syntax".into()),
+            )])
+        })?;
+        let mut problems = Vec::new();
+        if value.get("api").and_then(|a| a.get("token")).is_some() {
+            problems.push(problem(
+                find_line(text, "token"),
+                "the API token must not stand in the config file".into(),
+                Some("set POSTSTELLE__API__TOKEN or name a file with api.token_file".into()),
+            ));
+        }
+        for (key, val) in env {
+            if let Err(msg) = apply_override(&mut value, key, val) {
+                problems.push(problem(None, format!("environment {key}: {msg}"), None));
+            }
+        }
+        let raw: RawConfig = match RawConfig::deserialize(toml::Value::Table(value.clone())) {
+            Ok(r) => r,
+            Err(e) => {
+                // Re-parse the original text for a span; env overrides have none.
+                let line = toml::from_str::<RawConfig>(text)
+                    .err()
+                    .and_then(|e2| e2.span().map(|s| line_of(text, s.start)));
+                let msg = e.message().trim().to_string();
+                let hint = unknown_field_hint(&msg);
+                problems.push(problem(line, msg, hint));
+                return Err(ConfigError(problems));
+            }
+        };
+        let settings = validate(raw, path, text, &mut problems);
+        if problems.is_empty() {
+            Ok(settings)
+        } else {
+            Err(ConfigError(problems))
+        }
+    }
+
+    /// The mailbox with this id, review mailbox included.
+    pub fn mailbox(&self, id: &MailboxId) -> Option<&MailboxSettings> {
+        if &self.review.id == id {
+            return Some(&self.review);
+        }
+        self.mailboxes.iter().find(|m| &m.id == id)
+    }
+
+    /// Ids of the department mailboxes.
+    pub fn mailbox_ids(&self) -> Vec<MailboxId> {
+        self.mailboxes.iter().map(|m| m.id.clone()).collect()
+    }
+
+    /// The settings rendered for people, secrets redacted.
+    pub fn redacted_summary(&self) -> String {
+        format!("{self:#?}")
+    }
+}
+
+fn validate(
+    raw: RawConfig,
+    path: &Path,
+    text: &str,
+    problems: &mut Vec<ConfigProblem>,
+) -> Settings {
+    let mut push = |needle: &str, message: String, hint: Option<String>| {
+        problems.push(ConfigProblem {
+            file: path.to_path_buf(),
+            line: find_line(text, needle),
+            message,
+            hint,
+        })
+    };
+    let targets: BTreeMap<String, TargetSettings> = raw
+        .deliver
+        .targets
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                match v {
+                    RawTarget::Filesystem { root } => {
+                        TargetSettings::Filesystem { root: root.clone() }
+                    }
+                },
+            )
+        })
+        .collect();
+    let target_names: Vec<&str> = targets.keys().map(String::as_str).collect();
+    if !targets.contains_key(&raw.deliver.default_target) {
+        push(
+            "default_target",
+            format!(
+                "deliver.default_target \"{}\" is not a configured target",
+                raw.deliver.default_target
+            ),
+            suggest(&raw.deliver.default_target, &target_names),
+        );
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut mailboxes = Vec::new();
+    for m in &raw.mailboxes {
+        let Some(id) = MailboxId::parse(&m.id) else {
+            push(
+                &format!("\"{}\"", m.id),
+                format!("mailbox id \"{}\" is not valid", m.id),
+                Some("use letters, digits, '-', '_' or '.' (at most 64)".into()),
+            );
+            continue;
+        };
+        if !seen.insert(id.clone()) {
+            push(
+                &format!("\"{}\"", m.id),
+                format!("mailbox id \"{}\" appears twice", m.id),
+                None,
+            );
+        }
+        let target = m
+            .target
+            .clone()
+            .unwrap_or_else(|| raw.deliver.default_target.clone());
+        if !targets.contains_key(&target) {
+            push(
+                &format!("\"{target}\""),
+                format!("mailbox {} names unknown target \"{target}\"", m.id),
+                suggest(&target, &target_names),
+            );
+        }
+        mailboxes.push(MailboxSettings {
+            id,
+            name: m.name.clone(),
+            target,
+        });
+    }
+    if mailboxes.is_empty() {
+        push(
+            "[[mailboxes]]",
+            "no department mailboxes configured".into(),
+            Some("add [[mailboxes]] blocks with id and name".into()),
+        );
+    }
+    let review_id = MailboxId::parse(&raw.review.mailbox).unwrap_or_else(|| {
+        push(
+            "[review]",
+            format!("review mailbox id \"{}\" is not valid", raw.review.mailbox),
+            None,
+        );
+        MailboxId::parse("review").expect("literal id is valid")
+    });
+    if seen.contains(&review_id) {
+        push(
+            "[review]",
+            "the review mailbox must not also be a department mailbox".into(),
+            None,
+        );
+    }
+    let t = raw.classify.review_threshold;
+    if !(0.0..=1.0).contains(&t) {
+        push(
+            "review_threshold",
+            format!("review_threshold {t} is outside 0..1"),
+            Some("e.g. 0.8".into()),
+        );
+    }
+    if raw.extract.workers == 0 {
+        push("workers", "extract.workers must be at least 1".into(), None);
+    }
+    if !raw.store.url.starts_with("sqlite:") {
+        push(
+            "url",
+            format!("store.url \"{}\" is not supported", raw.store.url),
+            Some("use sqlite://PATH".into()),
+        );
+    }
+    if raw.api.listen.parse::<std::net::SocketAddr>().is_err() {
+        push(
+            "listen",
+            format!("api.listen \"{}\" is not an address:port", raw.api.listen),
+            Some("e.g. 127.0.0.1:8470".into()),
+        );
+    }
+    let mut token = Secret::default();
+    if let Some(file) = &raw.api.token_file {
+        match std::fs::read_to_string(file) {
+            Ok(t) => token = Secret::new(t.trim()),
+            // A missing file leaves the API locked (every /api request is refused), not broken.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => push(
+                "token_file",
+                format!("api.token_file {}: {e}", file.display()),
+                None,
+            ),
+        }
+    }
+    if let Some(t) = raw.api.token.filter(|t| !t.is_empty()) {
+        // Only reachable through the environment: the file itself is refused above.
+        token = Secret::new(t);
+    }
+    let review_target = raw.deliver.default_target.clone();
+    Settings {
+        source: path.to_path_buf(),
+        municipality: raw.municipality.name,
+        address_markers: raw.municipality.address_markers,
+        store: StoreSettings {
+            url: raw.store.url,
+            blobs: raw.store.blobs,
+        },
+        hot_folder: HotFolderSettings {
+            enabled: raw.intake.hot_folder.enabled,
+            inbox: raw.intake.hot_folder.inbox,
+            processed: raw.intake.hot_folder.processed,
+            quarantine: raw.intake.hot_folder.quarantine,
+            settle: std::time::Duration::from_millis(raw.intake.hot_folder.settle_ms),
+            rescan: std::time::Duration::from_secs(raw.intake.hot_folder.rescan_secs.max(1)),
+            max_file_bytes: raw.intake.hot_folder.max_file_mb * 1024 * 1024,
+        },
+        upload_max_bytes: raw.intake.upload.max_file_mb * 1024 * 1024,
+        extract: ExtractSettings {
+            language: raw.extract.language,
+            tessdata: raw.extract.tessdata,
+            dpi: raw.extract.dpi,
+            min_text_chars: raw.extract.min_text_chars,
+            timeout: std::time::Duration::from_secs(raw.extract.timeout_secs.max(1)),
+            memory_limit_bytes: raw.extract.memory_limit_mb * 1024 * 1024,
+            max_pages: raw.extract.max_pages.max(1),
+            max_image_pixels: raw.extract.max_image_megapixels * 1_000_000,
+            workers: raw.extract.workers.max(1),
+        },
+        classify: ClassifySettings {
+            rules: raw.classify.rules,
+            models: raw.classify.models,
+            training_data: raw.classify.training_data,
+            review_threshold: t,
+        },
+        deliver: DeliverSettings {
+            max_attempts: raw.deliver.max_attempts.max(1),
+            retry_base: std::time::Duration::from_secs(raw.deliver.retry_base_secs),
+            retry_max: std::time::Duration::from_secs(raw.deliver.retry_max_secs.max(1)),
+            default_target: raw.deliver.default_target,
+            targets,
+        },
+        api: ApiSettings {
+            enabled: raw.api.enabled,
+            listen: raw.api.listen,
+            token,
+        },
+        review: MailboxSettings {
+            id: review_id,
+            name: raw.review.name,
+            target: review_target,
+        },
+        mailboxes,
+    }
+}
+
+/// Applies one `POSTSTELLE__A__B=value` override to the parsed table.
+fn apply_override(root: &mut toml::Table, key: &str, val: &str) -> Result<(), String> {
+    let path: Vec<String> = key[ENV_PREFIX.len()..]
+        .split("__")
+        .map(|s| s.to_ascii_lowercase())
+        .collect();
+    if path.iter().any(String::is_empty) {
+        return Err("empty key segment".into());
+    }
+    let parsed = parse_env_value(val);
+    let mut cur: &mut toml::Value = root
+        .entry(path[0].clone())
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    for seg in &path[1..] {
+        cur = match cur {
+            toml::Value::Table(t) => t
+                .entry(seg.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new())),
+            toml::Value::Array(a) => {
+                let idx: usize = seg
+                    .parse()
+                    .map_err(|_| format!("\"{seg}\" is not an array index"))?;
+                a.get_mut(idx)
+                    .ok_or_else(|| format!("index {idx} is out of range"))?
+            }
+            _ => return Err(format!("\"{seg}\" is below a plain value")),
+        };
+    }
+    *cur = parsed;
+    Ok(())
+}
+
+fn parse_env_value(val: &str) -> toml::Value {
+    let probe = format!("v = {val}");
+    match toml::from_str::<toml::Table>(&probe) {
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(val.to_string())),
+        Err(_) => toml::Value::String(val.to_string()),
+    }
+}
+
+/// 1-based line of a byte offset.
+pub(crate) fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+fn find_line(text: &str, needle: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| !l.trim_start().starts_with('#') && l.contains(needle))
+        .map(|i| i + 1)
+}
+
+/// "did you mean …" for a misspelt name.
+pub(crate) fn suggest(got: &str, known: &[&str]) -> Option<String> {
+    known
+        .iter()
+        .map(|k| (strsim::jaro_winkler(got, k), k))
+        .filter(|(s, _)| *s > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, k)| format!("did you mean \"{k}\"?"))
+}
+
+fn unknown_field_hint(msg: &str) -> Option<String> {
+    // serde: "unknown field `adress`, expected one of `a`, `b`"
+    let got = msg.split('`').nth(1)?;
+    let expected: Vec<&str> = msg.split('`').skip(3).step_by(2).collect();
+    suggest(got, &expected).or_else(|| Some("remove the key or check its spelling".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[municipality]
+name = "Teststadt"
+
+[review]
+mailbox = "poststelle"
+name = "Poststelle"
+
+[[mailboxes]]
+id = "63"
+name = "Bauordnung"
+"#;
+
+    fn parse(text: &str, env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        Settings::parse(Path::new("test.toml"), text, &env)
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let s = parse(MINIMAL, &[]).expect("valid");
+        assert_eq!(s.mailboxes.len(), 1);
+        assert_eq!(s.mailboxes[0].target, "dms");
+        assert_eq!(s.extract.language, "deu");
+    }
+
+    #[test]
+    fn env_overrides_any_key_including_array_elements() {
+        let s = parse(
+            MINIMAL,
+            &[
+                ("POSTSTELLE__EXTRACT__DPI", "200"),
+                ("POSTSTELLE__MAILBOXES__0__NAME", "Bauaufsicht"),
+                ("POSTSTELLE__INTAKE__HOT_FOLDER__INBOX", "/tmp/in"),
+                ("POSTSTELLE__API__TOKEN", "s3cret"),
+            ],
+        )
+        .expect("valid");
+        assert_eq!(s.extract.dpi, 200);
+        assert_eq!(s.mailboxes[0].name, "Bauaufsicht");
+        assert_eq!(s.hot_folder.inbox, PathBuf::from("/tmp/in"));
+        assert_eq!(s.api.token.expose(), "s3cret");
+        assert!(
+            !format!("{s:?}").contains("s3cret"),
+            "secret leaked into Debug"
+        );
+    }
+
+    #[test]
+    fn typo_is_reported_with_line_and_suggestion() {
+        let text = MINIMAL.replace(
+            "name = \"Teststadt\"",
+            "name = \"Teststadt\"\nadress_markers = []",
+        );
+        let err = parse(&text, &[]).expect_err("typo must fail");
+        let p = &err.0[0];
+        assert_eq!(p.line, Some(4));
+        assert!(p.message.contains("adress_markers"), "{p}");
+        assert_eq!(p.hint.as_deref(), Some("did you mean \"address_markers\"?"));
+    }
+
+    #[test]
+    fn token_in_file_is_refused() {
+        let text = format!("{MINIMAL}\n[api]\ntoken = \"abc\"\n");
+        let err = parse(&text, &[]).expect_err("must refuse");
+        assert!(
+            err.to_string()
+                .contains("must not stand in the config file")
+        );
+        assert!(!err.to_string().contains("abc"));
+    }
+
+    #[test]
+    fn unknown_target_names_line_and_suggests() {
+        let text = MINIMAL.replace(
+            "name = \"Bauordnung\"",
+            "name = \"Bauordnung\"\ntarget = \"dsm\"",
+        );
+        let err = parse(&text, &[]).expect_err("unknown target");
+        let p = &err.0[0];
+        assert_eq!(p.line, Some(13));
+        assert_eq!(p.hint.as_deref(), Some("did you mean \"dms\"?"));
+    }
+}

@@ -1,0 +1,141 @@
+//! The embedded default target: `<root>/<mailbox-id>/<document-id>.<ext>` plus
+//! `<document-id>.json` (metadata, decision, explanation).
+//!
+//! Both files are written to temporary names, fsynced and renamed; the sidecar comes last, so
+//! its presence means the document is complete. The same document id always maps to the same
+//! names: a retried delivery overwrites, never duplicates. A document re-assigned to another
+//! mailbox is removed from the old one after the new copy is in place (a forward is a move).
+
+use super::{Delivery, DeliveryError, DeliveryFuture, DeliveryItem, Receipt};
+use crate::store::blobs::sync_dir;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Filesystem target.
+#[derive(Debug, Clone)]
+pub struct FilesystemTarget {
+    name: String,
+    root: PathBuf,
+}
+
+impl FilesystemTarget {
+    /// A target rooted at `root`.
+    pub fn new(name: &str, root: PathBuf) -> Self {
+        Self {
+            name: name.to_string(),
+            root,
+        }
+    }
+
+    fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+        let tmp = dir.join(format!(".{name}.tmp"));
+        {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, dir.join(name))
+    }
+
+    fn deliver_sync(&self, item: &DeliveryItem) -> Result<Receipt, DeliveryError> {
+        let io =
+            |e: std::io::Error| DeliveryError::Retriable(format!("{}: {e}", self.root.display()));
+        let dir = self.root.join(item.mailbox.as_str());
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        let id = item.document_id.as_str();
+        let doc_name = format!("{id}.{}", item.extension);
+        let sidecar_name = format!("{id}.json");
+        let sidecar = serde_json::to_vec_pretty(&item.sidecar)
+            .map_err(|e| DeliveryError::Permanent(e.to_string()))?;
+        let already_present = std::fs::read(dir.join(&doc_name)).is_ok_and(|b| b == item.bytes)
+            && std::fs::read(dir.join(&sidecar_name)).is_ok_and(|b| b == sidecar);
+        if !already_present {
+            Self::write_atomic(&dir, &doc_name, &item.bytes).map_err(io)?;
+            Self::write_atomic(&dir, &sidecar_name, &sidecar).map_err(io)?;
+            sync_dir(&dir).map_err(io)?;
+        }
+        // A forward: remove the document from any other mailbox of this target.
+        if let Ok(entries) = std::fs::read_dir(&self.root) {
+            for e in entries.flatten() {
+                let other = e.path();
+                if other == dir || !other.is_dir() {
+                    continue;
+                }
+                for n in [&doc_name, &sidecar_name] {
+                    let p = other.join(n);
+                    if p.exists() {
+                        std::fs::remove_file(&p).map_err(io)?;
+                    }
+                }
+            }
+        }
+        Ok(Receipt {
+            reference: format!("{}/{}", item.mailbox, doc_name),
+            already_present,
+        })
+    }
+}
+
+impl Delivery for FilesystemTarget {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn deliver<'a>(&'a self, item: &'a DeliveryItem) -> DeliveryFuture<'a> {
+        Box::pin(async move {
+            let this = self.clone();
+            let item = item.clone();
+            tokio::task::spawn_blocking(move || this.deliver_sync(&item))
+                .await
+                .map_err(|e| DeliveryError::Retriable(format!("delivery task failed: {e}")))?
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{DocumentId, MailboxId};
+
+    fn item(mailbox: &str) -> DeliveryItem {
+        DeliveryItem {
+            document_id: DocumentId::parse("01890a5d-ac96-774b-bcce-b302099a8057").expect("id"),
+            mailbox: MailboxId::parse(mailbox).expect("mailbox"),
+            mailbox_name: "Bauordnung".into(),
+            original_name: "scan.pdf".into(),
+            media_type: "application/pdf".into(),
+            extension: "pdf".into(),
+            bytes: b"%PDF-1.4 test".to_vec(),
+            sidecar: serde_json::json!({"mailbox": mailbox}),
+        }
+    }
+
+    #[tokio::test]
+    async fn redelivery_is_idempotent_and_forward_moves() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let t = FilesystemTarget::new("fs", dir.path().to_path_buf());
+        let r1 = t.deliver(&item("63")).await.expect("first");
+        assert!(!r1.already_present);
+        let r2 = t.deliver(&item("63")).await.expect("again");
+        assert!(r2.already_present);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("63"))
+                .expect("dir")
+                .count(),
+            2
+        );
+        t.deliver(&item("61")).await.expect("forward");
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("63"))
+                .expect("dir")
+                .count(),
+            0
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("61"))
+                .expect("dir")
+                .count(),
+            2
+        );
+    }
+}

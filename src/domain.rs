@@ -1,0 +1,257 @@
+//! Domain types shared by every stage: identifiers, document states and the routing decision.
+//! Nothing in here does I/O.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Identifier of a document inside poststelle (a UUID v7, so ids sort by arrival time).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(transparent)]
+pub struct DocumentId(String);
+
+impl DocumentId {
+    /// A fresh, time-ordered id.
+    pub fn new() -> Self {
+        Self(uuid::Uuid::now_v7().to_string())
+    }
+
+    /// Parses an id received from outside (API path, CLI argument).
+    pub fn parse(s: &str) -> Option<Self> {
+        uuid::Uuid::parse_str(s).ok().map(|u| Self(u.to_string()))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Wraps a value read back from the store (already validated when written).
+    pub(crate) fn from_store(s: String) -> Self {
+        Self(s)
+    }
+}
+
+impl Default for DocumentId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for DocumentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Identifier of a department mailbox (KGSt number such as `63`, or any id a town configures).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(transparent)]
+pub struct MailboxId(String);
+
+impl MailboxId {
+    /// Accepts ids made of ASCII letters, digits, `-`, `_` and `.`, 1 to 64 characters long, so
+    /// an id is always safe as a directory name.
+    pub fn parse(s: &str) -> Option<Self> {
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && s != "."
+            && s != "..";
+        ok.then(|| Self(s.to_string()))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for MailboxId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where a document is in its life. Every transition is recorded in the event log.
+///
+/// ```text
+/// received -> extracted -> classified -> review | queued -> delivered
+///        \-> quarantined (unreadable)            queued -> dead_letter (gave up)
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DocState {
+    /// Bytes and row committed; nothing read yet.
+    Received,
+    /// Text (and word positions) extracted.
+    Extracted,
+    /// A decision exists but has not been acted on yet.
+    Classified,
+    /// Waiting for a person in the Poststelle.
+    Review,
+    /// Decided; waiting in the outbox for delivery.
+    Queued,
+    /// The target confirmed it has the document.
+    Delivered,
+    /// Unreadable input, kept with a reason.
+    Quarantined,
+    /// Delivery failed permanently or too often; kept for a re-drive.
+    DeadLetter,
+}
+
+impl DocState {
+    /// All states, in pipeline order.
+    pub const ALL: [DocState; 8] = [
+        DocState::Received,
+        DocState::Extracted,
+        DocState::Classified,
+        DocState::Review,
+        DocState::Queued,
+        DocState::Delivered,
+        DocState::Quarantined,
+        DocState::DeadLetter,
+    ];
+
+    /// The name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DocState::Received => "received",
+            DocState::Extracted => "extracted",
+            DocState::Classified => "classified",
+            DocState::Review => "review",
+            DocState::Queued => "queued",
+            DocState::Delivered => "delivered",
+            DocState::Quarantined => "quarantined",
+            DocState::DeadLetter => "dead_letter",
+        }
+    }
+
+    /// Parses a stored state name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+}
+
+impl fmt::Display for DocState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What decided a routing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecidedBy {
+    /// Rule evidence alone (no model, or the rules overruled it).
+    Rule,
+    /// The model alone (no rule fired).
+    Model,
+    /// Rules and model agreed.
+    Combined,
+    /// A person (review queue or correction).
+    Person,
+    /// Nothing usable: no text, no evidence.
+    Nothing,
+}
+
+/// One place in the text where a rule matched.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuleHit {
+    /// The rule's id (from its file).
+    pub rule: String,
+    /// The mailbox the rule speaks for.
+    pub mailbox: MailboxId,
+    /// Evidence weight added to that mailbox (negative = evidence against).
+    pub weight: f64,
+    /// The zone the rule looked at.
+    pub zone: String,
+    /// The words that matched, as they stand in the document.
+    pub matched: Vec<String>,
+    /// Where: page and word index of the first match, when known.
+    pub position: Option<String>,
+}
+
+/// A model feature that pushed the decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureWeight {
+    /// The feature as readable text (a word, word pair or character n-gram).
+    pub feature: String,
+    /// Its contribution to the winning mailbox's score.
+    pub weight: f64,
+}
+
+/// A mailbox and its combined score.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Candidate {
+    /// The mailbox.
+    pub mailbox: MailboxId,
+    /// Combined probability.
+    pub score: f64,
+}
+
+/// Why a decision came out as it did: stored with every decision and shown to people.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Explanation {
+    /// Rules that fired, with matched words and where.
+    pub rules: Vec<RuleHit>,
+    /// The model's strongest features for the chosen mailbox.
+    pub model_features: Vec<FeatureWeight>,
+    /// The model version used, if any.
+    pub model_version: Option<String>,
+    /// All candidates, best first (the first is the decision, the rest are runner-ups).
+    pub candidates: Vec<Candidate>,
+    /// The review threshold in force.
+    pub threshold: f64,
+    /// Why the document went to review, in German (empty when routed automatically).
+    pub review_reason: Option<String>,
+    /// The text of the address field, when one was found.
+    pub address_field: Option<String>,
+    /// The subject line, when one was found.
+    pub subject: Option<String>,
+}
+
+/// The outcome of classification.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    /// Best candidate (also when a person must confirm it).
+    pub mailbox: Option<MailboxId>,
+    /// Calibrated confidence of the best candidate, 0..1.
+    pub confidence: f64,
+    /// What decided.
+    pub decided_by: DecidedBy,
+    /// True when a person must decide.
+    pub needs_review: bool,
+    /// Why.
+    pub explanation: Explanation,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mailbox_ids_are_safe_directory_names() {
+        assert!(MailboxId::parse("63").is_some());
+        assert!(MailboxId::parse("poststelle").is_some());
+        assert!(MailboxId::parse("../etc").is_none());
+        assert!(MailboxId::parse("..").is_none());
+        assert!(MailboxId::parse("").is_none());
+        assert!(MailboxId::parse("a/b").is_none());
+    }
+
+    #[test]
+    fn states_round_trip() {
+        for s in DocState::ALL {
+            assert_eq!(DocState::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(DocState::parse("bogus"), None);
+    }
+
+    #[test]
+    fn document_ids_parse_only_uuids() {
+        let id = DocumentId::new();
+        assert_eq!(DocumentId::parse(id.as_str()), Some(id));
+        assert!(DocumentId::parse("x; DROP TABLE").is_none());
+    }
+}

@@ -1,0 +1,208 @@
+//! Images: size checked from the header before anything is decoded (image bombs), then decoded
+//! to 8-bit grayscale and OCR'd. TIFF files may have several pages.
+
+use super::{ExtractError, ExtractOptions, Extraction, MediaType, Method, count_alnum};
+use std::io::Cursor;
+
+/// A decoded 8-bit grayscale image.
+#[derive(Debug, Clone)]
+pub struct Gray {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Row-major pixels, one byte each.
+    pub pixels: Vec<u8>,
+    /// Resolution from the file, if it says.
+    pub dpi: Option<u32>,
+}
+
+fn check_size(w: u64, h: u64, max_pixels: u64) -> Result<(), ExtractError> {
+    if w == 0 || h == 0 {
+        return Err(ExtractError::BrokenImage("zero-sized image".into()));
+    }
+    if w.saturating_mul(h) > max_pixels {
+        return Err(ExtractError::ImageTooLarge {
+            width: w,
+            height: h,
+        });
+    }
+    Ok(())
+}
+
+/// Extracts text from a PNG, JPEG or TIFF.
+pub fn extract(
+    bytes: &[u8],
+    media: MediaType,
+    opts: &ExtractOptions,
+) -> Result<Extraction, ExtractError> {
+    let images: Box<dyn Iterator<Item = Result<Gray, ExtractError>>> = match media {
+        MediaType::Tiff => Box::new(tiff_pages(bytes, opts.max_image_pixels)?),
+        _ => Box::new(std::iter::once(decode_single(bytes, opts.max_image_pixels))),
+    };
+    let mut engine = super::ocr::Engine::new(opts)?;
+    let mut pages = Vec::new();
+    let mut seen = 0u32;
+    for img in images {
+        seen += 1;
+        if seen > opts.max_pages {
+            break;
+        }
+        let img = match img {
+            Ok(i) => i,
+            Err(e) if pages.is_empty() => return Err(e),
+            Err(_) => break,
+        };
+        let dpi = img.dpi.filter(|d| (70..=1200).contains(d)).unwrap_or(300);
+        let page = engine.recognize(&img, seen, dpi)?;
+        let enough = count_alnum(&page.text) >= opts.min_text_chars;
+        pages.push(page);
+        if enough {
+            break;
+        }
+    }
+    if pages.is_empty() {
+        return Err(ExtractError::BrokenImage("no page in image".into()));
+    }
+    Ok(Extraction {
+        media_type: media,
+        method: Method::Ocr,
+        page_count: pages.len() as u32,
+        pages,
+    })
+}
+
+/// Decodes the first (only) frame of a PNG/JPEG (or PNM) to grayscale.
+pub fn decode_single(bytes: &[u8], max_pixels: u64) -> Result<Gray, ExtractError> {
+    let reader = image::ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| ExtractError::BrokenImage(e.to_string()))?;
+    let (w, h) = reader
+        .into_dimensions()
+        .map_err(|e| ExtractError::BrokenImage(e.to_string()))?;
+    check_size(w as u64, h as u64, max_pixels)?;
+    let mut reader = image::ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| ExtractError::BrokenImage(e.to_string()))?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(w);
+    limits.max_image_height = Some(h);
+    limits.max_alloc = Some(max_pixels.saturating_mul(8));
+    reader.limits(limits);
+    let img = reader
+        .decode()
+        .map_err(|e| ExtractError::BrokenImage(e.to_string()))?;
+    let gray = img.to_luma8();
+    Ok(Gray {
+        width: gray.width(),
+        height: gray.height(),
+        pixels: gray.into_raw(),
+        dpi: None,
+    })
+}
+
+/// Decodes a PGM (the renderer's output).
+pub fn decode_pnm_gray(bytes: &[u8], max_pixels: u64) -> Result<Gray, ExtractError> {
+    decode_single(bytes, max_pixels)
+}
+
+/// Iterates over the pages of a TIFF, each decoded to grayscale.
+fn tiff_pages(
+    bytes: &[u8],
+    max_pixels: u64,
+) -> Result<impl Iterator<Item = Result<Gray, ExtractError>> + '_, ExtractError> {
+    use tiff::decoder::{Decoder, Limits};
+    let mut limits = Limits::default();
+    limits.decoding_buffer_size = (max_pixels.saturating_mul(4)).min(usize::MAX as u64) as usize;
+    let decoder = Decoder::new(Cursor::new(bytes))
+        .map_err(|e| ExtractError::BrokenImage(e.to_string()))?
+        .with_limits(limits);
+    let mut state = Some(decoder);
+    let mut first = true;
+    Ok(std::iter::from_fn(move || {
+        let dec = state.as_mut()?;
+        if !first {
+            if !dec.more_images() {
+                return None;
+            }
+            if let Err(e) = dec.next_image() {
+                state = None;
+                return Some(Err(ExtractError::BrokenImage(e.to_string())));
+            }
+        }
+        first = false;
+        let page = tiff_page(dec, max_pixels);
+        if page.is_err() {
+            state = None;
+        }
+        Some(page)
+    }))
+}
+
+fn tiff_page(
+    dec: &mut tiff::decoder::Decoder<Cursor<&[u8]>>,
+    max_pixels: u64,
+) -> Result<Gray, ExtractError> {
+    use tiff::ColorType;
+    use tiff::decoder::DecodingResult;
+    let bad = |e: tiff::TiffError| ExtractError::BrokenImage(e.to_string());
+    let (w, h) = dec.dimensions().map_err(bad)?;
+    check_size(w as u64, h as u64, max_pixels)?;
+    let color = dec.colortype().map_err(bad)?;
+    let white_is_zero = dec
+        .get_tag_u32(tiff::tags::Tag::PhotometricInterpretation)
+        .map(|p| p == 0)
+        .unwrap_or(false);
+    let dpi = dec
+        .get_tag(tiff::tags::Tag::XResolution)
+        .ok()
+        .and_then(|v| v.into_f64().ok())
+        .map(|d| d.round() as u32);
+    let data = dec.read_image().map_err(bad)?;
+    let (w_us, h_us) = (w as usize, h as usize);
+    let n = w_us * h_us;
+    let mut pixels = match (color, data) {
+        (ColorType::Gray(8), DecodingResult::U8(v)) => v,
+        (ColorType::Gray(16), DecodingResult::U16(v)) => {
+            v.into_iter().map(|p| (p >> 8) as u8).collect()
+        }
+        (ColorType::Gray(1), DecodingResult::U8(v)) => {
+            let stride = w_us.div_ceil(8);
+            let mut out = Vec::with_capacity(n);
+            for y in 0..h_us {
+                for x in 0..w_us {
+                    let byte = v.get(y * stride + x / 8).copied().unwrap_or(0);
+                    let bit = (byte >> (7 - (x % 8))) & 1;
+                    out.push(if bit == 1 { 255 } else { 0 });
+                }
+            }
+            out
+        }
+        (ColorType::RGB(8), DecodingResult::U8(v)) => v.chunks_exact(3).map(luma).collect(),
+        (ColorType::RGBA(8), DecodingResult::U8(v)) => v.chunks_exact(4).map(luma).collect(),
+        (c, _) => {
+            return Err(ExtractError::BrokenImage(format!(
+                "unsupported TIFF colour type {c:?}"
+            )));
+        }
+    };
+    if white_is_zero {
+        pixels.iter_mut().for_each(|p| *p = 255 - *p);
+    }
+    if pixels.len() < n {
+        return Err(ExtractError::BrokenImage(
+            "TIFF data shorter than its size".into(),
+        ));
+    }
+    pixels.truncate(n);
+    Ok(Gray {
+        width: w,
+        height: h,
+        pixels,
+        dpi,
+    })
+}
+
+fn luma(p: &[u8]) -> u8 {
+    ((p[0] as u32 * 299 + p[1] as u32 * 587 + p[2] as u32 * 114) / 1000) as u8
+}

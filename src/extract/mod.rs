@@ -1,0 +1,503 @@
+//! Extract: turns stored bytes into text with word positions.
+//!
+//! - born-digital PDF: the text layer (pdf-extract), when page 1 has enough of it;
+//! - scanned PDF: page images rendered by `pdftoppm`, read by Tesseract (word boxes kept);
+//! - PNG, JPEG, (multi-page) TIFF: Tesseract;
+//! - plain text: as is.
+//!
+//! Parsers of untrusted input run in a child process ([`Extractor`]): a wall-clock limit, an
+//! address-space limit and a process group that is killed whole on timeout, so a hostile file
+//! can neither hang nor crash the daemon. Page 1 is read first and is enough to route; further
+//! pages are only read when page 1 carries too little text.
+
+pub mod image;
+pub mod ocr;
+pub mod pdf;
+pub mod zones;
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Kinds of input poststelle reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MediaType {
+    /// PDF.
+    Pdf,
+    /// PNG image.
+    Png,
+    /// JPEG image.
+    Jpeg,
+    /// TIFF image (one or more pages).
+    Tiff,
+    /// Plain text.
+    Text,
+}
+
+impl MediaType {
+    /// The MIME type.
+    pub fn mime(self) -> &'static str {
+        match self {
+            MediaType::Pdf => "application/pdf",
+            MediaType::Png => "image/png",
+            MediaType::Jpeg => "image/jpeg",
+            MediaType::Tiff => "image/tiff",
+            MediaType::Text => "text/plain",
+        }
+    }
+
+    /// Parses a MIME type written by [`MediaType::mime`].
+    pub fn from_mime(s: &str) -> Option<Self> {
+        [
+            MediaType::Pdf,
+            MediaType::Png,
+            MediaType::Jpeg,
+            MediaType::Tiff,
+            MediaType::Text,
+        ]
+        .into_iter()
+        .find(|m| m.mime() == s)
+    }
+
+    /// A file extension for this type.
+    pub fn extension(self) -> &'static str {
+        match self {
+            MediaType::Pdf => "pdf",
+            MediaType::Png => "png",
+            MediaType::Jpeg => "jpg",
+            MediaType::Tiff => "tif",
+            MediaType::Text => "txt",
+        }
+    }
+}
+
+/// Recognises the format from the bytes (never from the name alone: a `.pdf` that is not a PDF
+/// is refused). Text is accepted only for names ending in `.txt` and only without NUL bytes.
+pub fn sniff(bytes: &[u8], name: &str) -> Result<MediaType, ExtractError> {
+    if bytes.is_empty() {
+        return Err(ExtractError::Empty);
+    }
+    let head = &bytes[..bytes.len().min(1024)];
+    if head.windows(5).any(|w| w == b"%PDF-") {
+        return Ok(MediaType::Pdf);
+    }
+    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        return Ok(MediaType::Png);
+    }
+    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        return Ok(MediaType::Jpeg);
+    }
+    if bytes.starts_with(b"II*\0") || bytes.starts_with(b"MM\0*") {
+        return Ok(MediaType::Tiff);
+    }
+    let lower = name.to_ascii_lowercase();
+    if lower.ends_with(".txt") && !bytes.contains(&0) {
+        return Ok(MediaType::Text);
+    }
+    Err(ExtractError::UnknownFormat {
+        name: name.to_string(),
+    })
+}
+
+/// One recognised word with its box.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Word {
+    /// The word.
+    pub text: String,
+    /// Left edge, in page units.
+    pub x: f32,
+    /// Top edge.
+    pub y: f32,
+    /// Width.
+    pub w: f32,
+    /// Height.
+    pub h: f32,
+    /// OCR confidence 0..100.
+    pub conf: f32,
+    /// Line number on the page (words of one line share it).
+    pub line: u32,
+}
+
+/// One page of extracted text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Page {
+    /// 1-based page number.
+    pub number: u32,
+    /// The page's text, lines separated by `\n`.
+    pub text: String,
+    /// Words with boxes (OCR only; empty for text layers and plain text).
+    pub words: Vec<Word>,
+    /// Page width in units.
+    pub width: f32,
+    /// Page height in units.
+    pub height: f32,
+    /// Units per millimetre (`dpi / 25.4` for OCR'd pages, 0 when unknown).
+    pub units_per_mm: f32,
+}
+
+/// How the text was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// The PDF's own text layer.
+    TextLayer,
+    /// Tesseract OCR.
+    Ocr,
+    /// A plain-text file.
+    PlainText,
+}
+
+/// What extraction produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Extraction {
+    /// Detected type.
+    pub media_type: MediaType,
+    /// How the text was obtained.
+    pub method: Method,
+    /// Pages read (page 1 first; not necessarily all pages of the document).
+    pub pages: Vec<Page>,
+    /// Pages the document has, when known.
+    pub page_count: u32,
+}
+
+impl Extraction {
+    /// All read text, pages separated by form feeds.
+    pub fn text(&self) -> String {
+        self.pages
+            .iter()
+            .map(|p| p.text.as_str())
+            .collect::<Vec<_>>()
+            .join("\n\u{c}\n")
+    }
+
+    /// Number of letters and digits read: the measure of "has usable text".
+    pub fn alnum_chars(&self) -> usize {
+        self.pages.iter().map(|p| count_alnum(&p.text)).sum()
+    }
+}
+
+pub(crate) fn count_alnum(s: &str) -> usize {
+    s.chars().filter(|c| c.is_alphanumeric()).count()
+}
+
+/// Why a file could not be read. [`ExtractError::reason_de`] is the text people see.
+#[derive(Debug, Clone, PartialEq, thiserror::Error, Serialize, Deserialize)]
+pub enum ExtractError {
+    /// Zero bytes.
+    #[error("empty file")]
+    Empty,
+    /// Not a format we read.
+    #[error("unknown format: {name}")]
+    UnknownFormat {
+        /// The file name.
+        name: String,
+    },
+    /// Password-protected PDF.
+    #[error("encrypted PDF: {0}")]
+    Encrypted(String),
+    /// A PDF that neither parser nor renderer can read.
+    #[error("broken PDF: {0}")]
+    BrokenPdf(String),
+    /// More pixels than allowed.
+    #[error("image too large: {width}x{height}")]
+    ImageTooLarge {
+        /// Width in pixels.
+        width: u64,
+        /// Height in pixels.
+        height: u64,
+    },
+    /// An image that cannot be decoded.
+    #[error("broken image: {0}")]
+    BrokenImage(String),
+    /// Tesseract failed.
+    #[error("OCR failed: {0}")]
+    Ocr(String),
+    /// The reader ran out of time.
+    #[error("extraction timed out after {0} s")]
+    Timeout(u64),
+    /// The reader process died (memory limit, crash).
+    #[error("extraction process died: {0}")]
+    Crashed(String),
+    /// Local I/O failed (not the input's fault).
+    #[error("I/O: {0}")]
+    Io(String),
+}
+
+impl ExtractError {
+    /// The reason in German, for quarantine files and the review UI.
+    pub fn reason_de(&self) -> String {
+        match self {
+            ExtractError::Empty => "Die Datei ist leer (0 Byte).".into(),
+            ExtractError::UnknownFormat { name } => format!(
+                "Unbekanntes Dateiformat: „{name}“ ist weder PDF noch PNG, JPEG, TIFF oder Textdatei (.txt)."
+            ),
+            ExtractError::Encrypted(_) => {
+                "Das PDF ist verschlüsselt bzw. kennwortgeschützt und kann nicht gelesen werden. Bitte ungeschützt erneut einreichen.".into()
+            }
+            ExtractError::BrokenPdf(_) => "Das PDF ist beschädigt und kann weder als Text noch als Bild gelesen werden.".into(),
+            ExtractError::ImageTooLarge { width, height } => format!(
+                "Das Bild ist mit {width} × {height} Pixeln zu groß (mögliche Dekompressionsbombe); es wurde nicht geöffnet."
+            ),
+            ExtractError::BrokenImage(_) => "Das Bild ist beschädigt oder in einer nicht unterstützten Variante gespeichert.".into(),
+            ExtractError::Ocr(_) => "Die Texterkennung (OCR) ist fehlgeschlagen.".into(),
+            ExtractError::Timeout(s) => format!("Das Lesen der Datei dauerte länger als das Zeitlimit von {s} Sekunden und wurde abgebrochen."),
+            ExtractError::Crashed(_) => {
+                "Das Lesen der Datei wurde abgebrochen (Speicherlimit überschritten oder Lesefehler).".into()
+            }
+            ExtractError::Io(_) => "Die Datei konnte lokal nicht gelesen werden.".into(),
+        }
+    }
+
+    /// True when the input itself is at fault (quarantine); false for local trouble (retry).
+    pub fn is_input_fault(&self) -> bool {
+        !matches!(self, ExtractError::Io(_))
+    }
+}
+
+/// Limits and OCR options for one extraction.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExtractOptions {
+    /// Tesseract language.
+    pub language: String,
+    /// Tesseract data dir.
+    pub tessdata: Option<PathBuf>,
+    /// Rendering resolution for PDFs.
+    pub dpi: u32,
+    /// Letters/digits on a page below which its text layer is not used.
+    pub min_text_chars: usize,
+    /// Pages read at most.
+    pub max_pages: u32,
+    /// Pixels per image at most.
+    pub max_image_pixels: u64,
+}
+
+impl From<&crate::config::ExtractSettings> for ExtractOptions {
+    fn from(s: &crate::config::ExtractSettings) -> Self {
+        Self {
+            language: s.language.clone(),
+            tessdata: s.tessdata.clone(),
+            dpi: s.dpi,
+            min_text_chars: s.min_text_chars,
+            max_pages: s.max_pages,
+            max_image_pixels: s.max_image_pixels,
+        }
+    }
+}
+
+/// Extracts in this process. Only for the worker process and tests: the daemon uses
+/// [`Extractor`], which adds time and memory limits.
+pub fn extract_in_process(
+    path: &Path,
+    media: MediaType,
+    opts: &ExtractOptions,
+) -> Result<Extraction, ExtractError> {
+    let bytes = std::fs::read(path).map_err(|e| ExtractError::Io(e.to_string()))?;
+    match media {
+        MediaType::Text => Ok(plain_text(&bytes)),
+        MediaType::Pdf => pdf::extract(&bytes, path, opts),
+        MediaType::Png | MediaType::Jpeg | MediaType::Tiff => image::extract(&bytes, media, opts),
+    }
+}
+
+/// Reads a text file: UTF-8 (with or without BOM), else Windows-1252/Latin-1.
+pub fn plain_text(bytes: &[u8]) -> Extraction {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let text = match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_string(),
+        Err(_) => bytes.iter().map(|&b| b as char).collect(),
+    };
+    let text = text.replace("\r\n", "\n");
+    Extraction {
+        media_type: MediaType::Text,
+        method: Method::PlainText,
+        page_count: 1,
+        pages: vec![Page {
+            number: 1,
+            text,
+            words: Vec::new(),
+            width: 0.0,
+            height: 0.0,
+            units_per_mm: 0.0,
+        }],
+    }
+}
+
+/// Runs extraction in a child process with a time limit, a memory limit and its own process
+/// group (so renderers it starts die with it).
+#[derive(Debug, Clone)]
+pub struct Extractor {
+    /// The `poststelle` executable (its hidden `extract-worker` command does the work).
+    pub exe: PathBuf,
+    /// Options passed to the worker.
+    pub options: ExtractOptions,
+    /// Wall-clock limit.
+    pub timeout: Duration,
+    /// Address-space limit in bytes (0 = none).
+    pub memory_limit: u64,
+}
+
+impl Extractor {
+    /// Builds an extractor from settings; `exe` is normally `std::env::current_exe()`.
+    pub fn new(exe: PathBuf, settings: &crate::config::ExtractSettings) -> Self {
+        Self {
+            exe,
+            options: settings.into(),
+            timeout: settings.timeout,
+            memory_limit: settings.memory_limit_bytes,
+        }
+    }
+
+    /// Extracts the file at `path` (of type `media`).
+    pub async fn extract(&self, path: &Path, media: MediaType) -> Result<Extraction, ExtractError> {
+        let out_dir = tempfile::Builder::new()
+            .prefix("poststelle-extract")
+            .tempdir()
+            .map_err(|e| ExtractError::Io(e.to_string()))?;
+        let out = out_dir.path().join("result.json");
+        let opts =
+            serde_json::to_string(&self.options).map_err(|e| ExtractError::Io(e.to_string()))?;
+        let mut cmd = tokio::process::Command::new(&self.exe);
+        cmd.arg("extract-worker")
+            .arg("--media")
+            .arg(media.mime())
+            .arg("--options")
+            .arg(&opts)
+            .arg("--out")
+            .arg(&out)
+            .arg(path)
+            // One OCR thread per worker: parallelism comes from documents, not from inside Tesseract.
+            .env("OMP_THREAD_LIMIT", "1")
+            .env("TMPDIR", out_dir.path())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .process_group(0);
+        let limit = self.memory_limit;
+        // SAFETY: only async-signal-safe calls (setrlimit) between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if limit > 0 {
+                    let rl = libc::rlimit {
+                        rlim_cur: limit as libc::rlim_t,
+                        rlim_max: limit as libc::rlim_t,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_AS, &rl) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        let child = cmd
+            .spawn()
+            .map_err(|e| ExtractError::Io(format!("cannot start {}: {e}", self.exe.display())))?;
+        let pid = child.id();
+        let waited = tokio::time::timeout(self.timeout, child.wait_with_output()).await;
+        let output = match waited {
+            Ok(r) => r.map_err(|e| ExtractError::Io(e.to_string()))?,
+            Err(_) => {
+                if let Some(pid) = pid {
+                    // Kill the whole group: the worker and any renderer it started.
+                    // SAFETY: plain syscall on a process group we created.
+                    unsafe {
+                        libc::kill(-(pid as i32), libc::SIGKILL);
+                    }
+                }
+                return Err(ExtractError::Timeout(self.timeout.as_secs()));
+            }
+        };
+        match std::fs::read(&out) {
+            Ok(json) => serde_json::from_slice::<Result<Extraction, ExtractError>>(&json)
+                .map_err(|e| ExtractError::Crashed(format!("unreadable worker result: {e}")))?,
+            Err(_) => {
+                let stderr = String::from_utf8_lossy(&output.stderr);
+                let tail: String = stderr
+                    .chars()
+                    .rev()
+                    .take(400)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                Err(ExtractError::Crashed(format!(
+                    "{}; {}",
+                    output.status,
+                    tail.trim()
+                )))
+            }
+        }
+    }
+}
+
+/// The worker side: extracts one file and writes the JSON result to `out`. Panics are caught and
+/// reported as errors of the input.
+pub fn run_worker(
+    path: &Path,
+    media: MediaType,
+    opts: &ExtractOptions,
+    out: &Path,
+) -> std::io::Result<()> {
+    let result =
+        std::panic::catch_unwind(|| extract_in_process(path, media, opts)).unwrap_or_else(|p| {
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "panic".into());
+            Err(match media {
+                MediaType::Pdf => ExtractError::BrokenPdf(format!("parser panicked: {msg}")),
+                _ => ExtractError::BrokenImage(format!("decoder panicked: {msg}")),
+            })
+        });
+    let json = serde_json::to_vec(&result).map_err(std::io::Error::other)?;
+    let tmp = out.with_extension("tmp");
+    std::fs::write(&tmp, json)?;
+    std::fs::rename(tmp, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sniff_by_content_not_name() {
+        assert_eq!(sniff(b"%PDF-1.7\n...", "x.pdf"), Ok(MediaType::Pdf));
+        assert_eq!(
+            sniff(b"\x89PNG\r\n\x1a\nxxxx", "scan.bin"),
+            Ok(MediaType::Png)
+        );
+        assert_eq!(sniff(b"II*\0abc", "a.tif"), Ok(MediaType::Tiff));
+        assert_eq!(sniff(b"Hallo", "brief.txt"), Ok(MediaType::Text));
+        assert_eq!(sniff(b"", "leer.pdf"), Err(ExtractError::Empty));
+        assert!(matches!(
+            sniff(b"<html>", "fake.pdf"),
+            Err(ExtractError::UnknownFormat { .. })
+        ));
+        assert!(matches!(
+            sniff(b"ab\0cd", "bin.txt"),
+            Err(ExtractError::UnknownFormat { .. })
+        ));
+    }
+
+    #[test]
+    fn latin1_text_is_read() {
+        let e = plain_text(b"Stra\xdfe M\xfcller\r\n");
+        assert_eq!(e.pages[0].text, "Straße Müller\n");
+    }
+
+    #[test]
+    fn every_error_has_a_german_reason() {
+        for e in [
+            ExtractError::Empty,
+            ExtractError::Encrypted("x".into()),
+            ExtractError::BrokenPdf("x".into()),
+            ExtractError::Timeout(3),
+        ] {
+            let r = e.reason_de();
+            assert!(r.ends_with('.'), "{r}");
+            assert!(!r.contains("error"), "{r}");
+        }
+    }
+}

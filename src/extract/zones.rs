@@ -1,0 +1,211 @@
+//! Zones of a letter's first page: the DIN 5008 address field and the subject (Betreff) line.
+//!
+//! With word boxes (OCR) the address field is found by geometry: 85 x 45 mm at 20-25 mm from the
+//! left and 27 mm (form A) or 45 mm (form B) from the top; both forms are covered with a margin
+//! for skew and scanner offsets. Without boxes (text layers, plain text, e-mail) it is found by
+//! layout: the block of lines ending in the recipient's postcode line, preferring the block
+//! that names the town, or an e-mail's `An:` header.
+
+use super::{Extraction, Page};
+use regex::Regex;
+use std::sync::LazyLock;
+
+/// The zones of a document's text.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Zones {
+    /// The recipient address field of page 1.
+    pub address: Option<String>,
+    /// The subject line.
+    pub subject: Option<String>,
+    /// All of page 1.
+    pub page1: String,
+    /// All text read.
+    pub all: String,
+}
+
+/// Address-field window in millimetres: (left, top, right, bottom), forms A and B together.
+const ADDRESS_MM: (f32, f32, f32, f32) = (12.0, 22.0, 115.0, 95.0);
+
+static POSTCODE_LINE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^\s*(D-?\s?)?\d{5}\s+\p{L}").expect("static regex"));
+static SUBJECT_PREFIX: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)^\s*(betreff|betr\.?|subject|thema)\s*[:.]?\s*(.+)$").expect("static regex")
+});
+static SALUTATION: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)^\s*(sehr geehrte|guten tag|hallo|liebe|lieber|moin|servus|grüß gott|hi\b)")
+        .expect("static regex")
+});
+static DATE_LINE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\d{1,2}\.\s?\d{1,2}\.\s?\d{2,4}|\d{1,2}\.\s+\p{L}+\s+\d{4}").expect("static regex")
+});
+static EMAIL_TO: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?im)^\s*(an|to)\s*:\s*(.+)$").expect("static regex"));
+
+/// Finds the zones of an extraction. `markers` are words that identify the town (e.g.
+/// "Musterstadt"); they pick the recipient block among several address-like blocks.
+pub fn find(ex: &Extraction, markers: &[String]) -> Zones {
+    let page1 = ex.pages.first();
+    let page1_text = page1.map(|p| p.text.clone()).unwrap_or_default();
+    let address = page1
+        .and_then(address_by_geometry)
+        .or_else(|| address_by_layout(&page1_text, markers));
+    Zones {
+        subject: subject(&page1_text),
+        address,
+        page1: page1_text,
+        all: ex.text(),
+    }
+}
+
+/// Zones of a bare text (used by the CLI and training, where no boxes exist).
+pub fn from_text(text: &str, markers: &[String]) -> Zones {
+    Zones {
+        address: address_by_layout(text, markers),
+        subject: subject(text),
+        page1: text.to_string(),
+        all: text.to_string(),
+    }
+}
+
+fn address_by_geometry(page: &Page) -> Option<String> {
+    if page.words.is_empty() || page.units_per_mm <= 0.0 {
+        return None;
+    }
+    let u = page.units_per_mm;
+    let (l, t, r, b) = ADDRESS_MM;
+    let mut lines: Vec<(u32, f32, Vec<&str>)> = Vec::new();
+    for w in &page.words {
+        let cx = (w.x + w.w / 2.0) / u;
+        let cy = (w.y + w.h / 2.0) / u;
+        if cx >= l && cx <= r && cy >= t && cy <= b {
+            match lines.iter_mut().find(|(line, _, _)| *line == w.line) {
+                Some((_, _, ws)) => ws.push(&w.text),
+                None => lines.push((w.line, w.y, vec![&w.text])),
+            }
+        }
+    }
+    if lines.is_empty() {
+        return None;
+    }
+    lines.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let text: Vec<String> = lines.into_iter().map(|(_, _, ws)| ws.join(" ")).collect();
+    Some(text.join("\n"))
+}
+
+fn address_by_layout(text: &str, markers: &[String]) -> Option<String> {
+    if let Some(c) = EMAIL_TO.captures(text.lines().take(8).collect::<Vec<_>>().join("\n").as_str())
+    {
+        return c.get(2).map(|m| m.as_str().trim().to_string());
+    }
+    let lines: Vec<&str> = text.lines().take(40).collect();
+    let mut blocks: Vec<String> = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if !POSTCODE_LINE.is_match(line) {
+            continue;
+        }
+        let mut start = i;
+        while start > 0 && i - start < 6 && !lines[start - 1].trim().is_empty() {
+            start -= 1;
+        }
+        blocks.push(
+            lines[start..=i]
+                .iter()
+                .map(|l| l.trim())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        );
+    }
+    let names_town = |b: &String| {
+        let lb = b.to_lowercase();
+        markers.iter().any(|m| lb.contains(&m.to_lowercase()))
+    };
+    blocks
+        .iter()
+        .find(|b| names_town(b))
+        .or_else(|| blocks.get(1))
+        .or(blocks.first())
+        .cloned()
+}
+
+fn subject(text: &str) -> Option<String> {
+    let lines: Vec<&str> = text.lines().take(60).collect();
+    for l in &lines {
+        if let Some(c) = SUBJECT_PREFIX.captures(l) {
+            return c.get(2).map(|m| m.as_str().trim().to_string());
+        }
+    }
+    // DIN 5008 without a prefix: the line before the salutation, if it is not the date.
+    let sal = lines.iter().position(|l| SALUTATION.is_match(l))?;
+    lines[..sal]
+        .iter()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .filter(|l| !DATE_LINE.is_match(l) && l.len() < 160 && !POSTCODE_LINE.is_match(l))
+        .map(|l| l.trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LETTER: &str = "Erika Mustermann\nLindenweg 4\n12345 Musterstadt\n\nStadt Musterstadt\nBauordnungsamt\nRathausplatz 1\n12345 Musterstadt\n\nMusterstadt, 03.02.2025\n\nBauantrag für einen Carport, Flurstück 12\n\nSehr geehrte Damen und Herren,\nich beantrage ...";
+
+    #[test]
+    fn recipient_block_is_the_one_naming_the_town_office() {
+        let z = from_text(LETTER, &["Stadt Musterstadt".to_string()]);
+        assert_eq!(
+            z.address.as_deref(),
+            Some("Stadt Musterstadt\nBauordnungsamt\nRathausplatz 1\n12345 Musterstadt")
+        );
+    }
+
+    #[test]
+    fn subject_without_prefix_is_the_line_before_the_salutation() {
+        let z = from_text(LETTER, &[]);
+        assert_eq!(
+            z.subject.as_deref(),
+            Some("Bauantrag für einen Carport, Flurstück 12")
+        );
+    }
+
+    #[test]
+    fn subject_with_prefix_and_email_recipient() {
+        let mail =
+            "Von: a@b.de\nAn: steueramt@musterstadt.de\nBetreff: Hundesteuer Abmeldung\n\nHallo,";
+        let z = from_text(mail, &[]);
+        assert_eq!(z.subject.as_deref(), Some("Hundesteuer Abmeldung"));
+        assert_eq!(z.address.as_deref(), Some("steueramt@musterstadt.de"));
+    }
+
+    #[test]
+    fn geometry_picks_words_inside_the_address_window() {
+        let u = 300.0 / 25.4;
+        let word = |t: &str, x_mm: f32, y_mm: f32, line: u32| super::super::Word {
+            text: t.into(),
+            x: x_mm * u,
+            y: y_mm * u,
+            w: 10.0 * u,
+            h: 4.0 * u,
+            conf: 90.0,
+            line,
+        };
+        let page = Page {
+            number: 1,
+            text: String::new(),
+            words: vec![
+                word("Briefkopf", 140.0, 10.0, 1),
+                word("Stadt", 25.0, 50.0, 2),
+                word("Musterstadt", 40.0, 50.0, 2),
+                word("Standesamt", 25.0, 56.0, 3),
+                word("Betreff", 25.0, 110.0, 4),
+            ],
+            width: 2480.0,
+            height: 3508.0,
+            units_per_mm: u,
+        };
+        assert_eq!(
+            address_by_geometry(&page).as_deref(),
+            Some("Stadt Musterstadt\nStandesamt")
+        );
+    }
+}

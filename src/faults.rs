@@ -1,0 +1,24 @@
+//! Test hooks for crash tests: with `POSTSTELLE_PAUSE_AT=<point>` the process stops at that
+//! point (after writing the marker file named by `POSTSTELLE_PAUSE_MARKER`) and waits to be
+//! killed. Tests use it to SIGKILL the daemon at an exact place, e.g. between committing a scan
+//! and moving it, or between delivering and recording the delivery. Unset, it does nothing.
+
+/// Named points where a crash test can stop the process.
+pub mod points {
+    /// Scan committed to store and blob storage, original not yet moved out of the inbox.
+    pub const AFTER_COMMIT: &str = "after_commit";
+    /// Target has the document, the store does not yet say so.
+    pub const AFTER_DELIVER: &str = "after_deliver";
+}
+
+/// Stops here forever when `POSTSTELLE_PAUSE_AT` names this point.
+pub async fn pause_point(name: &str) {
+    if std::env::var("POSTSTELLE_PAUSE_AT").ok().as_deref() != Some(name) {
+        return;
+    }
+    tracing::warn!(point = name, "paused at test hook; waiting to be killed");
+    if let Ok(marker) = std::env::var("POSTSTELLE_PAUSE_MARKER") {
+        let _ = std::fs::write(marker, name);
+    }
+    std::future::pending::<()>().await;
+}

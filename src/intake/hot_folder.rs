@@ -1,0 +1,168 @@
+//! The scanner hot folder: watched (inotify), scanned at start and rescanned periodically
+//! (watchers miss events on network shares). A file is taken only when its size and mtime have
+//! stayed the same for the settle time; its bytes and row are committed before it is moved to
+//! `processed/`. A crash between the two leaves the file in the inbox; the next run recognises
+//! the bytes (SHA-256) and only moves it.
+
+use super::{Intake, Outcome, move_file, unique_path};
+use crate::config::HotFolderSettings;
+use crate::faults::{pause_point, points};
+use notify::Watcher;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime};
+use tokio_util::sync::CancellationToken;
+
+const SOURCE: &str = "hot_folder";
+
+/// The hot-folder source.
+#[derive(Debug)]
+pub struct HotFolder {
+    settings: HotFolderSettings,
+    intake: Intake,
+    /// path -> (size, mtime, first seen with these values)
+    seen: HashMap<PathBuf, (u64, Option<SystemTime>, Instant)>,
+}
+
+impl HotFolder {
+    /// Creates the source (and its folders).
+    pub fn new(settings: HotFolderSettings, intake: Intake) -> std::io::Result<Self> {
+        for d in [&settings.inbox, &settings.processed, &settings.quarantine] {
+            std::fs::create_dir_all(d)?;
+        }
+        Ok(Self {
+            settings,
+            intake,
+            seen: HashMap::new(),
+        })
+    }
+
+    /// Runs until cancelled.
+    pub async fn run(mut self, cancel: CancellationToken) {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(16);
+        let watcher = notify::recommended_watcher(move |_res: notify::Result<notify::Event>| {
+            let _ = tx.try_send(());
+        })
+        .and_then(|mut w| {
+            w.watch(&self.settings.inbox, notify::RecursiveMode::NonRecursive)?;
+            Ok(w)
+        });
+        if let Err(e) = &watcher {
+            tracing::warn!(error = %e, "hot folder watcher unavailable; relying on periodic rescans");
+        }
+        tracing::info!(inbox = %self.settings.inbox.display(), "watching hot folder");
+        // Re-check often while files are settling, otherwise at the rescan interval.
+        let tick = self
+            .settings
+            .settle
+            .clamp(std::time::Duration::from_millis(100), self.settings.rescan)
+            / 2;
+        let mut last_full = Instant::now() - self.settings.rescan;
+        loop {
+            if last_full.elapsed() >= self.settings.rescan || !self.seen.is_empty() {
+                last_full = Instant::now();
+                self.scan().await;
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                Some(()) = rx.recv() => {
+                    // Drain the burst, then look.
+                    while rx.try_recv().is_ok() {}
+                    self.scan().await;
+                }
+                _ = tokio::time::sleep(tick.max(std::time::Duration::from_millis(50))) => {}
+            }
+        }
+        drop(watcher);
+    }
+
+    /// One pass over the inbox: take every file that has settled.
+    pub async fn scan(&mut self) {
+        let entries = match std::fs::read_dir(&self.settings.inbox) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read inbox");
+                return;
+            }
+        };
+        let mut present = Vec::new();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().to_string();
+            // Scanner software writes temporary names first; hidden files are not ours.
+            if name.starts_with('.') || name.ends_with(".tmp") || name.ends_with(".part") {
+                continue;
+            }
+            let Ok(meta) = entry.metadata() else { continue };
+            if !meta.is_file() {
+                continue;
+            }
+            present.push(path.clone());
+            let key = (meta.len(), meta.modified().ok());
+            let now = Instant::now();
+            match self.seen.get(&path) {
+                Some((len, mtime, since)) if (*len, *mtime) == key => {
+                    if now.duration_since(*since) >= self.settings.settle {
+                        self.seen.remove(&path);
+                        self.take(&path, &name).await;
+                    }
+                }
+                _ => {
+                    self.seen.insert(path, (key.0, key.1, now));
+                }
+            }
+        }
+        self.seen.retain(|p, _| present.contains(p));
+    }
+
+    async fn take(&self, path: &Path, name: &str) {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "cannot read file yet; will retry");
+                return;
+            }
+        };
+        let outcome = match self
+            .intake
+            .ingest(SOURCE, name, &bytes, self.settings.max_file_bytes)
+            .await
+        {
+            Ok(o) => o,
+            Err(e) => {
+                // Local trouble (database, disk): leave the file where it is and retry later.
+                tracing::error!(file = %path.display(), error = %e, "could not commit; file stays in inbox");
+                return;
+            }
+        };
+        match outcome {
+            Outcome::New(id) => {
+                pause_point(points::AFTER_COMMIT).await;
+                tracing::info!(file = name, document = %id, "scan received");
+                self.move_processed(path, name);
+            }
+            Outcome::Duplicate(id) => {
+                tracing::info!(file = name, document = %id, "same bytes received before; not filed again");
+                self.move_processed(path, name);
+            }
+            Outcome::Quarantined(reason) => {
+                tracing::warn!(file = name, %reason, "quarantined");
+                if let Err(e) = self
+                    .intake
+                    .quarantine(SOURCE, name, &reason, "", Some(path), None)
+                    .await
+                {
+                    tracing::error!(file = name, error = %e, "could not quarantine; file stays in inbox");
+                }
+            }
+        }
+    }
+
+    fn move_processed(&self, path: &Path, name: &str) {
+        let target = unique_path(&self.settings.processed, name);
+        if let Err(e) = move_file(path, &target) {
+            // Committed already: the next scan recognises the bytes and moves it then.
+            tracing::error!(file = %path.display(), error = %e, "could not move to processed");
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! Intake: scanner hot folder and uploads. Every source acknowledges its input (moves the file,
+//! answers the upload) only after the bytes and the row are committed ([`Intake::ingest`]).
+
+pub mod hot_folder;
+
+use crate::extract::{ExtractError, sniff};
+use crate::store::blobs::{BlobStore, sync_dir};
+use crate::store::{Inserted, NewDocument, Store, StoreError};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+/// What became of an input.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// A new document, committed.
+    New(crate::domain::DocumentId),
+    /// The same bytes arrived before as this document.
+    Duplicate(crate::domain::DocumentId),
+    /// Refused with a German reason (and a quarantine entry).
+    Quarantined(String),
+}
+
+/// Intake errors (local trouble, not the input's fault: the input is kept and retried).
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    /// Store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Local I/O failed.
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Shared intake logic: commit bytes and row, or quarantine.
+#[derive(Debug, Clone)]
+pub struct Intake {
+    /// Store.
+    pub store: Store,
+    /// Blob storage.
+    pub blobs: BlobStore,
+    /// Quarantine directory (files plus `<name>.reason.txt`).
+    pub quarantine_dir: PathBuf,
+    /// Wakes the pipeline when a document arrives.
+    pub wake: Arc<Notify>,
+}
+
+impl Intake {
+    /// Commits an input: format check, blob, row (one transaction). Returns only after the
+    /// commit, so the caller may then acknowledge its source.
+    pub async fn ingest(
+        &self,
+        source: &str,
+        name: &str,
+        bytes: &[u8],
+        max_bytes: u64,
+    ) -> Result<Outcome, IntakeError> {
+        if bytes.len() as u64 > max_bytes {
+            let reason = format!(
+                "Die Datei ist mit {} MB größer als die erlaubten {} MB.",
+                bytes.len() / (1024 * 1024),
+                max_bytes / (1024 * 1024)
+            );
+            return Ok(Outcome::Quarantined(reason));
+        }
+        let media = match sniff(bytes, name) {
+            Ok(m) => m,
+            Err(e) => return Ok(Outcome::Quarantined(e.reason_de())),
+        };
+        let blobs = self.blobs.clone();
+        let owned = bytes.to_vec();
+        let sha = tokio::task::spawn_blocking(move || blobs.put(&owned))
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))??;
+        let inserted = self
+            .store
+            .insert_received(
+                &NewDocument {
+                    sha256: sha,
+                    source: source.to_string(),
+                    original_name: name.to_string(),
+                    media_type: media.mime().to_string(),
+                    size_bytes: bytes.len() as i64,
+                },
+                source,
+            )
+            .await?;
+        self.wake.notify_one();
+        Ok(match inserted {
+            Inserted::New(id) => Outcome::New(id),
+            Inserted::Duplicate(id) => Outcome::Duplicate(id),
+        })
+    }
+
+    /// Records a refused input: store row plus `<name>` and `<name>.reason.txt` in the
+    /// quarantine folder. `original` is moved there if given, else `bytes` are written.
+    pub async fn quarantine(
+        &self,
+        source: &str,
+        name: &str,
+        reason: &str,
+        detail: &str,
+        original: Option<&Path>,
+        bytes: Option<&[u8]>,
+    ) -> Result<PathBuf, IntakeError> {
+        let target = write_quarantine(&self.quarantine_dir, name, reason, original, bytes)?;
+        self.store
+            .quarantine_input(
+                source,
+                name,
+                reason,
+                detail,
+                Some(&target.display().to_string()),
+            )
+            .await?;
+        Ok(target)
+    }
+}
+
+/// Puts a file into the quarantine folder with its reason; returns the file's path there.
+pub fn write_quarantine(
+    dir: &Path,
+    name: &str,
+    reason: &str,
+    original: Option<&Path>,
+    bytes: Option<&[u8]>,
+) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let target = unique_path(dir, &safe_name(name));
+    match (original, bytes) {
+        (Some(p), _) => move_file(p, &target)?,
+        (None, Some(b)) => std::fs::write(&target, b)?,
+        (None, None) => {}
+    }
+    let mut reason_path = target.clone().into_os_string();
+    reason_path.push(".reason.txt");
+    std::fs::write(
+        &reason_path,
+        format!(
+            "Datei: {name}\nZeitpunkt: {}\nGrund: {reason}\n",
+            crate::store::now_str()
+        ),
+    )?;
+    sync_dir(dir)?;
+    Ok(target)
+}
+
+/// A file name without path parts or control characters.
+pub fn safe_name(name: &str) -> String {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
+    let cleaned: String = base
+        .chars()
+        .map(|c| if c.is_control() { '_' } else { c })
+        .collect();
+    let cleaned = cleaned.trim_start_matches('.').to_string();
+    if cleaned.is_empty() {
+        "datei".into()
+    } else {
+        cleaned
+    }
+}
+
+/// `dir/name`, or `dir/<n>-name` if that is taken.
+pub fn unique_path(dir: &Path, name: &str) -> PathBuf {
+    let first = dir.join(name);
+    if !first.exists() {
+        return first;
+    }
+    (1..)
+        .map(|n| dir.join(format!("{n}-{name}")))
+        .find(|p| !p.exists())
+        .unwrap_or(first)
+}
+
+/// Moves a file (rename, or copy + remove across file systems) and syncs the target dir.
+pub fn move_file(from: &Path, to: &Path) -> std::io::Result<()> {
+    if std::fs::rename(from, to).is_err() {
+        std::fs::copy(from, to)?;
+        std::fs::File::open(to)?.sync_all()?;
+        std::fs::remove_file(from)?;
+    }
+    if let Some(d) = to.parent() {
+        sync_dir(d)?;
+    }
+    Ok(())
+}
+
+impl From<ExtractError> for Outcome {
+    fn from(e: ExtractError) -> Self {
+        Outcome::Quarantined(e.reason_de())
+    }
+}

@@ -1,0 +1,29 @@
+//! poststelle: a municipal mailroom daemon.
+//!
+//! Scanned letters and e-mail come in, are read (PDF text layer or Tesseract OCR), routed to the
+//! department mailbox that must act (rules plus a small local model), and filed into that
+//! mailbox in the DMS. What the machine is unsure about waits for a person.
+//!
+//! The modules follow the data's path:
+//! - [`intake`]: scanner hot folder and uploads; acknowledges input only after the commit;
+//! - [`extract`]: text and word positions (PDF text layer, Tesseract OCR), sandboxed;
+//! - [`classify`]: rules, model, decision with explanation;
+//! - [`deliver`]: delivery targets behind one trait, outbox with retries;
+//! - [`store`]: all SQL (documents, audit events, corrections, quarantine) and blobs;
+//! - [`api`]: the HTTP API (axum);
+//! - [`pipeline`]: the workers that move documents from state to state;
+//! - [`train`]: corpus loading, training, evaluation, model versions;
+//! - [`config`], [`domain`], [`app`], [`faults`]: settings, shared types, wiring, test hooks.
+
+pub mod api;
+pub mod app;
+pub mod classify;
+pub mod config;
+pub mod deliver;
+pub mod domain;
+pub mod extract;
+pub mod faults;
+pub mod intake;
+pub mod pipeline;
+pub mod store;
+pub mod train;

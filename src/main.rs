@@ -1,0 +1,565 @@
+//! The `poststelle` command line. Thin: parses arguments, loads settings, calls the library.
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use poststelle::app::{Application, build_classifier};
+use poststelle::config::Settings;
+use poststelle::domain::DocState;
+use poststelle::extract::{self, Extractor, MediaType};
+use poststelle::train::{self, Registry};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    name = "poststelle",
+    version,
+    about = "Routes a town's incoming post to the right department mailbox"
+)]
+struct Cli {
+    /// Configuration file.
+    #[arg(
+        long,
+        global = true,
+        default_value = "config/musterstadt.toml",
+        env = "POSTSTELLE_CONFIG"
+    )]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon: hot folder, pipeline, delivery, API.
+    Serve,
+    /// Route files and print the decision (nothing is stored or delivered).
+    Route {
+        /// One JSON object per file and line.
+        #[arg(long)]
+        json: bool,
+        /// Files to route.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Train a new model version from the corpus (and corrections) and activate it when it is
+    /// not worse than the active one.
+    Train {
+        /// A JSON Lines corpus (`{"id","text","mailbox"}` per line) instead of training-data/.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Activate even when the new version scores worse.
+        #[arg(long)]
+        force: bool,
+        /// Cross-validation folds.
+        #[arg(long, default_value_t = 5)]
+        folds: usize,
+    },
+    /// Cross-validate rules, model and both combined on a corpus.
+    Eval {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// A JSON Lines corpus instead of training-data/.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Folds.
+        #[arg(long, default_value_t = 5)]
+        folds: usize,
+    },
+    /// Documents in the store.
+    Documents {
+        #[command(subcommand)]
+        command: DocumentsCommand,
+    },
+    /// Model versions.
+    Model {
+        #[command(subcommand)]
+        command: ModelCommand,
+    },
+    /// Check the configuration and rules; report problems with file, line and a hint.
+    CheckConfig,
+    /// Internal: extract one file in a sandboxed child process.
+    #[command(hide = true)]
+    ExtractWorker {
+        #[arg(long)]
+        media: String,
+        #[arg(long)]
+        options: String,
+        #[arg(long)]
+        out: PathBuf,
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum DocumentsCommand {
+    /// List documents, newest first.
+    List {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        /// Only documents in this state (received, review, queued, delivered, quarantined, ...).
+        #[arg(long)]
+        state: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// List versions.
+    List,
+    /// Activate a version.
+    Activate {
+        /// Version id.
+        version: String,
+    },
+    /// Re-activate the previous version.
+    Rollback,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::ExtractWorker {
+        media,
+        options,
+        out,
+        file,
+    } = &cli.command
+    {
+        return worker(media, options, out, file);
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn worker(media: &str, options: &str, out: &Path, file: &Path) -> ExitCode {
+    let Some(media) = MediaType::from_mime(media) else {
+        eprintln!("unknown media type {media}");
+        return ExitCode::FAILURE;
+    };
+    let opts: extract::ExtractOptions = match serde_json::from_str(options) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("bad options: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Parser panics are caught and reported as results; keep stderr quiet about them.
+    std::panic::set_hook(Box::new(|_| {}));
+    match extract::run_worker(file, media, &opts, out) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cannot write result: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(path: &Path) -> anyhow::Result<Settings> {
+    Settings::load(path).map_err(|e| anyhow::anyhow!("configuration invalid:\n{e}"))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::CheckConfig => check_config(&cli.config),
+        Command::Serve => {
+            let settings = load(&cli.config)?;
+            let exe = std::env::current_exe().context("locating own executable")?;
+            let app = Application::build(settings, exe).await?;
+            let cancel = tokio_util::sync::CancellationToken::new();
+            let c = cancel.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                tracing::info!("shutting down");
+                c.cancel();
+            });
+            app.run(cancel).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Route { json, files } => route(&load(&cli.config)?, json, &files).await,
+        Command::Train { data, force, folds } => {
+            train_cmd(&load(&cli.config)?, data.as_deref(), force, folds).await
+        }
+        Command::Eval { json, data, folds } => {
+            eval_cmd(&load(&cli.config)?, json, data.as_deref(), folds)
+        }
+        Command::Documents {
+            command: DocumentsCommand::List { json, state, limit },
+        } => {
+            let settings = load(&cli.config)?;
+            let store = poststelle::store::Store::open(&settings.store.url).await?;
+            let state = match state {
+                Some(s) => Some(DocState::parse(&s).with_context(|| format!("unknown state {s}"))?),
+                None => None,
+            };
+            for d in store.list(state, limit).await? {
+                if json {
+                    println!("{}", serde_json::to_string(&d)?);
+                } else {
+                    println!(
+                        "{}  {:<11}  {:<6}  {:>5}  {}",
+                        d.id,
+                        d.state,
+                        d.mailbox.as_ref().map(|m| m.as_str()).unwrap_or("-"),
+                        d.confidence
+                            .map(|c| format!("{:.0}%", c * 100.0))
+                            .unwrap_or_default(),
+                        d.original_name
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Model { command } => {
+            let settings = load(&cli.config)?;
+            let reg = Registry::new(&settings.classify.models);
+            match command {
+                ModelCommand::List => {
+                    for v in reg.list() {
+                        let mark = if v.active { "*" } else { " " };
+                        match (&v.meta, &v.problem) {
+                            (Some(m), _) => println!("{mark} {}  {}", v.version, m),
+                            (None, Some(p)) => println!("{mark} {}  UNUSABLE: {p}", v.version),
+                            _ => println!("{mark} {}", v.version),
+                        }
+                    }
+                }
+                ModelCommand::Activate { version } => {
+                    reg.activate(&version)?;
+                    println!("activated {version}");
+                }
+                ModelCommand::Rollback => println!("activated {}", reg.rollback()?),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ExtractWorker { .. } => bail!("extract-worker is handled before start-up"),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+        }
+        Err(_) => {
+            let _ = ctrl_c.await;
+        }
+    }
+}
+
+fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
+    let settings = match Settings::load(path) {
+        Ok(s) => s,
+        Err(e) => {
+            for p in &e.0 {
+                println!("{p}");
+            }
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let mut ok = true;
+    match poststelle::classify::rules::RuleSet::load_dir(
+        &settings.classify.rules,
+        &settings.mailbox_ids(),
+    ) {
+        Ok(rules) => {
+            let failures = rules.check_tests(&settings.address_markers);
+            for f in &failures {
+                println!("{f}");
+            }
+            ok &= failures.is_empty();
+            println!(
+                "rules: {} files, {} rules",
+                rules.files.len(),
+                rules.rules().count()
+            );
+        }
+        Err(e) => {
+            println!("{e}");
+            ok = false;
+        }
+    }
+    if let Err(e) = Registry::new(&settings.classify.models).load_active() {
+        println!("model: {e}");
+        ok = false;
+    }
+    if settings.api.enabled && settings.api.token.is_empty() {
+        println!(
+            "{}: warning: no API token (set POSTSTELLE__API__TOKEN or api.token_file); the API will refuse all requests",
+            path.display()
+        );
+    }
+    println!(
+        "{}: {} mailboxes, review mailbox {}",
+        path.display(),
+        settings.mailboxes.len(),
+        settings.review.id
+    );
+    println!(
+        "{}",
+        if ok {
+            "configuration OK"
+        } else {
+            "configuration has problems"
+        }
+    );
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn route(settings: &Settings, json: bool, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let classifier = Arc::new(build_classifier(settings)?);
+    let extractor = Extractor::new(std::env::current_exe()?, &settings.extract);
+    let mut failed = false;
+    for file in files {
+        let name = file.display().to_string();
+        let result: anyhow::Result<poststelle::domain::Decision> = async {
+            let bytes = std::fs::read(file).with_context(|| format!("cannot read {name}"))?;
+            let media =
+                extract::sniff(&bytes, &name).map_err(|e| anyhow::anyhow!(e.reason_de()))?;
+            let ex = extractor
+                .extract(file, media)
+                .await
+                .map_err(|e| anyhow::anyhow!("{} ({e})", e.reason_de()))?;
+            let zones = extract::zones::find(&ex, &settings.address_markers);
+            let c = classifier.clone();
+            Ok(tokio::task::spawn_blocking(move || c.decide(&zones)).await?)
+        }
+        .await;
+        match result {
+            Ok(d) => {
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({
+                            "file": name, "mailbox": d.mailbox, "confidence": d.confidence,
+                            "decided_by": d.decided_by, "needs_review": d.needs_review, "explanation": d.explanation,
+                        })
+                    );
+                } else {
+                    let mb = d.mailbox.as_ref().map(|m| m.as_str()).unwrap_or("-");
+                    let mbname = d
+                        .mailbox
+                        .as_ref()
+                        .and_then(|m| settings.mailbox(m))
+                        .map(|m| m.name.as_str())
+                        .unwrap_or("");
+                    println!(
+                        "{name}: {mb} {mbname} ({:.0} %, {:?}){}",
+                        d.confidence * 100.0,
+                        d.decided_by,
+                        if d.needs_review { " -> Prüfung" } else { "" }
+                    );
+                    for h in &d.explanation.rules {
+                        println!(
+                            "    Regel {} [{}] {:?} {}",
+                            h.rule,
+                            h.zone,
+                            h.matched,
+                            h.position.clone().unwrap_or_default()
+                        );
+                    }
+                    if let Some(r) = &d.explanation.review_reason {
+                        println!("    {r}");
+                    }
+                }
+            }
+            Err(e) => {
+                failed = true;
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"file": name, "error": format!("{e:#}")})
+                    );
+                } else {
+                    eprintln!("{name}: error: {e:#}");
+                }
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn corpus(settings: &Settings, data: Option<&Path>) -> anyhow::Result<Vec<train::Item>> {
+    let items = match data {
+        Some(f) => train::load_jsonl(f)?,
+        None => train::load_corpus(&settings.classify.training_data)?,
+    };
+    if items.is_empty() {
+        bail!("no training items found");
+    }
+    Ok(items)
+}
+
+async fn train_cmd(
+    settings: &Settings,
+    data: Option<&Path>,
+    force: bool,
+    folds: usize,
+) -> anyhow::Result<ExitCode> {
+    let mut items = corpus(settings, data)?;
+    if data.is_none() {
+        if let Ok(store) = poststelle::store::Store::open(&settings.store.url).await {
+            for (id, text, mailbox) in store.corrections_for_training().await? {
+                items.push(train::Item {
+                    id,
+                    text,
+                    mailbox,
+                    origin: "correction".into(),
+                });
+            }
+        }
+    }
+    let rules = Arc::new(poststelle::classify::rules::RuleSet::load_dir(
+        &settings.classify.rules,
+        &[],
+    )?);
+    let started = std::time::Instant::now();
+    let (mut model, report) = train::fit(
+        &items,
+        &settings.mailbox_ids(),
+        &rules,
+        &settings.address_markers,
+        folds,
+    )?;
+    let reg = Registry::new(&settings.classify.models);
+    let version = reg.add(&mut model)?;
+    println!(
+        "trained {version} on {} items in {:.1} s: top-1 {:.1} %, straight-through {:.1} % at threshold {:?}",
+        items.len(),
+        started.elapsed().as_secs_f64(),
+        report.combined.top1 * 100.0,
+        report.combined.straight_through * 100.0,
+        report.combined.threshold
+    );
+    let current = reg.load_active().ok().flatten();
+    let cur_score = current
+        .as_ref()
+        .and_then(|m| m.meta.metrics["combined"]["top1"].as_f64());
+    let not_worse = cur_score.is_none_or(|c| report.combined.top1 + 1e-9 >= c);
+    if not_worse || force {
+        reg.activate(&version)?;
+        println!("activated {version}");
+    } else {
+        println!(
+            "NOT activated: top-1 {:.1} % is worse than the active model's {:.1} %; use --force or `poststelle model activate {version}`",
+            report.combined.top1 * 100.0,
+            cur_score.unwrap_or(0.0) * 100.0
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn eval_cmd(
+    settings: &Settings,
+    json: bool,
+    data: Option<&Path>,
+    folds: usize,
+) -> anyhow::Result<ExitCode> {
+    let items = corpus(settings, data)?;
+    let rules = Arc::new(poststelle::classify::rules::RuleSet::load_dir(
+        &settings.classify.rules,
+        &[],
+    )?);
+    let configured = if data.is_some() {
+        Vec::new()
+    } else {
+        settings.mailbox_ids()
+    };
+    let classes = train::classes_for(&items, &configured);
+    let report = train::cross_validate(
+        &items,
+        &classes,
+        &rules,
+        &settings.address_markers,
+        folds,
+        &Default::default(),
+    )?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "items": report.items, "folds": report.folds, "temperature": report.temperature,
+                "top1": report.combined.top1, "straight_through": report.combined.straight_through,
+                "threshold": report.combined.threshold,
+                "rules": report.rules, "model": report.model, "combined": report.combined,
+            })
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{} items, {}-fold stratified cross-validation, temperature {:.2}",
+        report.items, report.folds, report.temperature
+    );
+    for (name, r) in [
+        ("rules", &report.rules),
+        ("model", &report.model),
+        ("combined", &report.combined),
+    ] {
+        println!(
+            "{name:<9} top-1 {:5.1} %   straight-through {:5.1} % at precision {:5.1} % (threshold {})",
+            r.top1 * 100.0,
+            r.straight_through * 100.0,
+            r.auto_precision * 100.0,
+            r.threshold
+                .map(|t| format!("{t:.3}"))
+                .unwrap_or_else(|| "-".into())
+        );
+    }
+    println!("\nper mailbox (combined): precision / recall / n");
+    for (m, (p, r, n)) in &report.combined.per_mailbox {
+        println!("  {m:<8} {:5.1} % {:5.1} % {n:4}", p * 100.0, r * 100.0);
+    }
+    println!("\nreliability (combined): confidence bin, n, mean confidence, accuracy");
+    for (lo, n, mean, acc) in &report.combined.reliability {
+        println!(
+            "  {lo:.1}-{:.1} {n:5} {:5.1} % {:5.1} %",
+            lo + 0.1,
+            mean * 100.0,
+            acc * 100.0
+        );
+    }
+    println!("\nconfusion (combined; rows = truth, columns = predicted, off-diagonal only):");
+    for (t, row) in &report.combined.confusion {
+        let off: Vec<String> = row
+            .iter()
+            .filter(|(p, _)| *p != t)
+            .map(|(p, n)| format!("{p}:{n}"))
+            .collect();
+        if !off.is_empty() {
+            println!("  {t:<8} -> {}", off.join(" "));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,352 @@
+//! The pipeline: workers that move documents through their states, with the database as the
+//! durable buffer between stages. Each stage reads a document's state, does its work and writes
+//! the next state in one transaction; after a crash, work resumes from the stored states.
+//!
+//! - `received -> extracted` (sandboxed extraction; unreadable input -> `quarantined`)
+//! - `extracted -> review | queued` (classification)
+//! - `queued -> delivered` (outbox: retries with backoff and jitter, `dead_letter` after N)
+
+use crate::classify::Classifier;
+use crate::config::Settings;
+use crate::deliver::{Delivery, DeliveryError, DeliveryItem};
+use crate::domain::{DocState, DocumentId};
+use crate::extract::{ExtractError, Extraction, Extractor, MediaType, zones};
+use crate::faults::{pause_point, points};
+use crate::store::blobs::BlobStore;
+use crate::store::{DocumentRow, Store};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Shared state of the workers.
+#[derive(Debug)]
+pub struct Pipeline {
+    /// Store.
+    pub store: Store,
+    /// Blobs.
+    pub blobs: BlobStore,
+    /// Extraction sandbox.
+    pub extractor: Extractor,
+    /// Current classifier (replaced when a new model is activated).
+    pub classifier: RwLock<Arc<Classifier>>,
+    /// Delivery targets by name.
+    pub targets: BTreeMap<String, Arc<dyn Delivery>>,
+    /// Settings.
+    pub settings: Arc<Settings>,
+    /// Wakes the workers.
+    pub wake: Arc<Notify>,
+    in_flight: Mutex<HashSet<DocumentId>>,
+    extract_slots: Semaphore,
+}
+
+impl Pipeline {
+    /// Assembles the pipeline.
+    pub fn new(
+        store: Store,
+        blobs: BlobStore,
+        extractor: Extractor,
+        classifier: Classifier,
+        targets: BTreeMap<String, Arc<dyn Delivery>>,
+        settings: Arc<Settings>,
+        wake: Arc<Notify>,
+    ) -> Self {
+        let workers = settings.extract.workers;
+        Self {
+            store,
+            blobs,
+            extractor,
+            classifier: RwLock::new(Arc::new(classifier)),
+            targets,
+            settings,
+            wake,
+            in_flight: Mutex::new(HashSet::new()),
+            extract_slots: Semaphore::new(workers),
+        }
+    }
+
+    /// The classifier in force.
+    pub fn classifier(&self) -> Arc<Classifier> {
+        match self.classifier.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Replaces the classifier (e.g. after a model activation).
+    pub fn set_classifier(&self, c: Classifier) {
+        match self.classifier.write() {
+            Ok(mut g) => *g = Arc::new(c),
+            Err(p) => *p.into_inner() = Arc::new(c),
+        }
+    }
+
+    fn claim(&self, id: &DocumentId) -> bool {
+        match self.in_flight.lock() {
+            Ok(mut s) => s.insert(id.clone()),
+            Err(p) => p.into_inner().insert(id.clone()),
+        }
+    }
+
+    fn release(&self, id: &DocumentId) {
+        match self.in_flight.lock() {
+            Ok(mut s) => s.remove(id),
+            Err(p) => p.into_inner().remove(id),
+        };
+    }
+
+    /// Runs the workers until cancelled; in-flight work is finished before returning.
+    pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        let tracker = TaskTracker::new();
+        loop {
+            if cancel.is_cancelled() {
+                break;
+            }
+            if let Err(e) = self.dispatch(&tracker).await {
+                tracing::error!(error = %e, "pipeline: store error; retrying");
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+        tracker.close();
+        tracker.wait().await;
+    }
+
+    async fn dispatch(
+        self: &Arc<Self>,
+        tracker: &TaskTracker,
+    ) -> Result<(), crate::store::StoreError> {
+        for state in [
+            DocState::Received,
+            DocState::Extracted,
+            DocState::Classified,
+        ] {
+            for id in self.store.ids_in_state(state, 64).await? {
+                if !self.claim(&id) {
+                    continue;
+                }
+                let this = self.clone();
+                tracker.spawn(async move {
+                    this.advance(&id).await;
+                    this.release(&id);
+                    this.wake.notify_one();
+                });
+            }
+        }
+        for id in self.store.due_for_delivery(64).await? {
+            if !self.claim(&id) {
+                continue;
+            }
+            let this = self.clone();
+            tracker.spawn(async move {
+                this.deliver(&id).await;
+                this.release(&id);
+            });
+        }
+        Ok(())
+    }
+
+    /// Moves one document on by one or more steps, up to review/queued.
+    pub async fn advance(&self, id: &DocumentId) {
+        let doc = match self.store.get(id).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(document = %id, error = %e, "cannot load document");
+                return;
+            }
+        };
+        let result = match doc.state {
+            DocState::Received => self.extract(&doc).await,
+            DocState::Extracted | DocState::Classified => self.classify(&doc).await,
+            _ => Ok(()),
+        };
+        if let Err(e) = result {
+            tracing::error!(document = %id, error = %e, "pipeline step failed; will retry");
+        }
+    }
+
+    async fn extract(&self, doc: &DocumentRow) -> anyhow::Result<()> {
+        let media = MediaType::from_mime(&doc.media_type)
+            .ok_or_else(|| anyhow::anyhow!("unknown media type {}", doc.media_type))?;
+        let path = self.blobs.path(&doc.sha256);
+        let permit = self.extract_slots.acquire().await?;
+        let started = std::time::Instant::now();
+        let result = self.extractor.extract(&path, media).await;
+        drop(permit);
+        match result {
+            Ok(ex) => {
+                let text = ex.text();
+                let detail = serde_json::json!({
+                    "method": ex.method, "pages_read": ex.pages.len(), "page_count": ex.page_count,
+                    "chars": text.chars().count(), "millis": started.elapsed().as_millis() as u64,
+                });
+                self.store
+                    .set_extracted(&doc.id, &text, &serde_json::to_string(&ex)?, detail)
+                    .await?;
+                self.classify(&self.store.get(&doc.id).await?).await
+            }
+            Err(e) if e.is_input_fault() => self.quarantine(doc, &e).await,
+            Err(e) => Err(anyhow::anyhow!(e)),
+        }
+    }
+
+    async fn quarantine(&self, doc: &DocumentRow, e: &ExtractError) -> anyhow::Result<()> {
+        let reason = e.reason_de();
+        tracing::warn!(document = %doc.id, file = doc.original_name, error = %e, "quarantined");
+        let bytes = self.blobs.get(&doc.sha256)?;
+        let name = format!(
+            "{}-{}",
+            doc.id,
+            crate::intake::safe_name(&doc.original_name)
+        );
+        let dir = self.settings.hot_folder.quarantine.clone();
+        let r = reason.clone();
+        let path = tokio::task::spawn_blocking(move || {
+            crate::intake::write_quarantine(&dir, &name, &r, None, Some(&bytes))
+        })
+        .await??;
+        self.store
+            .quarantine_document(
+                &doc.id,
+                &reason,
+                &e.to_string(),
+                Some(&path.display().to_string()),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn classify(&self, doc: &DocumentRow) -> anyhow::Result<()> {
+        let ex: Extraction = match self.store.extraction(&doc.id).await? {
+            Some(j) => serde_json::from_str(&j)?,
+            None => anyhow::bail!("no extraction stored"),
+        };
+        let zones = zones::find(&ex, &self.settings.address_markers);
+        let classifier = self.classifier();
+        let decision = tokio::task::spawn_blocking(move || classifier.decide(&zones)).await?;
+        let next = self.store.set_decision(&doc.id, &decision).await?;
+        tracing::info!(
+            document = %doc.id, mailbox = ?decision.mailbox.as_ref().map(|m| m.as_str()),
+            confidence = decision.confidence, decided_by = ?decision.decided_by, state = %next,
+            "classified"
+        );
+        if next == DocState::Queued {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// One delivery attempt for a queued document.
+    pub async fn deliver(&self, id: &DocumentId) {
+        if let Err(e) = self.try_deliver(id).await {
+            tracing::error!(document = %id, error = %e, "delivery bookkeeping failed; will retry");
+        }
+    }
+
+    async fn try_deliver(&self, id: &DocumentId) -> anyhow::Result<()> {
+        let doc = self.store.get(id).await?;
+        if doc.state != DocState::Queued {
+            return Ok(());
+        }
+        let mailbox = doc
+            .mailbox
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("queued without mailbox"))?;
+        let Some(mb) = self.settings.mailbox(&mailbox) else {
+            let reason = format!("Postfach {mailbox} ist nicht (mehr) konfiguriert.");
+            self.store.dead_letter(id, doc.attempts, &reason).await?;
+            return Ok(());
+        };
+        let Some(target) = self.targets.get(&mb.target) else {
+            let reason = format!("Zustellziel {} ist nicht konfiguriert.", mb.target);
+            self.store.dead_letter(id, doc.attempts, &reason).await?;
+            return Ok(());
+        };
+        let bytes = self.blobs.get(&doc.sha256)?;
+        let ext = MediaType::from_mime(&doc.media_type)
+            .map(|m| m.extension())
+            .unwrap_or("bin");
+        let item = DeliveryItem {
+            document_id: doc.id.clone(),
+            mailbox: mailbox.clone(),
+            mailbox_name: mb.name.clone(),
+            original_name: doc.original_name.clone(),
+            media_type: doc.media_type.clone(),
+            extension: ext.to_string(),
+            bytes,
+            sidecar: sidecar(&doc, &mb.name),
+        };
+        match target.deliver(&item).await {
+            Ok(receipt) => {
+                pause_point(points::AFTER_DELIVER).await;
+                self.store
+                    .mark_delivered(id, target.name(), &receipt.reference)
+                    .await?;
+                tracing::info!(document = %id, mailbox = %mailbox, reference = receipt.reference, "delivered");
+            }
+            Err(e) => {
+                let attempts = doc.attempts + 1;
+                let max = i64::from(self.settings.deliver.max_attempts);
+                match e {
+                    DeliveryError::Permanent(msg) => {
+                        self.store
+                            .dead_letter(id, attempts, &format!("Zustellung abgelehnt: {msg}"))
+                            .await?;
+                    }
+                    DeliveryError::Retriable(msg) if attempts >= max => {
+                        self.store
+                            .dead_letter(
+                                id,
+                                attempts,
+                                &format!("Zustellung nach {attempts} Versuchen aufgegeben: {msg}"),
+                            )
+                            .await?;
+                    }
+                    DeliveryError::Retriable(msg) => {
+                        let delay = backoff(&self.settings.deliver, attempts, id);
+                        let next = chrono::Utc::now()
+                            + chrono::Duration::from_std(delay)
+                                .unwrap_or(chrono::Duration::seconds(60));
+                        tracing::warn!(document = %id, attempts, error = msg, retry_in = ?delay, "delivery failed");
+                        self.store.schedule_retry(id, attempts, next, &msg).await?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Exponential backoff with ±20 % jitter (deterministic per document and attempt).
+pub fn backoff(s: &crate::config::DeliverSettings, attempts: i64, id: &DocumentId) -> Duration {
+    let exp = 2u32.saturating_pow(attempts.clamp(1, 30) as u32 - 1);
+    let base = s.retry_base.saturating_mul(exp).min(s.retry_max);
+    let h = id.as_str().bytes().fold(attempts as u64, |h, b| {
+        h.wrapping_mul(31).wrapping_add(b as u64)
+    });
+    let jitter = 0.8 + (h % 401) as f64 / 1000.0;
+    base.mul_f64(jitter)
+}
+
+/// The JSON sidecar delivered with a document: metadata, decision and explanation.
+pub fn sidecar(doc: &DocumentRow, mailbox_name: &str) -> serde_json::Value {
+    serde_json::json!({
+        "document_id": doc.id,
+        "mailbox": doc.mailbox,
+        "mailbox_name": mailbox_name,
+        "original_name": doc.original_name,
+        "media_type": doc.media_type,
+        "sha256": doc.sha256,
+        "size_bytes": doc.size_bytes,
+        "source": doc.source,
+        "received_at": doc.created_at,
+        "confidence": doc.confidence,
+        "decided_by": doc.decided_by,
+        "decision": doc.decision,
+    })
+}

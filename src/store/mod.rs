@@ -1,0 +1,898 @@
+//! The store: every SQL statement of poststelle lives in this module.
+//!
+//! SQLite is the embedded default. Statements are plain, portable SQL run through sqlx's runtime
+//! API (`query`/`query_as`), so a PostgreSQL backend can be added here without touching callers.
+//! Every state change and its audit event are written in one transaction.
+
+pub mod blobs;
+
+use crate::domain::{DecidedBy, Decision, DocState, DocumentId, MailboxId};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+use std::str::FromStr;
+
+/// Store errors.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed.
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    /// Migrations failed.
+    #[error("database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Stored JSON could not be read or written.
+    #[error("stored JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A stored value is not what the code expects.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// No such document.
+    #[error("document {0} not found")]
+    NotFound(String),
+    /// The change is not allowed in the document's current state.
+    #[error("document {id} is {state}: {message}")]
+    Conflict {
+        /// The document.
+        id: String,
+        /// Its state.
+        state: DocState,
+        /// Why not.
+        message: String,
+    },
+}
+
+/// Result alias.
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Timestamp format used in every column: RFC 3339, UTC, milliseconds.
+pub fn now_str() -> String {
+    fmt_time(Utc::now())
+}
+
+fn fmt_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// A document as the store knows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DocumentRow {
+    /// Id.
+    pub id: DocumentId,
+    /// SHA-256 of the original bytes (also the blob key).
+    pub sha256: String,
+    /// Where it came from (`hot_folder`, `upload`, ...).
+    pub source: String,
+    /// The file name it arrived with.
+    pub original_name: String,
+    /// Detected media type.
+    pub media_type: String,
+    /// Size in bytes.
+    pub size_bytes: i64,
+    /// Current state.
+    pub state: DocState,
+    /// Decided (or proposed) mailbox.
+    pub mailbox: Option<MailboxId>,
+    /// Confidence of the decision.
+    pub confidence: Option<f64>,
+    /// What decided.
+    pub decided_by: Option<DecidedBy>,
+    /// The full decision with its explanation.
+    pub decision: Option<Decision>,
+    /// Why it is quarantined or a dead letter (German).
+    pub reason: Option<String>,
+    /// Delivery attempts so far.
+    pub attempts: i64,
+    /// When the next delivery attempt is due.
+    pub next_attempt_at: Option<String>,
+    /// The target's reference after delivery.
+    pub delivery_ref: Option<String>,
+    /// Arrival time.
+    pub created_at: String,
+    /// Last change.
+    pub updated_at: String,
+}
+
+/// What intake hands to the store.
+#[derive(Debug, Clone)]
+pub struct NewDocument {
+    /// SHA-256 of the bytes (already in the blob store).
+    pub sha256: String,
+    /// Source name.
+    pub source: String,
+    /// Original file name.
+    pub original_name: String,
+    /// Detected media type.
+    pub media_type: String,
+    /// Size in bytes.
+    pub size_bytes: i64,
+}
+
+/// Result of [`Store::insert_received`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Inserted {
+    /// A new document.
+    New(DocumentId),
+    /// The same bytes were received before as this document.
+    Duplicate(DocumentId),
+}
+
+/// An audit event.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    /// Sequence number.
+    pub id: i64,
+    /// The document, if any.
+    pub document_id: Option<String>,
+    /// When.
+    pub at: String,
+    /// Who (`system`, `hot_folder`, a user name, ...).
+    pub actor: String,
+    /// What (`received`, `classified`, `delivered`, ...).
+    pub kind: String,
+    /// Details as JSON.
+    pub detail: serde_json::Value,
+}
+
+/// A quarantine entry.
+#[derive(Debug, Clone, Serialize)]
+pub struct QuarantineEntry {
+    /// Sequence number.
+    pub id: i64,
+    /// The document, when one was created.
+    pub document_id: Option<String>,
+    /// Source.
+    pub source: String,
+    /// Original name.
+    pub original_name: String,
+    /// Reason in German.
+    pub reason: String,
+    /// Technical detail.
+    pub detail: String,
+    /// Where the file was put.
+    pub path: Option<String>,
+    /// When.
+    pub at: String,
+}
+
+/// The store handle (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+const DOC_COLUMNS: &str = "id, sha256, source, original_name, media_type, size_bytes, state, mailbox, \
+     confidence, decided_by, decision, reason, attempts, next_attempt_at, delivery_ref, created_at, updated_at";
+
+impl Store {
+    /// Opens the database at `url` (`sqlite://path`), creating it and applying migrations.
+    pub async fn open(url: &str) -> Result<Store> {
+        let path = url
+            .trim_start_matches("sqlite://")
+            .trim_start_matches("sqlite:");
+        if let Some(parent) = std::path::Path::new(path).parent() {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent).map_err(|e| StoreError::Db(sqlx::Error::Io(e)))?;
+            }
+        }
+        let opts = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a commit is on disk before we acknowledge the input it records.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(std::time::Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Store { pool })
+    }
+
+    /// Records a received document, or recognises its bytes as a duplicate. One transaction.
+    pub async fn insert_received(&self, doc: &NewDocument, actor: &str) -> Result<Inserted> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(row) = sqlx::query("SELECT id FROM documents WHERE sha256 = ?")
+            .bind(&doc.sha256)
+            .fetch_optional(&mut *tx)
+            .await?
+        {
+            let id: String = row.try_get("id")?;
+            insert_event(
+                &mut tx,
+                Some(&id),
+                actor,
+                "duplicate_received",
+                &serde_json::json!({"original_name": doc.original_name, "source": doc.source}),
+            )
+            .await?;
+            tx.commit().await?;
+            return Ok(Inserted::Duplicate(DocumentId::from_store(id)));
+        }
+        let id = DocumentId::new();
+        let now = now_str();
+        sqlx::query(
+            "INSERT INTO documents (id, sha256, source, original_name, media_type, size_bytes, state, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(id.as_str())
+        .bind(&doc.sha256)
+        .bind(&doc.source)
+        .bind(&doc.original_name)
+        .bind(&doc.media_type)
+        .bind(doc.size_bytes)
+        .bind(DocState::Received.as_str())
+        .bind(&now)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+        insert_event(
+            &mut tx,
+            Some(id.as_str()),
+            actor,
+            "received",
+            &serde_json::json!({"original_name": doc.original_name, "source": doc.source, "sha256": doc.sha256, "size": doc.size_bytes}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Inserted::New(id))
+    }
+
+    /// One document.
+    pub async fn get(&self, id: &DocumentId) -> Result<DocumentRow> {
+        let row = sqlx::query(&format!("SELECT {DOC_COLUMNS} FROM documents WHERE id = ?"))
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+        doc_from_row(&row)
+    }
+
+    /// Documents, newest first, optionally in one state.
+    pub async fn list(&self, state: Option<DocState>, limit: i64) -> Result<Vec<DocumentRow>> {
+        let rows = match state {
+            Some(s) => {
+                sqlx::query(&format!(
+                    "SELECT {DOC_COLUMNS} FROM documents WHERE state = ? ORDER BY created_at DESC, id DESC LIMIT ?"
+                ))
+                .bind(s.as_str())
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(&format!(
+                    "SELECT {DOC_COLUMNS} FROM documents ORDER BY created_at DESC, id DESC LIMIT ?"
+                ))
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.iter().map(doc_from_row).collect()
+    }
+
+    /// Ids of documents in a state, oldest first (the pipeline's work list).
+    pub async fn ids_in_state(&self, state: DocState, limit: i64) -> Result<Vec<DocumentId>> {
+        let rows =
+            sqlx::query("SELECT id FROM documents WHERE state = ? ORDER BY created_at, id LIMIT ?")
+                .bind(state.as_str())
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| Ok(DocumentId::from_store(r.try_get("id")?)))
+            .collect()
+    }
+
+    /// Queued documents whose next delivery attempt is due.
+    pub async fn due_for_delivery(&self, limit: i64) -> Result<Vec<DocumentId>> {
+        let rows = sqlx::query(
+            "SELECT id FROM documents WHERE state = ? AND (next_attempt_at IS NULL OR next_attempt_at <= ?) \
+             ORDER BY created_at, id LIMIT ?",
+        )
+        .bind(DocState::Queued.as_str())
+        .bind(now_str())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok(DocumentId::from_store(r.try_get("id")?)))
+            .collect()
+    }
+
+    /// Stores the extraction (text + JSON pages) and moves `received -> extracted`.
+    pub async fn set_extracted(
+        &self,
+        id: &DocumentId,
+        text: &str,
+        extraction_json: &str,
+        detail: serde_json::Value,
+    ) -> Result<()> {
+        self.transition(
+            id,
+            &[DocState::Received],
+            DocState::Extracted,
+            "system",
+            "extracted",
+            detail,
+            |q| {
+                q.push_str(", text_content = ?, extraction = ?");
+            },
+            vec![text.to_string(), extraction_json.to_string()],
+        )
+        .await
+    }
+
+    /// The stored extraction JSON.
+    pub async fn extraction(&self, id: &DocumentId) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT extraction FROM documents WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+        Ok(row.try_get("extraction")?)
+    }
+
+    /// Stores a machine decision; the document goes to `review` or `queued`.
+    pub async fn set_decision(&self, id: &DocumentId, decision: &Decision) -> Result<DocState> {
+        let next = if decision.needs_review {
+            DocState::Review
+        } else {
+            DocState::Queued
+        };
+        let json = serde_json::to_string(decision)?;
+        let mut tx = self.pool.begin().await?;
+        let current = state_of(&mut tx, id).await?;
+        if current != DocState::Extracted && current != DocState::Classified {
+            return Err(StoreError::Conflict {
+                id: id.to_string(),
+                state: current,
+                message: "not waiting for a decision".into(),
+            });
+        }
+        sqlx::query(
+            "UPDATE documents SET state = ?, mailbox = ?, confidence = ?, decided_by = ?, decision = ?, \
+             attempts = 0, next_attempt_at = NULL, updated_at = ? WHERE id = ?",
+        )
+        .bind(next.as_str())
+        .bind(decision.mailbox.as_ref().map(|m| m.as_str().to_string()))
+        .bind(decision.confidence)
+        .bind(decided_by_str(decision.decided_by))
+        .bind(&json)
+        .bind(now_str())
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        insert_event(
+            &mut tx,
+            Some(id.as_str()),
+            "classifier",
+            "classified",
+            &serde_json::json!({
+                "mailbox": decision.mailbox, "confidence": decision.confidence,
+                "decided_by": decision.decided_by, "needs_review": decision.needs_review,
+                "state": next,
+            }),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(next)
+    }
+
+    /// A person assigns a mailbox (review decision or correction): stored as a correction, then
+    /// the document is queued for delivery to that mailbox.
+    pub async fn assign(
+        &self,
+        id: &DocumentId,
+        mailbox: &MailboxId,
+        actor: &str,
+        origin: &str,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query("SELECT state, mailbox, decision FROM documents WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+        let state = parse_state(&row.try_get::<String, _>("state")?)?;
+        if !matches!(
+            state,
+            DocState::Review | DocState::Delivered | DocState::DeadLetter | DocState::Queued
+        ) {
+            return Err(StoreError::Conflict {
+                id: id.to_string(),
+                state,
+                message:
+                    "only documents in review, queued, delivered or dead letters can be assigned"
+                        .into(),
+            });
+        }
+        let previous: Option<String> = row.try_get("mailbox")?;
+        let mut decision: Option<Decision> = row
+            .try_get::<Option<String>, _>("decision")?
+            .map(|j| serde_json::from_str(&j))
+            .transpose()?;
+        if let Some(d) = decision.as_mut() {
+            d.mailbox = Some(mailbox.clone());
+            d.decided_by = DecidedBy::Person;
+            d.needs_review = false;
+            d.confidence = 1.0;
+        }
+        let now = now_str();
+        sqlx::query("INSERT INTO corrections (document_id, from_mailbox, to_mailbox, actor, origin, at) VALUES (?, ?, ?, ?, ?, ?)")
+            .bind(id.as_str())
+            .bind(&previous)
+            .bind(mailbox.as_str())
+            .bind(actor)
+            .bind(origin)
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE documents SET state = ?, mailbox = ?, confidence = 1.0, decided_by = ?, decision = ?, \
+             attempts = 0, next_attempt_at = NULL, reason = NULL, updated_at = ? WHERE id = ?",
+        )
+        .bind(DocState::Queued.as_str())
+        .bind(mailbox.as_str())
+        .bind(decided_by_str(DecidedBy::Person))
+        .bind(decision.map(|d| serde_json::to_string(&d)).transpose()?)
+        .bind(&now)
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        insert_event(
+            &mut tx,
+            Some(id.as_str()),
+            actor,
+            "assigned",
+            &serde_json::json!({"from": previous, "to": mailbox, "origin": origin}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The target confirmed the document: `queued -> delivered`.
+    pub async fn mark_delivered(
+        &self,
+        id: &DocumentId,
+        target: &str,
+        reference: &str,
+    ) -> Result<()> {
+        self.transition(
+            id,
+            &[DocState::Queued],
+            DocState::Delivered,
+            "outbox",
+            "delivered",
+            serde_json::json!({"target": target, "reference": reference}),
+            |q| q.push_str(", delivery_ref = ?, next_attempt_at = NULL"),
+            vec![reference.to_string()],
+        )
+        .await
+    }
+
+    /// A delivery attempt failed; schedule the next one.
+    pub async fn schedule_retry(
+        &self,
+        id: &DocumentId,
+        attempts: i64,
+        next: DateTime<Utc>,
+        error: &str,
+    ) -> Result<()> {
+        self.transition(
+            id,
+            &[DocState::Queued],
+            DocState::Queued,
+            "outbox",
+            "delivery_failed",
+            serde_json::json!({"attempt": attempts, "error": error, "next_attempt_at": fmt_time(next)}),
+            |q| q.push_str(", attempts = ?, next_attempt_at = ?, reason = ?"),
+            vec![attempts.to_string(), fmt_time(next), error.to_string()],
+        )
+        .await
+    }
+
+    /// Delivery gave up: `queued -> dead_letter`.
+    pub async fn dead_letter(&self, id: &DocumentId, attempts: i64, reason: &str) -> Result<()> {
+        self.transition(
+            id,
+            &[DocState::Queued],
+            DocState::DeadLetter,
+            "outbox",
+            "dead_letter",
+            serde_json::json!({"attempts": attempts, "reason": reason}),
+            |q| q.push_str(", attempts = ?, reason = ?"),
+            vec![attempts.to_string(), reason.to_string()],
+        )
+        .await
+    }
+
+    /// Puts a dead letter back into the outbox.
+    pub async fn redrive(&self, id: &DocumentId, actor: &str) -> Result<()> {
+        self.transition(
+            id,
+            &[DocState::DeadLetter],
+            DocState::Queued,
+            actor,
+            "redrive",
+            serde_json::json!({}),
+            |q| q.push_str(", attempts = 0, next_attempt_at = NULL"),
+            vec![],
+        )
+        .await
+    }
+
+    /// Marks a document unreadable and records the quarantine entry (one transaction).
+    pub async fn quarantine_document(
+        &self,
+        id: &DocumentId,
+        reason: &str,
+        detail: &str,
+        path: Option<&str>,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query("SELECT source, original_name FROM documents WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+        let source: String = row.try_get("source")?;
+        let name: String = row.try_get("original_name")?;
+        let now = now_str();
+        sqlx::query("UPDATE documents SET state = ?, reason = ?, updated_at = ? WHERE id = ?")
+            .bind(DocState::Quarantined.as_str())
+            .bind(reason)
+            .bind(&now)
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO quarantine (document_id, source, original_name, reason, detail, path, at) VALUES (?, ?, ?, ?, ?, ?, ?)")
+            .bind(id.as_str())
+            .bind(&source)
+            .bind(&name)
+            .bind(reason)
+            .bind(detail)
+            .bind(path)
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?;
+        insert_event(
+            &mut tx,
+            Some(id.as_str()),
+            "system",
+            "quarantined",
+            &serde_json::json!({"reason": reason, "detail": detail}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records an input that never became a document (e.g. an empty file).
+    pub async fn quarantine_input(
+        &self,
+        source: &str,
+        name: &str,
+        reason: &str,
+        detail: &str,
+        path: Option<&str>,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let now = now_str();
+        sqlx::query("INSERT INTO quarantine (document_id, source, original_name, reason, detail, path, at) VALUES (NULL, ?, ?, ?, ?, ?, ?)")
+            .bind(source)
+            .bind(name)
+            .bind(reason)
+            .bind(detail)
+            .bind(path)
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?;
+        insert_event(
+            &mut tx,
+            None,
+            source,
+            "input_quarantined",
+            &serde_json::json!({"name": name, "reason": reason, "detail": detail}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Quarantine entries, newest first.
+    pub async fn quarantine_entries(&self, limit: i64) -> Result<Vec<QuarantineEntry>> {
+        let rows = sqlx::query("SELECT id, document_id, source, original_name, reason, detail, path, at FROM quarantine ORDER BY id DESC LIMIT ?")
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(QuarantineEntry {
+                    id: r.try_get("id")?,
+                    document_id: r.try_get("document_id")?,
+                    source: r.try_get("source")?,
+                    original_name: r.try_get("original_name")?,
+                    reason: r.try_get("reason")?,
+                    detail: r.try_get("detail")?,
+                    path: r.try_get("path")?,
+                    at: r.try_get("at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Appends an audit event not tied to a state change.
+    pub async fn log_event(
+        &self,
+        document: Option<&DocumentId>,
+        actor: &str,
+        kind: &str,
+        detail: serde_json::Value,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        insert_event(&mut tx, document.map(|d| d.as_str()), actor, kind, &detail).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A document's audit trail, oldest first.
+    pub async fn events(&self, id: &DocumentId) -> Result<Vec<Event>> {
+        let rows = sqlx::query("SELECT id, document_id, at, actor, kind, detail FROM events WHERE document_id = ? ORDER BY id")
+            .bind(id.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let detail: String = r.try_get("detail")?;
+                Ok(Event {
+                    id: r.try_get("id")?,
+                    document_id: r.try_get("document_id")?,
+                    at: r.try_get("at")?,
+                    actor: r.try_get("actor")?,
+                    kind: r.try_get("kind")?,
+                    detail: serde_json::from_str(&detail)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Corrections as (document text, target mailbox) pairs, for training.
+    pub async fn corrections_for_training(&self) -> Result<Vec<(String, String, String)>> {
+        let rows = sqlx::query(
+            "SELECT c.document_id, d.text_content, c.to_mailbox FROM corrections c JOIN documents d ON d.id = c.document_id \
+             WHERE d.text_content IS NOT NULL AND c.id = (SELECT MAX(c2.id) FROM corrections c2 WHERE c2.document_id = c.document_id) ORDER BY c.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("document_id")?,
+                    r.try_get("text_content")?,
+                    r.try_get("to_mailbox")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Counts of documents per state.
+    pub async fn state_counts(&self) -> Result<Vec<(String, i64)>> {
+        let rows =
+            sqlx::query("SELECT state, COUNT(*) AS n FROM documents GROUP BY state ORDER BY state")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("state")?, r.try_get("n")?)))
+            .collect()
+    }
+
+    /// Checks the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Generic guarded transition with an event; `extra` appends `, col = ?` pieces bound to `binds`.
+    #[allow(clippy::too_many_arguments)]
+    async fn transition(
+        &self,
+        id: &DocumentId,
+        from: &[DocState],
+        to: DocState,
+        actor: &str,
+        kind: &str,
+        detail: serde_json::Value,
+        extra: impl FnOnce(&mut String),
+        binds: Vec<String>,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let current = state_of(&mut tx, id).await?;
+        if !from.contains(&current) {
+            return Err(StoreError::Conflict {
+                id: id.to_string(),
+                state: current,
+                message: format!("cannot go to {to}"),
+            });
+        }
+        let mut sql = String::from("UPDATE documents SET state = ?, updated_at = ?");
+        extra(&mut sql);
+        sql.push_str(" WHERE id = ?");
+        let mut q = sqlx::query(&sql).bind(to.as_str()).bind(now_str());
+        for b in &binds {
+            q = q.bind(b);
+        }
+        q.bind(id.as_str()).execute(&mut *tx).await?;
+        insert_event(&mut tx, Some(id.as_str()), actor, kind, &detail).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+async fn state_of(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    id: &DocumentId,
+) -> Result<DocState> {
+    let row = sqlx::query("SELECT state FROM documents WHERE id = ?")
+        .bind(id.as_str())
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+    parse_state(&row.try_get::<String, _>("state")?)
+}
+
+async fn insert_event(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    document: Option<&str>,
+    actor: &str,
+    kind: &str,
+    detail: &serde_json::Value,
+) -> Result<()> {
+    sqlx::query("INSERT INTO events (document_id, at, actor, kind, detail) VALUES (?, ?, ?, ?, ?)")
+        .bind(document)
+        .bind(now_str())
+        .bind(actor)
+        .bind(kind)
+        .bind(detail.to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+fn parse_state(s: &str) -> Result<DocState> {
+    DocState::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown state {s:?}")))
+}
+
+fn decided_by_str(d: DecidedBy) -> &'static str {
+    match d {
+        DecidedBy::Rule => "rule",
+        DecidedBy::Model => "model",
+        DecidedBy::Combined => "combined",
+        DecidedBy::Person => "person",
+        DecidedBy::Nothing => "nothing",
+    }
+}
+
+fn parse_decided_by(s: &str) -> Option<DecidedBy> {
+    [
+        DecidedBy::Rule,
+        DecidedBy::Model,
+        DecidedBy::Combined,
+        DecidedBy::Person,
+        DecidedBy::Nothing,
+    ]
+    .into_iter()
+    .find(|d| decided_by_str(*d) == s)
+}
+
+fn doc_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<DocumentRow> {
+    let decision: Option<String> = r.try_get("decision")?;
+    Ok(DocumentRow {
+        id: DocumentId::from_store(r.try_get("id")?),
+        sha256: r.try_get("sha256")?,
+        source: r.try_get("source")?,
+        original_name: r.try_get("original_name")?,
+        media_type: r.try_get("media_type")?,
+        size_bytes: r.try_get("size_bytes")?,
+        state: parse_state(&r.try_get::<String, _>("state")?)?,
+        mailbox: r
+            .try_get::<Option<String>, _>("mailbox")?
+            .and_then(|m| MailboxId::parse(&m)),
+        confidence: r.try_get("confidence")?,
+        decided_by: r
+            .try_get::<Option<String>, _>("decided_by")?
+            .and_then(|d| parse_decided_by(&d)),
+        decision: decision.map(|d| serde_json::from_str(&d)).transpose()?,
+        reason: r.try_get("reason")?,
+        attempts: r.try_get("attempts")?,
+        next_attempt_at: r.try_get("next_attempt_at")?,
+        delivery_ref: r.try_get("delivery_ref")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let s = Store::open(&url).await.expect("open");
+        (dir, s)
+    }
+
+    fn new_doc(sha: &str) -> NewDocument {
+        NewDocument {
+            sha256: sha.into(),
+            source: "test".into(),
+            original_name: "a.pdf".into(),
+            media_type: "application/pdf".into(),
+            size_bytes: 3,
+        }
+    }
+
+    #[tokio::test]
+    async fn same_bytes_twice_is_a_duplicate() {
+        let (_d, s) = store().await;
+        let Inserted::New(id) = s
+            .insert_received(&new_doc("aa"), "t")
+            .await
+            .expect("insert")
+        else {
+            panic!("first insert must be new")
+        };
+        assert_eq!(
+            s.insert_received(&new_doc("aa"), "t").await.expect("again"),
+            Inserted::Duplicate(id.clone())
+        );
+        let kinds: Vec<String> = s
+            .events(&id)
+            .await
+            .expect("events")
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(kinds, ["received", "duplicate_received"]);
+    }
+
+    #[tokio::test]
+    async fn events_are_append_only() {
+        let (_d, s) = store().await;
+        s.insert_received(&new_doc("bb"), "t")
+            .await
+            .expect("insert");
+        let err = sqlx::query("DELETE FROM events").execute(&s.pool).await;
+        assert!(err.is_err(), "deleting audit events must fail");
+        let err = sqlx::query("UPDATE events SET actor = 'x'")
+            .execute(&s.pool)
+            .await;
+        assert!(err.is_err(), "rewriting audit events must fail");
+    }
+
+    #[tokio::test]
+    async fn transitions_are_guarded() {
+        let (_d, s) = store().await;
+        let Inserted::New(id) = s
+            .insert_received(&new_doc("cc"), "t")
+            .await
+            .expect("insert")
+        else {
+            panic!("new")
+        };
+        // Not queued yet: delivery confirmation must be refused.
+        assert!(matches!(
+            s.mark_delivered(&id, "fs", "x").await,
+            Err(StoreError::Conflict { .. })
+        ));
+        s.set_extracted(&id, "text", "{}", serde_json::json!({}))
+            .await
+            .expect("extracted");
+        assert_eq!(s.get(&id).await.expect("get").state, DocState::Extracted);
+    }
+}

@@ -1,0 +1,638 @@
+//! Training, evaluation and model versions.
+//!
+//! - the corpus: JSON Lines (`{"id", "text", "mailbox"}` per line) under `training-data/`, plus
+//!   the corrections people made (they join the training set);
+//! - [`fit`]: stratified k-fold cross-validation gives held-out predictions, from which the
+//!   softmax temperature (calibration) and the review threshold (precision target) are chosen;
+//!   then the final model is trained on everything;
+//! - [`Registry`]: model versions in a directory, one active, old ones kept, rollback possible.
+
+use crate::classify::Classifier;
+use crate::classify::model::{Example, Model, ModelError, TrainParams, softmax_in_place};
+use crate::classify::rules::RuleSet;
+use crate::domain::{DecidedBy, MailboxId};
+use crate::extract::zones::{Zones, from_text};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Precision the automatically routed share must reach.
+pub const PRECISION_TARGET: f64 = 0.98;
+
+/// One labelled text.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Item {
+    /// Id (unique within its file).
+    pub id: String,
+    /// The text.
+    pub text: String,
+    /// The mailbox that must act.
+    pub mailbox: String,
+    /// Where the item came from (file name or `correction`).
+    #[serde(default)]
+    pub origin: String,
+}
+
+/// Training errors.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// Corpus file problem, with file and line.
+    #[error("{file}: line {line}: {message}")]
+    Corpus {
+        /// File.
+        file: String,
+        /// Line.
+        line: usize,
+        /// Problem.
+        message: String,
+    },
+    /// I/O.
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+    /// Model.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// Registry problem.
+    #[error("{0}")]
+    Registry(String),
+}
+
+/// Reads one JSON Lines corpus file.
+pub fn load_jsonl(path: &Path) -> Result<Vec<Item>, TrainError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| TrainError::Io(path.display().to_string(), e))?;
+    let mut items = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let mut item: Item = serde_json::from_str(line).map_err(|e| TrainError::Corpus {
+            file: path.display().to_string(),
+            line: i + 1,
+            message: e.to_string(),
+        })?;
+        if MailboxId::parse(&item.mailbox).is_none() {
+            return Err(TrainError::Corpus {
+                file: path.display().to_string(),
+                line: i + 1,
+                message: format!("invalid mailbox id {:?}", item.mailbox),
+            });
+        }
+        if item.origin.is_empty() {
+            item.origin = path
+                .file_name()
+                .map(|f| f.to_string_lossy().to_string())
+                .unwrap_or_default();
+        }
+        items.push(item);
+    }
+    Ok(items)
+}
+
+/// Reads every `*.jsonl` in `dir` and its direct subdirectories, sorted by path.
+pub fn load_corpus(dir: &Path) -> Result<Vec<Item>, TrainError> {
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        dirs.extend(rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+    }
+    for d in dirs {
+        if let Ok(rd) = std::fs::read_dir(&d) {
+            files.extend(
+                rd.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "jsonl")),
+            );
+        }
+    }
+    files.sort();
+    let mut items = Vec::new();
+    for f in files {
+        items.extend(load_jsonl(&f)?);
+    }
+    Ok(items)
+}
+
+/// Class labels of a corpus: the configured mailboxes first, then any others in the data.
+pub fn classes_for(items: &[Item], configured: &[MailboxId]) -> Vec<MailboxId> {
+    let mut classes: Vec<MailboxId> = configured.to_vec();
+    for it in items {
+        if let Some(m) = MailboxId::parse(&it.mailbox) {
+            if !classes.contains(&m) {
+                classes.push(m);
+            }
+        }
+    }
+    // Only classes that have data can be learned.
+    classes.retain(|c| items.iter().any(|i| i.mailbox == c.as_str()));
+    classes
+}
+
+fn examples(items: &[Item], classes: &[MailboxId], markers: &[String]) -> Vec<Example> {
+    items
+        .iter()
+        .filter_map(|it| {
+            let label = classes.iter().position(|c| c.as_str() == it.mailbox)?;
+            Some(Example {
+                zones: from_text(&it.text, markers),
+                label,
+            })
+        })
+        .collect()
+}
+
+/// Stratified fold assignment: items of each class spread round-robin over `k` folds after a
+/// deterministic shuffle.
+pub fn stratified_folds(items: &[Item], k: usize, seed: u64) -> Vec<usize> {
+    let mut by_class: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, it) in items.iter().enumerate() {
+        by_class.entry(it.mailbox.as_str()).or_default().push(i);
+    }
+    let mut folds = vec![0; items.len()];
+    let mut rng = seed | 1;
+    for idx in by_class.values_mut() {
+        for i in (1..idx.len()).rev() {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            idx.swap(i, (rng % (i as u64 + 1)) as usize);
+        }
+        for (n, &i) in idx.iter().enumerate() {
+            folds[i] = n % k;
+        }
+    }
+    folds
+}
+
+/// A held-out prediction.
+#[derive(Debug, Clone, Serialize)]
+pub struct Prediction {
+    /// The item's id.
+    pub id: String,
+    /// Its origin.
+    pub origin: String,
+    /// True mailbox.
+    pub truth: String,
+    /// Predicted mailbox (None = no evidence).
+    pub predicted: Option<String>,
+    /// Confidence.
+    pub confidence: f64,
+}
+
+/// Scores of one way of deciding (rules, model, combined).
+#[derive(Debug, Clone, Serialize)]
+pub struct ModeReport {
+    /// Share of items whose best candidate is right.
+    pub top1: f64,
+    /// Share routed without review at the chosen threshold.
+    pub straight_through: f64,
+    /// Precision of the automatically routed share.
+    pub auto_precision: f64,
+    /// Threshold reaching the precision target (None: never reached).
+    pub threshold: Option<f64>,
+    /// Per mailbox: (precision, recall, support).
+    pub per_mailbox: BTreeMap<String, (f64, f64, usize)>,
+    /// Confusion matrix: truth -> predicted -> count.
+    pub confusion: BTreeMap<String, BTreeMap<String, usize>>,
+    /// Reliability table: (bin lower bound, count, mean confidence, accuracy).
+    pub reliability: Vec<(f64, usize, f64, f64)>,
+}
+
+/// Summarises held-out predictions.
+pub fn score(preds: &[Prediction], target: f64) -> ModeReport {
+    let n = preds.len().max(1) as f64;
+    let correct = |p: &Prediction| p.predicted.as_deref() == Some(p.truth.as_str());
+    let top1 = preds.iter().filter(|p| correct(p)).count() as f64 / n;
+    let mut sorted: Vec<&Prediction> = preds.iter().collect();
+    sorted.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
+    let (mut best_n, mut ok) = (0usize, 0usize);
+    for (i, p) in sorted.iter().enumerate() {
+        if correct(p) {
+            ok += 1;
+        }
+        // Only cut between different confidences: a threshold cannot split ties.
+        let boundary = sorted
+            .get(i + 1)
+            .is_none_or(|q| q.confidence < p.confidence);
+        if boundary && p.confidence > 0.0 && ok as f64 / (i + 1) as f64 >= target {
+            best_n = i + 1;
+        }
+    }
+    let threshold = (best_n > 0).then(|| sorted[best_n - 1].confidence);
+    let auto_ok = sorted[..best_n].iter().filter(|p| correct(p)).count();
+    let mut confusion: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+    for p in preds {
+        *confusion
+            .entry(p.truth.clone())
+            .or_default()
+            .entry(p.predicted.clone().unwrap_or_else(|| "-".into()))
+            .or_default() += 1;
+    }
+    let mut per_mailbox = BTreeMap::new();
+    for m in confusion.keys() {
+        let tp = preds.iter().filter(|p| &p.truth == m && correct(p)).count() as f64;
+        let predicted = preds
+            .iter()
+            .filter(|p| p.predicted.as_deref() == Some(m.as_str()))
+            .count() as f64;
+        let support = preds.iter().filter(|p| &p.truth == m).count();
+        per_mailbox.insert(
+            m.clone(),
+            (
+                if predicted > 0.0 { tp / predicted } else { 0.0 },
+                tp / support.max(1) as f64,
+                support,
+            ),
+        );
+    }
+    let mut reliability = Vec::new();
+    for b in 0..10 {
+        let lo = b as f64 / 10.0;
+        let hi = lo + 0.1;
+        let in_bin: Vec<&Prediction> = preds
+            .iter()
+            .filter(|p| {
+                p.confidence >= lo && (p.confidence < hi || (b == 9 && p.confidence <= 1.0))
+            })
+            .collect();
+        if in_bin.is_empty() {
+            continue;
+        }
+        let c = in_bin.len();
+        let mean = in_bin.iter().map(|p| p.confidence).sum::<f64>() / c as f64;
+        let acc = in_bin.iter().filter(|p| correct(p)).count() as f64 / c as f64;
+        reliability.push((lo, c, mean, acc));
+    }
+    ModeReport {
+        top1,
+        straight_through: best_n as f64 / n,
+        auto_precision: if best_n > 0 {
+            auto_ok as f64 / best_n as f64
+        } else {
+            0.0
+        },
+        threshold,
+        per_mailbox,
+        confusion,
+        reliability,
+    }
+}
+
+/// Cross-validation result.
+#[derive(Debug, Clone, Serialize)]
+pub struct CvReport {
+    /// Folds.
+    pub folds: usize,
+    /// Items.
+    pub items: usize,
+    /// Calibrated temperature.
+    pub temperature: f64,
+    /// Rules alone.
+    pub rules: ModeReport,
+    /// Model alone.
+    pub model: ModeReport,
+    /// Rules and model combined (what routes).
+    pub combined: ModeReport,
+    /// Held-out combined predictions.
+    #[serde(skip)]
+    pub predictions: Vec<Prediction>,
+}
+
+/// Runs stratified k-fold cross-validation.
+pub fn cross_validate(
+    items: &[Item],
+    classes: &[MailboxId],
+    rules: &Arc<RuleSet>,
+    markers: &[String],
+    k: usize,
+    params: &TrainParams,
+) -> Result<CvReport, TrainError> {
+    let folds = stratified_folds(items, k, params.seed);
+    let zones: Vec<Zones> = items.iter().map(|i| from_text(&i.text, markers)).collect();
+    let mut logits: Vec<Vec<f32>> = vec![Vec::new(); items.len()];
+    for f in 0..k {
+        let train_items: Vec<Item> = items
+            .iter()
+            .zip(&folds)
+            .filter(|(_, fo)| **fo != f)
+            .map(|(i, _)| i.clone())
+            .collect();
+        let model = Model::train(
+            &examples(&train_items, classes, markers),
+            classes.to_vec(),
+            params,
+        )?;
+        for (i, fo) in folds.iter().enumerate() {
+            if *fo == f {
+                logits[i] = model.logits(&model.features(&zones[i]));
+            }
+        }
+    }
+    let labels: Vec<Option<usize>> = items
+        .iter()
+        .map(|it| classes.iter().position(|c| c.as_str() == it.mailbox))
+        .collect();
+    let temperature = fit_temperature(&logits, &labels);
+    let rule_only = Classifier {
+        rules: rules.clone(),
+        model: None,
+        mailboxes: classes.to_vec(),
+        config_threshold: 0.0,
+    };
+    let mut rules_preds = Vec::new();
+    let mut model_preds = Vec::new();
+    let mut combined_preds = Vec::new();
+    for (i, it) in items.iter().enumerate() {
+        let mut p = logits[i].clone();
+        softmax_in_place(&mut p, temperature as f32);
+        let (best, conf) = p
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(c, v)| (c, f64::from(*v)))
+            .unwrap_or((0, 0.0));
+        let pred = |predicted: Option<String>, confidence: f64| Prediction {
+            id: it.id.clone(),
+            origin: it.origin.clone(),
+            truth: it.mailbox.clone(),
+            predicted,
+            confidence,
+        };
+        model_preds.push(pred(Some(classes[best].to_string()), conf));
+        let rd = rule_only.decide_with(&zones[i], false);
+        let rd_conf = if rd.decided_by == DecidedBy::Nothing {
+            0.0
+        } else {
+            rd.confidence
+        };
+        rules_preds.push(pred(rd.mailbox.map(|m| m.to_string()), rd_conf));
+        let probs: BTreeMap<MailboxId, f64> = classes
+            .iter()
+            .cloned()
+            .zip(p.iter().map(|v| f64::from(*v)))
+            .collect();
+        let (m, c) = combine(&probs, &RuleSet::scores(&rules.eval(&zones[i])));
+        combined_preds.push(pred(m.map(|m| m.to_string()), c));
+    }
+    Ok(CvReport {
+        folds: k,
+        items: items.len(),
+        temperature,
+        rules: score(&rules_preds, PRECISION_TARGET),
+        model: score(&model_preds, PRECISION_TARGET),
+        combined: score(&combined_preds, PRECISION_TARGET),
+        predictions: combined_preds,
+    })
+}
+
+/// The combination [`Classifier::decide`] uses, on precomputed model probabilities.
+fn combine(
+    model: &BTreeMap<MailboxId, f64>,
+    rules: &BTreeMap<MailboxId, f64>,
+) -> (Option<MailboxId>, f64) {
+    let mut labels: Vec<&MailboxId> = model.keys().collect();
+    for m in rules.keys() {
+        if !labels.contains(&m) {
+            labels.push(m);
+        }
+    }
+    let mut l: Vec<f64> = labels
+        .iter()
+        .map(|m| {
+            model.get(*m).copied().unwrap_or(1e-6).max(1e-9).ln()
+                + rules.get(*m).copied().unwrap_or(0.0)
+        })
+        .collect();
+    let max = l.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let sum: f64 = l.iter().map(|x| (x - max).exp()).sum();
+    l.iter_mut().for_each(|x| *x = (*x - max).exp() / sum);
+    l.iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(i, c)| (Some(labels[i].clone()), *c))
+        .unwrap_or((None, 0.0))
+}
+
+/// The temperature minimising the negative log-likelihood of held-out logits.
+pub fn fit_temperature(logits: &[Vec<f32>], labels: &[Option<usize>]) -> f64 {
+    let nll = |t: f32| -> f64 {
+        logits
+            .iter()
+            .zip(labels)
+            .filter_map(|(l, y)| {
+                let y = (*y)?;
+                let mut p = l.clone();
+                softmax_in_place(&mut p, t);
+                Some(-f64::from(p.get(y).copied().unwrap_or(1e-9).max(1e-9)).ln())
+            })
+            .sum()
+    };
+    let mut best = (1.0f32, f64::INFINITY);
+    let mut t = 0.05f32;
+    while t <= 5.0 {
+        let v = nll(t);
+        if v < best.1 {
+            best = (t, v);
+        }
+        t *= 1.08;
+    }
+    f64::from(best.0)
+}
+
+/// Cross-validates, then trains the final model on all items with the fitted temperature and
+/// the threshold that reached the precision target.
+pub fn fit(
+    items: &[Item],
+    configured: &[MailboxId],
+    rules: &Arc<RuleSet>,
+    markers: &[String],
+    folds: usize,
+) -> Result<(Model, CvReport), TrainError> {
+    let classes = classes_for(items, configured);
+    let params = TrainParams::default();
+    let report = cross_validate(items, &classes, rules, markers, folds, &params)?;
+    let mut model = Model::train(&examples(items, &classes, markers), classes, &params)?;
+    model.meta.temperature = report.temperature;
+    model.meta.threshold = report.combined.threshold;
+    model.meta.metrics = serde_json::json!({
+        "folds": report.folds, "items": report.items,
+        "combined": {"top1": report.combined.top1, "straight_through": report.combined.straight_through, "threshold": report.combined.threshold},
+        "model": {"top1": report.model.top1, "straight_through": report.model.straight_through},
+        "rules": {"top1": report.rules.top1, "straight_through": report.rules.straight_through},
+    });
+    Ok((model, report))
+}
+
+/// Model versions in a directory: `<version>.model` files, `ACTIVE` names the one in use,
+/// `HISTORY` lists activations (for rollback).
+#[derive(Debug, Clone)]
+pub struct Registry {
+    dir: PathBuf,
+}
+
+/// A model version as listed.
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionInfo {
+    /// Version id.
+    pub version: String,
+    /// File.
+    pub path: PathBuf,
+    /// Whether it is active.
+    pub active: bool,
+    /// Metadata, when readable (None for files of another format).
+    pub meta: Option<serde_json::Value>,
+    /// Why the metadata could not be read.
+    pub problem: Option<String>,
+}
+
+impl Registry {
+    /// The registry at `dir`.
+    pub fn new(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn io(&self, e: std::io::Error) -> TrainError {
+        TrainError::Io(self.dir.display().to_string(), e)
+    }
+
+    /// The active version, if any.
+    pub fn active_version(&self) -> Option<String> {
+        std::fs::read_to_string(self.dir.join("ACTIVE"))
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    }
+
+    /// Path of a version's file.
+    pub fn path(&self, version: &str) -> PathBuf {
+        self.dir.join(format!("{version}.model"))
+    }
+
+    /// Loads the active model (None when none is active).
+    pub fn load_active(&self) -> Result<Option<Model>, ModelError> {
+        match self.active_version() {
+            Some(v) => Model::load(&self.path(&v)).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Stores a new version (not yet active) and returns its id.
+    pub fn add(&self, model: &mut Model) -> Result<String, TrainError> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| self.io(e))?;
+        let stamp = chrono::Utc::now().format("%Y%m%d-%H%M%S").to_string();
+        let mut version = format!("v{stamp}");
+        let mut n = 1;
+        while self.path(&version).exists() {
+            n += 1;
+            version = format!("v{stamp}-{n}");
+        }
+        model.meta.version = version.clone();
+        model.save(&self.path(&version))?;
+        Ok(version)
+    }
+
+    /// Makes a version the active one.
+    pub fn activate(&self, version: &str) -> Result<(), TrainError> {
+        if !self.path(version).exists() {
+            return Err(TrainError::Registry(format!(
+                "no model version {version} in {}",
+                self.dir.display()
+            )));
+        }
+        Model::load(&self.path(version))?;
+        let tmp = self.dir.join("ACTIVE.tmp");
+        std::fs::write(&tmp, format!("{version}\n")).map_err(|e| self.io(e))?;
+        std::fs::rename(&tmp, self.dir.join("ACTIVE")).map_err(|e| self.io(e))?;
+        use std::io::Write;
+        let mut h = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("HISTORY"))
+            .map_err(|e| self.io(e))?;
+        writeln!(h, "{version}").map_err(|e| self.io(e))?;
+        Ok(())
+    }
+
+    /// Re-activates the version active before the current one.
+    pub fn rollback(&self) -> Result<String, TrainError> {
+        let history = std::fs::read_to_string(self.dir.join("HISTORY")).unwrap_or_default();
+        let current = self.active_version();
+        let previous = history
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|v| Some(*v) != current.as_deref() && self.path(v).exists())
+            .ok_or_else(|| TrainError::Registry("no earlier model version to roll back to".into()))?
+            .to_string();
+        self.activate(&previous)?;
+        Ok(previous)
+    }
+
+    /// All versions, newest first.
+    pub fn list(&self) -> Vec<VersionInfo> {
+        let active = self.active_version();
+        let mut out: Vec<VersionInfo> = std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "model"))
+            .filter_map(|p| {
+                let version = p.file_stem()?.to_string_lossy().to_string();
+                let (meta, problem) = match Model::load(&p) {
+                    Ok(m) => (Some(serde_json::json!({"created_at": m.meta.created_at, "items": m.meta.items, "threshold": m.meta.threshold, "metrics": m.meta.metrics})), None),
+                    Err(e) => (None, Some(e.to_string())),
+                };
+                Some(VersionInfo {
+                    active: active.as_deref() == Some(version.as_str()),
+                    version,
+                    path: p,
+                    meta,
+                    problem,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| b.version.cmp(&a.version));
+        out
+    }
+}
+
+/// Loads the active model; when none exists yet, trains one from the shipped corpus and
+/// activates it, so a fresh checkout routes without a manual training step.
+pub fn ensure_model(
+    settings: &crate::config::Settings,
+    rules: &Arc<RuleSet>,
+) -> Result<Option<Model>, TrainError> {
+    let reg = Registry::new(&settings.classify.models);
+    if let Some(m) = reg.load_active()? {
+        return Ok(Some(m));
+    }
+    let items = load_corpus(&settings.classify.training_data)?;
+    if items.is_empty() {
+        tracing::warn!(dir = %settings.classify.training_data.display(), "no training data and no model: routing by rules alone");
+        return Ok(None);
+    }
+    tracing::info!(
+        items = items.len(),
+        "no active model: training one from the shipped corpus"
+    );
+    let (mut model, report) = fit(
+        &items,
+        &settings.mailbox_ids(),
+        rules,
+        &settings.address_markers,
+        5,
+    )?;
+    let version = reg.add(&mut model)?;
+    reg.activate(&version)?;
+    tracing::info!(
+        version,
+        top1 = report.combined.top1,
+        straight_through = report.combined.straight_through,
+        "model trained and activated"
+    );
+    Ok(Some(model))
+}
