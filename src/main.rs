@@ -429,16 +429,17 @@ async fn train_cmd(
     folds: usize,
 ) -> anyhow::Result<ExitCode> {
     let mut items = corpus(settings, data)?;
-    if data.is_none() {
-        if let Ok(store) = poststelle::store::Store::open(&settings.store.url).await {
-            for (id, text, mailbox) in store.corrections_for_training().await? {
-                items.push(train::Item {
-                    id,
-                    text,
-                    mailbox,
-                    origin: "correction".into(),
-                });
-            }
+    // Corrections people made join the training set (the store may not exist yet).
+    if data.is_none()
+        && let Ok(store) = poststelle::store::Store::open(&settings.store.url).await
+    {
+        for (id, text, mailbox) in store.corrections_for_training().await? {
+            items.push(train::Item {
+                id,
+                text,
+                mailbox,
+                origin: "correction".into(),
+            });
         }
     }
     let rules = Arc::new(poststelle::classify::rules::RuleSet::load_dir(

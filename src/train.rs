@@ -118,10 +118,10 @@ pub fn load_corpus(dir: &Path) -> Result<Vec<Item>, TrainError> {
 pub fn classes_for(items: &[Item], configured: &[MailboxId]) -> Vec<MailboxId> {
     let mut classes: Vec<MailboxId> = configured.to_vec();
     for it in items {
-        if let Some(m) = MailboxId::parse(&it.mailbox) {
-            if !classes.contains(&m) {
-                classes.push(m);
-            }
+        if let Some(m) = MailboxId::parse(&it.mailbox)
+            && !classes.contains(&m)
+        {
+            classes.push(m);
         }
     }
     // Only classes that have data can be learned.

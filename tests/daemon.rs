@@ -11,7 +11,12 @@ const LONG: Duration = Duration::from_secs(120);
 
 fn bauantrag_pdf() -> Vec<u8> {
     letter_pdf(&din_letter(
-        &["Stadt Musterstadt", "Bauordnungsamt", "Rathausplatz 1", "12345 Musterstadt"],
+        &[
+            "Stadt Musterstadt",
+            "Bauordnungsamt",
+            "Rathausplatz 1",
+            "12345 Musterstadt",
+        ],
         "Bauantrag für einen Wintergarten, Flurstück 88",
         &[
             "hiermit reiche ich den Bauantrag für einen Wintergarten auf",
@@ -30,7 +35,13 @@ fn hundesteuer_txt(name: &str) -> Vec<u8> {
 }
 
 fn count_files(dir: &Path) -> usize {
-    std::fs::read_dir(dir).map(|d| d.flatten().filter(|e| !e.file_name().to_string_lossy().starts_with('.')).count()).unwrap_or(0)
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                .count()
+        })
+        .unwrap_or(0)
 }
 
 #[test]
@@ -47,13 +58,30 @@ fn scans_dropped_into_the_hot_folder_land_in_the_right_mailbox_with_sidecar() {
     let mailboxes: Vec<&str> = delivered.iter().map(|(m, _)| m.as_str()).collect();
     assert_eq!(mailboxes, ["22", "63"]);
     let (_, pdf) = delivered.iter().find(|(m, _)| m == "63").expect("63");
-    assert_eq!(std::fs::read(pdf).expect("read"), scan, "the original bytes are delivered");
-    let sidecar: serde_json::Value = serde_json::from_slice(&std::fs::read(pdf.with_extension("json")).expect("sidecar")).expect("json");
+    assert_eq!(
+        std::fs::read(pdf).expect("read"),
+        scan,
+        "the original bytes are delivered"
+    );
+    let sidecar: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(pdf.with_extension("json")).expect("sidecar"))
+            .expect("json");
     assert_eq!(sidecar["mailbox"], "63");
     assert_eq!(sidecar["original_name"], "scan-0001.pdf");
     let expl = &sidecar["decision"]["explanation"];
-    assert!(expl["address_field"].as_str().unwrap_or_default().contains("Bauordnungsamt"), "{expl}");
-    assert!(!expl["candidates"].as_array().expect("candidates").is_empty());
+    assert!(
+        expl["address_field"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Bauordnungsamt"),
+        "{expl}"
+    );
+    assert!(
+        !expl["candidates"]
+            .as_array()
+            .expect("candidates")
+            .is_empty()
+    );
     assert_eq!(count_files(&install.path("inbox")), 0);
     assert_eq!(count_files(&install.path("processed")), 2);
 }
@@ -63,7 +91,10 @@ fn sigkill_between_commit_and_move_loses_and_duplicates_nothing() {
     let install = Install::new();
     let marker = install.path("paused");
     let marker_s = marker.display().to_string();
-    let d = install.serve(&[("POSTSTELLE_PAUSE_AT", "after_commit"), ("POSTSTELLE_PAUSE_MARKER", &marker_s)]);
+    let d = install.serve(&[
+        ("POSTSTELLE_PAUSE_AT", "after_commit"),
+        ("POSTSTELLE_PAUSE_MARKER", &marker_s),
+    ]);
     install.drop_file("brief.txt", &hundesteuer_txt("Rex"));
     wait_file(&marker, LONG);
     d.kill();
@@ -71,8 +102,12 @@ fn sigkill_between_commit_and_move_loses_and_duplicates_nothing() {
     assert!(install.path("inbox/brief.txt").exists());
     assert_eq!(install.documents().len(), 1);
     let _d = install.serve(&[]);
-    wait_for("delivery", LONG, || (install.delivered().len() == 1).then_some(()));
-    wait_for("inbox empty", LONG, || (count_files(&install.path("inbox")) == 0).then_some(()));
+    wait_for("delivery", LONG, || {
+        (install.delivered().len() == 1).then_some(())
+    });
+    wait_for("inbox empty", LONG, || {
+        (count_files(&install.path("inbox")) == 0).then_some(())
+    });
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(install.documents().len(), 1, "no second document");
     assert_eq!(install.delivered().len(), 1, "delivered exactly once");
@@ -84,7 +119,10 @@ fn sigkill_between_delivery_and_confirmation_delivers_exactly_once() {
     let install = Install::new();
     let marker = install.path("paused");
     let marker_s = marker.display().to_string();
-    let d = install.serve(&[("POSTSTELLE_PAUSE_AT", "after_deliver"), ("POSTSTELLE_PAUSE_MARKER", &marker_s)]);
+    let d = install.serve(&[
+        ("POSTSTELLE_PAUSE_AT", "after_deliver"),
+        ("POSTSTELLE_PAUSE_MARKER", &marker_s),
+    ]);
     install.drop_file("brief.txt", &hundesteuer_txt("Luna"));
     wait_file(&marker, LONG);
     d.kill();
@@ -92,8 +130,14 @@ fn sigkill_between_delivery_and_confirmation_delivers_exactly_once() {
     assert_eq!(install.delivered().len(), 1);
     assert_eq!(install.documents()[0]["state"], "queued");
     let _d = install.serve(&[]);
-    wait_for("confirmed", LONG, || (install.documents()[0]["state"] == "delivered").then_some(()));
-    assert_eq!(install.delivered().len(), 1, "the retry must not create a second copy");
+    wait_for("confirmed", LONG, || {
+        (install.documents()[0]["state"] == "delivered").then_some(())
+    });
+    assert_eq!(
+        install.delivered().len(),
+        1,
+        "the retry must not create a second copy"
+    );
     assert_eq!(install.documents().len(), 1);
 }
 
@@ -104,7 +148,7 @@ fn a_file_still_being_written_is_not_taken_early() {
     std::fs::create_dir_all(install.path("inbox")).expect("inbox");
     let path = install.path("inbox/growing.txt");
     let full = hundesteuer_txt("Bruno").repeat(20);
-    let chunks: Vec<&[u8]> = full.chunks(full.len() / 10 + 1).collect();
+    let chunks: Vec<&[u8]> = full.chunks(full.len() / 16 + 1).collect();
     {
         use std::io::Write;
         let mut f = std::fs::File::create(&path).expect("create");
@@ -112,15 +156,29 @@ fn a_file_still_being_written_is_not_taken_early() {
             f.write_all(c).expect("write");
             f.flush().expect("flush");
             // Shorter than the settle time (400 ms), longer than a rescan tick.
-            std::thread::sleep(Duration::from_millis(250));
-            assert!(install.documents().is_empty(), "taken while still growing");
+            std::thread::sleep(Duration::from_millis(120));
+            assert!(path.exists(), "taken while still growing");
+            assert_eq!(
+                count_files(&install.path("processed")),
+                0,
+                "taken while still growing"
+            );
         }
     }
     let delivered = wait_for("delivery", LONG, || {
         let d = install.delivered();
         (d.len() == 1).then_some(d)
     });
-    assert_eq!(std::fs::read(&delivered[0].1).expect("read"), full, "the whole file was taken");
+    assert_eq!(
+        std::fs::read(&delivered[0].1).expect("read"),
+        full,
+        "the whole file was taken"
+    );
+    assert_eq!(
+        install.documents().len(),
+        1,
+        "one document, not one per chunk"
+    );
 }
 
 #[test]
@@ -128,9 +186,13 @@ fn the_same_bytes_dropped_twice_are_filed_once() {
     let install = Install::new();
     let _d = install.serve(&[]);
     install.drop_file("a.txt", &hundesteuer_txt("Max"));
-    wait_for("delivery", LONG, || (install.delivered().len() == 1).then_some(()));
+    wait_for("delivery", LONG, || {
+        (install.delivered().len() == 1).then_some(())
+    });
     install.drop_file("a-again.txt", &hundesteuer_txt("Max"));
-    wait_for("second file moved", LONG, || (count_files(&install.path("processed")) == 2).then_some(()));
+    wait_for("second file moved", LONG, || {
+        (count_files(&install.path("processed")) == 2).then_some(())
+    });
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(install.documents().len(), 1);
     assert_eq!(install.delivered().len(), 1);
@@ -158,7 +220,11 @@ fn bad_input_is_quarantined_with_a_german_reason_and_the_daemon_stays_up() {
         ("leer.pdf", Vec::new(), "leer"),
         ("abgeschnitten.pdf", good[..good.len() / 3].to_vec(), "PDF"),
         ("verschluesselt.pdf", encrypted, "verschlüsselt"),
-        ("keinpdf.pdf", b"<html><body>Hallo</body></html>".to_vec(), "Unbekanntes Dateiformat"),
+        (
+            "keinpdf.pdf",
+            b"<html><body>Hallo</body></html>".to_vec(),
+            "Unbekanntes Dateiformat",
+        ),
         ("bombe.png", png_bomb(), "zu groß"),
     ];
     for (name, bytes, _) in &cases {
@@ -168,10 +234,21 @@ fn bad_input_is_quarantined_with_a_german_reason_and_the_daemon_stays_up() {
     let shared = repo().join("../shared/corpora");
     let mut hostile = 0;
     for (dir, n) in [("pdf-malformed", 12), ("images-hostile", 12)] {
-        let mut files: Vec<_> = std::fs::read_dir(shared.join(dir)).into_iter().flatten().flatten().map(|e| e.path()).filter(|p| !p.to_string_lossy().contains("LICENSE")).collect();
+        let mut files: Vec<_> = std::fs::read_dir(shared.join(dir))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| !p.to_string_lossy().contains("LICENSE"))
+            .collect();
         files.sort();
         for f in files.into_iter().take(n) {
-            let name = format!("{dir}-{}", f.file_name().map(|x| x.to_string_lossy().to_string()).unwrap_or_default());
+            let name = format!(
+                "{dir}-{}",
+                f.file_name()
+                    .map(|x| x.to_string_lossy().to_string())
+                    .unwrap_or_default()
+            );
             install.drop_file(&name, &std::fs::read(&f).expect("read"));
             hostile += 1;
         }
@@ -180,7 +257,10 @@ fn bad_input_is_quarantined_with_a_german_reason_and_the_daemon_stays_up() {
     // Every file ends as a document (routed, review or quarantined) or a quarantine entry.
     wait_for("all inputs handled", Duration::from_secs(300), || {
         let docs = install.documents();
-        let settled = docs.iter().all(|d| ["delivered", "review", "quarantined", "dead_letter"].contains(&d["state"].as_str().unwrap_or("")));
+        let settled = docs.iter().all(|d| {
+            ["delivered", "review", "quarantined", "dead_letter"]
+                .contains(&d["state"].as_str().unwrap_or(""))
+        });
         let in_inbox = count_files(&install.path("inbox"));
         (in_inbox == 0 && settled).then_some(())
     });
@@ -200,18 +280,39 @@ fn bad_input_is_quarantined_with_a_german_reason_and_the_daemon_stays_up() {
     // The daemon is still up and answers.
     let health = reqwest::blocking::get(d.url("/health")).expect("health");
     assert!(health.status().is_success());
-    let processed_or_quarantined = count_files(&install.path("processed")) + count_files(&install.path("quarantine")) / 2;
-    assert!(processed_or_quarantined >= total, "{processed_or_quarantined} < {total}: an input was lost");
+    let processed_or_quarantined =
+        count_files(&install.path("processed")) + count_files(&install.path("quarantine")) / 2;
+    assert!(
+        processed_or_quarantined >= total,
+        "{processed_or_quarantined} < {total}: an input was lost"
+    );
 }
 
 /// A PNG header claiming 100000 x 100000 pixels.
 fn png_bomb() -> Vec<u8> {
     let img = image::GrayImage::from_pixel(1, 1, image::Luma([0]));
     let mut bytes = png(&img);
-    // IHDR width/height live at offsets 16..24.
+    // IHDR width/height live at offsets 16..24; the chunk's CRC (over type + data) follows.
     bytes[16..20].copy_from_slice(&100_000u32.to_be_bytes());
     bytes[20..24].copy_from_slice(&100_000u32.to_be_bytes());
+    let crc = crc32(&bytes[12..29]);
+    bytes[29..33].copy_from_slice(&crc.to_be_bytes());
     bytes
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut c = 0xFFFF_FFFFu32;
+    for &b in data {
+        c ^= b as u32;
+        for _ in 0..8 {
+            c = if c & 1 == 1 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+        }
+    }
+    !c
 }
 
 #[test]
@@ -224,18 +325,44 @@ fn api_upload_review_and_assignment() {
     assert_eq!(r.status(), 401);
     let auth = format!("Bearer {}", install.token);
     // A blank page: nothing to read, so a person must decide.
-    let blank = png(&image::GrayImage::from_pixel(1240, 1754, image::Luma([255])));
-    let form = reqwest::blocking::multipart::Form::new().part("file", reqwest::blocking::multipart::Part::bytes(blank).file_name("leer.png"));
-    let r = client.post(d.url("/api/documents")).header("Authorization", &auth).multipart(form).send().expect("upload");
+    let blank = png(&image::GrayImage::from_pixel(
+        1240,
+        1754,
+        image::Luma([255]),
+    ));
+    let form = reqwest::blocking::multipart::Form::new().part(
+        "file",
+        reqwest::blocking::multipart::Part::bytes(blank).file_name("leer.png"),
+    );
+    let r = client
+        .post(d.url("/api/documents"))
+        .header("Authorization", &auth)
+        .multipart(form)
+        .send()
+        .expect("upload");
     assert_eq!(r.status(), 201);
-    let id = r.json::<serde_json::Value>().expect("json")["id"].as_str().expect("id").to_string();
+    let id = r.json::<serde_json::Value>().expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
     let review = wait_for("review", LONG, || {
-        let v: serde_json::Value = client.get(d.url("/api/review")).header("Authorization", &auth).send().ok()?.json().ok()?;
+        let v: serde_json::Value = client
+            .get(d.url("/api/review"))
+            .header("Authorization", &auth)
+            .send()
+            .ok()?
+            .json()
+            .ok()?;
         let items = v["review"].as_array()?.clone();
         (!items.is_empty()).then_some(items)
     });
     assert_eq!(review[0]["id"], id.as_str());
-    assert!(review[0]["reason"].as_str().unwrap_or_default().contains("Kein lesbarer Text"));
+    assert!(
+        review[0]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Kein lesbarer Text")
+    );
     let r = client
         .post(d.url(&format!("/api/documents/{id}/assign")))
         .header("Authorization", &auth)
@@ -243,12 +370,34 @@ fn api_upload_review_and_assignment() {
         .send()
         .expect("assign");
     assert!(r.status().is_success(), "{:?}", r.text());
-    wait_for("delivered to 34", LONG, || (install.delivered().iter().any(|(m, _)| m == "34")).then_some(()));
-    let doc: serde_json::Value = client.get(d.url(&format!("/api/documents/{id}"))).header("Authorization", &auth).send().expect("get").json().expect("json");
-    let kinds: Vec<&str> = doc["events"].as_array().expect("events").iter().filter_map(|e| e["kind"].as_str()).collect();
+    let doc: serde_json::Value = wait_for("delivered", LONG, || {
+        let doc: serde_json::Value = client
+            .get(d.url(&format!("/api/documents/{id}")))
+            .header("Authorization", &auth)
+            .send()
+            .ok()?
+            .json()
+            .ok()?;
+        (doc["state"] == "delivered").then_some(doc)
+    });
+    assert!(
+        install.delivered().iter().any(|(m, _)| m == "34"),
+        "filed into mailbox 34"
+    );
+    let kinds: Vec<&str> = doc["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
     assert!(kinds.contains(&"assigned"), "{kinds:?}");
     assert_eq!(doc["state"], "delivered");
-    let assigned = doc["events"].as_array().expect("events").iter().find(|e| e["kind"] == "assigned").expect("assigned");
+    let assigned = doc["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .find(|e| e["kind"] == "assigned")
+        .expect("assigned");
     assert_eq!(assigned["actor"], "frau.meier");
     // Unknown mailbox: a clear German error.
     let r = client
@@ -258,5 +407,9 @@ fn api_upload_review_and_assignment() {
         .send()
         .expect("assign");
     assert_eq!(r.status(), 400);
-    assert!(r.text().unwrap_or_default().contains("Unbekanntes Postfach"));
+    assert!(
+        r.text()
+            .unwrap_or_default()
+            .contains("Unbekanntes Postfach")
+    );
 }

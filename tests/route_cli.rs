@@ -32,7 +32,12 @@ fn sperrmuell() -> Vec<Line<'static>> {
 
 fn bauantrag() -> Vec<Line<'static>> {
     din_letter(
-        &["Stadt Musterstadt", "Bauordnungsamt", "Rathausplatz 1", "12345 Musterstadt"],
+        &[
+            "Stadt Musterstadt",
+            "Bauordnungsamt",
+            "Rathausplatz 1",
+            "12345 Musterstadt",
+        ],
         "Bauantrag für einen Carport, Flurstück 117, Gemarkung Musterstadt",
         &[
             "anbei übersende ich den Bauantrag mit Lageplan, Bauzeichnungen",
@@ -99,31 +104,62 @@ fn routes_every_supported_format_to_the_right_mailbox() {
     let (ok, routed) = route(&install, &files);
     assert!(ok, "route must succeed");
     let got: Vec<Option<&str>> = routed.iter().map(|r| r.mailbox.as_deref()).collect();
-    assert_eq!(got, [Some("22"), Some("70"), Some("63"), Some("22"), Some("70")], "{:#?}", routed.iter().map(|r| &r.value).collect::<Vec<_>>());
+    assert_eq!(
+        got,
+        [Some("22"), Some("70"), Some("63"), Some("22"), Some("70")],
+        "{:#?}",
+        routed.iter().map(|r| &r.value).collect::<Vec<_>>()
+    );
     for r in &routed {
         let v = &r.value;
-        for key in ["file", "mailbox", "confidence", "decided_by", "needs_review", "explanation"] {
+        for key in [
+            "file",
+            "mailbox",
+            "confidence",
+            "decided_by",
+            "needs_review",
+            "explanation",
+        ] {
             assert!(v.get(key).is_some(), "missing {key} in {v}");
         }
         let c = v["confidence"].as_f64().expect("confidence");
         assert!((0.0..=1.0).contains(&c));
-        assert!(!v["explanation"]["candidates"].as_array().expect("candidates").is_empty());
+        assert!(
+            !v["explanation"]["candidates"]
+                .as_array()
+                .expect("candidates")
+                .is_empty()
+        );
     }
     // The Bauordnungsamt letter names the department in its DIN 5008 address field, read by OCR.
-    let addr = routed[2].value["explanation"]["address_field"].as_str().unwrap_or_default();
-    assert!(addr.contains("Bauordnungsamt"), "address field read by OCR: {addr:?}");
+    let addr = routed[2].value["explanation"]["address_field"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        addr.contains("Bauordnungsamt"),
+        "address field read by OCR: {addr:?}"
+    );
 }
 
 #[test]
 fn a_bad_file_fails_alone_and_the_exit_code_says_so() {
     let install = Install::new();
     let good = install.path("good.txt");
-    std::fs::write(&good, "Betreff: Hundesteuer\n\nIch melde meinen Hund zur Hundesteuer an.").expect("write");
+    std::fs::write(
+        &good,
+        "Betreff: Hundesteuer\n\nIch melde meinen Hund zur Hundesteuer an.",
+    )
+    .expect("write");
     let bad = install.path("fake.pdf");
     std::fs::write(&bad, "this is not a PDF").expect("write");
     let (ok, routed) = route(&install, &[bad.clone(), good.clone()]);
     assert!(!ok, "exit code must report the failure");
     assert_eq!(routed.len(), 2);
-    assert!(routed[0].value["error"].as_str().expect("error").contains("Unbekanntes Dateiformat"));
+    assert!(
+        routed[0].value["error"]
+            .as_str()
+            .expect("error")
+            .contains("Unbekanntes Dateiformat")
+    );
     assert_eq!(routed[1].mailbox.as_deref(), Some("22"));
 }

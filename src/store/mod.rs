@@ -171,10 +171,10 @@ impl Store {
         let path = url
             .trim_start_matches("sqlite://")
             .trim_start_matches("sqlite:");
-        if let Some(parent) = std::path::Path::new(path).parent() {
-            if !parent.as_os_str().is_empty() {
-                std::fs::create_dir_all(parent).map_err(|e| StoreError::Db(sqlx::Error::Io(e)))?;
-            }
+        if let Some(parent) = std::path::Path::new(path).parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent).map_err(|e| StoreError::Db(sqlx::Error::Io(e)))?;
         }
         let opts = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
@@ -193,7 +193,7 @@ impl Store {
 
     /// Records a received document, or recognises its bytes as a duplicate. One transaction.
     pub async fn insert_received(&self, doc: &NewDocument, actor: &str) -> Result<Inserted> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         if let Some(row) = sqlx::query("SELECT id FROM documents WHERE sha256 = ?")
             .bind(&doc.sha256)
             .fetch_optional(&mut *tx)
@@ -344,7 +344,7 @@ impl Store {
             DocState::Queued
         };
         let json = serde_json::to_string(decision)?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let current = state_of(&mut tx, id).await?;
         if current != DocState::Extracted && current != DocState::Classified {
             return Err(StoreError::Conflict {
@@ -391,7 +391,7 @@ impl Store {
         actor: &str,
         origin: &str,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let row = sqlx::query("SELECT state, mailbox, decision FROM documents WHERE id = ?")
             .bind(id.as_str())
             .fetch_optional(&mut *tx)
@@ -534,7 +534,7 @@ impl Store {
         detail: &str,
         path: Option<&str>,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let row = sqlx::query("SELECT source, original_name FROM documents WHERE id = ?")
             .bind(id.as_str())
             .fetch_optional(&mut *tx)
@@ -581,7 +581,7 @@ impl Store {
         detail: &str,
         path: Option<&str>,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let now = now_str();
         sqlx::query("INSERT INTO quarantine (document_id, source, original_name, reason, detail, path, at) VALUES (NULL, ?, ?, ?, ?, ?, ?)")
             .bind(source)
@@ -634,7 +634,7 @@ impl Store {
         kind: &str,
         detail: serde_json::Value,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         insert_event(&mut tx, document.map(|d| d.as_str()), actor, kind, &detail).await?;
         tx.commit().await?;
         Ok(())
@@ -710,7 +710,7 @@ impl Store {
         extra: impl FnOnce(&mut String),
         binds: Vec<String>,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let current = state_of(&mut tx, id).await?;
         if !from.contains(&current) {
             return Err(StoreError::Conflict {

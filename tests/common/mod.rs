@@ -23,16 +23,24 @@ pub fn repo() -> PathBuf {
 pub fn models_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("test-models-{}", std::process::id()));
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("test-models-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let out = Command::new(exe())
             .current_dir(repo())
             .env("POSTSTELLE__CLASSIFY__MODELS", &dir)
-            .env("POSTSTELLE__STORE__URL", format!("sqlite://{}/train.db", dir.display()))
+            .env(
+                "POSTSTELLE__STORE__URL",
+                format!("sqlite://{}/train.db", dir.display()),
+            )
             .args(["train", "--folds", "3"])
             .output()
             .expect("run train");
-        assert!(out.status.success(), "train failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "train failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         dir
     })
     .clone()
@@ -68,11 +76,19 @@ fn write_pdf(objects: &[Vec<u8>]) -> Vec<u8> {
         out.extend_from_slice(b"\nendobj\n");
     }
     let xref = out.len();
-    out.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
+    out.extend_from_slice(
+        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
+    );
     for off in offsets {
         out.extend_from_slice(format!("{off:010} 00000 n \n").as_bytes());
     }
-    out.extend_from_slice(format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objects.len() + 1).as_bytes());
+    out.extend_from_slice(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .as_bytes(),
+    );
     out
 }
 
@@ -88,7 +104,14 @@ pub fn letter_pdf(lines: &[Line<'_>]) -> Vec<u8> {
     let mm = 72.0 / 25.4;
     let mut content = Vec::new();
     for (x, y, size, text) in lines {
-        content.extend_from_slice(format!("BT /F1 {size} Tf {:.2} {:.2} Td (", x * mm, 841.89 - y * mm - size).as_bytes());
+        content.extend_from_slice(
+            format!(
+                "BT /F1 {size} Tf {:.2} {:.2} Td (",
+                x * mm,
+                841.89 - y * mm - size
+            )
+            .as_bytes(),
+        );
         content.extend_from_slice(&pdf_escape(text));
         content.extend_from_slice(b") Tj ET\n");
     }
@@ -112,7 +135,9 @@ pub fn render(pdf: &[u8], dpi: u32) -> image::GrayImage {
         .output()
         .expect("pdftoppm");
     assert!(out.status.success());
-    image::load_from_memory(&out.stdout).expect("pgm").to_luma8()
+    image::load_from_memory(&out.stdout)
+        .expect("pgm")
+        .to_luma8()
 }
 
 /// Adds scanner-like noise (deterministic).
@@ -129,7 +154,8 @@ pub fn noisy(mut img: image::GrayImage, amount: u8) -> image::GrayImage {
 /// PNG bytes.
 pub fn png(img: &image::GrayImage) -> Vec<u8> {
     let mut out = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png).expect("png");
+    img.write_to(&mut out, image::ImageFormat::Png)
+        .expect("png");
     out.into_inner()
 }
 
@@ -139,7 +165,8 @@ pub fn tiff(pages: &[&image::GrayImage]) -> Vec<u8> {
     {
         let mut enc = tiff::encoder::TiffEncoder::new(&mut out).expect("tiff");
         for p in pages {
-            enc.write_image::<tiff::encoder::colortype::Gray8>(p.width(), p.height(), p.as_raw()).expect("page");
+            enc.write_image::<tiff::encoder::colortype::Gray8>(p.width(), p.height(), p.as_raw())
+                .expect("page");
         }
     }
     out.into_inner()
@@ -166,7 +193,12 @@ pub fn scan_pdf(img: &image::GrayImage, dpi: u32) -> Vec<u8> {
 /// A DIN 5008 letter (form B) to a department, as lines for [`letter_pdf`].
 pub fn din_letter<'a>(recipient: &[&'a str], subject: &'a str, body: &[&'a str]) -> Vec<Line<'a>> {
     let mut l: Vec<Line<'a>> = vec![
-        (25.0, 50.0, 7.0, "Erika Mustermann · Lindenweg 4 · 12345 Musterstadt"),
+        (
+            25.0,
+            50.0,
+            7.0,
+            "Erika Mustermann · Lindenweg 4 · 12345 Musterstadt",
+        ),
         (125.0, 50.0, 10.0, "Musterstadt, 03.02.2025"),
     ];
     for (i, r) in recipient.iter().enumerate() {
@@ -177,8 +209,18 @@ pub fn din_letter<'a>(recipient: &[&'a str], subject: &'a str, body: &[&'a str])
     for (i, b) in body.iter().enumerate() {
         l.push((25.0, 123.0 + i as f32 * 6.0, 11.0, b));
     }
-    l.push((25.0, 130.0 + body.len() as f32 * 6.0, 11.0, "Mit freundlichen Grüßen"));
-    l.push((25.0, 142.0 + body.len() as f32 * 6.0, 11.0, "Erika Mustermann"));
+    l.push((
+        25.0,
+        130.0 + body.len() as f32 * 6.0,
+        11.0,
+        "Mit freundlichen Grüßen",
+    ));
+    l.push((
+        25.0,
+        142.0 + body.len() as f32 * 6.0,
+        11.0,
+        "Erika Mustermann",
+    ));
     l
 }
 
@@ -196,7 +238,11 @@ impl Install {
     /// Creates the directories and picks a free port.
     pub fn new() -> Install {
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("port")
+            .local_addr()
+            .expect("addr")
+            .port();
         Install {
             dir,
             port,
@@ -213,18 +259,39 @@ impl Install {
     pub fn env(&self) -> Vec<(String, String)> {
         let p = |s: &str| self.path(s).display().to_string();
         vec![
-            ("POSTSTELLE__STORE__URL".into(), format!("sqlite://{}", p("poststelle.db"))),
+            (
+                "POSTSTELLE__STORE__URL".into(),
+                format!("sqlite://{}", p("poststelle.db")),
+            ),
             ("POSTSTELLE__STORE__BLOBS".into(), p("blobs")),
             ("POSTSTELLE__INTAKE__HOT_FOLDER__INBOX".into(), p("inbox")),
-            ("POSTSTELLE__INTAKE__HOT_FOLDER__PROCESSED".into(), p("processed")),
-            ("POSTSTELLE__INTAKE__HOT_FOLDER__QUARANTINE".into(), p("quarantine")),
-            ("POSTSTELLE__INTAKE__HOT_FOLDER__SETTLE_MS".into(), "400".into()),
-            ("POSTSTELLE__INTAKE__HOT_FOLDER__RESCAN_SECS".into(), "1".into()),
+            (
+                "POSTSTELLE__INTAKE__HOT_FOLDER__PROCESSED".into(),
+                p("processed"),
+            ),
+            (
+                "POSTSTELLE__INTAKE__HOT_FOLDER__QUARANTINE".into(),
+                p("quarantine"),
+            ),
+            (
+                "POSTSTELLE__INTAKE__HOT_FOLDER__SETTLE_MS".into(),
+                "400".into(),
+            ),
+            (
+                "POSTSTELLE__INTAKE__HOT_FOLDER__RESCAN_SECS".into(),
+                "1".into(),
+            ),
             ("POSTSTELLE__DELIVER__TARGETS__DMS__ROOT".into(), p("dms")),
             ("POSTSTELLE__DELIVER__RETRY_BASE_SECS".into(), "1".into()),
             ("POSTSTELLE__EXTRACT__TIMEOUT_SECS".into(), "60".into()),
-            ("POSTSTELLE__CLASSIFY__MODELS".into(), models_dir().display().to_string()),
-            ("POSTSTELLE__API__LISTEN".into(), format!("127.0.0.1:{}", self.port)),
+            (
+                "POSTSTELLE__CLASSIFY__MODELS".into(),
+                models_dir().display().to_string(),
+            ),
+            (
+                "POSTSTELLE__API__LISTEN".into(),
+                format!("127.0.0.1:{}", self.port),
+            ),
             ("POSTSTELLE__API__TOKEN".into(), self.token.clone()),
             ("RUST_LOG".into(), "info".into()),
             ("NO_COLOR".into(), "1".into()),
@@ -240,7 +307,8 @@ impl Install {
 
     /// Starts the daemon; extra env (e.g. pause points) may be given.
     pub fn serve(&self, extra: &[(&str, &str)]) -> Daemon {
-        let log = std::fs::File::create(self.path(&format!("serve-{}.log", now_ms()))).expect("log");
+        let log =
+            std::fs::File::create(self.path(&format!("serve-{}.log", now_ms()))).expect("log");
         let child = self
             .command()
             .arg("serve")
@@ -249,7 +317,10 @@ impl Install {
             .stderr(log)
             .spawn()
             .expect("spawn serve");
-        let d = Daemon { child, port: self.port };
+        let d = Daemon {
+            child,
+            port: self.port,
+        };
         d.wait_healthy();
         d
     }
@@ -265,10 +336,17 @@ impl Install {
     /// Delivered document files (not sidecars) per mailbox.
     pub fn delivered(&self) -> Vec<(String, PathBuf)> {
         let mut out = Vec::new();
-        for mb in std::fs::read_dir(self.path("dms")).into_iter().flatten().flatten() {
+        for mb in std::fs::read_dir(self.path("dms"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             for f in std::fs::read_dir(mb.path()).into_iter().flatten().flatten() {
                 let p = f.path();
-                let name = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+                let name = p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().to_string())
+                    .unwrap_or_default();
                 if !name.starts_with('.') && !name.ends_with(".json") {
                     out.push((mb.file_name().to_string_lossy().to_string(), p));
                 }
@@ -280,8 +358,16 @@ impl Install {
 
     /// `documents list --json`, parsed.
     pub fn documents(&self) -> Vec<serde_json::Value> {
-        let out = self.command().args(["documents", "list", "--json", "--limit", "1000"]).output().expect("documents");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = self
+            .command()
+            .args(["documents", "list", "--json", "--limit", "1000"])
+            .output()
+            .expect("documents");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .map(|l| serde_json::from_str(l).expect("json line"))
@@ -290,7 +376,10 @@ impl Install {
 }
 
 fn now_ms() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
 }
 
 /// A running daemon, killed (SIGKILL) when dropped.
@@ -350,7 +439,9 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
 
 /// Waits until the file exists.
 pub fn wait_file(p: &Path, timeout: Duration) {
-    wait_for(&format!("{}", p.display()), timeout, || p.exists().then_some(()));
+    wait_for(&format!("{}", p.display()), timeout, || {
+        p.exists().then_some(())
+    });
 }
 
 impl Drop for Install {
@@ -359,7 +450,11 @@ impl Drop for Install {
         if !std::thread::panicking() {
             return;
         }
-        for e in std::fs::read_dir(self.dir.path()).into_iter().flatten().flatten() {
+        for e in std::fs::read_dir(self.dir.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let n = e.file_name().to_string_lossy().to_string();
             if n.starts_with("serve-") {
                 let log = std::fs::read_to_string(e.path()).unwrap_or_default();
