@@ -51,6 +51,18 @@ impl Application {
             .context("opening the store")?;
         let blobs = BlobStore::open(&settings.store.blobs).context("opening blob storage")?;
         let classifier = build_classifier(&settings)?;
+        if let Some(m) = &classifier.model {
+            let path = crate::train::Registry::new(&settings.classify.models).path(&m.meta.version);
+            store
+                .record_model(
+                    &m.meta.version,
+                    &path.display().to_string(),
+                    &m.meta.metrics,
+                    true,
+                )
+                .await
+                .context("recording the active model")?;
+        }
         let targets = settings
             .deliver
             .targets

@@ -163,3 +163,42 @@ fn a_bad_file_fails_alone_and_the_exit_code_says_so() {
     );
     assert_eq!(routed[1].mailbox.as_deref(), Some("22"));
 }
+
+#[test]
+fn check_config_names_file_line_and_hint() {
+    let install = Install::new();
+    let text = std::fs::read_to_string(repo().join("config/musterstadt.toml"))
+        .expect("example config")
+        .replace("address_markers =", "adress_markers =");
+    let bad = install.path("bad.toml");
+    std::fs::write(&bad, &text).expect("write");
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("adress_markers"))
+        .expect("line")
+        + 1;
+    let out = install
+        .command()
+        .arg("--config")
+        .arg(&bad)
+        .arg("check-config")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("bad.toml: line {line}: ")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("did you mean \"address_markers\"?"),
+        "{stdout}"
+    );
+    // The example config itself is fine.
+    let out = install.command().arg("check-config").output().expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

@@ -680,6 +680,53 @@ impl Store {
             .collect()
     }
 
+    /// Records a model version and whether it is the active one (the audit trail of models;
+    /// the model files themselves live in the registry directory).
+    pub async fn record_model(
+        &self,
+        version: &str,
+        path: &str,
+        metrics: &serde_json::Value,
+        active: bool,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let known = sqlx::query("SELECT active FROM model_versions WHERE version = ?")
+            .bind(version)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let was_active = match &known {
+            Some(r) => r.try_get::<i64, _>("active")? == 1,
+            None => false,
+        };
+        if known.is_none() {
+            sqlx::query("INSERT INTO model_versions (version, path, created_at, metrics, active) VALUES (?, ?, ?, ?, 0)")
+                .bind(version)
+                .bind(path)
+                .bind(now_str())
+                .bind(metrics.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        if active && !was_active {
+            sqlx::query(
+                "UPDATE model_versions SET active = CASE WHEN version = ? THEN 1 ELSE 0 END",
+            )
+            .bind(version)
+            .execute(&mut *tx)
+            .await?;
+            insert_event(
+                &mut tx,
+                None,
+                "system",
+                "model_activated",
+                &serde_json::json!({"version": version}),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Counts of documents per state.
     pub async fn state_counts(&self) -> Result<Vec<(String, i64)>> {
         let rows =
