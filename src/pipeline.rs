@@ -97,12 +97,57 @@ impl Pipeline {
         };
     }
 
+    /// Loads the registry's active model when it differs from the one in use, so that
+    /// `poststelle model activate|rollback` and `train` take effect without a restart.
+    pub async fn reload_model_if_changed(&self) {
+        let registry = crate::train::Registry::new(&self.settings.classify.models);
+        let Some(active) = registry.active_version() else {
+            return;
+        };
+        let current = self.classifier();
+        if current
+            .model
+            .as_ref()
+            .is_some_and(|m| m.meta.version == active)
+        {
+            return;
+        }
+        let path = registry.path(&active);
+        match tokio::task::spawn_blocking(move || crate::classify::model::Model::load(&path)).await
+        {
+            Ok(Ok(model)) => {
+                let _ = self
+                    .store
+                    .record_model(
+                        &active,
+                        &registry.path(&active).display().to_string(),
+                        &model.meta.metrics,
+                        true,
+                    )
+                    .await;
+                let mut next = (*current).clone();
+                next.model = Some(Arc::new(model));
+                self.set_classifier(next);
+                tracing::info!(version = active, "activated model loaded");
+            }
+            Ok(Err(e)) => {
+                tracing::error!(version = active, error = %e, "cannot load the activated model; keeping the current one")
+            }
+            Err(e) => tracing::error!(error = %e, "model loading task failed"),
+        }
+    }
+
     /// Runs the workers until cancelled; in-flight work is finished before returning.
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
         let tracker = TaskTracker::new();
+        let mut last_model_check = std::time::Instant::now();
         loop {
             if cancel.is_cancelled() {
                 break;
+            }
+            if last_model_check.elapsed() >= Duration::from_secs(2) {
+                last_model_check = std::time::Instant::now();
+                self.reload_model_if_changed().await;
             }
             if let Err(e) = self.dispatch(&tracker).await {
                 tracing::error!(error = %e, "pipeline: store error; retrying");

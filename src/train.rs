@@ -90,14 +90,11 @@ pub fn load_jsonl(path: &Path) -> Result<Vec<Item>, TrainError> {
     Ok(items)
 }
 
-/// Reads every `*.jsonl` in `dir` and its direct subdirectories, sorted by path.
+/// Reads the training corpus: every `*.jsonl` in `dir` and in `dir/corpus/`, sorted by path.
+/// The held-out set (`dir/holdout/`) and scanned twins (`dir/scanned/`) are not training data.
 pub fn load_corpus(dir: &Path) -> Result<Vec<Item>, TrainError> {
     let mut files = Vec::new();
-    let mut dirs = vec![dir.to_path_buf()];
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        dirs.extend(rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
-    }
-    for d in dirs {
+    for d in [dir.to_path_buf(), dir.join("corpus")] {
         if let Ok(rd) = std::fs::read_dir(&d) {
             files.extend(
                 rd.flatten()
@@ -112,6 +109,99 @@ pub fn load_corpus(dir: &Path) -> Result<Vec<Item>, TrainError> {
         items.extend(load_jsonl(&f)?);
     }
     Ok(items)
+}
+
+/// Reads every `*.jsonl` directly in `dir` (e.g. the held-out set), sorted by path.
+pub fn load_dir(dir: &Path) -> Result<Vec<Item>, TrainError> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    files.sort();
+    let mut items = Vec::new();
+    for f in files {
+        items.extend(load_jsonl(&f)?);
+    }
+    Ok(items)
+}
+
+/// Scores on a held-out set that neither the model nor the rules' authors saw.
+#[derive(Debug, Clone, Serialize)]
+pub struct HoldoutReport {
+    /// Items.
+    pub items: usize,
+    /// Rules alone.
+    pub rules: ModeReport,
+    /// Model alone.
+    pub model: ModeReport,
+    /// Combined (best threshold found on the held-out set itself, for reference).
+    pub combined: ModeReport,
+    /// The threshold chosen by cross-validation on the corpus, applied here.
+    pub threshold: Option<f64>,
+    /// Share routed without review at that threshold.
+    pub straight_through_at_threshold: f64,
+    /// Precision of what was routed without review at that threshold.
+    pub precision_at_threshold: f64,
+}
+
+/// Trains on `train` (with the calibration from cross-validation) and scores `holdout`.
+#[allow(clippy::too_many_arguments)]
+pub fn evaluate_holdout(
+    train: &[Item],
+    holdout: &[Item],
+    classes: &[MailboxId],
+    rules: &Arc<RuleSet>,
+    markers: &[String],
+    params: &TrainParams,
+    temperature: f64,
+    threshold: Option<f64>,
+) -> Result<HoldoutReport, TrainError> {
+    let model = Model::train(&examples(train, classes, markers), classes.to_vec(), params)?;
+    let rule_only = Classifier {
+        rules: rules.clone(),
+        model: None,
+        mailboxes: classes.to_vec(),
+        config_threshold: 0.0,
+    };
+    let mut preds: [Vec<Prediction>; 3] = Default::default();
+    for it in holdout {
+        let z = from_text(&it.text, markers);
+        let logits = model.logits(&model.features(&z));
+        for (acc, p) in preds.iter_mut().zip(predict3(
+            &logits,
+            temperature,
+            &z,
+            classes,
+            rules,
+            &rule_only,
+            it,
+        )) {
+            acc.push(p);
+        }
+    }
+    let t = threshold.unwrap_or(1.1);
+    let routed = preds[2].iter().filter(|p| p.confidence >= t).count();
+    let ok = preds[2]
+        .iter()
+        .filter(|p| p.confidence >= t && p.predicted.as_deref() == Some(p.truth.as_str()))
+        .count();
+    let [r, m, c] = preds;
+    Ok(HoldoutReport {
+        items: holdout.len(),
+        rules: score(&r, PRECISION_TARGET),
+        model: score(&m, PRECISION_TARGET),
+        combined: score(&c, PRECISION_TARGET),
+        threshold,
+        straight_through_at_threshold: routed as f64 / holdout.len().max(1) as f64,
+        precision_at_threshold: if routed == 0 {
+            0.0
+        } else {
+            ok as f64 / routed as f64
+        },
+    })
 }
 
 /// Class labels of a corpus: the configured mailboxes first, then any others in the data.
@@ -294,12 +384,75 @@ pub struct CvReport {
     pub model: ModeReport,
     /// Rules and model combined (what routes).
     pub combined: ModeReport,
+    /// Scanned twins: the same held-out items read from rendered scans by OCR.
+    pub twins: Option<TwinReport>,
     /// Held-out combined predictions.
     #[serde(skip)]
     pub predictions: Vec<Prediction>,
 }
 
-/// Runs stratified k-fold cross-validation.
+/// Clean text versus OCR of scanned twins, on the same items and folds.
+#[derive(Debug, Clone, Serialize)]
+pub struct TwinReport {
+    /// Items that have a twin.
+    pub items: usize,
+    /// Combined router on the clean text of those items.
+    pub clean: ModeReport,
+    /// Combined router on their scanned twins.
+    pub scanned: ModeReport,
+    /// Model alone on the scanned twins.
+    pub scanned_model: ModeReport,
+    /// Rules alone on the scanned twins.
+    pub scanned_rules: ModeReport,
+}
+
+/// Three predictions for one text: rules alone, model alone, combined.
+fn predict3(
+    logits: &[f32],
+    temperature: f64,
+    zones: &Zones,
+    classes: &[MailboxId],
+    rules: &Arc<RuleSet>,
+    rule_only: &Classifier,
+    it: &Item,
+) -> [Prediction; 3] {
+    let mut p = logits.to_vec();
+    softmax_in_place(&mut p, temperature as f32);
+    let (best, conf) = p
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(c, v)| (c, f64::from(*v)))
+        .unwrap_or((0, 0.0));
+    let pred = |predicted: Option<String>, confidence: f64| Prediction {
+        id: it.id.clone(),
+        origin: it.origin.clone(),
+        truth: it.mailbox.clone(),
+        predicted,
+        confidence,
+    };
+    let rd = rule_only.decide_with(zones, false);
+    let rd_conf = if rd.decided_by == DecidedBy::Nothing {
+        0.0
+    } else {
+        rd.confidence
+    };
+    let probs: BTreeMap<MailboxId, f64> = classes
+        .iter()
+        .cloned()
+        .zip(p.iter().map(|v| f64::from(*v)))
+        .collect();
+    let (m, c) = combine(&probs, &RuleSet::scores(&rules.eval(zones)));
+    [
+        pred(rd.mailbox.map(|m| m.to_string()), rd_conf),
+        pred(classes.get(best).map(|c| c.to_string()), conf),
+        pred(m.map(|m| m.to_string()), c),
+    ]
+}
+
+/// Runs stratified k-fold cross-validation. `twins` maps item ids to the OCR text of their
+/// scanned twins; those are predicted by the same fold's model as their clean originals.
+#[allow(clippy::too_many_arguments)]
 pub fn cross_validate(
     items: &[Item],
     classes: &[MailboxId],
@@ -307,10 +460,21 @@ pub fn cross_validate(
     markers: &[String],
     k: usize,
     params: &TrainParams,
+    twins: Option<&BTreeMap<String, String>>,
 ) -> Result<CvReport, TrainError> {
+    let k = k.clamp(2, items.len().max(2));
     let folds = stratified_folds(items, k, params.seed);
     let zones: Vec<Zones> = items.iter().map(|i| from_text(&i.text, markers)).collect();
+    let twin_zones: Vec<Option<Zones>> = items
+        .iter()
+        .map(|i| {
+            twins
+                .and_then(|t| t.get(&i.id))
+                .map(|t| from_text(t, markers))
+        })
+        .collect();
     let mut logits: Vec<Vec<f32>> = vec![Vec::new(); items.len()];
+    let mut twin_logits: Vec<Option<Vec<f32>>> = vec![None; items.len()];
     for f in 0..k {
         let train_items: Vec<Item> = items
             .iter()
@@ -326,6 +490,9 @@ pub fn cross_validate(
         for (i, fo) in folds.iter().enumerate() {
             if *fo == f {
                 logits[i] = model.logits(&model.features(&zones[i]));
+                twin_logits[i] = twin_zones[i]
+                    .as_ref()
+                    .map(|z| model.logits(&model.features(z)));
             }
         }
     }
@@ -340,49 +507,47 @@ pub fn cross_validate(
         mailboxes: classes.to_vec(),
         config_threshold: 0.0,
     };
-    let mut rules_preds = Vec::new();
-    let mut model_preds = Vec::new();
-    let mut combined_preds = Vec::new();
+    let mut clean: [Vec<Prediction>; 3] = Default::default();
+    let mut twin_clean = Vec::new();
+    let mut scanned: [Vec<Prediction>; 3] = Default::default();
     for (i, it) in items.iter().enumerate() {
-        let mut p = logits[i].clone();
-        softmax_in_place(&mut p, temperature as f32);
-        let (best, conf) = p
-            .iter()
-            .enumerate()
-            .max_by(|a, b| a.1.total_cmp(b.1))
-            .map(|(c, v)| (c, f64::from(*v)))
-            .unwrap_or((0, 0.0));
-        let pred = |predicted: Option<String>, confidence: f64| Prediction {
-            id: it.id.clone(),
-            origin: it.origin.clone(),
-            truth: it.mailbox.clone(),
-            predicted,
-            confidence,
-        };
-        model_preds.push(pred(Some(classes[best].to_string()), conf));
-        let rd = rule_only.decide_with(&zones[i], false);
-        let rd_conf = if rd.decided_by == DecidedBy::Nothing {
-            0.0
-        } else {
-            rd.confidence
-        };
-        rules_preds.push(pred(rd.mailbox.map(|m| m.to_string()), rd_conf));
-        let probs: BTreeMap<MailboxId, f64> = classes
-            .iter()
-            .cloned()
-            .zip(p.iter().map(|v| f64::from(*v)))
-            .collect();
-        let (m, c) = combine(&probs, &RuleSet::scores(&rules.eval(&zones[i])));
-        combined_preds.push(pred(m.map(|m| m.to_string()), c));
+        let p = predict3(
+            &logits[i],
+            temperature,
+            &zones[i],
+            classes,
+            rules,
+            &rule_only,
+            it,
+        );
+        if let (Some(tl), Some(tz)) = (&twin_logits[i], &twin_zones[i]) {
+            twin_clean.push(p[2].clone());
+            let tp = predict3(tl, temperature, tz, classes, rules, &rule_only, it);
+            for (acc, pr) in scanned.iter_mut().zip(tp) {
+                acc.push(pr);
+            }
+        }
+        for (acc, pr) in clean.iter_mut().zip(p) {
+            acc.push(pr);
+        }
     }
+    let twins = (!twin_clean.is_empty()).then(|| TwinReport {
+        items: twin_clean.len(),
+        clean: score(&twin_clean, PRECISION_TARGET),
+        scanned: score(&scanned[2], PRECISION_TARGET),
+        scanned_model: score(&scanned[1], PRECISION_TARGET),
+        scanned_rules: score(&scanned[0], PRECISION_TARGET),
+    });
+    let [r, m, c] = clean;
     Ok(CvReport {
         folds: k,
         items: items.len(),
         temperature,
-        rules: score(&rules_preds, PRECISION_TARGET),
-        model: score(&model_preds, PRECISION_TARGET),
-        combined: score(&combined_preds, PRECISION_TARGET),
-        predictions: combined_preds,
+        rules: score(&r, PRECISION_TARGET),
+        model: score(&m, PRECISION_TARGET),
+        combined: score(&c, PRECISION_TARGET),
+        twins,
+        predictions: c,
     })
 }
 
@@ -451,7 +616,7 @@ pub fn fit(
 ) -> Result<(Model, CvReport), TrainError> {
     let classes = classes_for(items, configured);
     let params = TrainParams::default();
-    let report = cross_validate(items, &classes, rules, markers, folds, &params)?;
+    let report = cross_validate(items, &classes, rules, markers, folds, &params, None)?;
     let mut model = Model::train(&examples(items, &classes, markers), classes, &params)?;
     model.meta.temperature = report.temperature;
     model.meta.threshold = report.combined.threshold;

@@ -1,0 +1,60 @@
+//! Model training time on 10,000 items and prediction throughput on one core.
+//!
+//! Run: `cargo bench --bench model_speed` (add `-- --json` for one JSON line).
+//!
+//! The 10,000 training items are the shipped corpus repeated, each copy made distinct by a
+//! numbered line (timing only; quality is measured by `poststelle eval`). Prediction runs from
+//! raw text (tokenising, zones, features, probabilities) on one thread. The reference, measured
+//! in the same run, is the goals: 10 s for training, 20,000 documents/s for prediction.
+
+use poststelle::classify::model::{Example, Model, TrainParams};
+use poststelle::domain::MailboxId;
+use poststelle::extract::zones::from_text;
+use std::path::Path;
+use std::time::Instant;
+
+fn main() {
+    let json = std::env::args().any(|a| a == "--json");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let corpus = poststelle::train::load_corpus(&root.join("training-data")).expect("corpus");
+    assert!(!corpus.is_empty(), "no corpus");
+    let classes: Vec<MailboxId> = poststelle::train::classes_for(&corpus, &[]);
+    let markers = vec!["Stadt Musterstadt".to_string()];
+    let n = 10_000;
+    let texts: Vec<(String, usize)> = (0..n)
+        .map(|i| {
+            let it = &corpus[i % corpus.len()];
+            let label = classes.iter().position(|c| c.as_str() == it.mailbox).expect("class");
+            (format!("{}\nVorgang {i}", it.text), label)
+        })
+        .collect();
+    let t = Instant::now();
+    let examples: Vec<Example> = texts.iter().map(|(t, l)| Example { zones: from_text(t, &markers), label: *l }).collect();
+    let model = Model::train(&examples, classes.clone(), &TrainParams::default()).expect("train");
+    let train_s = t.elapsed().as_secs_f64();
+
+    let docs: Vec<&str> = corpus.iter().map(|i| i.text.as_str()).collect();
+    let rounds = (20_000 / docs.len()).max(1);
+    let t = Instant::now();
+    let mut sink = 0.0;
+    for _ in 0..rounds {
+        for d in &docs {
+            let p = model.predict(&from_text(d, &markers));
+            sink += p[0];
+        }
+    }
+    let predicted = rounds * docs.len();
+    let per_s = predicted as f64 / t.elapsed().as_secs_f64();
+    std::hint::black_box(sink);
+    let mean_chars = docs.iter().map(|d| d.chars().count()).sum::<usize>() / docs.len();
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"train_items": n, "train_seconds": train_s, "predict_docs": predicted, "predict_per_second": per_s, "mean_chars": mean_chars})
+        );
+    } else {
+        println!("model_speed: {} classes, mean document {mean_chars} characters", classes.len());
+        println!("  training on {n} items: {train_s:.2} s   (goal 10 s: ratio {:.2})", train_s / 10.0);
+        println!("  prediction, one core: {per_s:.0} documents/s   (goal 20000/s: ratio {:.2})", per_s / 20_000.0);
+    }
+}
