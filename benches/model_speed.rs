@@ -24,27 +24,43 @@ fn main() {
     let texts: Vec<(String, usize)> = (0..n)
         .map(|i| {
             let it = &corpus[i % corpus.len()];
-            let label = classes.iter().position(|c| c.as_str() == it.mailbox).expect("class");
+            let label = classes
+                .iter()
+                .position(|c| c.as_str() == it.mailbox)
+                .expect("class");
             (format!("{}\nVorgang {i}", it.text), label)
         })
         .collect();
     let t = Instant::now();
-    let examples: Vec<Example> = texts.iter().map(|(t, l)| Example { zones: from_text(t, &markers), label: *l }).collect();
+    let examples: Vec<Example> = texts
+        .iter()
+        .map(|(t, l)| Example {
+            zones: from_text(t, &markers),
+            label: *l,
+        })
+        .collect();
     let model = Model::train(&examples, classes.clone(), &TrainParams::default()).expect("train");
     let train_s = t.elapsed().as_secs_f64();
 
     let docs: Vec<&str> = corpus.iter().map(|i| i.text.as_str()).collect();
-    let rounds = (20_000 / docs.len()).max(1);
-    let t = Instant::now();
+    // Median of 5 rounds over the corpus texts (the machine's noise is large).
+    let mut rates = Vec::new();
     let mut sink = 0.0;
-    for _ in 0..rounds {
-        for d in &docs {
-            let p = model.predict(&from_text(d, &markers));
-            sink += p[0];
+    let mut predicted = 0;
+    for _ in 0..5 {
+        let rounds = (10_000 / docs.len()).max(1);
+        let t = Instant::now();
+        for _ in 0..rounds {
+            for d in &docs {
+                let p = model.predict(&from_text(d, &markers));
+                sink += p[0];
+            }
         }
+        predicted += rounds * docs.len();
+        rates.push((rounds * docs.len()) as f64 / t.elapsed().as_secs_f64());
     }
-    let predicted = rounds * docs.len();
-    let per_s = predicted as f64 / t.elapsed().as_secs_f64();
+    rates.sort_by(|a, b| a.total_cmp(b));
+    let per_s = rates[2];
     std::hint::black_box(sink);
     let mean_chars = docs.iter().map(|d| d.chars().count()).sum::<usize>() / docs.len();
     if json {
@@ -53,8 +69,17 @@ fn main() {
             serde_json::json!({"train_items": n, "train_seconds": train_s, "predict_docs": predicted, "predict_per_second": per_s, "mean_chars": mean_chars})
         );
     } else {
-        println!("model_speed: {} classes, mean document {mean_chars} characters", classes.len());
-        println!("  training on {n} items: {train_s:.2} s   (goal 10 s: ratio {:.2})", train_s / 10.0);
-        println!("  prediction, one core: {per_s:.0} documents/s   (goal 20000/s: ratio {:.2})", per_s / 20_000.0);
+        println!(
+            "model_speed: {} classes, mean document {mean_chars} characters",
+            classes.len()
+        );
+        println!(
+            "  training on {n} items: {train_s:.2} s   (goal 10 s: ratio {:.2})",
+            train_s / 10.0
+        );
+        println!(
+            "  prediction, one core: {per_s:.0} documents/s   (goal 20000/s: ratio {:.2})",
+            per_s / 20_000.0
+        );
     }
 }

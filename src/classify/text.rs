@@ -15,7 +15,12 @@ pub struct Token {
 }
 
 /// Folds one character into `out` (lower case, umlauts expanded).
+#[inline]
 fn fold_char(c: char, out: &mut String) {
+    if c.is_ascii() {
+        out.push(c.to_ascii_lowercase());
+        return;
+    }
     match c {
         'ä' | 'Ä' => out.push_str("ae"),
         'ö' | 'Ö' => out.push_str("oe"),
@@ -64,19 +69,52 @@ pub fn tokenize(text: &str) -> Vec<Token> {
     tokens
 }
 
+/// Normalised tokens in one buffer (the model's fast path: no allocation per token).
+#[derive(Debug, Default)]
+pub struct NormTokens {
+    buf: String,
+    spans: Vec<(usize, usize)>,
+}
+
+impl NormTokens {
+    /// Number of tokens.
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// True when there are no tokens.
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// Token `i`.
+    pub fn get(&self, i: usize) -> Option<&str> {
+        self.spans.get(i).map(|&(a, b)| &self.buf[a..b])
+    }
+
+    /// All tokens in order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.spans.iter().map(|&(a, b)| &self.buf[a..b])
+    }
+}
+
 /// Normalised tokens only (fast path for the model).
-pub fn norm_tokens(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
+pub fn norm_tokens(text: &str) -> NormTokens {
+    let mut out = NormTokens {
+        buf: String::with_capacity(text.len() + 16),
+        spans: Vec::with_capacity(text.len() / 6),
+    };
+    let mut start = 0;
     for c in text.chars() {
         if c.is_alphanumeric() {
-            fold_char(c, &mut cur);
-        } else if !cur.is_empty() {
-            out.push(std::mem::take(&mut cur));
+            fold_char(c, &mut out.buf);
+        } else if out.buf.len() > start {
+            out.spans.push((start, out.buf.len()));
+            start = out.buf.len();
         }
     }
-    if !cur.is_empty() {
-        out.push(cur);
+    if out.buf.len() > start {
+        out.spans.push((start, out.buf.len()));
     }
     out
 }
@@ -92,6 +130,11 @@ mod tests {
         assert_eq!(norms, ["strasse", "nr", "5", "mueller"]);
         assert_eq!(t[3].line, 2);
         assert_eq!(t[3].raw, "MÜLLER");
-        assert_eq!(norm_tokens("Straße Nr. 5\nMÜLLER"), norms);
+        assert_eq!(
+            norm_tokens("Straße Nr. 5\nMÜLLER")
+                .iter()
+                .collect::<Vec<_>>(),
+            norms
+        );
     }
 }
