@@ -522,11 +522,24 @@ async fn train_cmd(
     folds: usize,
 ) -> anyhow::Result<ExitCode> {
     let mut items = corpus(settings, data)?;
-    // Corrections people made join the training set (the store may not exist yet).
+    let reg = Registry::new(&settings.classify.models);
+    let current = match reg.load_active() {
+        Ok(m) => m,
+        Err(e) => {
+            println!("the active model cannot be read ({e}); the new version will replace it");
+            None
+        }
+    };
+    // Corrections people made join the training set (the store may not exist yet). Those made
+    // after the active model was trained are "recent": the active model never learned them.
+    let mut recent = std::collections::BTreeSet::new();
     if data.is_none()
         && let Ok(store) = poststelle::store::Store::open(&settings.store.url).await
     {
-        for (id, text, mailbox) in store.corrections_for_training().await? {
+        for (id, text, mailbox, at) in store.corrections_for_training().await? {
+            if current.as_ref().is_none_or(|m| at > m.meta.created_at) {
+                recent.insert(id.clone());
+            }
             items.push(train::Item {
                 id,
                 text,
@@ -547,29 +560,91 @@ async fn train_cmd(
         &settings.address_markers,
         folds,
     )?;
-    let reg = Registry::new(&settings.classify.models);
     let version = reg.add(&mut model)?;
     println!(
-        "trained {version} on {} items in {:.1} s: top-1 {:.1} %, straight-through {:.1} % at threshold {:?}",
+        "trained {version} on {} items ({} corrections, {} recent) in {:.1} s: top-1 {:.1} %, straight-through {:.1} % at threshold {}",
         items.len(),
+        items.iter().filter(|i| i.origin == "correction").count(),
+        recent.len(),
         started.elapsed().as_secs_f64(),
         report.combined.top1 * 100.0,
         report.combined.straight_through * 100.0,
-        report.combined.threshold
+        report
+            .combined
+            .threshold
+            .map(|t| format!("{t:.3}"))
+            .unwrap_or_else(|| "-".into())
     );
-    let current = reg.load_active().ok().flatten();
-    let cur_score = current
-        .as_ref()
-        .and_then(|m| m.meta.metrics["combined"]["top1"].as_f64());
-    let not_worse = cur_score.is_none_or(|c| report.combined.top1 + 1e-9 >= c);
-    if not_worse || force {
+    // Not worse = cross-validated top-1 no more than half a point below the active version's,
+    // and on the recent corrections at least as good as the active version.
+    let mut problems = Vec::new();
+    if let Some(cur) = &current {
+        if let Some(c) = cur.meta.metrics["combined"]["top1"].as_f64()
+            && report.combined.top1 + 0.005 < c
+        {
+            problems.push(format!(
+                "cross-validated top-1 {:.1} % is below the active version's {:.1} %",
+                report.combined.top1 * 100.0,
+                c * 100.0
+            ));
+        }
+        let recent_items: Vec<&train::Item> =
+            items.iter().filter(|i| recent.contains(&i.id)).collect();
+        if !recent_items.is_empty() {
+            let new_ok = report
+                .predictions
+                .iter()
+                .filter(|p| {
+                    recent.contains(&p.id) && p.predicted.as_deref() == Some(p.truth.as_str())
+                })
+                .count();
+            let active = poststelle::classify::Classifier {
+                rules: rules.clone(),
+                model: Some(Arc::new(cur.clone())),
+                mailboxes: settings.mailbox_ids(),
+                config_threshold: settings.classify.review_threshold,
+            };
+            let old_ok = recent_items
+                .iter()
+                .filter(|i| {
+                    let z = extract::zones::from_text(&i.text, &settings.address_markers);
+                    active
+                        .decide_with(&z, false)
+                        .mailbox
+                        .map(|m| m.to_string())
+                        .as_deref()
+                        == Some(i.mailbox.as_str())
+                })
+                .count();
+            println!(
+                "recent corrections ({}): new version right on {new_ok} (held out in cross-validation), active version right on {old_ok}",
+                recent_items.len()
+            );
+            if new_ok < old_ok {
+                problems.push(format!("on the recent corrections the new version is right {new_ok} times, the active one {old_ok} times"));
+            }
+        }
+    }
+    if problems.is_empty() || force {
         reg.activate(&version)?;
-        println!("activated {version}");
+        println!(
+            "activated {version}{}",
+            if problems.is_empty() { "" } else { " (forced)" }
+        );
+        if let Ok(store) = poststelle::store::Store::open(&settings.store.url).await {
+            store
+                .record_model(
+                    &version,
+                    &reg.path(&version).display().to_string(),
+                    &model.meta.metrics,
+                    true,
+                )
+                .await?;
+        }
     } else {
         println!(
-            "NOT activated: top-1 {:.1} % is worse than the active model's {:.1} %; use --force or `poststelle model activate {version}`",
-            report.combined.top1 * 100.0,
-            cur_score.unwrap_or(0.0) * 100.0
+            "NOT activated: {}.\nThe version is kept; activate it anyway with `poststelle model activate {version}` or `train --force`.",
+            problems.join("; ")
         );
     }
     Ok(ExitCode::SUCCESS)

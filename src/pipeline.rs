@@ -112,9 +112,8 @@ impl Pipeline {
         {
             return;
         }
-        let path = registry.path(&active);
-        match tokio::task::spawn_blocking(move || crate::classify::model::Model::load(&path)).await
-        {
+        let (reg, version) = (registry.clone(), active.clone());
+        match tokio::task::spawn_blocking(move || reg.load(&version)).await {
             Ok(Ok(model)) => {
                 let _ = self
                     .store

@@ -679,9 +679,16 @@ impl Registry {
     /// Loads the active model (None when none is active).
     pub fn load_active(&self) -> Result<Option<Model>, ModelError> {
         match self.active_version() {
-            Some(v) => Model::load(&self.path(&v)).map(Some),
+            Some(v) => self.load(&v).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// Loads a version; its registry name is its version (whatever the file's header says).
+    pub fn load(&self, version: &str) -> Result<Model, ModelError> {
+        let mut m = Model::load(&self.path(version))?;
+        m.meta.version = version.to_string();
+        Ok(m)
     }
 
     /// Stores a new version (not yet active) and returns its id.

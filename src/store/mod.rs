@@ -661,10 +661,11 @@ impl Store {
             .collect()
     }
 
-    /// Corrections as (document text, target mailbox) pairs, for training.
-    pub async fn corrections_for_training(&self) -> Result<Vec<(String, String, String)>> {
+    /// The latest correction per document with the document's text, oldest first, for training:
+    /// (document id, text, corrected mailbox, when).
+    pub async fn corrections_for_training(&self) -> Result<Vec<(String, String, String, String)>> {
         let rows = sqlx::query(
-            "SELECT c.document_id, d.text_content, c.to_mailbox FROM corrections c JOIN documents d ON d.id = c.document_id \
+            "SELECT c.document_id, d.text_content, c.to_mailbox, c.at FROM corrections c JOIN documents d ON d.id = c.document_id \
              WHERE d.text_content IS NOT NULL AND c.id = (SELECT MAX(c2.id) FROM corrections c2 WHERE c2.document_id = c.document_id) ORDER BY c.id",
         )
         .fetch_all(&self.pool)
@@ -675,6 +676,7 @@ impl Store {
                     r.try_get("document_id")?,
                     r.try_get("text_content")?,
                     r.try_get("to_mailbox")?,
+                    r.try_get("at")?,
                 ))
             })
             .collect()

@@ -1,0 +1,122 @@
+//! Does learning from corrections help? A simulation on the held-out set.
+//!
+//! Run: `cargo bench --bench correction_loop`
+//!
+//! The held-out set (never used for training) is split in two halves by id. Version 1 is trained
+//! on the corpus and routes half A; a department corrects up to 50 of its misroutes (the
+//! correction carries the right mailbox). Version 2 is trained on the corpus plus those
+//! corrections. Both versions then route half B: the gain is measured on B's items "of that
+//! kind" (whose true mailbox is one the corrections were about) and on all of B. The reference
+//! in the same run is version 1.
+
+use poststelle::classify::model::{Example, Model, TrainParams};
+use poststelle::domain::MailboxId;
+use poststelle::extract::zones::from_text;
+use poststelle::train::Item;
+use std::collections::BTreeSet;
+use std::path::Path;
+
+fn examples(items: &[Item], classes: &[MailboxId], markers: &[String]) -> Vec<Example> {
+    items
+        .iter()
+        .filter_map(|i| {
+            Some(Example {
+                zones: from_text(&i.text, markers),
+                label: classes.iter().position(|c| c.as_str() == i.mailbox)?,
+            })
+        })
+        .collect()
+}
+
+fn predict(model: &Model, item: &Item, markers: &[String]) -> String {
+    let p = model.predict(&from_text(&item.text, markers));
+    let best = p
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(i, _)| i)
+        .unwrap_or(0);
+    model.meta.classes[best].to_string()
+}
+
+fn accuracy(model: &Model, items: &[&Item], markers: &[String]) -> f64 {
+    let ok = items
+        .iter()
+        .filter(|i| predict(model, i, markers) == i.mailbox)
+        .count();
+    ok as f64 / items.len().max(1) as f64
+}
+
+fn main() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let corpus = poststelle::train::load_corpus(&root.join("training-data")).expect("corpus");
+    let holdout =
+        poststelle::train::load_dir(&root.join("training-data/holdout")).expect("holdout");
+    assert!(!holdout.is_empty(), "training-data/holdout is empty");
+    let markers = vec!["Stadt Musterstadt".to_string()];
+    let classes = poststelle::train::classes_for(&corpus, &[]);
+    let params = TrainParams::default();
+    // Halves by a stable hash of the id.
+    let (a, b): (Vec<&Item>, Vec<&Item>) = holdout.iter().partition(|i| {
+        i.id.bytes()
+            .fold(7u32, |h, c| h.wrapping_mul(31).wrapping_add(c as u32))
+            % 2
+            == 0
+    });
+    let v1 = Model::train(
+        &examples(&corpus, &classes, &markers),
+        classes.clone(),
+        &params,
+    )
+    .expect("v1");
+    // The model alone: rules do not learn from corrections.
+    let corrections: Vec<Item> = a
+        .iter()
+        .filter(|i| predict(&v1, i, &markers) != i.mailbox)
+        .take(50)
+        .map(|i| Item {
+            id: format!("correction-{}", i.id),
+            text: i.text.clone(),
+            mailbox: i.mailbox.clone(),
+            origin: "correction".into(),
+        })
+        .collect();
+    let kinds: BTreeSet<&str> = corrections.iter().map(|c| c.mailbox.as_str()).collect();
+    let mut train2 = corpus.clone();
+    train2.extend(corrections.iter().cloned());
+    let v2 = Model::train(
+        &examples(&train2, &classes, &markers),
+        classes.clone(),
+        &params,
+    )
+    .expect("v2");
+    let b_kind: Vec<&Item> = b
+        .iter()
+        .copied()
+        .filter(|i| kinds.contains(i.mailbox.as_str()))
+        .collect();
+    let (k1, k2) = (
+        accuracy(&v1, &b_kind, &markers),
+        accuracy(&v2, &b_kind, &markers),
+    );
+    let (a1, a2) = (accuracy(&v1, &b, &markers), accuracy(&v2, &b, &markers));
+    println!(
+        "correction_loop: {} corrections of misroutes in held-out half A (mailboxes {:?})",
+        corrections.len(),
+        kinds
+    );
+    println!(
+        "  half B, items of the corrected kinds ({}): v1 {:.1} %  v2 {:.1} %  gain {:+.1} points",
+        b_kind.len(),
+        k1 * 100.0,
+        k2 * 100.0,
+        (k2 - k1) * 100.0
+    );
+    println!(
+        "  half B, all items ({}):               v1 {:.1} %  v2 {:.1} %  gain {:+.1} points",
+        b.len(),
+        a1 * 100.0,
+        a2 * 100.0,
+        (a2 - a1) * 100.0
+    );
+}

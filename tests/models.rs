@@ -1,0 +1,128 @@
+//! Model versions: list, activate, rollback, hot reload in the running daemon, and refusal of
+//! model files in another format.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+/// A models dir with two versions (copies of the shared trained model), `a` active.
+fn two_versions(install: &Install) -> (std::path::PathBuf, String, String) {
+    let shared = models_dir();
+    let active = std::fs::read_to_string(shared.join("ACTIVE"))
+        .expect("ACTIVE")
+        .trim()
+        .to_string();
+    let dir = install.path("models");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let (a, b) = (
+        "v20250101-000000".to_string(),
+        "v20250202-000000".to_string(),
+    );
+    for v in [&a, &b] {
+        std::fs::copy(
+            shared.join(format!("{active}.model")),
+            dir.join(format!("{v}.model")),
+        )
+        .expect("copy");
+    }
+    std::fs::write(dir.join("ACTIVE"), format!("{a}\n")).expect("active");
+    std::fs::write(dir.join("HISTORY"), format!("{a}\n")).expect("history");
+    (dir, a, b)
+}
+
+fn run(install: &Install, models: &std::path::Path, args: &[&str]) -> (bool, String) {
+    let out = install
+        .command()
+        .env("POSTSTELLE__CLASSIFY__MODELS", models)
+        .args(args)
+        .output()
+        .expect("run");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn activate_and_rollback_versions() {
+    let install = Install::new();
+    let (models, a, b) = two_versions(&install);
+    let (ok, out) = run(&install, &models, &["model", "list"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&format!("* {a}")) && out.contains(&format!("  {b}")),
+        "{out}"
+    );
+    let (ok, out) = run(&install, &models, &["model", "activate", &b]);
+    assert!(ok, "{out}");
+    assert_eq!(
+        std::fs::read_to_string(models.join("ACTIVE"))
+            .expect("read")
+            .trim(),
+        b
+    );
+    let (ok, out) = run(&install, &models, &["model", "rollback"]);
+    assert!(ok, "{out}");
+    assert_eq!(
+        std::fs::read_to_string(models.join("ACTIVE"))
+            .expect("read")
+            .trim(),
+        a
+    );
+    let (ok, out) = run(
+        &install,
+        &models,
+        &["model", "activate", "v-does-not-exist"],
+    );
+    assert!(!ok);
+    assert!(out.contains("no model version"), "{out}");
+}
+
+#[test]
+fn a_model_in_another_format_is_refused_with_the_fix() {
+    let install = Install::new();
+    let (models, a, _) = two_versions(&install);
+    let path = models.join(format!("{a}.model"));
+    let mut bytes = std::fs::read(&path).expect("read");
+    bytes[8..12].copy_from_slice(&999u32.to_le_bytes());
+    std::fs::write(&path, bytes).expect("write");
+    let txt = install.path("b.txt");
+    std::fs::write(&txt, "Betreff: Hundesteuer\n\nAnmeldung meines Hundes.").expect("write");
+    let (ok, out) = run(&install, &models, &["route", txt.to_str().expect("path")]);
+    assert!(
+        !ok,
+        "an unreadable active model must not be silently replaced"
+    );
+    assert!(
+        out.contains("format version 999") && out.contains("poststelle train"),
+        "{out}"
+    );
+    let (ok, out) = run(&install, &models, &["model", "list"]);
+    assert!(ok);
+    assert!(out.contains("UNUSABLE"), "{out}");
+    // The file is still there: nothing was dropped.
+    assert!(path.exists());
+}
+
+#[test]
+fn the_daemon_picks_up_an_activated_model_without_restart() {
+    let install = Install::new();
+    let (models, a, b) = two_versions(&install);
+    let models_s = models.display().to_string();
+    let d = install.serve(&[("POSTSTELLE__CLASSIFY__MODELS", &models_s)]);
+    let model_of = || -> Option<String> {
+        let v: serde_json::Value = reqwest::blocking::get(d.url("/health")).ok()?.json().ok()?;
+        v["model"].as_str().map(str::to_string)
+    };
+    assert_eq!(model_of().as_deref(), Some(a.as_str()));
+    let (ok, out) = run(&install, &models, &["model", "activate", &b]);
+    assert!(ok, "{out}");
+    wait_for("new model in use", Duration::from_secs(30), || {
+        (model_of().as_deref() == Some(b.as_str())).then_some(())
+    });
+}
