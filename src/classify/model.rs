@@ -78,11 +78,30 @@ pub struct ModelMeta {
     pub metrics: serde_json::Value,
 }
 
+/// 16 weights on one cache line: a bucket's row for up to 16 classes is one memory fetch.
+#[derive(Clone, Copy, Default)]
+#[repr(C, align(64))]
+struct Block([f32; 16]);
+
+/// Rows of `k` weights per bucket, copied into cache-line-aligned blocks (the prediction path).
+fn pack(weights: &[f32], k: usize) -> (Vec<Block>, usize) {
+    let per_row = k.div_ceil(16).max(1);
+    let mut packed = vec![Block::default(); DIMS * per_row];
+    for (b, row) in weights.chunks_exact(k).enumerate() {
+        for (c, w) in row.iter().enumerate() {
+            packed[b * per_row + c / 16].0[c % 16] = *w;
+        }
+    }
+    (packed, per_row)
+}
+
 /// A trained model.
 #[derive(Clone)]
 pub struct Model {
     /// Metadata.
     pub meta: ModelMeta,
+    packed: Vec<Block>,
+    blocks_per_row: usize,
     weights: Vec<f32>,
     bias: Vec<f32>,
     idf: Vec<f32>,
@@ -322,6 +341,8 @@ impl Model {
                 items: examples.len(),
                 metrics: serde_json::Value::Null,
             },
+            packed: pack(&w, k).0,
+            blocks_per_row: pack_width(k),
             weights: w,
             bias,
             idf,
@@ -335,15 +356,21 @@ impl Model {
 
     /// Uncalibrated logits.
     pub fn logits(&self, x: &Features) -> Vec<f32> {
-        let k = self.meta.classes.len();
-        let mut logits = self.bias.clone();
+        let r = self.blocks_per_row;
+        let mut acc = vec![0f32; r * 16];
         for (b, v) in x {
-            let row = &self.weights[*b as usize * k..*b as usize * k + k];
-            for (l, w) in logits.iter_mut().zip(row) {
-                *l += w * v;
+            let row = &self.packed[*b as usize * r..*b as usize * r + r];
+            for (block, out) in row.iter().zip(acc.chunks_exact_mut(16)) {
+                for (o, w) in out.iter_mut().zip(block.0.iter()) {
+                    *o += w * v;
+                }
             }
         }
-        logits
+        acc.truncate(self.bias.len());
+        for (a, b) in acc.iter_mut().zip(&self.bias) {
+            *a += b;
+        }
+        acc
     }
 
     /// Calibrated class probabilities, index-aligned with `meta.classes`.
@@ -473,13 +500,20 @@ impl Model {
         let idf = arrays.pop().unwrap_or_default();
         let bias = arrays.pop().unwrap_or_default();
         let weights = arrays.pop().unwrap_or_default();
+        let (packed, blocks_per_row) = pack(&weights, k);
         Ok(Model {
             meta,
+            packed,
+            blocks_per_row,
             weights,
             bias,
             idf,
         })
     }
+}
+
+fn pack_width(k: usize) -> usize {
+    k.div_ceil(16).max(1)
 }
 
 /// Softmax with temperature, in place.
