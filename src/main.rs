@@ -369,13 +369,7 @@ async fn route(settings: &Settings, json: bool, files: &[PathBuf]) -> anyhow::Re
     for file in files {
         let name = file.display().to_string();
         let result: anyhow::Result<poststelle::domain::Decision> = async {
-            let bytes = std::fs::read(file).with_context(|| format!("cannot read {name}"))?;
-            let media =
-                extract::sniff(&bytes, &name).map_err(|e| anyhow::anyhow!(e.reason_de()))?;
-            let ex = extractor
-                .extract(file, media)
-                .await
-                .map_err(|e| anyhow::anyhow!("{} ({e})", e.reason_de()))?;
+            let ex = extract_file(&extractor, file).await?;
             let zones = extract::zones::find(&ex, &settings.address_markers);
             let c = classifier.clone();
             Ok(tokio::task::spawn_blocking(move || c.decide(&zones)).await?)
@@ -421,14 +415,7 @@ async fn route(settings: &Settings, json: bool, files: &[PathBuf]) -> anyhow::Re
             }
             Err(e) => {
                 failed = true;
-                if json {
-                    println!(
-                        "{}",
-                        serde_json::json!({"file": name, "error": format!("{e:#}")})
-                    );
-                } else {
-                    eprintln!("{name}: error: {e:#}");
-                }
+                report_file_error(json, &name, &e);
             }
         }
     }
@@ -448,16 +435,7 @@ async fn extract_cmd(
     let mut failed = false;
     for file in files {
         let name = file.display().to_string();
-        let result: anyhow::Result<extract::Extraction> = async {
-            let bytes = std::fs::read(file).with_context(|| format!("cannot read {name}"))?;
-            let media =
-                extract::sniff(&bytes, &name).map_err(|e| anyhow::anyhow!(e.reason_de()))?;
-            extractor
-                .extract(file, media)
-                .await
-                .map_err(|e| anyhow::anyhow!("{} ({e})", e.reason_de()))
-        }
-        .await;
+        let result = extract_file(&extractor, file).await;
         match result {
             Ok(ex) => {
                 let zones = extract::zones::find(&ex, &settings.address_markers);
@@ -486,14 +464,7 @@ async fn extract_cmd(
             }
             Err(e) => {
                 failed = true;
-                if json {
-                    println!(
-                        "{}",
-                        serde_json::json!({"file": name, "error": format!("{e:#}")})
-                    );
-                } else {
-                    eprintln!("{name}: error: {e:#}");
-                }
+                report_file_error(json, &name, &e);
             }
         }
     }
@@ -502,6 +473,29 @@ async fn extract_cmd(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Reads, recognises and extracts one file as the daemon would (sandboxed).
+async fn extract_file(extractor: &Extractor, file: &Path) -> anyhow::Result<extract::Extraction> {
+    let name = file.display().to_string();
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {name}"))?;
+    let media = extract::sniff(&bytes, &name).map_err(|e| anyhow::anyhow!(e.reason_de()))?;
+    extractor
+        .extract(file, media)
+        .await
+        .map_err(|e| anyhow::anyhow!("{} ({e})", e.reason_de()))
+}
+
+/// One failed file of `route`/`extract`: a JSON line or a message on stderr.
+fn report_file_error(json: bool, name: &str, e: &anyhow::Error) {
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"file": name, "error": format!("{e:#}")})
+        );
+    } else {
+        eprintln!("{name}: error: {e:#}");
+    }
 }
 
 fn corpus(settings: &Settings, data: Option<&Path>) -> anyhow::Result<Vec<train::Item>> {

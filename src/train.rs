@@ -93,30 +93,18 @@ pub fn load_jsonl(path: &Path) -> Result<Vec<Item>, TrainError> {
 /// Reads the training corpus: every `*.jsonl` in `dir` and in `dir/corpus/`, sorted by path.
 /// The held-out set (`dir/holdout/`) and scanned twins (`dir/scanned/`) are not training data.
 pub fn load_corpus(dir: &Path) -> Result<Vec<Item>, TrainError> {
-    let mut files = Vec::new();
-    for d in [dir.to_path_buf(), dir.join("corpus")] {
-        if let Ok(rd) = std::fs::read_dir(&d) {
-            files.extend(
-                rd.flatten()
-                    .map(|e| e.path())
-                    .filter(|p| p.extension().is_some_and(|x| x == "jsonl")),
-            );
-        }
-    }
-    files.sort();
-    let mut items = Vec::new();
-    for f in files {
-        items.extend(load_jsonl(&f)?);
-    }
-    Ok(items)
+    load_files(&[dir.to_path_buf(), dir.join("corpus")])
 }
 
 /// Reads every `*.jsonl` directly in `dir` (e.g. the held-out set), sorted by path.
 pub fn load_dir(dir: &Path) -> Result<Vec<Item>, TrainError> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
+    load_files(&[dir.to_path_buf()])
+}
+
+fn load_files(dirs: &[PathBuf]) -> Result<Vec<Item>, TrainError> {
+    let mut files: Vec<PathBuf> = dirs
+        .iter()
+        .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
         .collect();

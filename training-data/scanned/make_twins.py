@@ -336,24 +336,23 @@ def poststelle_binary() -> Path:
     return exe
 
 
-def extract(exe: Path, files: list[str]) -> dict[str, str]:
-    """Runs `poststelle extract --json` on a batch; returns file -> text."""
+def extract(exe: Path, files: list[str]) -> dict[str, tuple[str, str | None]]:
+    """Runs `poststelle extract --json` on a batch; returns file -> (text, error or None)."""
     proc = subprocess.run(
         [str(exe), "extract", "--json", *files],
         cwd=ROOT,
         capture_output=True,
         text=True,
     )
-    got: dict[str, str] = {}
+    got: dict[str, tuple[str, str | None]] = {}
     for line in proc.stdout.splitlines():
         if not line.strip():
             continue
         obj = json.loads(line)
-        if "text" in obj and obj.get("error") is None:
-            got[obj["file"]] = obj["text"]
+        if obj.get("error") is None and "text" in obj:
+            got[obj["file"]] = (obj["text"], None)
         else:
-            print(f"warning: {obj.get('file')}: {obj.get('error')}", file=sys.stderr)
-            got[obj["file"]] = ""
+            got[obj["file"]] = ("", str(obj.get("error")))
     missing = [f for f in files if f not in got]
     if missing:
         sys.exit(
@@ -361,6 +360,26 @@ def extract(exe: Path, files: list[str]) -> dict[str, str]:
             f"{len(missing)} file(s), e.g. {missing[0]}\n{proc.stderr[-2000:]}"
         )
     return got
+
+
+def extract_all(exe: Path, files: list[str], jobs: int, batch: int) -> dict[str, str]:
+    """Extracts in batches, `jobs` calls at a time. A file that failed (e.g. the extractor's
+    timeout, which parallel calls make likelier) is tried once more alone, so the result does
+    not depend on the machine's load; if it fails again its text is empty, as the product
+    then has no text either."""
+    batches = [files[k:k + batch] for k in range(0, len(files), batch)]
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        results: dict[str, tuple[str, str | None]] = {}
+        for got in pool.map(lambda b: extract(exe, b), batches):
+            results.update(got)
+    for f in files:
+        if results[f][1] is not None:
+            print(f"{os.path.basename(f)}: {results[f][1]}; trying again alone", file=sys.stderr)
+            results[f] = extract(exe, [f])[f]
+            if results[f][1] is not None:
+                print(f"warning: {os.path.basename(f)}: {results[f][1]}; empty text",
+                      file=sys.stderr)
+    return {f: t for f, (t, _) in results.items()}
 
 
 def alnum(text: str) -> int:
@@ -415,14 +434,10 @@ def main() -> None:
             ]
             if not todo:
                 break
-            batches = [todo[k:k + args.batch] for k in range(0, len(todo), args.batch)]
-            print(f"OCR of page {page_no + 1}: {len(todo)} files in {len(batches)} batches",
-                  file=sys.stderr)
-            with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-                results = list(pool.map(lambda b: extract(exe, [f for _, f in b]), batches))
-            for batch, got in zip(batches, results):
-                for i, f in batch:
-                    texts[i].append(got[f])
+            print(f"OCR of page {page_no + 1}: {len(todo)} files", file=sys.stderr)
+            got = extract_all(exe, [f for _, f in todo], args.jobs, args.batch)
+            for i, f in todo:
+                texts[i].append(got[f])
             page_no += 1
 
         args.out.parent.mkdir(parents=True, exist_ok=True)
