@@ -636,7 +636,7 @@ From the repository root (Python 3.11 and a Rust toolchain; the script runs
 - nproc: {m['nproc']}; CPU: {m['cpu']}; memory: {m['memory_gib']} GiB; {m['os']}
 - Python {m['python']}, scikit-learn {m['scikit_learn']}, numpy {m['numpy']}, scipy {m['scipy']}; {m['rustc']}
 - commit {m['commit']}; run {m['date']}
-- load average (1, 5, 15 min) when the baselines started: {m['load_average']}
+- load average (1, 5, 15 min) when the script started: {m['load_average']}
 - thread-pool variables (`OMP_NUM_THREADS` etc.) set to 1 for the baselines
 
 ## Quality
@@ -702,6 +702,7 @@ def main():
     if overlap:
         sys.exit(f"held-out ids also in the corpus: {sorted(overlap)[:5]}")
 
+    machine_info = machine()  # before anything runs, for its load average
     with tempfile.TemporaryDirectory() as tmp:
         folds_path = Path(tmp) / "folds.jsonl"
         evaluation, speed, binary = ours(folds_path)
@@ -710,7 +711,7 @@ def main():
         sys.exit(f"poststelle eval saw {evaluation.get('items')} items, the corpus has {len(corpus)}")
 
     results = {
-        "machine": None,
+        "machine": machine_info,
         "corpus_items": len(corpus),
         "classes": len({it["mailbox"] for it in corpus}),
         "holdout_ids": [it["id"] for it in holdout],
@@ -718,7 +719,6 @@ def main():
         "ours": {"binary": str(binary), "eval": evaluation, "speed": speed},
         "baselines": {},
     }
-    results["machine"] = machine()
     with threadpool_limits(limits=1):
         for b in BASELINES:
             print(f"baseline: {b.name} ...", file=sys.stderr, flush=True)
