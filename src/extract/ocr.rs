@@ -21,6 +21,11 @@ impl Engine {
                     opts.language
                 ))
             })?;
+        // Local (Sauvola) binarisation: scans with uneven brightness otherwise come out as
+        // noise under a single page-wide threshold.
+        let api = api
+            .set_variable("thresholding_method", "2")
+            .map_err(|e| ExtractError::Ocr(format!("cannot set thresholding: {e}")))?;
         Ok(Self {
             language: opts.language.clone(),
             tessdata,
