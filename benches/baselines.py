@@ -500,7 +500,6 @@ def rows(results: dict) -> list[dict]:
 
 def tables(results: dict) -> str:
     rs = rows(results)
-    ev = results["ours"]["eval"]
     model_row, combined_row = rs[1], rs[0]
     lines = []
     lines.append(
@@ -550,18 +549,11 @@ def tables(results: dict) -> str:
             f"| {num(r['predict_per_second_batch'], 0)} | {ratio(sp['predict_per_second'], r['predict_per_second_batch'])}x |"
         )
     speed = "\n".join(lines)
-    cvtime = [
-        "| system | 5-fold cross-validation, wall time |",
-        "|---|---:|",
-        f"| poststelle (`eval`) | {num(ev.get('seconds'))} s |",
-    ]
-    for r in results["baselines"].values():
-        cvtime.append(f"| {r['name']} | {num(r['cv_seconds'])} s |")
-    return quality, ratios, speed, "\n".join(cvtime)
+    return quality, ratios, speed
 
 
 def markdown(results: dict) -> str:
-    quality, ratios, speed, cvtime = tables(results)
+    quality, ratios, speed = tables(results)
     m = results["machine"]
     ev = results["ours"]["eval"]
     h = ev.get("holdout") or {}
@@ -660,11 +652,6 @@ shared virtual machine; repeated runs vary.
 
 {speed}
 
-For reference, the wall time of the whole 5-fold cross-validation (training and predicting five
-times; ours is the `seconds` field of `poststelle eval --json`, which also includes the rules
-and their combination with the model):
-
-{cvtime}
 
 ## Baselines
 
@@ -724,11 +711,10 @@ def main():
             print(f"baseline: {b.name} ...", file=sys.stderr, flush=True)
             results["baselines"][b.key] = run_baseline(b, corpus, folds, holdout, args.min_seconds)
 
-    quality, ratios, speed_t, cvtime = tables(results)
+    quality, ratios, speed_t = tables(results)
     print("\nQuality (straight-through at precision >= 98 %)\n" + quality)
     print("\nRatios baseline / ours (to model alone / to rules + model)\n" + ratios)
     print("\nSpeed\n" + speed_t)
-    print("\n" + cvtime)
     args.output.write_text(markdown(results), encoding="utf-8")
     print(f"\nwrote {args.output}", file=sys.stderr)
     if args.json:
