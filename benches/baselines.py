@@ -498,7 +498,7 @@ def rows(results: dict) -> list[dict]:
     return out
 
 
-def tables(results: dict) -> str:
+def tables(results: dict) -> tuple[str, str, str]:
     rs = rows(results)
     model_row, combined_row = rs[1], rs[0]
     lines = []
