@@ -153,6 +153,10 @@ pub enum DecidedBy {
     Person,
     /// Nothing usable: no text, no evidence.
     Nothing,
+    /// An e-mail recipient address mapped to a mailbox by config.
+    Recipient,
+    /// An e-invoice whose Leitweg-ID is mapped to a mailbox by config.
+    Invoice,
 }
 
 /// One place in the text where a rule matched.
@@ -224,6 +228,105 @@ pub struct Decision {
     pub needs_review: bool,
     /// Why.
     pub explanation: Explanation,
+}
+
+/// Facts read from a document that DMS targets map to their properties. Every field is
+/// optional: what could not be read is left empty, never guessed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct DocumentMetadata {
+    /// Sender's name (person or organisation).
+    pub sender_name: Option<String>,
+    /// Sender's postal or e-mail address, as one string.
+    pub sender_address: Option<String>,
+    /// Date of the letter (ISO 8601 `YYYY-MM-DD`).
+    pub letter_date: Option<String>,
+    /// Subject line (Betreff).
+    pub subject: Option<String>,
+    /// File references (Aktenzeichen) of the town.
+    pub file_references: Vec<String>,
+    /// The sender's own reference ("Ihr Zeichen" as seen from the sender: "Unser Zeichen").
+    pub their_reference: Option<String>,
+    /// Kassenzeichen (payment references of the town's treasury).
+    pub kassenzeichen: Vec<String>,
+    /// Customer numbers (Kundennummer, Mitgliedsnummer, ...).
+    pub customer_numbers: Vec<String>,
+    /// IBANs whose checksum is valid, without spaces.
+    pub ibans: Vec<String>,
+    /// Amounts in the document, as decimal strings with a dot (`1234.56`).
+    pub amounts: Vec<String>,
+    /// E-invoice data, when the document is (or carries) an XRechnung / ZUGFeRD invoice.
+    pub invoice: Option<InvoiceInfo>,
+}
+
+/// The facts of an electronic invoice (XRechnung UBL or CII, ZUGFeRD / Factur-X).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct InvoiceInfo {
+    /// Syntax: `xrechnung-ubl`, `xrechnung-cii`, `zugferd`.
+    pub format: String,
+    /// Invoice number.
+    pub number: Option<String>,
+    /// Invoice date (ISO 8601).
+    pub date: Option<String>,
+    /// Supplier (seller) name.
+    pub supplier: Option<String>,
+    /// Buyer reference: the Leitweg-ID of the receiving authority.
+    pub leitweg_id: Option<String>,
+    /// Currency code (`EUR`).
+    pub currency: Option<String>,
+    /// Total without VAT, decimal string.
+    pub net_amount: Option<String>,
+    /// VAT total, decimal string.
+    pub tax_amount: Option<String>,
+    /// Total with VAT, decimal string.
+    pub gross_amount: Option<String>,
+    /// Amount due for payment, decimal string.
+    pub due_amount: Option<String>,
+}
+
+/// An e-mail committed by the IMAP intake, as other components (acknowledgements) need it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InboundMail {
+    /// The document the message became.
+    pub document_id: DocumentId,
+    /// The configured IMAP account's name.
+    pub account: String,
+    /// `Message-ID` header, without angle brackets.
+    pub message_id: Option<String>,
+    /// Sender address (`From`, or `Reply-To` when present), lower case.
+    pub from_address: Option<String>,
+    /// Sender display name.
+    pub from_name: Option<String>,
+    /// Recipient addresses (`To` and `Cc`), lower case.
+    pub to: Vec<String>,
+    /// Decoded subject.
+    pub subject: Option<String>,
+    /// When the message was committed to the store.
+    pub received_at: chrono::DateTime<chrono::Utc>,
+    /// `Auto-Submitted` header, if any.
+    pub auto_submitted: Option<String>,
+    /// `Precedence` header, if any.
+    pub precedence: Option<String>,
+    /// `List-Id` header, if any.
+    pub list_id: Option<String>,
+    /// Whether the account sends acknowledgements (Eingangsbestätigungen).
+    pub acknowledge: bool,
+}
+
+/// Boxed future of a [`MailObserver`].
+pub type ObserverFuture<'a> = std::pin::Pin<
+    Box<
+        dyn std::future::Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>>
+            + Send
+            + 'a,
+    >,
+>;
+
+/// Told about every e-mail the intake committed, after the commit and before the message is
+/// marked on the server. Must be idempotent: after a crash the same message may be reported
+/// again. An error keeps the message unmarked, so it is retried.
+pub trait MailObserver: Send + Sync + std::fmt::Debug {
+    /// The message is committed as `mail.document_id`.
+    fn committed<'a>(&'a self, mail: &'a InboundMail) -> ObserverFuture<'a>;
 }
 
 #[cfg(test)]

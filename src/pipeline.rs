@@ -324,6 +324,7 @@ impl Pipeline {
             extension: ext.to_string(),
             bytes,
             sidecar: sidecar(&doc, &mb.name),
+            metadata: Default::default(),
         };
         match target.deliver(&item).await {
             Ok(receipt) => {

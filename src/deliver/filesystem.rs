@@ -107,6 +107,7 @@ mod tests {
             extension: "pdf".into(),
             bytes: b"%PDF-1.4 test".to_vec(),
             sidecar: serde_json::json!({"mailbox": mailbox}),
+            metadata: Default::default(),
         }
     }
 

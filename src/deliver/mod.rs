@@ -29,6 +29,8 @@ pub struct DeliveryItem {
     pub bytes: Vec<u8>,
     /// Metadata, decision and explanation as JSON.
     pub sidecar: serde_json::Value,
+    /// Facts read from the document, for targets that map them to properties.
+    pub metadata: crate::domain::DocumentMetadata,
 }
 
 /// What a target says after it accepted a document.

@@ -823,6 +823,8 @@ fn decided_by_str(d: DecidedBy) -> &'static str {
         DecidedBy::Combined => "combined",
         DecidedBy::Person => "person",
         DecidedBy::Nothing => "nothing",
+        DecidedBy::Recipient => "recipient",
+        DecidedBy::Invoice => "invoice",
     }
 }
 
@@ -833,6 +835,8 @@ fn parse_decided_by(s: &str) -> Option<DecidedBy> {
         DecidedBy::Combined,
         DecidedBy::Person,
         DecidedBy::Nothing,
+        DecidedBy::Recipient,
+        DecidedBy::Invoice,
     ]
     .into_iter()
     .find(|d| decided_by_str(*d) == s)
