@@ -760,6 +760,16 @@ fn eval_cmd(
             t.scanned_model.top1 * 100.0,
             t.scanned_rules.top1 * 100.0
         );
+        for c in &t.changed {
+            println!(
+                "  {:<10} truth {:<5} clean -> {:<5} scan -> {:<5} ({:.2})",
+                c.id,
+                c.truth,
+                c.clean.as_deref().unwrap_or("-"),
+                c.scanned.as_deref().unwrap_or("-"),
+                c.scanned_confidence
+            );
+        }
     }
     if let Some(h) = &holdout {
         println!(

@@ -392,6 +392,23 @@ pub struct TwinReport {
     pub scanned_model: ModeReport,
     /// Rules alone on the scanned twins.
     pub scanned_rules: ModeReport,
+    /// Items whose scan was routed differently from their clean text: where OCR costs.
+    pub changed: Vec<TwinChange>,
+}
+
+/// One item that its scanned twin routed differently.
+#[derive(Debug, Clone, Serialize)]
+pub struct TwinChange {
+    /// The corpus item's id.
+    pub id: String,
+    /// True mailbox.
+    pub truth: String,
+    /// Combined decision on the clean text.
+    pub clean: Option<String>,
+    /// Combined decision on the scan.
+    pub scanned: Option<String>,
+    /// Confidence of the scan's decision.
+    pub scanned_confidence: f64,
 }
 
 /// Three predictions for one text: rules alone, model alone, combined.
@@ -497,6 +514,7 @@ pub fn cross_validate(
     };
     let mut clean: [Vec<Prediction>; 3] = Default::default();
     let mut twin_clean = Vec::new();
+    let mut twin_changed = Vec::new();
     let mut scanned: [Vec<Prediction>; 3] = Default::default();
     for (i, it) in items.iter().enumerate() {
         let p = predict3(
@@ -511,6 +529,15 @@ pub fn cross_validate(
         if let (Some(tl), Some(tz)) = (&twin_logits[i], &twin_zones[i]) {
             twin_clean.push(p[2].clone());
             let tp = predict3(tl, temperature, tz, classes, rules, &rule_only, it);
+            if tp[2].predicted != p[2].predicted {
+                twin_changed.push(TwinChange {
+                    id: it.id.clone(),
+                    truth: it.mailbox.clone(),
+                    clean: p[2].predicted.clone(),
+                    scanned: tp[2].predicted.clone(),
+                    scanned_confidence: tp[2].confidence,
+                });
+            }
             for (acc, pr) in scanned.iter_mut().zip(tp) {
                 acc.push(pr);
             }
@@ -525,6 +552,7 @@ pub fn cross_validate(
         scanned: score(&scanned[2], PRECISION_TARGET),
         scanned_model: score(&scanned[1], PRECISION_TARGET),
         scanned_rules: score(&scanned[0], PRECISION_TARGET),
+        changed: twin_changed,
     });
     let [r, m, c] = clean;
     Ok(CvReport {

@@ -92,19 +92,51 @@ fn address_by_geometry(page: &Page) -> Option<String> {
     Some(text.join("\n"))
 }
 
+/// A line without the specks OCR reads from dust and margins: leading and trailing tokens
+/// that hold no letter or digit (`;`, `:`, `|`, `‚`), or a lone character standing before or
+/// after the real text (`i 12345 Musterstadt`, `59063 Hamm l :`; a trailing digit stays: it is
+/// likely a house number). Layout analysis works on
+/// these cleaned lines, so a scan's specks do not hide a postcode line or a salutation.
+pub fn strip_ocr_specks(line: &str) -> &str {
+    let mut s = line.trim();
+    loop {
+        let mut tokens = s.split_whitespace();
+        let (Some(first), Some(last)) = (tokens.next(), tokens.next_back()) else {
+            return s;
+        };
+        if is_speck(first) {
+            s = s[first.len()..].trim_start();
+        } else if is_speck(last) && !last.chars().all(|c| c.is_ascii_digit()) {
+            s = s[..s.len() - last.len()].trim_end();
+        } else {
+            return s;
+        }
+    }
+}
+
+fn is_speck(token: &str) -> bool {
+    !token.chars().any(char::is_alphanumeric) || token.chars().count() == 1
+}
+
 fn address_by_layout(text: &str, markers: &[String]) -> Option<String> {
     if let Some(c) = EMAIL_TO.captures(text.lines().take(8).collect::<Vec<_>>().join("\n").as_str())
     {
         return c.get(2).map(|m| m.as_str().trim().to_string());
     }
-    let lines: Vec<&str> = text.lines().take(40).collect();
+    let lines: Vec<&str> = text.lines().take(40).map(strip_ocr_specks).collect();
     let mut blocks: Vec<String> = Vec::new();
     for (i, line) in lines.iter().enumerate() {
         if !POSTCODE_LINE.is_match(line) {
             continue;
         }
+        // A block runs up to a blank line or, where OCR lost the blank lines, to the end of
+        // the block above (its postcode line).
         let mut start = i;
-        while start > 0 && i - start < 6 && !lines[start - 1].trim().is_empty() {
+        while start > 0
+            && i - start < 6
+            && !lines[start - 1].is_empty()
+            && !POSTCODE_LINE.is_match(lines[start - 1])
+        {
             start -= 1;
         }
         blocks.push(
@@ -128,7 +160,7 @@ fn address_by_layout(text: &str, markers: &[String]) -> Option<String> {
 }
 
 fn subject(text: &str) -> Option<String> {
-    let lines: Vec<&str> = text.lines().take(60).collect();
+    let lines: Vec<&str> = text.lines().take(60).map(strip_ocr_specks).collect();
     for l in &lines {
         if let Some(c) = SUBJECT_PREFIX.captures(l) {
             return c.get(2).map(|m| m.as_str().trim().to_string());
@@ -139,9 +171,9 @@ fn subject(text: &str) -> Option<String> {
     lines[..sal]
         .iter()
         .rev()
-        .find(|l| !l.trim().is_empty())
+        .find(|l| !l.is_empty())
         .filter(|l| !DATE_LINE.is_match(l) && l.len() < 160 && !POSTCODE_LINE.is_match(l))
-        .map(|l| l.trim().to_string())
+        .map(|l| l.to_string())
 }
 
 #[cfg(test)]
@@ -175,6 +207,25 @@ mod tests {
         let z = from_text(mail, &[]);
         assert_eq!(z.subject.as_deref(), Some("Hundesteuer Abmeldung"));
         assert_eq!(z.address.as_deref(), Some("steueramt@musterstadt.de"));
+    }
+
+    #[test]
+    fn ocr_specks_and_lost_blank_lines_do_not_hide_the_recipient_block() {
+        // OCR of a scan: no blank lines, specks at line ends and starts.
+        let scan = "Spedition Hellweg GmbH\nPersonalabteilung :\nLogistikpark 1-5\n59063 Hamm l :\n\
+                    i Stadt Musterstadt 2 ;\nUnterhaltsvorschusskasse i\n. Rathausplatz 1\n\
+                    i 12345 Musterstadt ‚ \\\nAuskunftsersuchen nach UVG\n. Sehr geehrte Damen und Herren,";
+        let z = from_text(scan, &["Stadt Musterstadt".to_string()]);
+        assert_eq!(
+            z.address.as_deref(),
+            Some(
+                "Stadt Musterstadt 2\nUnterhaltsvorschusskasse\nRathausplatz 1\n12345 Musterstadt"
+            )
+        );
+        assert_eq!(z.subject.as_deref(), Some("Auskunftsersuchen nach UVG"));
+        assert_eq!(strip_ocr_specks("Haus 12 A"), "Haus 12");
+        assert_eq!(strip_ocr_specks("; :"), ":");
+        assert_eq!(strip_ocr_specks("Bauantrag"), "Bauantrag");
     }
 
     #[test]
