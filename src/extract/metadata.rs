@@ -17,7 +17,7 @@ static POSTCODE: LazyLock<Regex> =
 static POSTCODE_LINE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^\s*(?:D-?\s?)?\d{5}\s+\p{L}").expect("static regex"));
 static RETURN_SEP: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"\s*(?:[·•|]|\s[-–]\s)\s*").expect("static regex"));
+    LazyLock::new(|| Regex::new(r"\s*(?:[·•|*«»]|\s[-–:]\s)\s*").expect("static regex"));
 static SALUTATION: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)^\s*(sehr geehrte|guten tag|hallo|liebe|lieber|moin|servus|grüß gott)")
         .expect("static regex")
@@ -569,6 +569,19 @@ mod tests {
         assert_eq!(m.sender_address.as_deref(), Some("eva.schmitz@example.org"));
         assert_eq!(m.file_references, ["22-HS 117"]);
         assert_eq!(m.letter_date, None, "no date is not guessed");
+    }
+
+    #[test]
+    fn return_line_as_ocr_reads_it() {
+        let m = meta(
+            "Erika Mustermann : Lindenweg 4 : 12345 Musterstadt\n\nM usterstadt,\n\n\
+             Stadt Musterstadt\nBauordnungsamt\nRathausplatz 1\n12345 Musterstadt\n",
+        );
+        assert_eq!(m.sender_name.as_deref(), Some("Erika Mustermann"));
+        assert_eq!(
+            m.sender_address.as_deref(),
+            Some("Lindenweg 4, 12345 Musterstadt")
+        );
     }
 
     #[test]

@@ -29,7 +29,12 @@ pub fn make(
             // The extraction read these at 300 dpi when the file says nothing.
             (vec![path.to_path_buf()], Some(300))
         }
-        MediaType::Tiff => (vec![path.to_path_buf()], None),
+        MediaType::Tiff => {
+            let bytes = std::fs::read(path).map_err(io)?;
+            // Tesseract reads the resolution from the file; without one, 300 dpi as in OCR.
+            let dpi = tiff_dpi(&bytes).filter(|d| (70..=1200).contains(d));
+            (vec![path.to_path_buf()], Some(dpi.unwrap_or(300)))
+        }
         MediaType::Text | MediaType::Xml => {
             return Err(ExtractError::Io(format!(
                 "no searchable PDF for {}",
@@ -75,6 +80,15 @@ pub fn make(
     std::fs::rename(&pdf, out)
         .or_else(|_| std::fs::write(out, &bytes))
         .map_err(io)
+}
+
+/// The resolution a TIFF's first page states, if any.
+fn tiff_dpi(bytes: &[u8]) -> Option<u32> {
+    let mut dec = tiff::decoder::Decoder::new(std::io::Cursor::new(bytes)).ok()?;
+    dec.get_tag(tiff::tags::Tag::XResolution)
+        .ok()
+        .and_then(|v| v.into_f64().ok())
+        .map(|d| d.round() as u32)
 }
 
 fn check_dimensions(bytes: &[u8], max_pixels: u64) -> Result<(), ExtractError> {
