@@ -106,7 +106,9 @@ struct RawConfig {
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 struct RawEinvoice {
-    routes: BTreeMap<String, String>,
+    /// Mailbox ids as strings; integers are accepted (an environment override `=20` parses
+    /// as one).
+    routes: BTreeMap<String, toml::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -709,7 +711,12 @@ fn validate(
         token = Secret::new(t);
     }
     let mut einvoice = EinvoiceSettings::default();
-    for (lid, mb) in &raw.einvoice.routes {
+    for (lid, value) in &raw.einvoice.routes {
+        let mb = match value {
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Integer(i) => i.to_string(),
+            other => other.to_string(),
+        };
         let key = normalize_leitweg_id(lid);
         if !is_leitweg_id(&key) {
             push(
@@ -719,7 +726,7 @@ fn validate(
             );
             continue;
         }
-        match MailboxId::parse(mb).filter(|m| seen.contains(m)) {
+        match MailboxId::parse(&mb).filter(|m| seen.contains(m)) {
             Some(m) => {
                 einvoice.routes.insert(key, m);
             }
@@ -728,7 +735,7 @@ fn validate(
                 push(
                     &format!("\"{lid}\""),
                     format!("einvoice.routes: Leitweg-ID {lid} names unknown mailbox \"{mb}\""),
-                    suggest(mb, &ids),
+                    suggest(&mb, &ids),
                 );
             }
         }
@@ -981,6 +988,15 @@ name = "Bauordnung"
         let text = bad.to_string();
         assert!(text.contains("unknown mailbox \"64\""), "{text}");
         assert!(text.contains("\"kein-id\" is not a Leitweg-ID"), "{text}");
+        let env = parse(
+            MINIMAL,
+            &[("POSTSTELLE__EINVOICE__ROUTES__991-12345-06", "63")],
+        )
+        .expect("env override");
+        assert_eq!(
+            env.einvoice.routes.get("991-12345-06").map(|m| m.as_str()),
+            Some("63")
+        );
         assert!(!is_leitweg_id("05315000-12345-6"));
         assert!(is_leitweg_id("991-33333TEST-33"));
     }

@@ -403,12 +403,16 @@ impl Pipeline {
             media_type: doc.media_type.clone(),
         };
         #[derive(serde::Deserialize)]
-        struct MethodOnly {
+        struct Kind {
             method: crate::extract::Method,
+            #[serde(default)]
+            invoice: Option<serde_json::Value>,
         }
+        // A scanned ZUGFeRD PDF keeps its bytes: the embedded XML is the invoice.
         let scanned = match self.store.extraction(&doc.id).await? {
             Some(j) => {
-                serde_json::from_str::<MethodOnly>(&j)?.method == crate::extract::Method::Ocr
+                let k = serde_json::from_str::<Kind>(&j)?;
+                k.method == crate::extract::Method::Ocr && k.invoice.is_none()
             }
             None => false,
         };
