@@ -584,6 +584,38 @@ mod tests {
         );
     }
 
+    const INSURER: &str = "Kommunale Versicherung Nord\nVersicherungsverein a.G.\n\
+        Postfach 10 20 30\n20001 Hamburg\n\n\
+        Stadtverwaltung Musterstadt\nPersonalamt\nRathausplatz 1\n12345 Musterstadt\n\n\
+        Ihr Zeichen: 11-P/2026-14  Unser Zeichen: KV 55/881  Hamburg, den 12. März 2026\n\
+        Mitgliedsnummer: M-778812\n\n\
+        Betreff: Beitragsrechnung 2026\n\n\
+        Sehr geehrte Damen und Herren,\n\
+        der Jahresbeitrag beträgt EUR 12.480,00. Der Rechnungsbetrag von EUR 12.480,00 ist\n\
+        zum 01.04.2026 fällig. Bitte geben Sie das Kassenzeichen 7700 1234 5678 an.\n\
+        Bankverbindung: IBAN DE02 1203 0000 0000 2020 51, BIC BYLADEM1001\n";
+
+    #[test]
+    fn insurer_letter_with_reference_line_and_word_date() {
+        let m = meta(INSURER);
+        assert_eq!(
+            m.sender_name.as_deref(),
+            Some("Kommunale Versicherung Nord")
+        );
+        assert_eq!(
+            m.sender_address.as_deref(),
+            Some("Versicherungsverein a.G., Postfach 10 20 30, 20001 Hamburg")
+        );
+        assert_eq!(m.letter_date.as_deref(), Some("2026-03-12"));
+        assert_eq!(m.file_references, ["11-P/2026-14"]);
+        assert_eq!(m.their_reference.as_deref(), Some("KV 55/881"));
+        assert_eq!(m.customer_numbers, ["M-778812"]);
+        assert_eq!(m.kassenzeichen, ["7700 1234 5678"]);
+        assert_eq!(m.ibans, ["DE02120300000000202051"]);
+        assert_eq!(m.amounts, ["12480.00"]);
+        assert_eq!(m.subject.as_deref(), Some("Beitragsrechnung 2026"));
+    }
+
     #[test]
     fn german_date_formats() {
         assert_eq!(parse_date("12.03.2026").as_deref(), Some("2026-03-12"));
