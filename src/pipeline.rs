@@ -405,16 +405,20 @@ impl Pipeline {
         #[derive(serde::Deserialize)]
         struct Kind {
             method: crate::extract::Method,
+            page_count: u32,
             #[serde(default)]
             invoice: Option<serde_json::Value>,
         }
         // A scanned ZUGFeRD PDF keeps its bytes: the embedded XML is the invoice.
-        let scanned = match self.store.extraction(&doc.id).await? {
+        let (scanned, pages) = match self.store.extraction(&doc.id).await? {
             Some(j) => {
                 let k = serde_json::from_str::<Kind>(&j)?;
-                k.method == crate::extract::Method::Ocr && k.invoice.is_none()
+                (
+                    k.method == crate::extract::Method::Ocr && k.invoice.is_none(),
+                    k.page_count,
+                )
             }
-            None => false,
+            None => (false, 1),
         };
         let media = MediaType::from_mime(&doc.media_type);
         let Some(media) = media.filter(|_| scanned) else {
@@ -423,7 +427,12 @@ impl Pipeline {
         let path = self.blobs.path(&doc.sha256);
         let permit = self.extract_slots.acquire().await?;
         let started = std::time::Instant::now();
-        let made = self.extractor.searchable_pdf(&path, media).await;
+        // A TIFF's page count is only known as far as routing read it.
+        let pages = match media {
+            MediaType::Tiff => self.settings.extract.max_pages,
+            _ => pages,
+        };
+        let made = self.extractor.searchable_pdf(&path, media, pages).await;
         drop(permit);
         let (rendition, detail) = match made {
             Ok(pdf) => {

@@ -417,24 +417,31 @@ impl Extractor {
             .prefix("poststelle-extract")
             .tempdir()
             .map_err(|e| ExtractError::Io(e.to_string()))?;
-        let json = self.run(Job::Extract, path, media, out_dir.path()).await?;
+        let json = self
+            .run(Job::Extract, path, media, out_dir.path(), self.timeout)
+            .await?;
         serde_json::from_slice::<Result<Extraction, ExtractError>>(&json)
             .map_err(|e| ExtractError::Crashed(format!("unreadable worker result: {e}")))?
     }
 
     /// Makes the searchable PDF (page images + OCR text layer) of the scan at `path`, under
-    /// the same limits as extraction; returns the PDF's bytes.
+    /// the memory limit of extraction and its time limit per page (`pages` as far as known;
+    /// at most ten times the extraction limit); returns the PDF's bytes.
     pub async fn searchable_pdf(
         &self,
         path: &Path,
         media: MediaType,
+        pages: u32,
     ) -> Result<Vec<u8>, ExtractError> {
+        let timeout = self
+            .timeout
+            .saturating_mul(pages.clamp(1, self.options.max_pages.clamp(1, 10)));
         let out_dir = tempfile::Builder::new()
             .prefix("poststelle-searchable")
             .tempdir()
             .map_err(|e| ExtractError::Io(e.to_string()))?;
         let json = self
-            .run(Job::SearchablePdf, path, media, out_dir.path())
+            .run(Job::SearchablePdf, path, media, out_dir.path(), timeout)
             .await?;
         serde_json::from_slice::<Result<(), ExtractError>>(&json)
             .map_err(|e| ExtractError::Crashed(format!("unreadable worker result: {e}")))??;
@@ -449,6 +456,7 @@ impl Extractor {
         path: &Path,
         media: MediaType,
         out_dir: &Path,
+        timeout: Duration,
     ) -> Result<Vec<u8>, ExtractError> {
         let out = out_dir.join("result.json");
         let opts =
@@ -492,7 +500,7 @@ impl Extractor {
             .spawn()
             .map_err(|e| ExtractError::Io(format!("cannot start {}: {e}", self.exe.display())))?;
         let pid = child.id();
-        let waited = tokio::time::timeout(self.timeout, child.wait_with_output()).await;
+        let waited = tokio::time::timeout(timeout, child.wait_with_output()).await;
         let output = match waited {
             Ok(r) => r.map_err(|e| ExtractError::Io(e.to_string()))?,
             Err(_) => {
@@ -503,7 +511,7 @@ impl Extractor {
                         libc::kill(-(pid as i32), libc::SIGKILL);
                     }
                 }
-                return Err(ExtractError::Timeout(self.timeout.as_secs()));
+                return Err(ExtractError::Timeout(timeout.as_secs()));
             }
         };
         match std::fs::read(&out) {
