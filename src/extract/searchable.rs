@@ -141,3 +141,61 @@ fn render_pages(
     }
     Ok(pages)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(language: &str) -> ExtractOptions {
+        ExtractOptions {
+            language: language.into(),
+            tessdata: None,
+            dpi: 150,
+            min_text_chars: 60,
+            max_pages: 5,
+            max_image_pixels: 10_000_000,
+        }
+    }
+
+    fn white_png(dir: &Path) -> PathBuf {
+        let img = image::GrayImage::from_pixel(400, 300, image::Luma([255]));
+        let p = dir.join("blank.png");
+        img.save(&p).expect("png");
+        p
+    }
+
+    #[test]
+    fn a_blank_page_still_becomes_a_pdf_with_its_image() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("out.pdf");
+        make(&white_png(dir.path()), MediaType::Png, &opts("deu"), &out).expect("pdf");
+        let bytes = std::fs::read(&out).expect("read");
+        assert!(bytes.starts_with(b"%PDF-"));
+        assert!(
+            bytes.windows(8).any(|w| w == b"/XObject"),
+            "the page image is embedded"
+        );
+    }
+
+    #[test]
+    fn failures_are_reported_not_hidden() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("out.pdf");
+        let png = white_png(dir.path());
+        assert!(matches!(
+            make(&png, MediaType::Png, &opts("keine-sprache"), &out),
+            Err(ExtractError::Ocr(_))
+        ));
+        assert!(!out.exists());
+        assert!(matches!(
+            make(&png, MediaType::Text, &opts("deu"), &out),
+            Err(ExtractError::Io(_))
+        ));
+        let mut small = opts("deu");
+        small.max_image_pixels = 1000;
+        assert!(matches!(
+            make(&png, MediaType::Png, &small, &out),
+            Err(ExtractError::ImageTooLarge { .. })
+        ));
+    }
+}
