@@ -99,6 +99,16 @@ struct RawConfig {
     review: RawReview,
     #[serde(default)]
     mailboxes: Vec<RawMailbox>,
+    #[serde(default)]
+    einvoice: RawEinvoice,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawEinvoice {
+    /// Mailbox ids as strings; integers are accepted (an environment override `=20` parses
+    /// as one).
+    routes: BTreeMap<String, toml::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -320,6 +330,40 @@ pub struct Settings {
     pub review: MailboxSettings,
     /// The department mailboxes, in config order.
     pub mailboxes: Vec<MailboxSettings>,
+    /// E-invoice routing.
+    pub einvoice: EinvoiceSettings,
+}
+
+/// E-invoice routing: a known Leitweg-ID (the buyer reference of an XRechnung / ZUGFeRD
+/// invoice) decides the mailbox without the model.
+#[derive(Debug, Clone, Default)]
+pub struct EinvoiceSettings {
+    /// Leitweg-ID (upper case) → department mailbox.
+    pub routes: BTreeMap<String, MailboxId>,
+}
+
+/// Normalises a Leitweg-ID for lookups: trimmed, upper case.
+pub fn normalize_leitweg_id(s: &str) -> String {
+    s.trim().to_uppercase()
+}
+
+/// True for the shape of a Leitweg-ID: coarse address (2–12 digits), optional fine address
+/// (1–30 letters/digits), two check digits, separated by `-`.
+pub fn is_leitweg_id(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    let digits = |p: &str, min: usize, max: usize| {
+        (min..=max).contains(&p.len()) && p.chars().all(|c| c.is_ascii_digit())
+    };
+    match parts.as_slice() {
+        [grob, check] => digits(grob, 2, 12) && digits(check, 2, 2),
+        [grob, fein, check] => {
+            digits(grob, 2, 12)
+                && (1..=30).contains(&fein.len())
+                && fein.chars().all(|c| c.is_ascii_alphanumeric())
+                && digits(check, 2, 2)
+        }
+        _ => false,
+    }
 }
 
 /// Store settings.
@@ -666,6 +710,36 @@ fn validate(
         // Only reachable through the environment: the file itself is refused above.
         token = Secret::new(t);
     }
+    let mut einvoice = EinvoiceSettings::default();
+    for (lid, value) in &raw.einvoice.routes {
+        let mb = match value {
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Integer(i) => i.to_string(),
+            other => other.to_string(),
+        };
+        let key = normalize_leitweg_id(lid);
+        if !is_leitweg_id(&key) {
+            push(
+                &format!("\"{lid}\""),
+                format!("einvoice.routes: \"{lid}\" is not a Leitweg-ID"),
+                Some("e.g. \"05315000-12345-67\" (coarse-fine-check digits)".into()),
+            );
+            continue;
+        }
+        match MailboxId::parse(&mb).filter(|m| seen.contains(m)) {
+            Some(m) => {
+                einvoice.routes.insert(key, m);
+            }
+            None => {
+                let ids: Vec<&str> = mailboxes.iter().map(|m| m.id.as_str()).collect();
+                push(
+                    &format!("\"{lid}\""),
+                    format!("einvoice.routes: Leitweg-ID {lid} names unknown mailbox \"{mb}\""),
+                    suggest(&mb, &ids),
+                );
+            }
+        }
+    }
     let review_target = raw.deliver.default_target.clone();
     Settings {
         source: path.to_path_buf(),
@@ -720,6 +794,7 @@ fn validate(
             target: review_target,
         },
         mailboxes,
+        einvoice,
     }
 }
 
@@ -887,5 +962,42 @@ name = "Bauordnung"
         let p = &err.0[0];
         assert_eq!(p.line, Some(12));
         assert_eq!(p.hint.as_deref(), Some("did you mean \"dms\"?"));
+    }
+
+    #[test]
+    fn einvoice_routes_are_validated_against_mailboxes() {
+        let ok = parse(
+            &format!("{MINIMAL}\n[einvoice]\nroutes = {{ \"05315000-abc12-67\" = \"63\" }}\n"),
+            &[],
+        )
+        .expect("valid");
+        assert_eq!(
+            ok.einvoice
+                .routes
+                .get("05315000-ABC12-67")
+                .map(|m| m.as_str()),
+            Some("63")
+        );
+        let bad = parse(
+            &format!(
+                "{MINIMAL}\n[einvoice]\nroutes = {{ \"05315000-12345-67\" = \"64\", \"kein-id\" = \"63\" }}\n"
+            ),
+            &[],
+        )
+        .expect_err("unknown mailbox and bad id");
+        let text = bad.to_string();
+        assert!(text.contains("unknown mailbox \"64\""), "{text}");
+        assert!(text.contains("\"kein-id\" is not a Leitweg-ID"), "{text}");
+        let env = parse(
+            MINIMAL,
+            &[("POSTSTELLE__EINVOICE__ROUTES__991-12345-06", "63")],
+        )
+        .expect("env override");
+        assert_eq!(
+            env.einvoice.routes.get("991-12345-06").map(|m| m.as_str()),
+            Some("63")
+        );
+        assert!(!is_leitweg_id("05315000-12345-6"));
+        assert!(is_leitweg_id("991-33333TEST-33"));
     }
 }

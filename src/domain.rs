@@ -213,6 +213,10 @@ pub struct Explanation {
     pub address_field: Option<String>,
     /// The subject line, when one was found.
     pub subject: Option<String>,
+    /// Why a fixed assignment decided (e.g. a configured Leitweg-ID), in German; empty when
+    /// rules and model decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basis: Option<String>,
 }
 
 /// The outcome of classification.

@@ -99,6 +99,8 @@ enum Command {
     /// Internal: extract one file in a sandboxed child process.
     #[command(hide = true)]
     ExtractWorker {
+        #[arg(long, default_value = "extract")]
+        job: String,
         #[arg(long)]
         media: String,
         #[arg(long)]
@@ -141,13 +143,14 @@ enum ModelCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::ExtractWorker {
+        job,
         media,
         options,
         out,
         file,
     } = &cli.command
     {
-        return worker(media, options, out, file);
+        return worker(job, media, options, out, file);
     }
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -171,7 +174,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn worker(media: &str, options: &str, out: &Path, file: &Path) -> ExitCode {
+fn worker(job: &str, media: &str, options: &str, out: &Path, file: &Path) -> ExitCode {
+    let Some(job) = extract::Job::parse(job) else {
+        eprintln!("unknown job {job}");
+        return ExitCode::FAILURE;
+    };
     let Some(media) = MediaType::from_mime(media) else {
         eprintln!("unknown media type {media}");
         return ExitCode::FAILURE;
@@ -185,7 +192,11 @@ fn worker(media: &str, options: &str, out: &Path, file: &Path) -> ExitCode {
     };
     // Parser panics are caught and reported as results; keep stderr quiet about them.
     std::panic::set_hook(Box::new(|_| {}));
-    match extract::run_worker(file, media, &opts, out) {
+    let run = match job {
+        extract::Job::Extract => extract::run_worker(file, media, &opts, out),
+        extract::Job::SearchablePdf => extract::run_searchable_worker(file, media, &opts, out),
+    };
+    match run {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("cannot write result: {e}");

@@ -13,6 +13,7 @@ use crate::domain::{DocState, DocumentId};
 use crate::extract::{ExtractError, Extraction, Extractor, MediaType, zones};
 use crate::faults::{pause_point, points};
 use crate::store::blobs::BlobStore;
+use crate::store::metadata::Rendition;
 use crate::store::{DocumentRow, Store};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
@@ -271,8 +272,21 @@ impl Pipeline {
             None => anyhow::bail!("no extraction stored"),
         };
         let zones = zones::find(&ex, &self.settings.address_markers);
-        let classifier = self.classifier();
-        let decision = tokio::task::spawn_blocking(move || classifier.decide(&zones)).await?;
+        let mut meta = crate::extract::metadata::extract(&zones, &self.settings.address_markers);
+        if let Some(inv) = &ex.invoice {
+            crate::extract::metadata::merge_invoice(&mut meta, inv);
+        }
+        self.store.set_metadata(&doc.id, &meta).await?;
+        let routed = ex.invoice.as_ref().and_then(|inv| {
+            crate::classify::einvoice::decide(inv, &self.settings.einvoice.routes, &zones)
+        });
+        let decision = match routed {
+            Some(d) => d,
+            None => {
+                let classifier = self.classifier();
+                tokio::task::spawn_blocking(move || classifier.decide(&zones)).await?
+            }
+        };
         let next = self.store.set_decision(&doc.id, &decision).await?;
         tracing::info!(
             document = %doc.id, mailbox = ?decision.mailbox.as_ref().map(|m| m.as_str()),
@@ -311,20 +325,28 @@ impl Pipeline {
             self.store.dead_letter(id, doc.attempts, &reason).await?;
             return Ok(());
         };
-        let bytes = self.blobs.get(&doc.sha256)?;
-        let ext = MediaType::from_mime(&doc.media_type)
+        let rendition = self.rendition(&doc).await?;
+        let bytes = self.blobs.get(&rendition.sha256)?;
+        let ext = MediaType::from_mime(&rendition.media_type)
             .map(|m| m.extension())
             .unwrap_or("bin");
+        let metadata = self.store.metadata(id).await?.unwrap_or_default();
+        let mut sidecar = sidecar(&doc, &mb.name);
+        sidecar["metadata"] = serde_json::json!(metadata);
+        sidecar["delivered"] = serde_json::json!({
+            "media_type": rendition.media_type, "sha256": rendition.sha256,
+            "size_bytes": bytes.len(),
+        });
         let item = DeliveryItem {
             document_id: doc.id.clone(),
             mailbox: mailbox.clone(),
             mailbox_name: mb.name.clone(),
             original_name: doc.original_name.clone(),
-            media_type: doc.media_type.clone(),
+            media_type: rendition.media_type.clone(),
             extension: ext.to_string(),
             bytes,
-            sidecar: sidecar(&doc, &mb.name),
-            metadata: Default::default(),
+            sidecar,
+            metadata,
         };
         match target.deliver(&item).await {
             Ok(receipt) => {
@@ -364,6 +386,86 @@ impl Pipeline {
             }
         }
         Ok(())
+    }
+}
+
+impl Pipeline {
+    /// The bytes to deliver: for scans (OCR'd documents) a searchable PDF, made once in the
+    /// sandbox and linked to the document; else the original. The first link is kept, so a
+    /// retried delivery sends the same bytes. A scan whose searchable PDF cannot be made is
+    /// delivered as it arrived (recorded in the audit trail).
+    async fn rendition(&self, doc: &DocumentRow) -> anyhow::Result<Rendition> {
+        if let Some(r) = self.store.rendition(&doc.id).await? {
+            return Ok(r);
+        }
+        let original = Rendition {
+            sha256: doc.sha256.clone(),
+            media_type: doc.media_type.clone(),
+        };
+        #[derive(serde::Deserialize)]
+        struct Kind {
+            method: crate::extract::Method,
+            page_count: u32,
+            #[serde(default)]
+            invoice: Option<serde_json::Value>,
+        }
+        // A scanned ZUGFeRD PDF keeps its bytes: the embedded XML is the invoice.
+        let (scanned, pages) = match self.store.extraction(&doc.id).await? {
+            Some(j) => {
+                let k = serde_json::from_str::<Kind>(&j)?;
+                (
+                    k.method == crate::extract::Method::Ocr && k.invoice.is_none(),
+                    k.page_count,
+                )
+            }
+            None => (false, 1),
+        };
+        let media = MediaType::from_mime(&doc.media_type);
+        let Some(media) = media.filter(|_| scanned) else {
+            return Ok(original);
+        };
+        let path = self.blobs.path(&doc.sha256);
+        let permit = self.extract_slots.acquire().await?;
+        let started = std::time::Instant::now();
+        // A TIFF's page count is only known as far as routing read it.
+        let pages = match media {
+            MediaType::Tiff => self.settings.extract.max_pages,
+            _ => pages,
+        };
+        let made = self.extractor.searchable_pdf(&path, media, pages).await;
+        drop(permit);
+        let (rendition, detail) = match made {
+            Ok(pdf) => {
+                let blobs = self.blobs.clone();
+                let size = pdf.len();
+                let sha = tokio::task::spawn_blocking(move || blobs.put(&pdf)).await??;
+                (
+                    Rendition {
+                        sha256: sha.clone(),
+                        media_type: MediaType::Pdf.mime().to_string(),
+                    },
+                    serde_json::json!({
+                        "kind": "searchable_pdf", "sha256": sha, "size_bytes": size,
+                        "millis": started.elapsed().as_millis() as u64,
+                    }),
+                )
+            }
+            Err(e) if e.is_input_fault() => {
+                tracing::warn!(document = %doc.id, error = %e, "no searchable PDF; delivering the original");
+                (
+                    original,
+                    serde_json::json!({
+                        "kind": "original", "searchable_pdf_failed": e.reason_de(),
+                        "detail": e.to_string(),
+                    }),
+                )
+            }
+            Err(e) => return Err(anyhow::anyhow!(e)),
+        };
+        Ok(self
+            .store
+            .set_rendition(&doc.id, &rendition, detail)
+            .await?)
     }
 }
 

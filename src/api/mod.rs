@@ -258,11 +258,13 @@ async fn show(
     let doc = s.pipeline.store.get(&id).await?;
     let events = s.pipeline.store.events(&id).await?;
     let explanation = doc.decision.as_ref().map(|d| d.explanation.clone());
+    let metadata = s.pipeline.store.metadata(&id).await?;
     Ok(Json(serde_json::json!({
         "document": doc,
         "state": doc.state,
         "mailbox": doc.mailbox,
         "explanation": explanation,
+        "metadata": metadata,
         "events": events,
     })))
 }

@@ -5,6 +5,7 @@
 //! 3 multiplies the odds by 20) and the result stays a probability the threshold can act on.
 //! Without a model, rule evidence alone is used. Below the threshold, a person decides.
 
+pub mod einvoice;
 pub mod model;
 pub mod rules;
 pub mod text;
@@ -166,6 +167,7 @@ impl Classifier {
                 review_reason,
                 address_field: zones.address.clone(),
                 subject: zones.subject.clone(),
+                basis: None,
             },
         }
     }

@@ -69,6 +69,7 @@ pub fn extract(
         method: Method::Ocr,
         page_count: pages.len() as u32,
         pages,
+        invoice: None,
     })
 }
 

@@ -9,10 +9,18 @@
 //! address-space limit and a process group that is killed whole on timeout, so a hostile file
 //! can neither hang nor crash the daemon. Page 1 is read first and is enough to route; further
 //! pages are only read when page 1 carries too little text.
+//!
+//! - XML e-invoices (XRechnung UBL/CII) and the XML embedded in ZUGFeRD / Factur-X PDFs:
+//!   [`einvoice`] (bounded XML reader);
+//! - scans are turned into searchable PDFs (page images plus an invisible OCR text layer) by
+//!   [`searchable`], in the same sandbox, after routing.
 
+pub mod einvoice;
 pub mod image;
+pub mod metadata;
 pub mod ocr;
 pub mod pdf;
+pub mod searchable;
 pub mod zones;
 
 use serde::{Deserialize, Serialize};
@@ -33,6 +41,8 @@ pub enum MediaType {
     Tiff,
     /// Plain text.
     Text,
+    /// An XML e-invoice (XRechnung UBL or CII).
+    Xml,
 }
 
 impl MediaType {
@@ -44,6 +54,7 @@ impl MediaType {
             MediaType::Jpeg => "image/jpeg",
             MediaType::Tiff => "image/tiff",
             MediaType::Text => "text/plain",
+            MediaType::Xml => "application/xml",
         }
     }
 
@@ -55,6 +66,7 @@ impl MediaType {
             MediaType::Jpeg,
             MediaType::Tiff,
             MediaType::Text,
+            MediaType::Xml,
         ]
         .into_iter()
         .find(|m| m.mime() == s)
@@ -68,6 +80,7 @@ impl MediaType {
             MediaType::Jpeg => "jpg",
             MediaType::Tiff => "tif",
             MediaType::Text => "txt",
+            MediaType::Xml => "xml",
         }
     }
 }
@@ -92,6 +105,17 @@ pub fn sniff(bytes: &[u8], name: &str) -> Result<MediaType, ExtractError> {
         return Ok(MediaType::Tiff);
     }
     let lower = name.to_ascii_lowercase();
+    let trimmed = bytes
+        .strip_prefix(b"\xEF\xBB\xBF")
+        .unwrap_or(bytes)
+        .trim_ascii_start();
+    if trimmed.starts_with(b"<?xml") || (lower.ends_with(".xml") && trimmed.starts_with(b"<")) {
+        return match einvoice::root(bytes) {
+            Ok(_) => Ok(MediaType::Xml),
+            Err(einvoice::XmlError::NotInvoice(root)) => Err(ExtractError::XmlNotInvoice(root)),
+            Err(einvoice::XmlError::Broken(e)) => Err(ExtractError::BrokenXml(e)),
+        };
+    }
     if lower.ends_with(".txt") && !bytes.contains(&0) {
         return Ok(MediaType::Text);
     }
@@ -146,6 +170,8 @@ pub enum Method {
     Ocr,
     /// A plain-text file.
     PlainText,
+    /// An XML e-invoice.
+    EInvoice,
 }
 
 /// What extraction produced.
@@ -159,6 +185,9 @@ pub struct Extraction {
     pub pages: Vec<Page>,
     /// Pages the document has, when known.
     pub page_count: u32,
+    /// The e-invoice the document is or carries (XRechnung XML, ZUGFeRD / Factur-X PDF).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invoice: Option<crate::domain::InvoiceInfo>,
 }
 
 impl Extraction {
@@ -222,6 +251,12 @@ pub enum ExtractError {
     /// Local I/O failed (not the input's fault).
     #[error("I/O: {0}")]
     Io(String),
+    /// An XML file whose root element is not an invoice.
+    #[error("XML is not an invoice: root element {0}")]
+    XmlNotInvoice(String),
+    /// An XML file that is not well-formed or breaks the reader's limits.
+    #[error("broken XML: {0}")]
+    BrokenXml(String),
 }
 
 impl ExtractError {
@@ -246,6 +281,10 @@ impl ExtractError {
                 "Das Lesen der Datei wurde abgebrochen (Speicherlimit überschritten oder Lesefehler).".into()
             }
             ExtractError::Io(_) => "Die Datei konnte lokal nicht gelesen werden.".into(),
+            ExtractError::XmlNotInvoice(root) => format!(
+                "Die XML-Datei ist keine E-Rechnung (Wurzelelement „{root}“); angenommen werden nur XRechnung/EN 16931 im UBL-Format (Invoice, CreditNote) und im CII-Format (CrossIndustryInvoice)."
+            ),
+            ExtractError::BrokenXml(_) => "Die XML-Datei ist nicht wohlgeformt, zu groß oder enthält eine DTD bzw. unbekannte Entitäten; sie wurde nicht gelesen.".into(),
         }
     }
 
@@ -295,9 +334,32 @@ pub fn extract_in_process(
     let bytes = std::fs::read(path).map_err(|e| ExtractError::Io(e.to_string()))?;
     match media {
         MediaType::Text => Ok(plain_text(&bytes)),
+        MediaType::Xml => xml_invoice(&bytes),
         MediaType::Pdf => pdf::extract(&bytes, path, opts),
         MediaType::Png | MediaType::Jpeg | MediaType::Tiff => image::extract(&bytes, media, opts),
     }
+}
+
+/// Reads an XML e-invoice: its facts and its text.
+pub fn xml_invoice(bytes: &[u8]) -> Result<Extraction, ExtractError> {
+    let (info, text) = einvoice::parse(bytes, None).map_err(|e| match e {
+        einvoice::XmlError::NotInvoice(r) => ExtractError::XmlNotInvoice(r),
+        einvoice::XmlError::Broken(e) => ExtractError::BrokenXml(e),
+    })?;
+    Ok(Extraction {
+        media_type: MediaType::Xml,
+        method: Method::EInvoice,
+        page_count: 1,
+        pages: vec![Page {
+            number: 1,
+            text,
+            words: Vec::new(),
+            width: 0.0,
+            height: 0.0,
+            units_per_mm: 0.0,
+        }],
+        invoice: Some(info),
+    })
 }
 
 /// Reads a text file: UTF-8 (with or without BOM), else Windows-1252/Latin-1.
@@ -320,6 +382,7 @@ pub fn plain_text(bytes: &[u8]) -> Extraction {
             height: 0.0,
             units_per_mm: 0.0,
         }],
+        invoice: None,
     }
 }
 
@@ -354,11 +417,54 @@ impl Extractor {
             .prefix("poststelle-extract")
             .tempdir()
             .map_err(|e| ExtractError::Io(e.to_string()))?;
-        let out = out_dir.path().join("result.json");
+        let json = self
+            .run(Job::Extract, path, media, out_dir.path(), self.timeout)
+            .await?;
+        serde_json::from_slice::<Result<Extraction, ExtractError>>(&json)
+            .map_err(|e| ExtractError::Crashed(format!("unreadable worker result: {e}")))?
+    }
+
+    /// Makes the searchable PDF (page images + OCR text layer) of the scan at `path`, under
+    /// the memory limit of extraction and its time limit per page (`pages` as far as known;
+    /// at most ten times the extraction limit); returns the PDF's bytes.
+    pub async fn searchable_pdf(
+        &self,
+        path: &Path,
+        media: MediaType,
+        pages: u32,
+    ) -> Result<Vec<u8>, ExtractError> {
+        let timeout = self
+            .timeout
+            .saturating_mul(pages.clamp(1, self.options.max_pages.clamp(1, 10)));
+        let out_dir = tempfile::Builder::new()
+            .prefix("poststelle-searchable")
+            .tempdir()
+            .map_err(|e| ExtractError::Io(e.to_string()))?;
+        let json = self
+            .run(Job::SearchablePdf, path, media, out_dir.path(), timeout)
+            .await?;
+        serde_json::from_slice::<Result<(), ExtractError>>(&json)
+            .map_err(|e| ExtractError::Crashed(format!("unreadable worker result: {e}")))??;
+        std::fs::read(out_dir.path().join("result.pdf"))
+            .map_err(|e| ExtractError::Io(e.to_string()))
+    }
+
+    /// Runs one worker job in the sandbox; returns the JSON result it wrote.
+    async fn run(
+        &self,
+        job: Job,
+        path: &Path,
+        media: MediaType,
+        out_dir: &Path,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, ExtractError> {
+        let out = out_dir.join("result.json");
         let opts =
             serde_json::to_string(&self.options).map_err(|e| ExtractError::Io(e.to_string()))?;
         let mut cmd = tokio::process::Command::new(&self.exe);
         cmd.arg("extract-worker")
+            .arg("--job")
+            .arg(job.as_str())
             .arg("--media")
             .arg(media.mime())
             .arg("--options")
@@ -368,7 +474,7 @@ impl Extractor {
             .arg(path)
             // One OCR thread per worker: parallelism comes from documents, not from inside Tesseract.
             .env("OMP_THREAD_LIMIT", "1")
-            .env("TMPDIR", out_dir.path())
+            .env("TMPDIR", out_dir)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
@@ -394,7 +500,7 @@ impl Extractor {
             .spawn()
             .map_err(|e| ExtractError::Io(format!("cannot start {}: {e}", self.exe.display())))?;
         let pid = child.id();
-        let waited = tokio::time::timeout(self.timeout, child.wait_with_output()).await;
+        let waited = tokio::time::timeout(timeout, child.wait_with_output()).await;
         let output = match waited {
             Ok(r) => r.map_err(|e| ExtractError::Io(e.to_string()))?,
             Err(_) => {
@@ -405,12 +511,11 @@ impl Extractor {
                         libc::kill(-(pid as i32), libc::SIGKILL);
                     }
                 }
-                return Err(ExtractError::Timeout(self.timeout.as_secs()));
+                return Err(ExtractError::Timeout(timeout.as_secs()));
             }
         };
         match std::fs::read(&out) {
-            Ok(json) => serde_json::from_slice::<Result<Extraction, ExtractError>>(&json)
-                .map_err(|e| ExtractError::Crashed(format!("unreadable worker result: {e}")))?,
+            Ok(json) => Ok(json),
             Err(_) => {
                 let stderr = String::from_utf8_lossy(&output.stderr);
                 let tail: String = stderr
@@ -431,6 +536,62 @@ impl Extractor {
     }
 }
 
+/// What a worker process does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Job {
+    /// Extract text (the JSON result is an [`Extraction`]).
+    Extract,
+    /// Make a searchable PDF (written next to the JSON result as `result.pdf`).
+    SearchablePdf,
+}
+
+impl Job {
+    /// The name on the worker's command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Job::Extract => "extract",
+            Job::SearchablePdf => "searchable-pdf",
+        }
+    }
+
+    /// Parses [`Job::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        [Job::Extract, Job::SearchablePdf]
+            .into_iter()
+            .find(|j| j.as_str() == s)
+    }
+}
+
+fn panic_error<T>(media: MediaType, p: Box<dyn std::any::Any + Send>) -> Result<T, ExtractError> {
+    let msg = p
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "panic".into());
+    Err(match media {
+        MediaType::Pdf => ExtractError::BrokenPdf(format!("parser panicked: {msg}")),
+        MediaType::Xml => ExtractError::BrokenXml(format!("parser panicked: {msg}")),
+        _ => ExtractError::BrokenImage(format!("decoder panicked: {msg}")),
+    })
+}
+
+/// The worker side of [`Job::SearchablePdf`]: writes the PDF to `result.pdf` beside `out` and
+/// the JSON result to `out`.
+pub fn run_searchable_worker(
+    path: &Path,
+    media: MediaType,
+    opts: &ExtractOptions,
+    out: &Path,
+) -> std::io::Result<()> {
+    let pdf = out.with_file_name("result.pdf");
+    let result = std::panic::catch_unwind(|| searchable::make(path, media, opts, &pdf))
+        .unwrap_or_else(|p| panic_error(media, p));
+    let json = serde_json::to_vec(&result).map_err(std::io::Error::other)?;
+    let tmp = out.with_extension("tmp");
+    std::fs::write(&tmp, json)?;
+    std::fs::rename(tmp, out)
+}
+
 /// The worker side: extracts one file and writes the JSON result to `out`. Panics are caught and
 /// reported as errors of the input.
 pub fn run_worker(
@@ -439,18 +600,8 @@ pub fn run_worker(
     opts: &ExtractOptions,
     out: &Path,
 ) -> std::io::Result<()> {
-    let result =
-        std::panic::catch_unwind(|| extract_in_process(path, media, opts)).unwrap_or_else(|p| {
-            let msg = p
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "panic".into());
-            Err(match media {
-                MediaType::Pdf => ExtractError::BrokenPdf(format!("parser panicked: {msg}")),
-                _ => ExtractError::BrokenImage(format!("decoder panicked: {msg}")),
-            })
-        });
+    let result = std::panic::catch_unwind(|| extract_in_process(path, media, opts))
+        .unwrap_or_else(|p| panic_error(media, p));
     let json = serde_json::to_vec(&result).map_err(std::io::Error::other)?;
     let tmp = out.with_extension("tmp");
     std::fs::write(&tmp, json)?;
@@ -482,6 +633,29 @@ mod tests {
     }
 
     #[test]
+    fn sniff_xml_invoices_and_refuse_other_xml() {
+        let ubl = b"\xEF\xBB\xBF<?xml version=\"1.0\"?>\n<Invoice xmlns=\"urn:oasis:names:specification:ubl:schema:xsd:Invoice-2\"/>";
+        assert_eq!(sniff(ubl, "r.xml"), Ok(MediaType::Xml));
+        let cii = b"<rsm:CrossIndustryInvoice xmlns:rsm=\"urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100\"/>";
+        assert_eq!(sniff(cii, "R.XML"), Ok(MediaType::Xml));
+        let other = sniff(b"<?xml version=\"1.0\"?><order/>", "bestellung.xml");
+        assert_eq!(other, Err(ExtractError::XmlNotInvoice("order".into())));
+        let reason = other.err().map(|e| e.reason_de()).unwrap_or_default();
+        assert!(
+            reason.contains("keine E-Rechnung") && reason.contains("order"),
+            "{reason}"
+        );
+        assert!(matches!(
+            sniff(b"<?xml version=\"1.0\"?><!DOCTYPE x><Invoice/>", "x.xml"),
+            Err(ExtractError::BrokenXml(_))
+        ));
+        assert_eq!(
+            MediaType::from_mime("application/xml"),
+            Some(MediaType::Xml)
+        );
+    }
+
+    #[test]
     fn latin1_text_is_read() {
         let e = plain_text(b"Stra\xdfe M\xfcller\r\n");
         assert_eq!(e.pages[0].text, "Straße Müller\n");
@@ -494,6 +668,8 @@ mod tests {
             ExtractError::Encrypted("x".into()),
             ExtractError::BrokenPdf("x".into()),
             ExtractError::Timeout(3),
+            ExtractError::XmlNotInvoice("html".into()),
+            ExtractError::BrokenXml("x".into()),
         ] {
             let r = e.reason_de();
             assert!(r.ends_with('.'), "{r}");

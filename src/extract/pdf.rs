@@ -10,10 +10,14 @@ pub fn extract(
     path: &Path,
     opts: &ExtractOptions,
 ) -> Result<Extraction, ExtractError> {
-    let (page_count, encrypted) = match lopdf::Document::load_mem(bytes) {
-        Ok(doc) => (doc.get_pages().len() as u32, doc.is_encrypted()),
+    let (page_count, encrypted, invoice) = match lopdf::Document::load_mem(bytes) {
+        Ok(doc) => (
+            doc.get_pages().len() as u32,
+            doc.is_encrypted(),
+            embedded_invoice(&doc),
+        ),
         // Damaged structure: poppler may still reconstruct it; the renderer decides below.
-        Err(_) => (0, looks_encrypted(bytes)),
+        Err(_) => (0, looks_encrypted(bytes), None),
     };
     if let Ok(pages) = pdf_extract::extract_text_from_mem_by_pages(bytes) {
         let first_ok = pages
@@ -39,6 +43,7 @@ pub fn extract(
                 method: Method::TextLayer,
                 page_count: page_count.max(pages.len() as u32),
                 pages,
+                invoice,
             });
         }
     }
@@ -79,7 +84,17 @@ pub fn extract(
         method: Method::Ocr,
         page_count: page_count.max(pages.len() as u32),
         pages,
+        invoice,
     })
+}
+
+/// The ZUGFeRD / Factur-X invoice embedded in the PDF, when there is one that can be read.
+/// A broken embedded XML does not make the PDF unreadable: it is then read as a letter.
+fn embedded_invoice(doc: &lopdf::Document) -> Option<crate::domain::InvoiceInfo> {
+    let xml = super::einvoice::embedded_xml(doc)?;
+    super::einvoice::parse(&xml, Some("zugferd"))
+        .ok()
+        .map(|(info, _)| info)
 }
 
 /// Renders one page to an 8-bit grayscale PGM with poppler's `pdftoppm`.
