@@ -32,6 +32,11 @@ mayan_env() {
   export DJANGO_SETTINGS_MODULE=mayan.settings.production
   export MAYAN_CELERY_BROKER_URL="redis://127.0.0.1:$REDIS_PORT/0"
   export MAYAN_CELERY_RESULT_BACKEND="redis://127.0.0.1:$REDIS_PORT/1"
+  # SQLite shared by the web server and the worker: wait for locks instead of failing, WAL
+  # for concurrent readers, and write transactions that take the lock up front.
+  export MAYAN_DATABASES="{\"default\": {\"ENGINE\": \"django.db.backends.sqlite3\", \
+\"NAME\": \"$MEDIA/db.sqlite3\", \"OPTIONS\": {\"timeout\": 60, \
+\"transaction_mode\": \"IMMEDIATE\", \"init_command\": \"PRAGMA journal_mode=WAL;\"}}}"
   export MAYAN_ALLOWED_HOSTS='["127.0.0.1", "localhost"]'
   export MAYAN_AUTOADMIN_USERNAME=$ADMIN_USER
   export MAYAN_AUTOADMIN_PASSWORD=$ADMIN_PASSWORD
