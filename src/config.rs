@@ -1101,4 +1101,78 @@ name = "Bauordnung"
         assert_eq!(p.line, Some(12));
         assert_eq!(p.hint.as_deref(), Some("did you mean \"dms\"?"));
     }
+
+    const MAYAN: &str = r#"
+[deliver]
+default_target = "mayan"
+
+[deliver.targets.mayan]
+kind = "mayan"
+url = "https://mayan.example.org/"
+user = "poststelle"
+document_type = "Eingangspost"
+cabinets = { "63" = "Bauordnung 63", "51" = 7 }
+"#;
+
+    #[test]
+    fn mayan_target_with_password_from_env_and_default_cabinets() {
+        let text = format!("{MINIMAL}{MAYAN}");
+        let s = parse(
+            &text,
+            &[("POSTSTELLE__DELIVER__TARGETS__MAYAN__PASSWORD", "geheim")],
+        )
+        .expect("valid");
+        let Some(TargetSettings::Mayan(m)) = s.deliver.targets.get("mayan") else {
+            panic!("not a Mayan target");
+        };
+        assert_eq!(m.url, "https://mayan.example.org");
+        assert_eq!(
+            m.auth,
+            MayanAuth::Basic {
+                user: "poststelle".into(),
+                password: Secret::new("geheim")
+            }
+        );
+        assert_eq!(m.document_type, MayanRef::Label("Eingangspost".into()));
+        let id = |s: &str| MailboxId::parse(s).expect("id");
+        assert_eq!(
+            m.cabinets[&id("63")],
+            MayanRef::Label("Bauordnung 63".into())
+        );
+        assert_eq!(m.cabinets[&id("51")], MayanRef::Id(7));
+        // The review mailbox files into the default target too: a cabinet named after it.
+        assert_eq!(
+            m.cabinets[&id("poststelle")],
+            MayanRef::Label("Poststelle".into())
+        );
+        assert!(m.create_cabinets);
+        assert!(!format!("{s:?}").contains("geheim"));
+    }
+
+    #[test]
+    fn mayan_password_in_file_is_refused_and_missing_credentials_explained() {
+        let text = format!("{MINIMAL}{MAYAN}password = \"geheim\"\n");
+        let err = parse(&text, &[]).expect_err("must refuse");
+        assert!(
+            err.to_string()
+                .contains("deliver.targets.mayan.password must not stand")
+        );
+        assert!(!err.to_string().contains("geheim"));
+
+        let err = parse(&format!("{MINIMAL}{MAYAN}"), &[]).expect_err("no credentials");
+        assert!(
+            err.to_string().contains("no credentials for Mayan EDMS"),
+            "{err}"
+        );
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let token = dir.path().join("token");
+        std::fs::write(&token, "t0ken\n").expect("write");
+        let text = format!("{MINIMAL}{MAYAN}token_file = \"{}\"\n", token.display());
+        let s = parse(&text, &[]).expect("token file");
+        let Some(TargetSettings::Mayan(m)) = s.deliver.targets.get("mayan") else {
+            panic!("not a Mayan target");
+        };
+        assert_eq!(m.auth, MayanAuth::Token(Secret::new("t0ken")));
+    }
 }

@@ -5,6 +5,8 @@
 //! Everything is checked by reading back through Mayan's own REST API: the document exists
 //! once, with the configured type, in the mailbox's cabinet, and its file downloads byte-equal.
 
+mod common;
+
 use poststelle::config::{Settings, TargetSettings};
 use poststelle::deliver::{Delivery, DeliveryError, DeliveryItem};
 use poststelle::domain::{DocumentId, MailboxId};
@@ -198,13 +200,19 @@ fn item(mailbox: &str, name: &str, bytes: &[u8]) -> DeliveryItem {
     }
 }
 
-/// Bytes unique to one test (so a stray duplicate cannot pass for ours).
+/// A real one-page letter, unique to one test (so a stray duplicate cannot pass for ours).
 fn pdf_bytes(tag: &str) -> Vec<u8> {
-    format!(
-        "%PDF-1.4\n1 0 obj <</Type /Catalog /Pages 2 0 R>> endobj\n2 0 obj <</Type /Pages /Kids [] \
-         /Count 0>> endobj\ntrailer <</Root 1 0 R>>\n% {tag}\n%%EOF\n"
-    )
-    .into_bytes()
+    let subject = format!("Bauantrag Lindenweg 4, Vorgang {tag}");
+    common::letter_pdf(&common::din_letter(
+        &[
+            "Stadt Musterstadt",
+            "Bauordnungsamt",
+            "Rathausplatz 1",
+            "12345 Musterstadt",
+        ],
+        &subject,
+        &["hiermit beantrage ich die Genehmigung für einen Carport."],
+    ))
 }
 
 fn run_tag() -> String {
