@@ -384,3 +384,94 @@ async fn mayan_rejections_are_permanent() {
             .is_empty()
     );
 }
+
+/// The daemon end to end into Mayan: killed (SIGKILL) after the Mayan document was created but
+/// before its file was uploaded, then after delivering but before recording it; each restart
+/// completes the delivery, and Mayan has the letter exactly once, in the mailbox's cabinet.
+#[tokio::test]
+async fn daemon_killed_mid_mayan_delivery_files_exactly_once() {
+    let Some(m) = mayan() else { return };
+    let _g = SERIAL.lock().await;
+    let install = common::Install::new();
+    let mayan_env = [
+        ("POSTSTELLE__DELIVER__DEFAULT_TARGET", "mayan".to_string()),
+        (
+            "POSTSTELLE__DELIVER__TARGETS__MAYAN__KIND",
+            "mayan".to_string(),
+        ),
+        ("POSTSTELLE__DELIVER__TARGETS__MAYAN__URL", m.url.clone()),
+        ("POSTSTELLE__DELIVER__TARGETS__MAYAN__USER", m.user.clone()),
+        (
+            "POSTSTELLE__DELIVER__TARGETS__MAYAN__PASSWORD",
+            m.password.clone(),
+        ),
+        (
+            "POSTSTELLE__DELIVER__TARGETS__MAYAN__DOCUMENT_TYPE",
+            "Default".to_string(),
+        ),
+        (
+            "POSTSTELLE__DELIVER__TARGETS__MAYAN__FILE_WAIT_SECS",
+            "10".to_string(),
+        ),
+    ];
+    let bytes = common::letter_pdf(&common::din_letter(
+        &[
+            "Stadt Musterstadt",
+            "Bauordnungsamt",
+            "Rathausplatz 1",
+            "12345 Musterstadt",
+        ],
+        "Bauantrag für einen Wintergarten, Flurstück 88",
+        &[
+            "hiermit reiche ich den Bauantrag für einen Wintergarten auf",
+            "meinem Grundstück ein. Lageplan und Bauzeichnungen liegen bei.",
+        ],
+    ));
+    for (round, point) in ["mayan_after_create", "after_deliver"].iter().enumerate() {
+        let marker = install.path(&format!("paused-{round}"));
+        let marker_s = marker.display().to_string();
+        let mut env: Vec<(&str, &str)> = mayan_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        env.push(("POSTSTELLE_PAUSE_AT", point));
+        env.push(("POSTSTELLE_PAUSE_MARKER", &marker_s));
+        let d = install.serve(&env);
+        if round == 0 {
+            install.drop_file("bauantrag.pdf", &bytes);
+        }
+        common::wait_file(&marker, Duration::from_secs(180));
+        d.kill();
+    }
+    let docs = install.documents();
+    assert_eq!(docs.len(), 1);
+    assert_eq!(
+        docs[0]["state"], "queued",
+        "killed before the delivery was recorded"
+    );
+    assert_eq!(docs[0]["mailbox"], "63");
+    let id = docs[0]["id"].as_str().expect("id").to_string();
+
+    let env: Vec<(&str, &str)> = mayan_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let _d = install.serve(&env);
+    common::wait_for("delivered", Duration::from_secs(180), || {
+        (install.documents()[0]["state"] == "delivered").then_some(())
+    });
+    let it = DeliveryItem {
+        document_id: DocumentId::parse(&id).expect("id"),
+        bytes,
+        ..item("63", "Bauordnung", b"")
+    };
+    let docs = m.documents_labelled(&id).await;
+    assert_eq!(docs.len(), 1, "exactly one Mayan document: {docs:?}");
+    let mayan_id = docs[0]["id"].as_u64().expect("id");
+    assert_eq!(
+        m.cabinet_labels(mayan_id).await,
+        vec!["Bauordnung".to_string()]
+    );
+    let files = m.get(&format!("/documents/{mayan_id}/files/")).await;
+    let files = files["results"].as_array().expect("files");
+    assert_eq!(files.len(), 1, "exactly one file: {files:?}");
+    let file_id = files[0]["id"].as_u64().expect("file id");
+    let downloaded = m
+        .get_bytes(&format!("/documents/{mayan_id}/files/{file_id}/download/"))
+        .await;
+    assert_eq!(downloaded, it.bytes, "the letter downloads byte-equal");
+}

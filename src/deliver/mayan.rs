@@ -322,6 +322,7 @@ impl MayanTarget {
                         }),
                     )
                     .await?;
+                crate::faults::pause_point(crate::faults::points::MAYAN_AFTER_CREATE).await;
                 (created.id, false)
             }
         };
