@@ -945,7 +945,13 @@ fn apply_override(root: &mut toml::Table, key: &str, val: &str) -> Result<(), St
     if path.iter().any(String::is_empty) {
         return Err("empty key segment".into());
     }
-    let parsed = parse_env_value(val);
+    // Secrets stay strings exactly as given (a password "1.50" is not the number 1.5).
+    let is_secret = matches!(path.last().map(String::as_str), Some("password" | "token"));
+    let parsed = if is_secret {
+        toml::Value::String(val.to_string())
+    } else {
+        parse_env_value(val)
+    };
     let mut cur: &mut toml::Value = root
         .entry(path[0].clone())
         .or_insert_with(|| toml::Value::Table(toml::Table::new()));
@@ -1147,6 +1153,19 @@ cabinets = { "63" = "Bauordnung 63", "51" = 7 }
         );
         assert!(m.create_cabinets);
         assert!(!format!("{s:?}").contains("geheim"));
+
+        // A password that reads like a number stays the exact string.
+        let s = parse(
+            &text,
+            &[("POSTSTELLE__DELIVER__TARGETS__MAYAN__PASSWORD", "1.50")],
+        )
+        .expect("numeric-looking password");
+        let Some(TargetSettings::Mayan(m)) = s.deliver.targets.get("mayan") else {
+            panic!("not a Mayan target");
+        };
+        assert!(
+            matches!(&m.auth, MayanAuth::Basic { password, .. } if password.expose() == "1.50")
+        );
     }
 
     #[test]
