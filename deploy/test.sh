@@ -8,9 +8,15 @@ deploy/setup.sh --no-run
 export OMP_THREAD_LIMIT=1
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
-# Unit, rule and integration tests (there are no doc tests). The last line sums them up.
+# A real Mayan EDMS for tests/mayan.rs (installed from PyPI, cached), stopped at exit.
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+trap 'rm -f "$log"; tests/services/mayan.sh stop || true' EXIT
+tests/services/mayan.sh start >"$log"
+set -a
+# shellcheck disable=SC1090
+. <(grep '^POSTSTELLE_TEST_MAYAN_' "$log")
+set +a
+# Unit, rule and integration tests (there are no doc tests). The last line sums them up.
 set +e
 cargo test --locked --no-fail-fast --lib --bins --tests 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}

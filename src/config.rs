@@ -263,6 +263,49 @@ impl Default for RawDeliver {
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 enum RawTarget {
     Filesystem { root: PathBuf },
+    Mayan(RawMayan),
+}
+
+/// `kind = "mayan"`: a Mayan EDMS 4.x server.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawMayan {
+    url: String,
+    user: Option<String>,
+    /// Only from the environment (refused in the file).
+    password: Option<String>,
+    password_file: Option<PathBuf>,
+    /// Only from the environment (refused in the file).
+    token: Option<String>,
+    token_file: Option<PathBuf>,
+    document_type: RawMayanRef,
+    #[serde(default)]
+    cabinets: BTreeMap<String, RawMayanRef>,
+    #[serde(default = "default_true")]
+    create_cabinets: bool,
+    #[serde(default = "default_mayan_timeout")]
+    timeout_secs: u64,
+    #[serde(default = "default_mayan_file_wait")]
+    file_wait_secs: u64,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+enum RawMayanRef {
+    Id(u64),
+    Label(String),
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_mayan_timeout() -> u64 {
+    30
+}
+
+fn default_mayan_file_wait() -> u64 {
+    120
 }
 
 #[derive(Debug, Deserialize)]
@@ -453,6 +496,52 @@ pub enum TargetSettings {
         /// Root directory.
         root: PathBuf,
     },
+    /// Files into a Mayan EDMS 4.x server, one cabinet per mailbox.
+    Mayan(MayanSettings),
+}
+
+/// A Mayan EDMS object named by its id or its label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MayanRef {
+    /// Database id.
+    Id(u64),
+    /// Label (looked up; cabinets are created when missing and allowed).
+    Label(String),
+}
+
+/// How poststelle signs in to Mayan EDMS.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MayanAuth {
+    /// HTTP Basic with a user's name and password.
+    Basic {
+        /// User name.
+        user: String,
+        /// Password (from env or file).
+        password: Secret,
+    },
+    /// A REST API token (`Authorization: Token ...`).
+    Token(Secret),
+}
+
+/// Settings of a Mayan EDMS 4.x target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MayanSettings {
+    /// Base URL, without `/api/v4`.
+    pub url: String,
+    /// Credentials.
+    pub auth: MayanAuth,
+    /// Document type of every filed document.
+    pub document_type: MayanRef,
+    /// Cabinet of each mailbox filed into this target (defaults to a cabinet named after the
+    /// mailbox).
+    pub cabinets: BTreeMap<MailboxId, MayanRef>,
+    /// Whether cabinets named by label are created when missing.
+    pub create_cabinets: bool,
+    /// Timeout of one HTTP request.
+    pub timeout: std::time::Duration,
+    /// How long to wait for Mayan to process an uploaded file before the delivery counts as
+    /// failed (and is retried).
+    pub file_wait: std::time::Duration,
 }
 
 /// HTTP API settings.
@@ -526,6 +615,27 @@ impl Settings {
                 Some("set POSTSTELLE__API__TOKEN or name a file with api.token_file".into()),
             ));
         }
+        if let Some(targets) = value
+            .get("deliver")
+            .and_then(|d| d.get("targets"))
+            .and_then(|t| t.as_table())
+        {
+            for (name, t) in targets {
+                for key in ["password", "token"] {
+                    if t.get(key).is_some() {
+                        problems.push(problem(
+                            find_line(text, key),
+                            format!("deliver.targets.{name}.{key} must not stand in the config file"),
+                            Some(format!(
+                                "set {ENV_PREFIX}DELIVER__TARGETS__{}__{} or name a file with {key}_file",
+                                name.to_ascii_uppercase(),
+                                key.to_ascii_uppercase()
+                            )),
+                        ));
+                    }
+                }
+            }
+        }
         for (key, val) in env {
             if let Err(msg) = apply_override(&mut value, key, val) {
                 problems.push(problem(None, format!("environment {key}: {msg}"), None));
@@ -585,21 +695,14 @@ fn validate(
             hint,
         })
     };
-    let targets: BTreeMap<String, TargetSettings> = raw
-        .deliver
-        .targets
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.clone(),
-                match v {
-                    RawTarget::Filesystem { root } => {
-                        TargetSettings::Filesystem { root: root.clone() }
-                    }
-                },
-            )
-        })
-        .collect();
+    let mut targets: BTreeMap<String, TargetSettings> = BTreeMap::new();
+    for (k, v) in &raw.deliver.targets {
+        let t = match v {
+            RawTarget::Filesystem { root } => TargetSettings::Filesystem { root: root.clone() },
+            RawTarget::Mayan(m) => TargetSettings::Mayan(mayan_settings(k, m, &mut push)),
+        };
+        targets.insert(k.clone(), t);
+    }
     let target_names: Vec<&str> = targets.keys().map(String::as_str).collect();
     if !targets.contains_key(&raw.deliver.default_target) {
         push(
@@ -741,6 +844,21 @@ fn validate(
         }
     }
     let review_target = raw.deliver.default_target.clone();
+    // Mayan targets: every mailbox filed there gets a cabinet, by default named after it.
+    let review_box = (
+        review_id.clone(),
+        raw.review.name.clone(),
+        review_target.clone(),
+    );
+    for (id, name, target) in mailboxes
+        .iter()
+        .map(|m| (m.id.clone(), m.name.clone(), m.target.clone()))
+        .chain(std::iter::once(review_box))
+    {
+        if let Some(TargetSettings::Mayan(m)) = targets.get_mut(&target) {
+            m.cabinets.entry(id).or_insert(MayanRef::Label(name));
+        }
+    }
     Settings {
         source: path.to_path_buf(),
         municipality: raw.municipality.name,
@@ -798,6 +916,101 @@ fn validate(
     }
 }
 
+/// Validates one `kind = "mayan"` target.
+fn mayan_settings(
+    name: &str,
+    raw: &RawMayan,
+    push: &mut impl FnMut(&str, String, Option<String>),
+) -> MayanSettings {
+    let prefix = format!("deliver.targets.{name}");
+    let env_key = format!(
+        "{ENV_PREFIX}DELIVER__TARGETS__{}",
+        name.to_ascii_uppercase()
+    );
+    let url = raw.url.trim_end_matches('/').to_string();
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        push(
+            "url",
+            format!("{prefix}.url \"{}\" is not an http(s) URL", raw.url),
+            Some("e.g. https://mayan.example.org".into()),
+        );
+    }
+    let mut read_secret = |file: &Option<PathBuf>, key: &str| -> Option<Secret> {
+        let file = file.as_ref()?;
+        match std::fs::read_to_string(file) {
+            Ok(t) if !t.trim().is_empty() => Some(Secret::new(t.trim())),
+            Ok(_) => {
+                push(
+                    key,
+                    format!("{prefix}.{key} {} is empty", file.display()),
+                    None,
+                );
+                None
+            }
+            Err(e) => {
+                push(key, format!("{prefix}.{key} {}: {e}", file.display()), None);
+                None
+            }
+        }
+    };
+    let token = raw
+        .token
+        .clone()
+        .filter(|t| !t.is_empty())
+        .map(Secret::new)
+        .or_else(|| read_secret(&raw.token_file, "token_file"));
+    let password = raw
+        .password
+        .clone()
+        .filter(|p| !p.is_empty())
+        .map(Secret::new)
+        .or_else(|| read_secret(&raw.password_file, "password_file"));
+    let auth = match (token, &raw.user, password) {
+        (Some(t), _, _) => MayanAuth::Token(t),
+        (None, Some(user), Some(password)) => MayanAuth::Basic {
+            user: user.clone(),
+            password,
+        },
+        _ => {
+            push(
+                "kind = \"mayan\"",
+                format!("{prefix}: no credentials for Mayan EDMS"),
+                Some(format!(
+                    "set user and {env_key}__PASSWORD (or password_file), or {env_key}__TOKEN \
+                     (or token_file)"
+                )),
+            );
+            MayanAuth::Token(Secret::default())
+        }
+    };
+    let to_ref = |r: &RawMayanRef| match r {
+        RawMayanRef::Id(id) => MayanRef::Id(*id),
+        RawMayanRef::Label(l) => MayanRef::Label(l.clone()),
+    };
+    let mut cabinets = BTreeMap::new();
+    for (mailbox, cabinet) in &raw.cabinets {
+        match MailboxId::parse(mailbox) {
+            Some(id) => {
+                cabinets.insert(id, to_ref(cabinet));
+            }
+            None => push(
+                "cabinets",
+                format!("{prefix}.cabinets: mailbox id \"{mailbox}\" is not valid"),
+                None,
+            ),
+        }
+    }
+    MayanSettings {
+        url,
+        auth,
+        document_type: to_ref(&raw.document_type),
+        cabinets,
+        create_cabinets: raw.create_cabinets,
+        timeout: std::time::Duration::from_secs(raw.timeout_secs.max(1)),
+        file_wait: std::time::Duration::from_secs(raw.file_wait_secs.max(1)),
+    }
+}
+
 /// Applies one `POSTSTELLE__A__B=value` override to the parsed table.
 fn apply_override(root: &mut toml::Table, key: &str, val: &str) -> Result<(), String> {
     let path: Vec<String> = key[ENV_PREFIX.len()..]
@@ -807,7 +1020,13 @@ fn apply_override(root: &mut toml::Table, key: &str, val: &str) -> Result<(), St
     if path.iter().any(String::is_empty) {
         return Err("empty key segment".into());
     }
-    let parsed = parse_env_value(val);
+    // Secrets stay strings exactly as given (a password "1.50" is not the number 1.5).
+    let is_secret = matches!(path.last().map(String::as_str), Some("password" | "token"));
+    let parsed = if is_secret {
+        toml::Value::String(val.to_string())
+    } else {
+        parse_env_value(val)
+    };
     let mut cur: &mut toml::Value = root
         .entry(path[0].clone())
         .or_insert_with(|| toml::Value::Table(toml::Table::new()));
@@ -999,5 +1218,92 @@ name = "Bauordnung"
         );
         assert!(!is_leitweg_id("05315000-12345-6"));
         assert!(is_leitweg_id("991-33333TEST-33"));
+    }
+
+    const MAYAN: &str = r#"
+[deliver]
+default_target = "mayan"
+
+[deliver.targets.mayan]
+kind = "mayan"
+url = "https://mayan.example.org/"
+user = "poststelle"
+document_type = "Eingangspost"
+cabinets = { "63" = "Bauordnung 63", "51" = 7 }
+"#;
+
+    #[test]
+    fn mayan_target_with_password_from_env_and_default_cabinets() {
+        let text = format!("{MINIMAL}{MAYAN}");
+        let s = parse(
+            &text,
+            &[("POSTSTELLE__DELIVER__TARGETS__MAYAN__PASSWORD", "geheim")],
+        )
+        .expect("valid");
+        let Some(TargetSettings::Mayan(m)) = s.deliver.targets.get("mayan") else {
+            panic!("not a Mayan target");
+        };
+        assert_eq!(m.url, "https://mayan.example.org");
+        assert_eq!(
+            m.auth,
+            MayanAuth::Basic {
+                user: "poststelle".into(),
+                password: Secret::new("geheim")
+            }
+        );
+        assert_eq!(m.document_type, MayanRef::Label("Eingangspost".into()));
+        let id = |s: &str| MailboxId::parse(s).expect("id");
+        assert_eq!(
+            m.cabinets[&id("63")],
+            MayanRef::Label("Bauordnung 63".into())
+        );
+        assert_eq!(m.cabinets[&id("51")], MayanRef::Id(7));
+        // The review mailbox files into the default target too: a cabinet named after it.
+        assert_eq!(
+            m.cabinets[&id("poststelle")],
+            MayanRef::Label("Poststelle".into())
+        );
+        assert!(m.create_cabinets);
+        assert!(!format!("{s:?}").contains("geheim"));
+
+        // A password that reads like a number stays the exact string.
+        let s = parse(
+            &text,
+            &[("POSTSTELLE__DELIVER__TARGETS__MAYAN__PASSWORD", "1.50")],
+        )
+        .expect("numeric-looking password");
+        let Some(TargetSettings::Mayan(m)) = s.deliver.targets.get("mayan") else {
+            panic!("not a Mayan target");
+        };
+        assert!(
+            matches!(&m.auth, MayanAuth::Basic { password, .. } if password.expose() == "1.50")
+        );
+    }
+
+    #[test]
+    fn mayan_password_in_file_is_refused_and_missing_credentials_explained() {
+        let text = format!("{MINIMAL}{MAYAN}password = \"geheim\"\n");
+        let err = parse(&text, &[]).expect_err("must refuse");
+        assert!(
+            err.to_string()
+                .contains("deliver.targets.mayan.password must not stand")
+        );
+        assert!(!err.to_string().contains("geheim"));
+
+        let err = parse(&format!("{MINIMAL}{MAYAN}"), &[]).expect_err("no credentials");
+        assert!(
+            err.to_string().contains("no credentials for Mayan EDMS"),
+            "{err}"
+        );
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let token = dir.path().join("token");
+        std::fs::write(&token, "t0ken\n").expect("write");
+        let text = format!("{MINIMAL}{MAYAN}token_file = \"{}\"\n", token.display());
+        let s = parse(&text, &[]).expect("token file");
+        let Some(TargetSettings::Mayan(m)) = s.deliver.targets.get("mayan") else {
+            panic!("not a Mayan target");
+        };
+        assert_eq!(m.auth, MayanAuth::Token(Secret::new("t0ken")));
     }
 }

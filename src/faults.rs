@@ -9,6 +9,8 @@ pub mod points {
     pub const AFTER_COMMIT: &str = "after_commit";
     /// Target has the document, the store does not yet say so.
     pub const AFTER_DELIVER: &str = "after_deliver";
+    /// Mayan EDMS target: the document is created in Mayan, its file not yet uploaded.
+    pub const MAYAN_AFTER_CREATE: &str = "mayan_after_create";
 }
 
 /// Stops here forever when `POSTSTELLE_PAUSE_AT` names this point.

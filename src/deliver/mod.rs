@@ -5,6 +5,7 @@
 //! recognise it and not create a duplicate.
 
 pub mod filesystem;
+pub mod mayan;
 
 use crate::domain::{DocumentId, MailboxId};
 use std::future::Future;
@@ -70,6 +71,9 @@ pub fn build(name: &str, settings: &crate::config::TargetSettings) -> std::sync:
     match settings {
         crate::config::TargetSettings::Filesystem { root } => {
             std::sync::Arc::new(filesystem::FilesystemTarget::new(name, root.clone()))
+        }
+        crate::config::TargetSettings::Mayan(m) => {
+            std::sync::Arc::new(mayan::MayanTarget::new(name, m.clone()))
         }
     }
 }

@@ -1,0 +1,477 @@
+//! The Mayan EDMS target against a real Mayan EDMS 4.12 (installed from PyPI and started by
+//! `tests/services/mayan.sh start`, which writes `POSTSTELLE_TEST_MAYAN_*` to
+//! `/var/tmp/poststelle-mayan/run/env`; `deploy/test.sh` exports them).
+//!
+//! Everything is checked by reading back through Mayan's own REST API: the document exists
+//! once, with the configured type, in the mailbox's cabinet, and its file downloads byte-equal.
+
+mod common;
+
+use poststelle::config::{Settings, TargetSettings};
+use poststelle::deliver::{Delivery, DeliveryError, DeliveryItem};
+use poststelle::domain::{DocumentId, MailboxId};
+use serde_json::Value;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The server is shared: tests that look at or stop it run one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+struct Mayan {
+    url: String,
+    user: String,
+    password: String,
+    control: Option<String>,
+    http: reqwest::Client,
+}
+
+/// The running Mayan, or `None` (with a loud message) outside CI; in CI its absence fails.
+fn mayan() -> Option<Mayan> {
+    let Ok(url) = std::env::var("POSTSTELLE_TEST_MAYAN_URL") else {
+        if std::env::var_os("CI").is_some() {
+            panic!(
+                "POSTSTELLE_TEST_MAYAN_URL is not set: in CI, deploy/test.sh must start Mayan EDMS \
+                 with tests/services/mayan.sh start"
+            );
+        }
+        eprintln!(
+            "\n!!!!! SKIPPED: no Mayan EDMS. Run `tests/services/mayan.sh start` and export the \
+             variables it prints (POSTSTELLE_TEST_MAYAN_URL, ...). !!!!!\n"
+        );
+        return None;
+    };
+    Some(Mayan {
+        url,
+        user: std::env::var("POSTSTELLE_TEST_MAYAN_USER").unwrap_or_else(|_| "admin".into()),
+        password: std::env::var("POSTSTELLE_TEST_MAYAN_PASSWORD").expect("password"),
+        control: std::env::var("POSTSTELLE_TEST_MAYAN_CONTROL").ok(),
+        http: reqwest::Client::new(),
+    })
+}
+
+impl Mayan {
+    async fn get(&self, path: &str) -> Value {
+        let r = self
+            .http
+            .get(format!("{}/api/v4{path}", self.url))
+            .basic_auth(&self.user, Some(&self.password))
+            .send()
+            .await
+            .expect("GET");
+        assert!(r.status().is_success(), "GET {path}: {}", r.status());
+        r.json().await.expect("json")
+    }
+
+    async fn get_bytes(&self, path: &str) -> Vec<u8> {
+        let r = self
+            .http
+            .get(format!("{}/api/v4{path}", self.url))
+            .basic_auth(&self.user, Some(&self.password))
+            .send()
+            .await
+            .expect("GET");
+        assert!(r.status().is_success(), "GET {path}: {}", r.status());
+        r.bytes().await.expect("bytes").to_vec()
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Value {
+        let r = self
+            .http
+            .post(format!("{}/api/v4{path}", self.url))
+            .basic_auth(&self.user, Some(&self.password))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST");
+        assert!(r.status().is_success(), "POST {path}: {}", r.status());
+        r.json().await.expect("json")
+    }
+
+    /// Every document labelled `label`, straight from the document list (not the search index).
+    async fn documents_labelled(&self, label: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        for page in 1..=50 {
+            let p = self
+                .get(&format!("/documents/?page={page}&page_size=100"))
+                .await;
+            out.extend(
+                p["results"]
+                    .as_array()
+                    .expect("results")
+                    .iter()
+                    .filter(|d| d["label"] == label)
+                    .cloned(),
+            );
+            if p["next"].is_null() {
+                break;
+            }
+        }
+        out
+    }
+
+    async fn cabinet_labels(&self, document: u64) -> Vec<String> {
+        let p = self.get(&format!("/documents/{document}/cabinets/")).await;
+        p["results"]
+            .as_array()
+            .expect("results")
+            .iter()
+            .map(|c| c["label"].as_str().expect("label").to_string())
+            .collect()
+    }
+
+    /// A document type of its own for this test run.
+    async fn document_type(&self, label: &str) -> u64 {
+        let t = self
+            .post("/document_types/", serde_json::json!({ "label": label }))
+            .await;
+        t["id"].as_u64().expect("id")
+    }
+
+    fn control(&self, cmd: &str) {
+        let script = self
+            .control
+            .as_deref()
+            .expect("POSTSTELLE_TEST_MAYAN_CONTROL");
+        let st = std::process::Command::new(script)
+            .arg(cmd)
+            .status()
+            .expect("run mayan.sh");
+        assert!(st.success(), "mayan.sh {cmd}");
+    }
+
+    /// A target configured the way an operator would: through the config file and env.
+    fn target(&self, extra: &str, password: &str) -> Arc<dyn Delivery> {
+        let text = format!(
+            r#"
+[municipality]
+name = "Musterstadt"
+
+[deliver]
+default_target = "mayan"
+
+[deliver.targets.mayan]
+kind = "mayan"
+url = "{url}"
+user = "{user}"
+timeout_secs = 10
+{extra}
+
+[review]
+mailbox = "review"
+name = "Klärung"
+
+[[mailboxes]]
+id = "63"
+name = "Bauordnung"
+
+[[mailboxes]]
+id = "51"
+name = "Jugend"
+"#,
+            url = self.url,
+            user = self.user,
+        );
+        let env = vec![(
+            "POSTSTELLE__DELIVER__TARGETS__MAYAN__PASSWORD".to_string(),
+            password.to_string(),
+        )];
+        let s = Settings::parse(Path::new("mayan-test.toml"), &text, &env).expect("config");
+        let t = s.deliver.targets.get("mayan").expect("target");
+        assert!(matches!(t, TargetSettings::Mayan(_)));
+        poststelle::deliver::build("mayan", t)
+    }
+}
+
+fn item(mailbox: &str, name: &str, bytes: &[u8]) -> DeliveryItem {
+    DeliveryItem {
+        document_id: DocumentId::new(),
+        mailbox: MailboxId::parse(mailbox).expect("mailbox"),
+        mailbox_name: name.into(),
+        original_name: "Bauantrag Lindenweg 4.pdf".into(),
+        media_type: "application/pdf".into(),
+        extension: "pdf".into(),
+        bytes: bytes.to_vec(),
+        sidecar: serde_json::json!({ "mailbox": mailbox }),
+        metadata: poststelle::domain::DocumentMetadata {
+            subject: Some("Bauantrag Lindenweg 4".into()),
+            ..Default::default()
+        },
+    }
+}
+
+/// A real one-page letter, unique to one test (so a stray duplicate cannot pass for ours).
+fn pdf_bytes(tag: &str) -> Vec<u8> {
+    let subject = format!("Bauantrag Lindenweg 4, Vorgang {tag}");
+    common::letter_pdf(&common::din_letter(
+        &[
+            "Stadt Musterstadt",
+            "Bauordnungsamt",
+            "Rathausplatz 1",
+            "12345 Musterstadt",
+        ],
+        &subject,
+        &["hiermit beantrage ich die Genehmigung für einen Carport."],
+    ))
+}
+
+fn run_tag() -> String {
+    DocumentId::new().as_str()[24..].to_string()
+}
+
+/// Checks the one document labelled with our id: its type, cabinets and file bytes.
+async fn assert_filed(m: &Mayan, it: &DeliveryItem, doc_type: u64, cabinet: &str) -> u64 {
+    let docs = m.documents_labelled(it.document_id.as_str()).await;
+    assert_eq!(docs.len(), 1, "exactly one document: {docs:?}");
+    let d = &docs[0];
+    let id = d["id"].as_u64().expect("id");
+    assert_eq!(d["document_type"]["id"].as_u64(), Some(doc_type));
+    assert!(
+        d["description"]
+            .as_str()
+            .is_some_and(|s| s.contains("Betreff: Bauantrag Lindenweg 4")),
+        "{d}"
+    );
+    assert_eq!(m.cabinet_labels(id).await, vec![cabinet.to_string()]);
+    let files = m.get(&format!("/documents/{id}/files/")).await;
+    let files = files["results"].as_array().expect("files");
+    assert_eq!(files.len(), 1, "exactly one file: {files:?}");
+    let file_id = files[0]["id"].as_u64().expect("file id");
+    let downloaded = m
+        .get_bytes(&format!("/documents/{id}/files/{file_id}/download/"))
+        .await;
+    assert_eq!(downloaded, it.bytes, "file downloads byte-equal");
+    id
+}
+
+#[tokio::test]
+async fn mayan_files_once_into_cabinet_and_forward_moves() {
+    let Some(m) = mayan() else { return };
+    let _g = SERIAL.lock().await;
+    let tag = run_tag();
+    let doc_type_label = format!("Eingangspost {tag}");
+    let doc_type = m.document_type(&doc_type_label).await;
+    let (c63, c51) = (format!("Bauordnung {tag}"), format!("Jugend {tag}"));
+    let target = m.target(
+        &format!(
+            "document_type = \"{doc_type_label}\"\ncabinets = {{ \"63\" = \"{c63}\", \"51\" = \"{c51}\" }}"
+        ),
+        &m.password,
+    );
+    let it = item("63", "Bauordnung", &pdf_bytes(&tag));
+
+    let r1 = target.deliver(&it).await.expect("first delivery");
+    assert!(!r1.already_present);
+    let id = assert_filed(&m, &it, doc_type, &c63).await;
+    assert!(
+        r1.reference.ends_with(&format!("/documents/{id}/")),
+        "{}",
+        r1.reference
+    );
+
+    // A retried delivery (e.g. the acknowledgement was lost) finds it and changes nothing.
+    let r2 = target.deliver(&it).await.expect("retry");
+    assert!(r2.already_present);
+    assert_eq!(assert_filed(&m, &it, doc_type, &c63).await, id);
+
+    // Forward to another mailbox: moved to that cabinet, still one document.
+    let mut fwd = it.clone();
+    fwd.mailbox = MailboxId::parse("51").expect("mailbox");
+    fwd.mailbox_name = "Jugend".into();
+    let r3 = target.deliver(&fwd).await.expect("forward");
+    assert!(!r3.already_present);
+    assert_eq!(assert_filed(&m, &it, doc_type, &c51).await, id);
+}
+
+#[tokio::test]
+async fn mayan_retry_after_crash_mid_delivery_does_not_duplicate() {
+    let Some(m) = mayan() else { return };
+    let _g = SERIAL.lock().await;
+    let tag = run_tag();
+    let doc_type = m.document_type(&format!("Eingangspost {tag}")).await;
+    let cabinet = format!("Bauordnung {tag}");
+    // Numeric ids in the config, and a document created by an attempt that then crashed
+    // before uploading the file.
+    let c = m
+        .post(
+            "/cabinets/",
+            serde_json::json!({ "label": cabinet, "parent": null }),
+        )
+        .await;
+    let cabinet_id = c["id"].as_u64().expect("cabinet id");
+    let target = m.target(
+        &format!(
+            "document_type = {doc_type}\ncabinets = {{ \"63\" = {cabinet_id} }}\nfile_wait_secs = 5"
+        ),
+        &m.password,
+    );
+    let it = item("63", "Bauordnung", &pdf_bytes(&tag));
+    m.post(
+        "/documents/",
+        serde_json::json!({
+            "document_type_id": doc_type,
+            "label": it.document_id.as_str(),
+            "description": "Betreff: Bauantrag Lindenweg 4",
+        }),
+    )
+    .await;
+    let r = target.deliver(&it).await.expect("retried delivery");
+    assert!(!r.already_present);
+    assert_filed(&m, &it, doc_type, &cabinet).await;
+}
+
+#[tokio::test]
+async fn mayan_stopped_is_retriable_then_delivered_once() {
+    let Some(m) = mayan() else { return };
+    let _g = SERIAL.lock().await;
+    let tag = run_tag();
+    let doc_type_label = format!("Eingangspost {tag}");
+    let doc_type = m.document_type(&doc_type_label).await;
+    let cabinet = format!("Bauordnung {tag}");
+    let target = m.target(
+        &format!("document_type = \"{doc_type_label}\"\ncabinets = {{ \"63\" = \"{cabinet}\" }}"),
+        &m.password,
+    );
+    let it = item("63", "Bauordnung", &pdf_bytes(&tag));
+
+    m.control("stop-web");
+    let down = target.deliver(&it).await;
+    m.control("start-web");
+    match down {
+        Err(DeliveryError::Retriable(msg)) => assert!(msg.contains("Mayan EDMS"), "{msg}"),
+        other => panic!("expected a retriable error while Mayan is down, got {other:?}"),
+    }
+    // Back up: the retry delivers, exactly once.
+    let mut result = target.deliver(&it).await;
+    for _ in 0..10 {
+        if !matches!(result, Err(DeliveryError::Retriable(_))) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        result = target.deliver(&it).await;
+    }
+    result.expect("delivered after restart");
+    assert_filed(&m, &it, doc_type, &cabinet).await;
+}
+
+#[tokio::test]
+async fn mayan_rejections_are_permanent() {
+    let Some(m) = mayan() else { return };
+    let _g = SERIAL.lock().await;
+    let it = item("63", "Bauordnung", &pdf_bytes("permanent"));
+
+    let wrong_password = m.target("document_type = \"Default\"", "not-the-password");
+    match wrong_password.deliver(&it).await {
+        Err(DeliveryError::Permanent(msg)) => assert!(msg.contains("HTTP 40"), "{msg}"),
+        other => panic!("wrong password: expected a permanent error, got {other:?}"),
+    }
+    let unknown_type = m.target("document_type = \"Gibt es nicht\"", &m.password);
+    match unknown_type.deliver(&it).await {
+        Err(DeliveryError::Permanent(msg)) => assert!(msg.contains("Gibt es nicht"), "{msg}"),
+        other => panic!("unknown document type: expected a permanent error, got {other:?}"),
+    }
+    let no_create = m.target(
+        "document_type = \"Default\"\ncreate_cabinets = false\ncabinets = { \"63\" = \"Fehlt ganz sicher\" }",
+        &m.password,
+    );
+    match no_create.deliver(&it).await {
+        Err(DeliveryError::Permanent(msg)) => assert!(msg.contains("Fehlt ganz sicher"), "{msg}"),
+        other => panic!("missing cabinet: expected a permanent error, got {other:?}"),
+    }
+    assert!(
+        m.documents_labelled(it.document_id.as_str())
+            .await
+            .is_empty()
+    );
+}
+
+/// The daemon end to end into Mayan: killed (SIGKILL) after the Mayan document was created but
+/// before its file was uploaded, then after delivering but before recording it; each restart
+/// completes the delivery, and Mayan has the letter exactly once, in the mailbox's cabinet.
+#[tokio::test]
+async fn daemon_killed_mid_mayan_delivery_files_exactly_once() {
+    let Some(m) = mayan() else { return };
+    let _g = SERIAL.lock().await;
+    let install = common::Install::new();
+    let mayan_env = [
+        ("POSTSTELLE__DELIVER__DEFAULT_TARGET", "mayan".to_string()),
+        (
+            "POSTSTELLE__DELIVER__TARGETS__MAYAN__KIND",
+            "mayan".to_string(),
+        ),
+        ("POSTSTELLE__DELIVER__TARGETS__MAYAN__URL", m.url.clone()),
+        ("POSTSTELLE__DELIVER__TARGETS__MAYAN__USER", m.user.clone()),
+        (
+            "POSTSTELLE__DELIVER__TARGETS__MAYAN__PASSWORD",
+            m.password.clone(),
+        ),
+        (
+            "POSTSTELLE__DELIVER__TARGETS__MAYAN__DOCUMENT_TYPE",
+            "Default".to_string(),
+        ),
+        (
+            "POSTSTELLE__DELIVER__TARGETS__MAYAN__FILE_WAIT_SECS",
+            "10".to_string(),
+        ),
+    ];
+    let bytes = common::letter_pdf(&common::din_letter(
+        &[
+            "Stadt Musterstadt",
+            "Bauordnungsamt",
+            "Rathausplatz 1",
+            "12345 Musterstadt",
+        ],
+        "Bauantrag für einen Wintergarten, Flurstück 88",
+        &[
+            "hiermit reiche ich den Bauantrag für einen Wintergarten auf",
+            "meinem Grundstück ein. Lageplan und Bauzeichnungen liegen bei.",
+        ],
+    ));
+    for (round, point) in ["mayan_after_create", "after_deliver"].iter().enumerate() {
+        let marker = install.path(&format!("paused-{round}"));
+        let marker_s = marker.display().to_string();
+        let mut env: Vec<(&str, &str)> = mayan_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        env.push(("POSTSTELLE_PAUSE_AT", point));
+        env.push(("POSTSTELLE_PAUSE_MARKER", &marker_s));
+        let d = install.serve(&env);
+        if round == 0 {
+            install.drop_file("bauantrag.pdf", &bytes);
+        }
+        common::wait_file(&marker, Duration::from_secs(180));
+        d.kill();
+    }
+    let docs = install.documents();
+    assert_eq!(docs.len(), 1);
+    assert_eq!(
+        docs[0]["state"], "queued",
+        "killed before the delivery was recorded"
+    );
+    assert_eq!(docs[0]["mailbox"], "63");
+    let id = docs[0]["id"].as_str().expect("id").to_string();
+
+    let env: Vec<(&str, &str)> = mayan_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let _d = install.serve(&env);
+    common::wait_for("delivered", Duration::from_secs(180), || {
+        (install.documents()[0]["state"] == "delivered").then_some(())
+    });
+    let it = DeliveryItem {
+        document_id: DocumentId::parse(&id).expect("id"),
+        bytes,
+        ..item("63", "Bauordnung", b"")
+    };
+    let docs = m.documents_labelled(&id).await;
+    assert_eq!(docs.len(), 1, "exactly one Mayan document: {docs:?}");
+    let mayan_id = docs[0]["id"].as_u64().expect("id");
+    assert_eq!(
+        m.cabinet_labels(mayan_id).await,
+        vec!["Bauordnung".to_string()]
+    );
+    let files = m.get(&format!("/documents/{mayan_id}/files/")).await;
+    let files = files["results"].as_array().expect("files");
+    assert_eq!(files.len(), 1, "exactly one file: {files:?}");
+    let file_id = files[0]["id"].as_u64().expect("file id");
+    let downloaded = m
+        .get_bytes(&format!("/documents/{mayan_id}/files/{file_id}/download/"))
+        .await;
+    assert_eq!(downloaded, it.bytes, "the letter downloads byte-equal");
+}
