@@ -13,6 +13,11 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+mod targets;
+pub use targets::{
+    CmisSettings, DvelopSettings, PaperlessSettings, RestAuth, RestBody, RestSettings,
+};
+
 /// Prefix of environment overrides.
 pub const ENV_PREFIX: &str = "POSTSTELLE__";
 
@@ -228,6 +233,8 @@ struct RawDeliver {
     retry_max_secs: u64,
     default_target: String,
     targets: BTreeMap<String, RawTarget>,
+    breaker_threshold: u32,
+    breaker_cooldown_secs: u64,
 }
 
 impl Default for RawDeliver {
@@ -245,6 +252,8 @@ impl Default for RawDeliver {
             retry_max_secs: 3600,
             default_target: "dms".into(),
             targets,
+            breaker_threshold: 5,
+            breaker_cooldown_secs: 60,
         }
     }
 }
@@ -253,6 +262,10 @@ impl Default for RawDeliver {
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 enum RawTarget {
     Filesystem { root: PathBuf },
+    Dvelop(targets::RawDvelop),
+    Cmis(targets::RawCmis),
+    Paperless(targets::RawPaperless),
+    Rest(targets::RawRest),
 }
 
 #[derive(Debug, Deserialize)]
@@ -399,6 +412,10 @@ pub struct DeliverSettings {
     pub default_target: String,
     /// Named delivery targets.
     pub targets: BTreeMap<String, TargetSettings>,
+    /// Consecutive temporary failures after which a target is paused (circuit breaker).
+    pub breaker_threshold: u32,
+    /// How long a paused target rests before one probe delivery is tried.
+    pub breaker_cooldown: std::time::Duration,
 }
 
 /// One delivery target.
@@ -409,6 +426,14 @@ pub enum TargetSettings {
         /// Root directory.
         root: PathBuf,
     },
+    /// d.velop documents (DMS App API).
+    Dvelop(DvelopSettings),
+    /// A CMIS 1.1 repository over the browser binding.
+    Cmis(CmisSettings),
+    /// Paperless-ngx.
+    Paperless(PaperlessSettings),
+    /// Any DMS with an HTTP upload, described by templates.
+    Rest(RestSettings),
 }
 
 /// HTTP API settings.
@@ -482,6 +507,25 @@ impl Settings {
                 Some("set POSTSTELLE__API__TOKEN or name a file with api.token_file".into()),
             ));
         }
+        let file_targets = value
+            .get("deliver")
+            .and_then(|d| d.get("targets"))
+            .and_then(|t| t.as_table());
+        for (name, t) in file_targets.into_iter().flatten() {
+            for key in targets::SECRET_KEYS {
+                if t.get(*key).is_some() {
+                    problems.push(problem(
+                        find_line(text, &format!("{key} =")),
+                        format!("deliver.targets.{name}.{key} must not stand in the config file"),
+                        Some(format!(
+                            "set POSTSTELLE__DELIVER__TARGETS__{}__{} or name a file with {key}_file",
+                            name.to_ascii_uppercase(),
+                            key.to_ascii_uppercase()
+                        )),
+                    ));
+                }
+            }
+        }
         for (key, val) in env {
             if let Err(msg) = apply_override(&mut value, key, val) {
                 problems.push(problem(None, format!("environment {key}: {msg}"), None));
@@ -541,21 +585,24 @@ fn validate(
             hint,
         })
     };
-    let targets: BTreeMap<String, TargetSettings> = raw
-        .deliver
-        .targets
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.clone(),
-                match v {
-                    RawTarget::Filesystem { root } => {
-                        TargetSettings::Filesystem { root: root.clone() }
-                    }
-                },
-            )
-        })
-        .collect();
+    let mut targets: BTreeMap<String, TargetSettings> = BTreeMap::new();
+    for (k, v) in &raw.deliver.targets {
+        let mut check = targets::Check {
+            name: k,
+            problems: Vec::new(),
+        };
+        let t = match v {
+            RawTarget::Filesystem { root } => TargetSettings::Filesystem { root: root.clone() },
+            RawTarget::Dvelop(r) => TargetSettings::Dvelop(check.dvelop(r)),
+            RawTarget::Cmis(r) => TargetSettings::Cmis(check.cmis(r)),
+            RawTarget::Paperless(r) => TargetSettings::Paperless(check.paperless(r)),
+            RawTarget::Rest(r) => TargetSettings::Rest(check.rest(r)),
+        };
+        for (needle, msg, hint) in check.problems {
+            push(&needle, msg, hint);
+        }
+        targets.insert(k.clone(), t);
+    }
     let target_names: Vec<&str> = targets.keys().map(String::as_str).collect();
     if !targets.contains_key(&raw.deliver.default_target) {
         push(
@@ -708,6 +755,8 @@ fn validate(
             retry_max: std::time::Duration::from_secs(raw.deliver.retry_max_secs.max(1)),
             default_target: raw.deliver.default_target,
             targets,
+            breaker_threshold: raw.deliver.breaker_threshold.max(1),
+            breaker_cooldown: std::time::Duration::from_secs(raw.deliver.breaker_cooldown_secs),
         },
         api: ApiSettings {
             enabled: raw.api.enabled,
