@@ -497,3 +497,61 @@ fn secrets_in_the_file_are_refused_and_unknown_fields_named() {
         "{err}"
     );
 }
+
+/// The commented example blocks of config/musterstadt.toml are valid: uncommenting one and
+/// pointing `default_target` at it is all it takes to switch the DMS.
+#[test]
+fn every_example_target_block_in_the_shipped_config_is_valid() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("config/musterstadt.toml")).expect("config");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "s3cret\n").expect("secret");
+    let secret = format!("\"{}\"", secret.display());
+    for (name, file_key) in [
+        ("dvelop", "API_KEY_FILE"),
+        ("cmis", "PASSWORD_FILE"),
+        ("paperless", "TOKEN_FILE"),
+        ("rest", "SECRET_FILE"),
+    ] {
+        let header = format!("# [deliver.targets.{name}]");
+        let mut out = String::new();
+        let mut inside = false;
+        for line in text.lines() {
+            if line.trim() == header {
+                inside = true;
+            } else if inside && (line.trim() == "#" || !line.starts_with('#')) {
+                inside = false;
+            }
+            let line = if inside {
+                line.trim_start_matches("# ").to_string()
+            } else if line.starts_with("default_target") {
+                format!("default_target = \"{name}\"")
+            } else {
+                line.to_string()
+            };
+            out.push_str(&line);
+            out.push('\n');
+        }
+        assert!(
+            out.contains(&format!("\n[deliver.targets.{name}]\n")),
+            "{name} block found"
+        );
+        let env = vec![(
+            format!(
+                "POSTSTELLE__DELIVER__TARGETS__{}__{file_key}",
+                name.to_ascii_uppercase()
+            ),
+            secret.clone(),
+        )];
+        let s = Settings::parse(Path::new("musterstadt.toml"), &out, &env)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(s.deliver.default_target, name);
+        assert!(s.mailboxes.iter().all(|m| m.target == name));
+        let t = &s.deliver.targets[name];
+        let kind = format!("{t:?}");
+        assert!(kind.to_lowercase().starts_with(name), "{name}: {kind}");
+        assert!(!kind.contains("s3cret"), "secret leaked: {kind}");
+        let _ = deliver::build(name, t);
+    }
+}
