@@ -362,8 +362,20 @@ async fn paperless_uploads_waits_for_the_task_and_recognises_redelivery() {
     let before = srv.state.log.lock().expect("lock").len();
     assert!(t.deliver(&it).await.expect("again").already_present);
     let log = srv.state.log.lock().expect("lock")[before..].to_vec();
-    assert_eq!(log, ["GET /api/documents/"]);
+    assert_eq!(
+        log,
+        ["GET /api/documents/", "GET /api/documents/1/"],
+        "no upload, no change"
+    );
     assert_eq!(srv.state.docs.lock().expect("lock").len(), 1);
+    // Re-assigned to 22: mailbox 63's tags come off, a tag set by a person (9) stays.
+    srv.state.docs.lock().expect("lock")[0].tags.push(9);
+    let mut moved = it.clone();
+    moved.mailbox = MailboxId::parse("22").expect("mailbox");
+    assert!(t.deliver(&moved).await.expect("forward").already_present);
+    let d = srv.state.docs.lock().expect("lock")[0].clone();
+    assert_eq!(d.tags, vec![1, 9]);
+    assert_eq!(d.document_type, Some(4), "22 has no type of its own: kept");
 }
 
 #[tokio::test]

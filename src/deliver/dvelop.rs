@@ -45,6 +45,15 @@ struct SearchItem {
     id: String,
     #[serde(default, rename = "_links")]
     links: Option<serde_json::Value>,
+    #[serde(default, rename = "sourceProperties")]
+    source_properties: Vec<SearchProperty>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SearchProperty {
+    key: String,
+    #[serde(default)]
+    value: Option<String>,
 }
 
 impl DvelopTarget {
@@ -135,6 +144,21 @@ impl DvelopTarget {
             .await?;
         let resp = http::check("d.velop: Suche", resp).await?;
         let found: SearchResult = http::json("d.velop: Suche", resp).await?;
+        if let (Some(i), Some(key)) = (found.items.first(), self.s.properties.get("mailbox")) {
+            // A document re-assigned after it was filed: the DMS holds it in the old mailbox.
+            let filed = i
+                .source_properties
+                .iter()
+                .find(|p| &p.key == key)
+                .and_then(|p| p.value.clone());
+            if let Some(old) = filed.filter(|m| m != item.mailbox.as_str()) {
+                return Err(DeliveryError::Permanent(format!(
+                    "Das Dokument liegt in d.velop bereits im Postfach {old} (Objekt {}); \
+                     bitte dort in das Postfach {} umlegen.",
+                    i.id, item.mailbox
+                )));
+            }
+        }
         Ok(found.items.first().map(|i| {
             i.links
                 .as_ref()

@@ -42,6 +42,14 @@ struct Doc {
     id: u64,
 }
 
+#[derive(Debug, Deserialize)]
+struct DocDetail {
+    #[serde(default)]
+    tags: Vec<u64>,
+    #[serde(default)]
+    document_type: Option<u64>,
+}
+
 impl PaperlessTarget {
     /// A target with these settings.
     pub fn new(name: &str, s: PaperlessSettings) -> Self {
@@ -97,9 +105,7 @@ impl PaperlessTarget {
             form = form.text("created", date.clone());
         }
         let mb = item.mailbox.as_str();
-        let mut tags = self.s.tags.clone();
-        tags.extend(self.s.mailbox_tags.get(mb).into_iter().flatten());
-        for t in tags {
+        for t in self.tags_for(mb) {
             form = form.text("tags", t.to_string());
         }
         if let Some(dt) = self
@@ -131,6 +137,7 @@ impl PaperlessTarget {
 
     async fn run(&self, item: &DeliveryItem) -> Result<Receipt, DeliveryError> {
         if let Some(id) = self.find_existing(item).await? {
+            self.reconcile(id, item).await?;
             return Ok(Receipt {
                 reference: self.reference(id),
                 already_present: true,
@@ -143,6 +150,55 @@ impl PaperlessTarget {
         let resp = http::send_ok("Paperless: Upload", req).await?;
         let task_id: String = http::json("Paperless: Upload", resp).await?;
         self.wait(&task_id, item).await
+    }
+
+    fn tags_for(&self, mailbox: &str) -> Vec<u64> {
+        let mut tags = self.s.tags.clone();
+        tags.extend(self.s.mailbox_tags.get(mailbox).into_iter().flatten());
+        tags
+    }
+
+    /// A document already in Paperless gets the tags and document type of the mailbox it is
+    /// delivered to now (a re-assignment moves it): other mailboxes' tags are taken off, tags
+    /// set by people stay.
+    async fn reconcile(&self, id: u64, item: &DeliveryItem) -> Result<(), DeliveryError> {
+        let url = format!("{}/api/documents/{id}/", self.s.base_url);
+        let resp =
+            http::send_ok("Paperless: Dokument", self.auth(self.client()?.get(&url))).await?;
+        let doc: DocDetail = http::json("Paperless: Dokument", resp).await?;
+        let mb = item.mailbox.as_str();
+        let foreign: Vec<u64> = self
+            .s
+            .mailbox_tags
+            .iter()
+            .filter(|(m, _)| m.as_str() != mb)
+            .flat_map(|(_, t)| t.iter().copied())
+            .collect();
+        let mut tags: Vec<u64> = doc
+            .tags
+            .iter()
+            .copied()
+            .filter(|t| !foreign.contains(t))
+            .collect();
+        for t in self.tags_for(mb) {
+            if !tags.contains(&t) {
+                tags.push(t);
+            }
+        }
+        let doc_type = self
+            .s
+            .mailbox_document_types
+            .get(mb)
+            .copied()
+            .or(self.s.document_type)
+            .or(doc.document_type);
+        if tags == doc.tags && doc_type == doc.document_type {
+            return Ok(());
+        }
+        let body = serde_json::json!({"tags": tags, "document_type": doc_type});
+        let req = self.auth(self.client()?.patch(&url)).json(&body);
+        http::send_ok("Paperless: Umlegen", req).await?;
+        Ok(())
     }
 
     async fn wait(&self, task_id: &str, item: &DeliveryItem) -> Result<Receipt, DeliveryError> {
@@ -202,6 +258,9 @@ impl PaperlessTarget {
             Some(i) => Some(i),
             None => self.find_existing(item).await?,
         };
+        if let Some(i) = id {
+            self.reconcile(i, item).await?;
+        }
         Ok(Receipt {
             reference: id
                 .map(|i| self.reference(i))

@@ -948,6 +948,7 @@ pub fn paperless(token: &str) -> Server<Paperless> {
                 .route("/api/documents/post_document/", post(pl_post))
                 .route("/api/tasks/", get(pl_tasks))
                 .route("/api/documents/", get(pl_documents))
+                .route("/api/documents/{id}/", get(pl_document).patch(pl_patch))
                 .with_state(s)
         },
     )
@@ -1192,6 +1193,94 @@ async fn pl_documents(
         }
     };
     axum::Json(json!({"count": hits.len(), "next": null, "previous": null, "all": hits.iter().map(|h| h["id"].clone()).collect::<Vec<_>>(), "results": hits})).into_response()
+}
+
+fn pl_detail(d: &PaperlessDoc) -> Value {
+    json!({
+        "id": d.id, "title": d.title, "tags": d.tags, "document_type": d.document_type,
+        "correspondent": d.correspondent, "original_file_name": d.file_name,
+        "custom_fields": d.custom_fields.iter().map(|(k, v)| json!({"field": k, "value": v})).collect::<Vec<_>>(),
+    })
+}
+
+async fn pl_document(
+    State(s): State<Arc<Paperless>>,
+    h: HeaderMap,
+    Path(id): Path<u64>,
+) -> Response {
+    lock(&s.log).push(format!("GET /api/documents/{id}/"));
+    if let Some(r) = pl_auth(&s, &h) {
+        return r;
+    }
+    match lock(&s.docs).iter().find(|d| d.id == id) {
+        Some(d) => axum::Json(pl_detail(d)).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"detail": "No Document matches the given query."})),
+        )
+            .into_response(),
+    }
+}
+
+/// `PATCH /api/documents/{id}/` with a JSON body (partial update of `tags`, `document_type`).
+async fn pl_patch(
+    State(s): State<Arc<Paperless>>,
+    h: HeaderMap,
+    Path(id): Path<u64>,
+    body: Bytes,
+) -> Response {
+    lock(&s.log).push(format!("PATCH /api/documents/{id}/"));
+    if let Some(r) = pl_auth(&s, &h) {
+        return r;
+    }
+    if !content_type(&h).starts_with("application/json") {
+        return (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            axum::Json(json!({"detail": "Unsupported media type"})),
+        )
+            .into_response();
+    }
+    let Ok(Value::Object(v)) = serde_json::from_slice::<Value>(&body) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"detail": "JSON parse error"})),
+        )
+            .into_response();
+    };
+    let mut docs = lock(&s.docs);
+    let Some(d) = docs.iter_mut().find(|d| d.id == id) else {
+        return (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"detail": "No Document matches the given query."})),
+        )
+            .into_response();
+    };
+    if let Some(tags) = v.get("tags") {
+        let Some(tags) = tags
+            .as_array()
+            .and_then(|a| a.iter().map(|t| t.as_u64()).collect::<Option<Vec<u64>>>())
+        else {
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(json!({"tags": ["Expected a list of items."]})),
+            )
+                .into_response();
+        };
+        if let Some(bad) = tags.iter().find(|t| !s.tags.contains(t)) {
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(
+                    json!({"tags": [format!("Invalid pk \"{bad}\" - object does not exist.")]}),
+                ),
+            )
+                .into_response();
+        }
+        d.tags = tags;
+    }
+    if let Some(dt) = v.get("document_type") {
+        d.document_type = dt.as_u64();
+    }
+    axum::Json(pl_detail(d)).into_response()
 }
 
 // ------------------------------------------------------------------------------------------
