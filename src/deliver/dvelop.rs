@@ -25,13 +25,13 @@ pub struct DvelopTarget {
     name: String,
     s: DvelopSettings,
     client: Result<reqwest::Client, DeliveryError>,
-    session: Mutex<Option<String>>,
+    auth: Mutex<Option<String>>,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
 struct Login {
-    auth_session_id: String,
+    #[serde(rename = "authSessionId")]
+    token: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -64,7 +64,7 @@ impl DvelopTarget {
             name: name.to_string(),
             s,
             client,
-            session: Mutex::new(None),
+            auth: Mutex::new(None),
         }
     }
 
@@ -76,8 +76,8 @@ impl DvelopTarget {
         format!("{}{path}", self.s.base_url)
     }
 
-    async fn session(&self, renew: bool) -> Result<String, DeliveryError> {
-        let mut g = self.session.lock().await;
+    async fn auth_token(&self, renew: bool) -> Result<String, DeliveryError> {
+        let mut g = self.auth.lock().await;
         if let (Some(s), false) = (g.as_ref(), renew) {
             return Ok(s.clone());
         }
@@ -88,11 +88,11 @@ impl DvelopTarget {
             .header("Accept", "application/json");
         let resp = http::send_ok("d.velop: Anmeldung", req).await?;
         let login: Login = http::json("d.velop: Anmeldung", resp).await?;
-        *g = Some(login.auth_session_id.clone());
-        Ok(login.auth_session_id)
+        *g = Some(login.token.clone());
+        Ok(login.token)
     }
 
-    /// Sends with the session; on 401 logs in again once.
+    /// Sends with the login token; on 401 logs in again once.
     async fn send(
         &self,
         what: &str,
@@ -100,10 +100,10 @@ impl DvelopTarget {
     ) -> Result<reqwest::Response, DeliveryError> {
         let mut renew = false;
         loop {
-            let session = self.session(renew).await?;
+            let token = self.auth_token(renew).await?;
             // Writing requests must name their origin (the DMS app's CSRF check).
             let req = build(self.client()?)
-                .bearer_auth(&session)
+                .bearer_auth(&token)
                 .header("Origin", &self.s.base_url);
             let resp = http::send(what, req).await?;
             if resp.status() == reqwest::StatusCode::UNAUTHORIZED && !renew {

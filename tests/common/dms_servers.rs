@@ -256,8 +256,8 @@ pub struct Dvelop {
     pub api_key: String,
     /// Repository id.
     pub repo: String,
-    /// Issued sessions.
-    pub sessions: Mutex<Vec<String>>,
+    /// Issued login tokens (`authSessionId`).
+    pub tokens: Mutex<Vec<String>>,
     /// Uploaded chunks.
     pub chunks: Mutex<HashMap<String, Vec<u8>>>,
     /// Stored documents.
@@ -296,7 +296,7 @@ fn dv_error(status: StatusCode, reason: &str) -> Response {
 
 impl Dvelop {
     fn authorised(&self, h: &HeaderMap) -> bool {
-        bearer(h).is_some_and(|t| lock(&self.sessions).contains(&t))
+        bearer(h).is_some_and(|t| lock(&self.tokens).contains(&t))
     }
     /// Writing requests need `Origin` (CSRF protection of the DMS app).
     fn origin_ok(&self, h: &HeaderMap) -> bool {
@@ -315,8 +315,8 @@ async fn dv_login(State(s): State<Arc<Dvelop>>, h: HeaderMap) -> Response {
     if bearer(&h).as_deref() != Some(s.api_key.as_str()) {
         return StatusCode::UNAUTHORIZED.into_response();
     }
-    let id = format!("session-{}", uuid());
-    lock(&s.sessions).push(id.clone());
+    let id = format!("tok-{}", uuid());
+    lock(&s.tokens).push(id.clone());
     axum::Json(json!({"authSessionId": id, "expire": "2099-01-01T00:00:00.000+01:00"}))
         .into_response()
 }
