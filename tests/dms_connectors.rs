@@ -270,6 +270,18 @@ async fn cmis_creates_folders_and_document_and_does_not_duplicate() {
     assert!(r2.already_present);
     assert_eq!(r2.reference, d.id);
     assert_eq!(srv.state.documents().len(), 1);
+    // Re-assigned to 22: moved into 22's folder, not copied.
+    let mut moved = it.clone();
+    moved.mailbox = MailboxId::parse("22").expect("mailbox");
+    let r3 = t.deliver(&moved).await.expect("forward");
+    assert!(r3.already_present);
+    assert_eq!(r3.reference, d.id);
+    let docs = srv.state.documents();
+    assert_eq!(docs.len(), 1, "moved, not copied");
+    assert_eq!(
+        docs[0].path,
+        format!("/Steuern/Eingang/{}.pdf", it.document_id.as_str())
+    );
     // Per-mailbox folder.
     t.deliver(&item("22", b"%PDF-1.4 steuer"))
         .await

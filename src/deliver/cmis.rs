@@ -9,7 +9,8 @@
 //! `propertyId[i]`/`propertyValue[i]` (multi-valued: `propertyValue[i][j]`), `succinct=true` and
 //! the `content` part; the server answers `201 Created` with the new object as JSON. A
 //! `409 nameConstraintViolation` (another attempt got there first) is looked up again. Missing
-//! folders are created level by level with `cmisaction=createFolder`.
+//! folders are created level by level with `cmisaction=createFolder`. A document re-assigned
+//! to another mailbox is found by a query on its name and moved (`cmisaction=move`).
 
 use super::http;
 use super::{Delivery, DeliveryError, DeliveryFuture, DeliveryItem, Receipt, fields};
@@ -183,6 +184,12 @@ impl CmisTarget {
             return Ok(found(id));
         }
         self.ensure_folder(&folder).await?;
+        if let Some(id) = self.move_from_elsewhere(&folder, &name).await? {
+            return Ok(Receipt {
+                reference: id,
+                already_present: true,
+            });
+        }
         let req = self
             .req(reqwest::Method::POST, &self.url_of(&folder))?
             .multipart(self.create_form(item, &name)?);
@@ -205,6 +212,69 @@ impl CmisTarget {
             reference: id.to_string(),
             already_present: false,
         })
+    }
+}
+
+impl CmisTarget {
+    /// A re-assigned document lies in another mailbox's folder: found by a CMIS query on its
+    /// name (5.4.3 `cmisaction=query` at the repository URL), its parent read with
+    /// `cmisselector=parents`, and moved with `cmisaction=move` (`objectId`, `sourceFolderId`,
+    /// `targetFolderId`). `None` when it is nowhere (or the root URL is not `.../root`).
+    async fn move_from_elsewhere(
+        &self,
+        folder: &[String],
+        name: &str,
+    ) -> Result<Option<String>, DeliveryError> {
+        let Some(repo_url) = self.s.root_url.strip_suffix("/root") else {
+            return Ok(None);
+        };
+        let statement = format!(
+            "SELECT cmis:objectId FROM cmis:document WHERE cmis:name = '{}'",
+            name.replace('\\', "\\\\").replace('\'', "\\'")
+        );
+        let form = reqwest::multipart::Form::new()
+            .text("cmisaction", "query")
+            .text("statement", statement)
+            .text("searchAllVersions", "false")
+            .text("succinct", "true");
+        let req = self.req(reqwest::Method::POST, repo_url)?.multipart(form);
+        let resp = http::send_ok("CMIS: query", req).await?;
+        let found: serde_json::Value = http::json("CMIS: query", resp).await?;
+        let Some(id) = found
+            .pointer("/results/0/succinctProperties/cmis:objectId")
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+        else {
+            return Ok(None);
+        };
+        let req = self.req(reqwest::Method::GET, &self.s.root_url)?.query(&[
+            ("objectId", id.as_str()),
+            ("cmisselector", "parents"),
+            ("succinct", "true"),
+        ]);
+        let resp = http::send_ok("CMIS: getObjectParents", req).await?;
+        let parents: serde_json::Value = http::json("CMIS: getObjectParents", resp).await?;
+        let Some(source) = parents
+            .pointer("/0/object/succinctProperties/cmis:objectId")
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+        else {
+            return Ok(None);
+        };
+        let Lookup::Found(target) = self.lookup(folder).await? else {
+            return Ok(None);
+        };
+        let form = reqwest::multipart::Form::new()
+            .text("cmisaction", "move")
+            .text("objectId", id.clone())
+            .text("sourceFolderId", source)
+            .text("targetFolderId", target)
+            .text("succinct", "true");
+        let req = self
+            .req(reqwest::Method::POST, &self.s.root_url)?
+            .multipart(form);
+        http::send_ok("CMIS: moveObject", req).await?;
+        Ok(Some(id))
     }
 }
 

@@ -629,6 +629,7 @@ pub fn cmis(user: &str, password: &str) -> Server<Cmis> {
     );
     Server::start(s, |s| {
         Router::new()
+            .route("/cmis/browser/repo1", post(cmis_query))
             .route(
                 "/cmis/browser/repo1/root",
                 get(cmis_get_root).post(cmis_post_root),
@@ -720,6 +721,22 @@ async fn cmis_get_at(
             "Authentication required",
         );
     }
+    if q.get("cmisselector").map(String::as_str) == Some("parents") {
+        // getObjectParents by objectId (5.4.1, selector "parents").
+        let objects = lock(&s.objects);
+        let Some(o) = q
+            .get("objectId")
+            .and_then(|id| objects.values().find(|o| &o.id == id))
+        else {
+            return cmis_error(StatusCode::NOT_FOUND, "objectNotFound", "no such objectId");
+        };
+        let (parent, segment) = o.path.rsplit_once('/').unwrap_or(("", o.path.as_str()));
+        let Some(p) = objects.get(parent) else {
+            return cmis_error(StatusCode::NOT_FOUND, "objectNotFound", "no parent");
+        };
+        return axum::Json(json!([{"object": succinct(p), "relativePathSegment": segment}]))
+            .into_response();
+    }
     if q.get("cmisselector").map(String::as_str) != Some("object") {
         return cmis_error(
             StatusCode::BAD_REQUEST,
@@ -781,6 +798,58 @@ async fn cmis_post_at(
     };
     let get = |n: &str| fields.iter().find(|f| f.name == n).map(Field::text);
     let action = get("cmisaction").unwrap_or_default();
+    if action == "move" {
+        // moveObject (5.4.4): objectId, sourceFolderId, targetFolderId.
+        let mut objects = lock(&s.objects);
+        let find = |id: Option<String>| {
+            id.and_then(|id| {
+                objects
+                    .values()
+                    .find(|o| o.id == id)
+                    .map(|o| o.path.clone())
+            })
+        };
+        let (Some(obj), Some(src), Some(dst)) = (
+            find(get("objectId")),
+            find(get("sourceFolderId")),
+            find(get("targetFolderId")),
+        ) else {
+            return cmis_error(
+                StatusCode::NOT_FOUND,
+                "objectNotFound",
+                "objectId, sourceFolderId or targetFolderId unknown",
+            );
+        };
+        let Some((parent, name)) = obj.rsplit_once('/') else {
+            return cmis_error(
+                StatusCode::BAD_REQUEST,
+                "invalidArgument",
+                "cannot move the root",
+            );
+        };
+        if parent != src {
+            return cmis_error(
+                StatusCode::BAD_REQUEST,
+                "invalidArgument",
+                "sourceFolderId is not the parent",
+            );
+        }
+        let new_path = format!("{dst}/{name}");
+        if objects.contains_key(&new_path) {
+            return cmis_error(
+                StatusCode::CONFLICT,
+                "nameConstraintViolation",
+                "exists in target",
+            );
+        }
+        let Some(mut o) = objects.remove(&obj) else {
+            return cmis_error(StatusCode::NOT_FOUND, "objectNotFound", "gone");
+        };
+        o.path = new_path.clone();
+        let body = succinct(&o);
+        objects.insert(new_path, o);
+        return (StatusCode::CREATED, axum::Json(body)).into_response();
+    }
     // propertyId[i] / propertyValue[i] or propertyValue[i][j]
     let mut props: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for f in &fields {
@@ -871,6 +940,51 @@ async fn cmis_post_at(
         [(header::LOCATION, loc)],
         axum::Json(body),
     )
+        .into_response()
+}
+
+/// `cmisaction=query` at the repository URL (5.4.3); this server understands the one statement
+/// shape `SELECT cmis:objectId FROM cmis:document WHERE cmis:name = '<name>'`.
+async fn cmis_query(State(s): State<Arc<Cmis>>, h: HeaderMap, m: Multipart) -> Response {
+    lock(&s.log).push("POST (repository) query".into());
+    if !cmis_auth(&s, &h) {
+        return cmis_error(
+            StatusCode::UNAUTHORIZED,
+            "permissionDenied",
+            "Authentication required",
+        );
+    }
+    let fields = match read_multipart(m).await {
+        Ok(f) => f,
+        Err(e) => return cmis_error(StatusCode::BAD_REQUEST, "invalidArgument", &e),
+    };
+    let get = |n: &str| fields.iter().find(|f| f.name == n).map(Field::text);
+    if get("cmisaction").as_deref() != Some("query") {
+        return cmis_error(
+            StatusCode::BAD_REQUEST,
+            "invalidArgument",
+            "cmisaction=query expected",
+        );
+    }
+    let statement = get("statement").unwrap_or_default();
+    let prefix = "SELECT cmis:objectId FROM cmis:document WHERE cmis:name = '";
+    let Some(name) = statement
+        .strip_prefix(prefix)
+        .and_then(|r| r.strip_suffix('\''))
+    else {
+        return cmis_error(
+            StatusCode::BAD_REQUEST,
+            "invalidArgument",
+            &format!("unsupported statement: {statement}"),
+        );
+    };
+    let name = name.replace("\\'", "'").replace("\\\\", "\\");
+    let results: Vec<Value> = lock(&s.objects)
+        .values()
+        .filter(|o| !o.is_folder && o.path.rsplit('/').next() == Some(name.as_str()))
+        .map(|o| json!({"succinctProperties": {"cmis:objectId": o.id}}))
+        .collect();
+    axum::Json(json!({"results": results, "hasMoreItems": false, "numItems": results.len()}))
         .into_response()
 }
 
