@@ -13,6 +13,11 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+mod targets;
+pub use targets::{
+    CmisSettings, DvelopSettings, PaperlessSettings, RestAuth, RestBody, RestSettings,
+};
+
 /// Prefix of environment overrides.
 pub const ENV_PREFIX: &str = "POSTSTELLE__";
 
@@ -238,6 +243,8 @@ struct RawDeliver {
     retry_max_secs: u64,
     default_target: String,
     targets: BTreeMap<String, RawTarget>,
+    breaker_threshold: u32,
+    breaker_cooldown_secs: u64,
 }
 
 impl Default for RawDeliver {
@@ -255,6 +262,8 @@ impl Default for RawDeliver {
             retry_max_secs: 3600,
             default_target: "dms".into(),
             targets,
+            breaker_threshold: 5,
+            breaker_cooldown_secs: 60,
         }
     }
 }
@@ -263,6 +272,10 @@ impl Default for RawDeliver {
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 enum RawTarget {
     Filesystem { root: PathBuf },
+    Dvelop(targets::RawDvelop),
+    Cmis(targets::RawCmis),
+    Paperless(targets::RawPaperless),
+    Rest(targets::RawRest),
     Mayan(RawMayan),
 }
 
@@ -486,6 +499,10 @@ pub struct DeliverSettings {
     pub default_target: String,
     /// Named delivery targets.
     pub targets: BTreeMap<String, TargetSettings>,
+    /// Consecutive temporary failures after which a target is paused (circuit breaker).
+    pub breaker_threshold: u32,
+    /// How long a paused target rests before one probe delivery is tried.
+    pub breaker_cooldown: std::time::Duration,
 }
 
 /// One delivery target.
@@ -496,6 +513,14 @@ pub enum TargetSettings {
         /// Root directory.
         root: PathBuf,
     },
+    /// d.velop documents (DMS App API).
+    Dvelop(DvelopSettings),
+    /// A CMIS 1.1 repository over the browser binding.
+    Cmis(CmisSettings),
+    /// Paperless-ngx.
+    Paperless(PaperlessSettings),
+    /// Any DMS with an HTTP upload, described by templates.
+    Rest(RestSettings),
     /// Files into a Mayan EDMS 4.x server, one cabinet per mailbox.
     Mayan(MayanSettings),
 }
@@ -615,24 +640,22 @@ impl Settings {
                 Some("set POSTSTELLE__API__TOKEN or name a file with api.token_file".into()),
             ));
         }
-        if let Some(targets) = value
+        let file_targets = value
             .get("deliver")
             .and_then(|d| d.get("targets"))
-            .and_then(|t| t.as_table())
-        {
-            for (name, t) in targets {
-                for key in ["password", "token"] {
-                    if t.get(key).is_some() {
-                        problems.push(problem(
-                            find_line(text, key),
-                            format!("deliver.targets.{name}.{key} must not stand in the config file"),
-                            Some(format!(
-                                "set {ENV_PREFIX}DELIVER__TARGETS__{}__{} or name a file with {key}_file",
-                                name.to_ascii_uppercase(),
-                                key.to_ascii_uppercase()
-                            )),
-                        ));
-                    }
+            .and_then(|t| t.as_table());
+        for (name, t) in file_targets.into_iter().flatten() {
+            for key in targets::SECRET_KEYS {
+                if t.get(*key).is_some() {
+                    problems.push(problem(
+                        find_line(text, &format!("{key} =")),
+                        format!("deliver.targets.{name}.{key} must not stand in the config file"),
+                        Some(format!(
+                            "set POSTSTELLE__DELIVER__TARGETS__{}__{} or name a file with {key}_file",
+                            name.to_ascii_uppercase(),
+                            key.to_ascii_uppercase()
+                        )),
+                    ));
                 }
             }
         }
@@ -697,10 +720,21 @@ fn validate(
     };
     let mut targets: BTreeMap<String, TargetSettings> = BTreeMap::new();
     for (k, v) in &raw.deliver.targets {
+        let mut check = targets::Check {
+            name: k,
+            problems: Vec::new(),
+        };
         let t = match v {
             RawTarget::Filesystem { root } => TargetSettings::Filesystem { root: root.clone() },
+            RawTarget::Dvelop(r) => TargetSettings::Dvelop(check.dvelop(r)),
+            RawTarget::Cmis(r) => TargetSettings::Cmis(check.cmis(r)),
+            RawTarget::Paperless(r) => TargetSettings::Paperless(check.paperless(r)),
+            RawTarget::Rest(r) => TargetSettings::Rest(check.rest(r)),
             RawTarget::Mayan(m) => TargetSettings::Mayan(mayan_settings(k, m, &mut push)),
         };
+        for (needle, msg, hint) in check.problems {
+            push(&needle, msg, hint);
+        }
         targets.insert(k.clone(), t);
     }
     let target_names: Vec<&str> = targets.keys().map(String::as_str).collect();
@@ -900,6 +934,8 @@ fn validate(
             retry_max: std::time::Duration::from_secs(raw.deliver.retry_max_secs.max(1)),
             default_target: raw.deliver.default_target,
             targets,
+            breaker_threshold: raw.deliver.breaker_threshold.max(1),
+            breaker_cooldown: std::time::Duration::from_secs(raw.deliver.breaker_cooldown_secs),
         },
         api: ApiSettings {
             enabled: raw.api.enabled,

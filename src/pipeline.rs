@@ -8,6 +8,7 @@
 
 use crate::classify::Classifier;
 use crate::config::Settings;
+use crate::deliver::breaker::{Breakers, Gate};
 use crate::deliver::{Delivery, DeliveryError, DeliveryItem};
 use crate::domain::{DocState, DocumentId};
 use crate::extract::{ExtractError, Extraction, Extractor, MediaType, zones};
@@ -41,6 +42,7 @@ pub struct Pipeline {
     pub wake: Arc<Notify>,
     in_flight: Mutex<HashSet<DocumentId>>,
     extract_slots: Semaphore,
+    breakers: Breakers,
 }
 
 impl Pipeline {
@@ -55,6 +57,10 @@ impl Pipeline {
         wake: Arc<Notify>,
     ) -> Self {
         let workers = settings.extract.workers;
+        let breakers = Breakers::new(
+            settings.deliver.breaker_threshold,
+            settings.deliver.breaker_cooldown,
+        );
         Self {
             store,
             blobs,
@@ -65,6 +71,7 @@ impl Pipeline {
             wake,
             in_flight: Mutex::new(HashSet::new()),
             extract_slots: Semaphore::new(workers),
+            breakers,
         }
     }
 
@@ -325,6 +332,19 @@ impl Pipeline {
             self.store.dead_letter(id, doc.attempts, &reason).await?;
             return Ok(());
         };
+        if let Gate::Wait(pause) = self.breakers.gate(&mb.target) {
+            // The target is paused: the document waits without spending an attempt.
+            let until = chrono::Utc::now()
+                + chrono::Duration::from_std(pause).unwrap_or(chrono::Duration::seconds(60));
+            let reason = format!(
+                "Zustellziel {} ist vorübergehend pausiert (wiederholte Fehler).",
+                mb.target
+            );
+            self.store
+                .defer_delivery(id, &mb.target, until, &reason)
+                .await?;
+            return Ok(());
+        }
         let rendition = self.rendition(&doc).await?;
         let bytes = self.blobs.get(&rendition.sha256)?;
         let ext = MediaType::from_mime(&rendition.media_type)
@@ -348,7 +368,21 @@ impl Pipeline {
             sidecar,
             metadata,
         };
-        match target.deliver(&item).await {
+        let result = target.deliver(&item).await;
+        match &result {
+            Ok(_) | Err(DeliveryError::Permanent(_)) => {
+                if self.breakers.success(&mb.target) {
+                    self.resume_target(&mb.target).await;
+                }
+            }
+            Err(DeliveryError::Retriable(_)) => {
+                self.note_failure(&mb.target, None);
+            }
+            Err(DeliveryError::RetryAfter(_, d)) => {
+                self.note_failure(&mb.target, Some(*d));
+            }
+        }
+        match result {
             Ok(receipt) => {
                 pause_point(points::AFTER_DELIVER).await;
                 self.store
@@ -365,7 +399,9 @@ impl Pipeline {
                             .dead_letter(id, attempts, &format!("Zustellung abgelehnt: {msg}"))
                             .await?;
                     }
-                    DeliveryError::Retriable(msg) if attempts >= max => {
+                    DeliveryError::Retriable(msg) | DeliveryError::RetryAfter(msg, _)
+                        if attempts >= max =>
+                    {
                         self.store
                             .dead_letter(
                                 id,
@@ -376,15 +412,55 @@ impl Pipeline {
                     }
                     DeliveryError::Retriable(msg) => {
                         let delay = backoff(&self.settings.deliver, attempts, id);
-                        let next = chrono::Utc::now()
-                            + chrono::Duration::from_std(delay)
-                                .unwrap_or(chrono::Duration::seconds(60));
-                        tracing::warn!(document = %id, attempts, error = msg, retry_in = ?delay, "delivery failed");
-                        self.store.schedule_retry(id, attempts, next, &msg).await?;
+                        self.retry_later(id, attempts, delay, &msg).await?;
+                    }
+                    DeliveryError::RetryAfter(msg, asked) => {
+                        let delay = backoff(&self.settings.deliver, attempts, id).max(asked);
+                        self.retry_later(id, attempts, delay, &msg).await?;
                     }
                 }
             }
         }
+        Ok(())
+    }
+
+    fn note_failure(&self, target: &str, retry_after: Option<Duration>) {
+        if let Some(pause) = self.breakers.failure(target, retry_after) {
+            tracing::warn!(target, pause = ?pause, "delivery target paused (circuit breaker)");
+        }
+    }
+
+    /// The target works again: documents that wait for it are due now.
+    async fn resume_target(&self, target: &str) {
+        let mailboxes: Vec<_> = self
+            .settings
+            .mailboxes
+            .iter()
+            .chain(std::iter::once(&self.settings.review))
+            .filter(|m| m.target == target)
+            .map(|m| m.id.clone())
+            .collect();
+        match self.store.resume_target(target, &mailboxes).await {
+            Ok(n) if n > 0 => {
+                tracing::info!(target, documents = n, "delivery target answers again");
+                self.wake.notify_one();
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(target, error = %e, "cannot resume waiting documents"),
+        }
+    }
+
+    async fn retry_later(
+        &self,
+        id: &DocumentId,
+        attempts: i64,
+        delay: Duration,
+        msg: &str,
+    ) -> anyhow::Result<()> {
+        let next = chrono::Utc::now()
+            + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::seconds(60));
+        tracing::warn!(document = %id, attempts, error = msg, retry_in = ?delay, "delivery failed");
+        self.store.schedule_retry(id, attempts, next, msg).await?;
         Ok(())
     }
 }

@@ -4,8 +4,15 @@
 //! the target confirms, and a retried delivery carries the same document id, so targets can
 //! recognise it and not create a duplicate.
 
+pub mod breaker;
+pub mod cmis;
+pub mod dvelop;
+pub mod fields;
 pub mod filesystem;
+pub mod http;
 pub mod mayan;
+pub mod paperless;
+pub mod rest;
 
 use crate::domain::{DocumentId, MailboxId};
 use std::future::Future;
@@ -52,6 +59,16 @@ pub enum DeliveryError {
     /// Retrying will not help (rejected request, misconfiguration).
     #[error("permanent: {0}")]
     Permanent(String),
+    /// Worth retrying, not before the delay the server asked for (`Retry-After`).
+    #[error("temporary: {0} (retry after {1:?})")]
+    RetryAfter(String, std::time::Duration),
+}
+
+impl DeliveryError {
+    /// True for the temporary kinds.
+    pub fn is_retriable(&self) -> bool {
+        !matches!(self, DeliveryError::Permanent(_))
+    }
 }
 
 /// Boxed future returned by targets.
@@ -74,6 +91,18 @@ pub fn build(name: &str, settings: &crate::config::TargetSettings) -> std::sync:
         }
         crate::config::TargetSettings::Mayan(m) => {
             std::sync::Arc::new(mayan::MayanTarget::new(name, m.clone()))
+        }
+        crate::config::TargetSettings::Dvelop(s) => {
+            std::sync::Arc::new(dvelop::DvelopTarget::new(name, s.clone()))
+        }
+        crate::config::TargetSettings::Cmis(s) => {
+            std::sync::Arc::new(cmis::CmisTarget::new(name, s.clone()))
+        }
+        crate::config::TargetSettings::Paperless(s) => {
+            std::sync::Arc::new(paperless::PaperlessTarget::new(name, s.clone()))
+        }
+        crate::config::TargetSettings::Rest(s) => {
+            std::sync::Arc::new(rest::RestTarget::new(name, s.clone()))
         }
     }
 }

@@ -1,0 +1,581 @@
+//! Each HTTP connector against its conformance server (tests/common/dms_servers.rs): the
+//! exact request shapes, metadata mapped to properties, idempotent redelivery, and the
+//! classification of failures (5xx, 429 with Retry-After, timeouts, connection refused,
+//! rejected requests).
+
+#[path = "common/dms_servers.rs"]
+mod dms_servers;
+
+use dms_servers::*;
+use poststelle::config::Settings;
+use poststelle::deliver::{self, Delivery, DeliveryError, DeliveryItem};
+use poststelle::domain::{DocumentId, DocumentMetadata, InvoiceInfo, MailboxId};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+const MINIMAL: &str = r#"
+[municipality]
+name = "Teststadt"
+
+[review]
+mailbox = "poststelle"
+name = "Poststelle"
+
+[[mailboxes]]
+id = "63"
+name = "Bauordnung"
+
+[[mailboxes]]
+id = "22"
+name = "Steueramt"
+"#;
+
+fn target(block: &str, env: &[(&str, &str)]) -> Arc<dyn Delivery> {
+    let text =
+        format!("{MINIMAL}\n[deliver]\ndefault_target = \"t\"\n\n[deliver.targets.t]\n{block}\n");
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    let s = Settings::parse(Path::new("test.toml"), &text, &env).unwrap_or_else(|e| panic!("{e}"));
+    deliver::build("t", &s.deliver.targets["t"])
+}
+
+fn item(mailbox: &str, bytes: &[u8]) -> DeliveryItem {
+    DeliveryItem {
+        document_id: DocumentId::new(),
+        mailbox: MailboxId::parse(mailbox).expect("mailbox"),
+        mailbox_name: "Bauordnung".into(),
+        original_name: "scan-0001.pdf".into(),
+        media_type: "application/pdf".into(),
+        extension: "pdf".into(),
+        bytes: bytes.to_vec(),
+        sidecar: serde_json::json!({"received_at": "2026-12-01T10:00:00.000Z"}),
+        metadata: DocumentMetadata {
+            sender_name: Some("Erika Mustermann".into()),
+            letter_date: Some("2026-11-28".into()),
+            subject: Some("Bauantrag Wintergarten, Flurstück 88".into()),
+            file_references: vec!["63-0815/26".into(), "63-0816/26".into()],
+            ibans: vec!["DE02120300000000202051".into()],
+            invoice: Some(InvoiceInfo {
+                format: "xrechnung-ubl".into(),
+                number: Some("RE-2026-17".into()),
+                gross_amount: Some("119.00".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    }
+}
+
+fn retriable(e: &DeliveryError) -> bool {
+    e.is_retriable()
+}
+
+// ------------------------------------------------------------------------------------------
+// d.velop
+
+fn dvelop_block(url: &str) -> String {
+    format!(
+        r#"kind = "dvelop"
+base_url = "{url}"
+repository = "R1"
+category = "DPOST"
+timeout_secs = 2
+properties = {{ document_id = "10", subject = "2", sender_name = "3", file_references = "4", invoice_number = "5", mailbox = "6" }}
+task_assignees = {{ "63" = ["group-bauordnung"] }}
+"#
+    )
+}
+
+#[tokio::test]
+async fn dvelop_files_with_properties_and_task_and_finds_its_own_document_again() {
+    let srv = dvelop("KEY-1", "R1");
+    let t = target(
+        &dvelop_block(&srv.url()),
+        &[("POSTSTELLE__DELIVER__TARGETS__T__API_KEY", "KEY-1")],
+    );
+    let it = item("63", b"%PDF-1.4 bauantrag");
+    let r = t.deliver(&it).await.expect("delivered");
+    assert!(!r.already_present);
+    assert!(
+        r.reference.ends_with("/dms/r/R1/o2m/P000001"),
+        "{}",
+        r.reference
+    );
+    {
+        let docs = srv.state.docs.lock().expect("lock");
+        assert_eq!(docs.len(), 1);
+        let d = &docs[0];
+        assert_eq!(d.bytes, it.bytes);
+        assert_eq!(d.category, "DPOST");
+        assert_eq!(d.source_id, "/dms/r/R1/source");
+        assert_eq!(d.filename, format!("{}.pdf", it.document_id.as_str()));
+        assert_eq!(
+            d.properties["10"],
+            vec![it.document_id.as_str().to_string()]
+        );
+        assert_eq!(
+            d.properties["2"],
+            vec!["Bauantrag Wintergarten, Flurstück 88"]
+        );
+        assert_eq!(d.properties["3"], vec!["Erika Mustermann"]);
+        assert_eq!(d.properties["4"], vec!["63-0815/26", "63-0816/26"]);
+        assert_eq!(d.properties["5"], vec!["RE-2026-17"]);
+        assert_eq!(d.properties["6"], vec!["63"]);
+        let tasks = srv.state.tasks.lock().expect("lock");
+        assert_eq!(tasks.len(), 1);
+        assert_eq!(
+            tasks[0]["assignees"],
+            serde_json::json!(["group-bauordnung"])
+        );
+        assert_eq!(tasks[0]["correlationKey"], it.document_id.as_str());
+        assert_eq!(tasks[0]["dmsReferences"][0]["objectId"], "P000001");
+    }
+    // A retried delivery (e.g. after a crash before our commit) finds the document.
+    let r2 = t.deliver(&it).await.expect("again");
+    assert!(r2.already_present);
+    assert_eq!(srv.state.docs.lock().expect("lock").len(), 1);
+    assert_eq!(srv.state.tasks.lock().expect("lock").len(), 1);
+    // One login for both deliveries; search before each create.
+    let log = srv.state.log.lock().expect("lock").clone();
+    assert_eq!(
+        log.iter().filter(|l| l.contains("login")).count(),
+        1,
+        "{log:?}"
+    );
+    assert_eq!(log[1], "GET /dms/r/R1/srm");
+    // Mailbox 22 has no assignees: no task.
+    t.deliver(&item("22", b"%PDF-1.4 steuer"))
+        .await
+        .expect("22");
+    assert_eq!(srv.state.tasks.lock().expect("lock").len(), 1);
+}
+
+#[tokio::test]
+async fn dvelop_failures_are_classified() {
+    let mut srv = dvelop("KEY-1", "R1");
+    let wrong = target(
+        &dvelop_block(&srv.url()),
+        &[("POSTSTELLE__DELIVER__TARGETS__T__API_KEY", "WRONG")],
+    );
+    let e = wrong.deliver(&item("63", b"x")).await.expect_err("401");
+    assert!(
+        matches!(e, DeliveryError::Permanent(ref m) if m.contains("401")),
+        "{e:?}"
+    );
+
+    let t = target(
+        &dvelop_block(&srv.url()),
+        &[("POSTSTELLE__DELIVER__TARGETS__T__API_KEY", "KEY-1")],
+    );
+    // The o2m step fails after the chunk upload: retriable; the retry files exactly one.
+    srv.state.faults.lock().expect("lock").fail_path = Some("/o2m".into());
+    let it = item("63", b"%PDF-1.4 a");
+    let e = t.deliver(&it).await.expect_err("500");
+    assert!(retriable(&e), "{e:?}");
+    srv.state.faults.lock().expect("lock").fail_path = None;
+    // The task step fails after the document was filed: the retry adds only the task.
+    srv.state.faults.lock().expect("lock").fail_path = Some("/task/tasks".into());
+    assert!(retriable(&t.deliver(&it).await.expect_err("task 500")));
+    srv.state.faults.lock().expect("lock").fail_path = None;
+    assert!(t.deliver(&it).await.expect("ok").already_present);
+    assert_eq!(srv.state.docs.lock().expect("lock").len(), 1);
+    assert_eq!(srv.state.tasks.lock().expect("lock").len(), 1);
+    // 429 with Retry-After.
+    {
+        let mut f = srv.state.faults.lock().expect("lock");
+        f.fail_next = 1;
+        f.status = 429;
+        f.retry_after = Some(30);
+    }
+    let e = t.deliver(&item("63", b"b")).await.expect_err("429");
+    assert_eq!(
+        std::mem::discriminant(&e),
+        std::mem::discriminant(&DeliveryError::RetryAfter(String::new(), Duration::ZERO))
+    );
+    assert!(matches!(e, DeliveryError::RetryAfter(_, d) if d == Duration::from_secs(30)));
+    // Hanging server: our timeout (2 s) makes it retriable.
+    {
+        let mut f = srv.state.faults.lock().expect("lock");
+        f.hang_next = 1;
+        f.hang = Duration::from_secs(5);
+    }
+    let e = t.deliver(&item("63", b"c")).await.expect_err("timeout");
+    assert!(
+        matches!(&e, DeliveryError::Retriable(m) if m.contains("timeout")),
+        "{e:?}"
+    );
+    // Down: connection refused.
+    srv.down();
+    let e = t.deliver(&item("63", b"d")).await.expect_err("refused");
+    assert!(
+        matches!(&e, DeliveryError::Retriable(m) if m.contains("connection")),
+        "{e:?}"
+    );
+}
+
+// ------------------------------------------------------------------------------------------
+// CMIS
+
+fn cmis_block(url: &str) -> String {
+    format!(
+        r#"kind = "cmis"
+root_url = "{url}/cmis/browser/repo1/root"
+username = "poststelle"
+timeout_secs = 2
+folder = "/Posteingang/{{mailbox}} {{mailbox_name}}"
+folders = {{ "22" = "/Steuern/Eingang" }}
+object_type = "cmis:document"
+properties = {{ subject = "cmis:description", file_references = "mst:aktenzeichen", document_id = "mst:poststelleId" }}
+"#
+    )
+}
+
+#[tokio::test]
+async fn cmis_creates_folders_and_document_and_does_not_duplicate() {
+    let srv = cmis("poststelle", "pw");
+    let t = target(
+        &cmis_block(&srv.url()),
+        &[("POSTSTELLE__DELIVER__TARGETS__T__PASSWORD", "pw")],
+    );
+    let it = item("63", b"%PDF-1.4 cmis");
+    let r = t.deliver(&it).await.expect("delivered");
+    assert!(!r.already_present);
+    let docs = srv.state.documents();
+    assert_eq!(docs.len(), 1);
+    let d = &docs[0];
+    assert_eq!(r.reference, d.id);
+    assert_eq!(
+        d.path,
+        format!("/Posteingang/63 Bauordnung/{}.pdf", it.document_id.as_str())
+    );
+    assert_eq!(d.content, it.bytes);
+    assert_eq!(d.content_type.as_deref(), Some("application/pdf"));
+    assert_eq!(d.properties["cmis:objectTypeId"], vec!["cmis:document"]);
+    assert_eq!(
+        d.properties["cmis:description"],
+        vec!["Bauantrag Wintergarten, Flurstück 88"]
+    );
+    assert_eq!(
+        d.properties["mst:aktenzeichen"],
+        vec!["63-0815/26", "63-0816/26"]
+    );
+    assert_eq!(
+        d.properties["mst:poststelleId"],
+        vec![it.document_id.as_str().to_string()]
+    );
+    let r2 = t.deliver(&it).await.expect("again");
+    assert!(r2.already_present);
+    assert_eq!(r2.reference, d.id);
+    assert_eq!(srv.state.documents().len(), 1);
+    // Re-assigned to 22: moved into 22's folder, not copied.
+    let mut moved = it.clone();
+    moved.mailbox = MailboxId::parse("22").expect("mailbox");
+    let r3 = t.deliver(&moved).await.expect("forward");
+    assert!(r3.already_present);
+    assert_eq!(r3.reference, d.id);
+    let docs = srv.state.documents();
+    assert_eq!(docs.len(), 1, "moved, not copied");
+    assert_eq!(
+        docs[0].path,
+        format!("/Steuern/Eingang/{}.pdf", it.document_id.as_str())
+    );
+    // Per-mailbox folder.
+    t.deliver(&item("22", b"%PDF-1.4 steuer"))
+        .await
+        .expect("22");
+    assert!(
+        srv.state
+            .documents()
+            .iter()
+            .any(|d| d.path.starts_with("/Steuern/Eingang/"))
+    );
+}
+
+#[tokio::test]
+async fn cmis_failures_are_classified() {
+    let mut srv = cmis("poststelle", "pw");
+    let wrong = target(
+        &cmis_block(&srv.url()),
+        &[("POSTSTELLE__DELIVER__TARGETS__T__PASSWORD", "nope")],
+    );
+    let e = wrong.deliver(&item("63", b"x")).await.expect_err("401");
+    assert!(
+        matches!(&e, DeliveryError::Permanent(m) if m.contains("permissionDenied")),
+        "{e:?}"
+    );
+    let t = target(
+        &cmis_block(&srv.url()),
+        &[("POSTSTELLE__DELIVER__TARGETS__T__PASSWORD", "pw")],
+    );
+    {
+        let mut f = srv.state.faults.lock().expect("lock");
+        f.fail_next = 1;
+        f.status = 503;
+    }
+    assert!(retriable(
+        &t.deliver(&item("63", b"y")).await.expect_err("503")
+    ));
+    assert!(srv.state.documents().is_empty());
+    srv.down();
+    assert!(retriable(
+        &t.deliver(&item("63", b"y")).await.expect_err("down")
+    ));
+    srv.up();
+    t.deliver(&item("63", b"y")).await.expect("back");
+    assert_eq!(srv.state.documents().len(), 1);
+}
+
+// ------------------------------------------------------------------------------------------
+// Paperless-ngx
+
+fn paperless_block(url: &str) -> String {
+    format!(
+        r#"kind = "paperless"
+base_url = "{url}"
+timeout_secs = 2
+poll_interval_ms = 20
+poll_timeout_secs = 5
+tags = [1]
+mailbox_tags = {{ "63" = [6, 3] }}
+mailbox_document_types = {{ "63" = 4 }}
+document_id_field = 7
+custom_fields = {{ file_references = 8 }}
+"#
+    )
+}
+
+#[tokio::test]
+async fn paperless_uploads_waits_for_the_task_and_recognises_redelivery() {
+    let srv = paperless("TOK");
+    let t = target(
+        &paperless_block(&srv.url()),
+        &[("POSTSTELLE__DELIVER__TARGETS__T__TOKEN", "TOK")],
+    );
+    let it = item("63", b"%PDF-1.4 paperless");
+    let r = t.deliver(&it).await.expect("delivered");
+    assert!(!r.already_present);
+    assert_eq!(r.reference, format!("{}/api/documents/1/", srv.url()));
+    {
+        let docs = srv.state.docs.lock().expect("lock");
+        assert_eq!(docs.len(), 1);
+        let d = &docs[0];
+        assert_eq!(d.title, "Bauantrag Wintergarten, Flurstück 88");
+        assert_eq!(d.created.as_deref(), Some("2026-11-28"));
+        assert_eq!(d.tags, vec![1, 6, 3]);
+        assert_eq!(d.document_type, Some(4));
+        assert_eq!(d.custom_fields[&7], it.document_id.as_str());
+        assert_eq!(d.custom_fields[&8], "63-0815/26, 63-0816/26");
+        assert_eq!(d.bytes, it.bytes);
+    }
+    // Found by the custom field before uploading again.
+    let before = srv.state.log.lock().expect("lock").len();
+    assert!(t.deliver(&it).await.expect("again").already_present);
+    let log = srv.state.log.lock().expect("lock")[before..].to_vec();
+    assert_eq!(
+        log,
+        ["GET /api/documents/", "GET /api/documents/1/"],
+        "no upload, no change"
+    );
+    assert_eq!(srv.state.docs.lock().expect("lock").len(), 1);
+    // Re-assigned to 22: mailbox 63's tags come off, a tag set by a person (9) stays.
+    srv.state.docs.lock().expect("lock")[0].tags.push(9);
+    let mut moved = it.clone();
+    moved.mailbox = MailboxId::parse("22").expect("mailbox");
+    assert!(t.deliver(&moved).await.expect("forward").already_present);
+    let d = srv.state.docs.lock().expect("lock")[0].clone();
+    assert_eq!(d.tags, vec![1, 9]);
+    assert_eq!(d.document_type, Some(4), "22 has no type of its own: kept");
+}
+
+#[tokio::test]
+async fn paperless_duplicate_failure_counts_as_present_and_bad_tags_are_permanent() {
+    let srv = paperless("TOK");
+    // Without the custom field the consumer's duplicate check is the safety net.
+    let block = paperless_block(&srv.url()).replace("document_id_field = 7\n", "");
+    let t = target(&block, &[("POSTSTELLE__DELIVER__TARGETS__T__TOKEN", "TOK")]);
+    let it = item("63", b"%PDF-1.4 dup");
+    t.deliver(&it).await.expect("first");
+    let r = t.deliver(&it).await.expect("duplicate");
+    assert!(r.already_present);
+    assert_eq!(r.reference, format!("{}/api/documents/1/", srv.url()));
+    assert_eq!(srv.state.docs.lock().expect("lock").len(), 1);
+    let bad = target(
+        &paperless_block(&srv.url()).replace("tags = [1]", "tags = [99]"),
+        &[("POSTSTELLE__DELIVER__TARGETS__T__TOKEN", "TOK")],
+    );
+    let e = bad
+        .deliver(&item("63", b"other"))
+        .await
+        .expect_err("bad tag");
+    assert!(
+        matches!(&e, DeliveryError::Permanent(m) if m.contains("Invalid pk")),
+        "{e:?}"
+    );
+    let wrong = target(
+        &paperless_block(&srv.url()),
+        &[("POSTSTELLE__DELIVER__TARGETS__T__TOKEN", "nope")],
+    );
+    let e = wrong.deliver(&item("63", b"z")).await.expect_err("401");
+    assert!(
+        matches!(&e, DeliveryError::Permanent(m) if m.contains("Invalid token")),
+        "{e:?}"
+    );
+    {
+        let mut f = srv.state.faults.lock().expect("lock");
+        f.fail_next = 1;
+        f.status = 502;
+    }
+    assert!(retriable(
+        &t.deliver(&item("63", b"w")).await.expect_err("502")
+    ));
+}
+
+// ------------------------------------------------------------------------------------------
+// Generic REST
+
+#[tokio::test]
+async fn rest_target_fills_templates_and_is_idempotent() {
+    let srv = rest("R-TOKEN");
+    let block = format!(
+        r#"kind = "rest"
+method = "PUT"
+url = "{0}/api/mailboxes/{{mailbox}}/documents/{{document_id}}"
+exists_url = "{0}/api/mailboxes/{{mailbox}}/documents/{{document_id}}"
+body = "multipart"
+file_field = "datei"
+fields = {{ betreff = "{{subject}}", absender = "{{sender_name}}", az = "{{file_references}}" }}
+headers = {{ "X-Poststelle-Mailbox" = "{{mailbox}}" }}
+auth = "bearer"
+timeout_secs = 2
+"#,
+        srv.url()
+    );
+    let t = target(
+        &block,
+        &[("POSTSTELLE__DELIVER__TARGETS__T__SECRET", "R-TOKEN")],
+    );
+    let it = item("63", b"%PDF-1.4 rest");
+    let r = t.deliver(&it).await.expect("delivered");
+    assert!(!r.already_present);
+    assert_eq!(
+        r.reference,
+        format!(
+            "{}/api/mailboxes/63/documents/{}",
+            srv.url(),
+            it.document_id.as_str()
+        )
+    );
+    {
+        let docs = srv.state.docs.lock().expect("lock");
+        assert_eq!(docs.len(), 1);
+        let d = &docs[0];
+        assert_eq!(d.fields["betreff"], "Bauantrag Wintergarten, Flurstück 88");
+        assert_eq!(d.fields["absender"], "Erika Mustermann");
+        assert_eq!(d.fields["az"], "63-0815/26, 63-0816/26");
+        assert_eq!(d.file.0, "datei");
+        assert_eq!(d.header.as_deref(), Some("63"));
+        assert_eq!(d.bytes, it.bytes);
+    }
+    assert!(t.deliver(&it).await.expect("again").already_present);
+    assert_eq!(srv.state.docs.lock().expect("lock").len(), 1);
+    let wrong = target(
+        &block,
+        &[("POSTSTELLE__DELIVER__TARGETS__T__SECRET", "nope")],
+    );
+    assert!(!retriable(
+        &wrong.deliver(&item("63", b"q")).await.expect_err("401")
+    ));
+}
+
+#[test]
+fn secrets_in_the_file_are_refused_and_unknown_fields_named() {
+    let text = format!(
+        "{MINIMAL}\n[deliver]\ndefault_target = \"t\"\n\n[deliver.targets.t]\n{}api_key = \"abc\"\n",
+        dvelop_block("http://127.0.0.1:9")
+    );
+    let err = Settings::parse(Path::new("t.toml"), &text, &[]).expect_err("refused");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("deliver.targets.t.api_key must not stand in the config file"),
+        "{msg}"
+    );
+    assert!(!msg.contains("abc"));
+    let text = format!(
+        "{MINIMAL}\n[deliver]\ndefault_target = \"t\"\n\n[deliver.targets.t]\n{}",
+        dvelop_block("http://127.0.0.1:9").replace("subject = \"2\"", "subjekt = \"2\"")
+    );
+    let env = vec![(
+        "POSTSTELLE__DELIVER__TARGETS__T__API_KEY".to_string(),
+        "k".to_string(),
+    )];
+    let err = Settings::parse(Path::new("t.toml"), &text, &env).expect_err("unknown field");
+    assert!(
+        err.to_string().contains("unknown field \"subjekt\""),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("did you mean \"subject\""),
+        "{err}"
+    );
+}
+
+/// The commented example blocks of config/musterstadt.toml are valid: uncommenting one and
+/// pointing `default_target` at it is all it takes to switch the DMS.
+#[test]
+fn every_example_target_block_in_the_shipped_config_is_valid() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("config/musterstadt.toml")).expect("config");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "s3cret\n").expect("secret");
+    let secret = format!("\"{}\"", secret.display());
+    for (name, file_key) in [
+        ("dvelop", "API_KEY_FILE"),
+        ("cmis", "PASSWORD_FILE"),
+        ("paperless", "TOKEN_FILE"),
+        ("rest", "SECRET_FILE"),
+    ] {
+        let header = format!("# [deliver.targets.{name}]");
+        let mut out = String::new();
+        let mut inside = false;
+        for line in text.lines() {
+            if line.trim() == header {
+                inside = true;
+            } else if inside && (line.trim() == "#" || !line.starts_with('#')) {
+                inside = false;
+            }
+            let line = if inside {
+                line.trim_start_matches("# ").to_string()
+            } else if line.starts_with("default_target") {
+                format!("default_target = \"{name}\"")
+            } else {
+                line.to_string()
+            };
+            out.push_str(&line);
+            out.push('\n');
+        }
+        assert!(
+            out.contains(&format!("\n[deliver.targets.{name}]\n")),
+            "{name} block found"
+        );
+        let env = vec![(
+            format!(
+                "POSTSTELLE__DELIVER__TARGETS__{}__{file_key}",
+                name.to_ascii_uppercase()
+            ),
+            secret.clone(),
+        )];
+        let s = Settings::parse(Path::new("musterstadt.toml"), &out, &env)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(s.deliver.default_target, name);
+        assert!(s.mailboxes.iter().all(|m| m.target == name));
+        let t = &s.deliver.targets[name];
+        let kind = format!("{t:?}");
+        assert!(kind.to_lowercase().starts_with(name), "{name}: {kind}");
+        assert!(!kind.contains("s3cret"), "secret leaked: {kind}");
+        let _ = deliver::build(name, t);
+    }
+}
