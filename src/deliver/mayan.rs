@@ -18,7 +18,7 @@
 //! uploads again after waiting once more, which can leave a second file (not a second
 //! document) once the workers catch up.
 
-use super::{Delivery, DeliveryError, DeliveryFuture, DeliveryItem, Receipt};
+use super::{Delivery, DeliveryError, DeliveryFuture, DeliveryItem, Receipt, http};
 use crate::config::{MayanAuth, MayanRef, MayanSettings};
 use crate::domain::MailboxId;
 use serde::Deserialize;
@@ -75,15 +75,10 @@ struct FileInfo {
 impl MayanTarget {
     /// A target for the Mayan server in `settings`.
     pub fn new(name: &str, settings: MayanSettings) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("poststelle/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "HTTP client with settings failed; using defaults");
-                reqwest::Client::new()
-            });
+        let http = http::client(settings.timeout).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "HTTP client with settings failed; using defaults");
+            reqwest::Client::new()
+        });
         Self {
             name: name.to_string(),
             api: format!("{}/api/v4", settings.url.trim_end_matches('/')),
@@ -108,17 +103,9 @@ impl MayanTarget {
         build: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, DeliveryError> {
         let url = format!("{}{path}", self.api);
-        let rb = build(self.authed(self.http.request(method.clone(), &url)));
-        let resp = rb
-            .send()
-            .await
-            .map_err(|e| transport_error(&method, path, &e))?;
-        let status = resp.status();
-        if status.is_success() {
-            return Ok(resp);
-        }
-        let body = resp.text().await.unwrap_or_default();
-        Err(status_error(&method, path, status, &body))
+        let what = format!("Mayan EDMS {method} {path}");
+        let rb = build(self.authed(self.http.request(method, &url)));
+        http::check(&what, http::send(&what, rb).await?).await
     }
 
     async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, DeliveryError> {
@@ -449,68 +436,9 @@ fn encode(s: &str) -> String {
     out
 }
 
-/// A request that got no HTTP answer: always worth retrying (timeouts, refused or broken
-/// connections).
-fn transport_error(method: &reqwest::Method, path: &str, e: &reqwest::Error) -> DeliveryError {
-    let what = if e.is_timeout() {
-        "Zeitüberschreitung"
-    } else if e.is_connect() {
-        "keine Verbindung"
-    } else {
-        "Übertragungsfehler"
-    };
-    DeliveryError::Retriable(format!("Mayan EDMS {method} {path}: {what}: {e}"))
-}
-
-/// An HTTP error answer: 408, 429 and 5xx are worth retrying, other 4xx are not.
-fn status_error(
-    method: &reqwest::Method,
-    path: &str,
-    status: reqwest::StatusCode,
-    body: &str,
-) -> DeliveryError {
-    let body: String = body.chars().take(300).collect();
-    let msg = format!("Mayan EDMS {method} {path}: HTTP {status}: {body}");
-    if is_retriable_status(status) {
-        DeliveryError::Retriable(msg)
-    } else {
-        DeliveryError::Permanent(msg)
-    }
-}
-
-fn is_retriable_status(status: reqwest::StatusCode) -> bool {
-    status == reqwest::StatusCode::REQUEST_TIMEOUT
-        || status == reqwest::StatusCode::TOO_MANY_REQUESTS
-        || status.is_server_error()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn statuses_map_to_retriable_or_permanent() {
-        for code in [408u16, 429, 500, 502, 503, 504] {
-            let s = reqwest::StatusCode::from_u16(code).expect("status");
-            assert!(
-                matches!(
-                    status_error(&reqwest::Method::GET, "/x/", s, ""),
-                    DeliveryError::Retriable(_)
-                ),
-                "{code}"
-            );
-        }
-        for code in [400u16, 401, 403, 404, 405, 409, 413, 415] {
-            let s = reqwest::StatusCode::from_u16(code).expect("status");
-            assert!(
-                matches!(
-                    status_error(&reqwest::Method::GET, "/x/", s, ""),
-                    DeliveryError::Permanent(_)
-                ),
-                "{code}"
-            );
-        }
-    }
 
     #[test]
     fn query_values_are_encoded() {
