@@ -9,6 +9,10 @@ pub mod points {
     pub const AFTER_COMMIT: &str = "after_commit";
     /// Target has the document, the store does not yet say so.
     pub const AFTER_DELIVER: &str = "after_deliver";
+    /// An outgoing mail is stored in the queue, the SMTP send has not started.
+    pub const BEFORE_MAIL_SEND: &str = "before_mail_send";
+    /// The SMTP server accepted an outgoing mail, the store does not yet say so.
+    pub const AFTER_MAIL_SEND: &str = "after_mail_send";
 }
 
 /// Stops here forever when `POSTSTELLE_PAUSE_AT` names this point.
