@@ -23,6 +23,7 @@ pub struct Worker {
     max_attempts: u32,
     retry_base: std::time::Duration,
     retry_max: std::time::Duration,
+    send_timeout: std::time::Duration,
     wake: Arc<Notify>,
 }
 
@@ -39,6 +40,7 @@ pub struct Pass {
 
 enum SendError {
     Envelope(String),
+    Timeout(std::time::Duration),
     Smtp(lettre::transport::smtp::Error),
 }
 
@@ -99,6 +101,7 @@ impl Worker {
             max_attempts: settings.max_attempts,
             retry_base: settings.retry_base,
             retry_max: settings.retry_max,
+            send_timeout: settings.smtp.timeout.saturating_mul(2),
             wake,
         })
     }
@@ -119,11 +122,14 @@ impl Worker {
             .collect();
         let envelope = lettre::address::Envelope::new(from, to)
             .map_err(|e| SendError::Envelope(e.to_string()))?;
-        let resp = self
-            .transport
-            .send_raw(&envelope, &mail.message)
-            .await
-            .map_err(SendError::Smtp)?;
+        // lettre bounds the connect; a server that stops answering mid-session is bounded here.
+        let resp = tokio::time::timeout(
+            self.send_timeout,
+            self.transport.send_raw(&envelope, &mail.message),
+        )
+        .await
+        .map_err(|_| SendError::Timeout(self.send_timeout))?
+        .map_err(SendError::Smtp)?;
         Ok(resp.message().collect::<Vec<_>>().join(" "))
     }
 
@@ -148,6 +154,10 @@ impl Worker {
                         let attempts = mail.attempts + 1;
                         let (permanent, err) = match &e {
                             SendError::Envelope(m) => (true, format!("Umschlag ungültig: {m}")),
+                            SendError::Timeout(d) => (
+                                false,
+                                format!("keine Antwort des SMTP-Servers in {} s", d.as_secs()),
+                            ),
                             SendError::Smtp(e) => (e.is_permanent(), smtp_error_text(e)),
                         };
                         if permanent || attempts >= i64::from(self.max_attempts) {
