@@ -1244,4 +1244,56 @@ name = "Bauordnung"
         assert_eq!(p.line, Some(12));
         assert_eq!(p.hint.as_deref(), Some("did you mean \"dms\"?"));
     }
+
+    #[test]
+    fn outgoing_password_only_from_env_and_plain_only_to_loopback() {
+        let text = format!(
+            "{MINIMAL}\n[outgoing]\nenabled = true\nfrom_address = \"poststelle@teststadt.de\"\n\
+             [outgoing.smtp]\nhost = \"mail.teststadt.de\"\ntls = \"plain\"\nuser = \"u\"\npassword = \"pw1\"\n"
+        );
+        let err = parse(&text, &[]).expect_err("must refuse");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("SMTP password must not stand in the config file"),
+            "{msg}"
+        );
+        assert!(msg.contains("only allowed to a loopback host"), "{msg}");
+        assert!(!msg.contains("pw1"), "{msg}");
+        let text = text.replace("password = \"pw1\"\n", "");
+        let s = parse(
+            &text,
+            &[
+                ("POSTSTELLE__OUTGOING__SMTP__HOST", "127.0.0.1"),
+                ("POSTSTELLE__OUTGOING__SMTP__PASSWORD", "pw2"),
+                (
+                    "POSTSTELLE__MAILBOXES__0__DIGEST_TO",
+                    "[\"bau@teststadt.de\"]",
+                ),
+            ],
+        )
+        .expect("valid");
+        assert_eq!(s.outgoing.smtp.password.expose(), "pw2");
+        assert_eq!(s.outgoing.smtp.port, 25);
+        assert_eq!(s.mailboxes[0].digest_to, ["bau@teststadt.de"]);
+        assert!(
+            !format!("{s:?}").contains("pw2"),
+            "secret leaked into Debug"
+        );
+        let bad = parse(
+            &text,
+            &[
+                ("POSTSTELLE__OUTGOING__SMTP__HOST", "127.0.0.1"),
+                ("POSTSTELLE__OUTGOING__SMTP__PASSWORD", "pw2"),
+                ("POSTSTELLE__MAILBOXES__0__DIGEST_TO", "[\"kein-at\"]"),
+                ("POSTSTELLE__OUTGOING__DIGEST__TIME", "\"25:00\""),
+            ],
+        )
+        .expect_err("invalid");
+        let msg = bad.to_string();
+        assert!(
+            msg.contains("\"kein-at\" is not an e-mail address"),
+            "{msg}"
+        );
+        assert!(msg.contains("not a time of day"), "{msg}");
+    }
 }
