@@ -617,9 +617,9 @@ async fn digests_list_delivered_and_review_items_once_per_period() {
     assert!(!d22.queued);
 }
 
-/// Environment for a daemon or command of `install` with outgoing mail to `port`.
-fn outgoing_env(install: &Install, port: u16) -> Vec<(String, String)> {
-    let _ = install;
+/// Environment for a daemon or command with outgoing mail to `port` (digests at 00:00, so the
+/// period of today is due at once; mailbox 22 is element 4 of the example config).
+fn outgoing_env(port: u16) -> Vec<(String, String)> {
     [
         ("POSTSTELLE__OUTGOING__ENABLED", "true".to_string()),
         (
@@ -671,7 +671,7 @@ async fn digest_command_prints_and_sends_now() {
     let install = Install::new();
     let (a, b) = install_documents(&install).await;
     let sink = SmtpSink::start(free_port(), &install.path("mail"), &[]);
-    let env = outgoing_env(&install, sink.port);
+    let env = outgoing_env(sink.port);
     let out = install
         .command()
         .envs(env.clone())
@@ -729,7 +729,7 @@ async fn sigkill_between_queueing_and_sending_a_digest_sends_it_once_after_resta
     let install = Install::new();
     let (a, b) = install_documents(&install).await;
     let port = free_port();
-    let env = outgoing_env(&install, port);
+    let env = outgoing_env(port);
     let env_ref: Vec<(&str, &str)> = env.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
     let marker = install.path("paused");
     let marker_s = marker.display().to_string();
