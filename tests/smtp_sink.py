@@ -29,7 +29,7 @@ class Sink:
         self.count = 0
         self.lock = threading.Lock()
 
-    async def handle_DATA(self, server, session, envelope):
+    async def handle_DATA(self, server, conn, envelope):
         if self.reject:
             return f"{self.reject} Mailbox unavailable (test rejection)"
         msg = email.message_from_bytes(envelope.original_content or envelope.content,
@@ -38,9 +38,9 @@ class Sink:
         record = {
             "mail_from": envelope.mail_from,
             "rcpt_tos": envelope.rcpt_tos,
-            "authenticated": bool(session.authenticated),
-            # STARTTLS sets session.ssl; implicit TLS shows in the transport.
-            "tls": session.ssl is not None or (
+            "authenticated": bool(conn.authenticated),
+            # STARTTLS sets conn.ssl; implicit TLS shows in the transport.
+            "tls": conn.ssl is not None or (
                 server.transport is not None
                 and server.transport.get_extra_info("sslcontext") is not None),
             "headers": {k: str(v) for k, v in msg.items()},
@@ -79,14 +79,14 @@ def main():
         kwargs["tls_context"] = ctx
         kwargs["require_starttls"] = True
     if a.user:
-        def authenticator(server, session, envelope, mechanism, auth_data):
+        def authenticator(server, conn, envelope, mechanism, auth_data):
             ok = (isinstance(auth_data, LoginPassword)
                   and auth_data.login.decode() == a.user
                   and auth_data.password.decode() == a.password)
             return AuthResult(success=ok)
         kwargs["authenticator"] = authenticator
         kwargs["auth_required"] = True
-        # With implicit TLS aiosmtpd does not know the session is encrypted; it is.
+        # With implicit TLS aiosmtpd does not know the connection is encrypted; it is.
         kwargs["auth_require_tls"] = a.mode == "starttls"
     controller = Controller(Sink(a.dir, a.reject), hostname="127.0.0.1", port=a.port,
                             ssl_context=ctx if a.mode == "tls" else None, **kwargs)

@@ -122,7 +122,7 @@ impl Worker {
             .collect();
         let envelope = lettre::address::Envelope::new(from, to)
             .map_err(|e| SendError::Envelope(e.to_string()))?;
-        // lettre bounds the connect; a server that stops answering mid-session is bounded here.
+        // lettre bounds the connect; a server that stops answering later on is bounded here.
         let resp = tokio::time::timeout(
             self.send_timeout,
             self.transport.send_raw(&envelope, &mail.message),

@@ -24,7 +24,7 @@ pub struct Received {
     pub rcpt_tos: Vec<String>,
     /// Whether the client authenticated.
     pub authenticated: bool,
-    /// Whether the session was encrypted.
+    /// Whether the connection was encrypted.
     pub tls: bool,
     /// Decoded headers.
     pub headers: std::collections::BTreeMap<String, String>,
