@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 deploy/setup.sh --no-run
+# The outgoing-mail tests run a real SMTP server (aiosmtpd) and make certificates with openssl.
+python3 -c "import aiosmtpd" 2>/dev/null || python3 -m pip install --quiet aiosmtpd
 # Tesseract inside the tests: one thread each (parallelism comes from documents).
 export OMP_THREAD_LIMIT=1
 cargo fmt --all -- --check

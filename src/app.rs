@@ -38,6 +38,8 @@ pub struct Application {
     pub pipeline: Arc<Pipeline>,
     /// Intake.
     pub intake: Intake,
+    /// Outgoing e-mail (acknowledgements, digests), when `[outgoing] enabled`.
+    pub outgoing: Option<Arc<crate::outgoing::Outgoing>>,
     settings: Arc<Settings>,
     listener: Option<tokio::net::TcpListener>,
 }
@@ -80,6 +82,10 @@ impl Application {
             settings.clone(),
             wake.clone(),
         ));
+        let outgoing = settings
+            .outgoing
+            .enabled
+            .then(|| crate::outgoing::Outgoing::new(store.clone(), settings.clone()));
         let intake = Intake {
             store,
             blobs,
@@ -97,6 +103,7 @@ impl Application {
         Ok(Application {
             pipeline,
             intake,
+            outgoing,
             settings,
             listener,
         })
@@ -116,6 +123,9 @@ impl Application {
         }
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(self.pipeline.clone().run(cancel.clone()));
+        if let Some(outgoing) = &self.outgoing {
+            tasks.spawn(outgoing.clone().run(cancel.clone()));
+        }
         if self.settings.hot_folder.enabled {
             let hf = HotFolder::new(self.settings.hot_folder.clone(), self.intake.clone())
                 .context("preparing the hot folder")?;

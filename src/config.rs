@@ -105,6 +105,7 @@ struct RawConfig {
     #[serde(default)]
     mailboxes: Vec<RawMailbox>,
     #[serde(default)]
+    outgoing: RawOutgoing,
     einvoice: RawEinvoice,
 }
 
@@ -346,6 +347,8 @@ impl Default for RawApi {
 struct RawReview {
     mailbox: String,
     name: String,
+    #[serde(default)]
+    digest_to: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -354,6 +357,8 @@ struct RawMailbox {
     id: String,
     name: String,
     target: Option<String>,
+    #[serde(default)]
+    digest_to: Vec<String>,
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -386,6 +391,8 @@ pub struct Settings {
     pub review: MailboxSettings,
     /// The department mailboxes, in config order.
     pub mailboxes: Vec<MailboxSettings>,
+    /// Outgoing e-mail (acknowledgements and digests over SMTP).
+    pub outgoing: OutgoingSettings,
     /// E-invoice routing.
     pub einvoice: EinvoiceSettings,
 }
@@ -589,6 +596,8 @@ pub struct MailboxSettings {
     pub name: String,
     /// The delivery target it is filed into.
     pub target: String,
+    /// Who gets the daily digest of this mailbox (e-mail addresses; empty: no digest).
+    pub digest_to: Vec<String>,
 }
 
 impl Settings {
@@ -658,6 +667,21 @@ impl Settings {
                     ));
                 }
             }
+        }
+        if value
+            .get("outgoing")
+            .and_then(|o| o.get("smtp"))
+            .and_then(|s| s.get("password"))
+            .is_some()
+        {
+            problems.push(problem(
+                find_line(text, "password"),
+                "the SMTP password must not stand in the config file".into(),
+                Some(
+                    "set POSTSTELLE__OUTGOING__SMTP__PASSWORD or name a file with outgoing.smtp.password_file"
+                        .into(),
+                ),
+            ));
         }
         for (key, val) in env {
             if let Err(msg) = apply_override(&mut value, key, val) {
@@ -777,10 +801,23 @@ fn validate(
                 suggest(&target, &target_names),
             );
         }
+        for a in &m.digest_to {
+            if !valid_address(a) {
+                push(
+                    &format!("\"{a}\""),
+                    format!(
+                        "mailbox {}: digest_to \"{a}\" is not an e-mail address",
+                        m.id
+                    ),
+                    None,
+                );
+            }
+        }
         mailboxes.push(MailboxSettings {
             id,
             name: m.name.clone(),
             target,
+            digest_to: m.digest_to.clone(),
         });
     }
     if mailboxes.is_empty() {
@@ -893,6 +930,16 @@ fn validate(
             m.cabinets.entry(id).or_insert(MayanRef::Label(name));
         }
     }
+    for a in &raw.review.digest_to {
+        if !valid_address(a) {
+            push(
+                &format!("\"{a}\""),
+                format!("review.digest_to \"{a}\" is not an e-mail address"),
+                None,
+            );
+        }
+    }
+    let outgoing = outgoing_settings(raw.outgoing, &mut push);
     Settings {
         source: path.to_path_buf(),
         municipality: raw.municipality.name,
@@ -946,8 +993,10 @@ fn validate(
             id: review_id,
             name: raw.review.name,
             target: review_target,
+            digest_to: raw.review.digest_to,
         },
         mailboxes,
+        outgoing,
         einvoice,
     }
 }
@@ -1126,6 +1175,312 @@ fn unknown_field_hint(msg: &str) -> Option<String> {
     let got = msg.split('`').nth(1)?;
     let expected: Vec<&str> = msg.split('`').skip(3).step_by(2).collect();
     suggest(got, &expected).or_else(|| Some("remove the key or check its spelling".into()))
+}
+
+// ----------------------------------------------------------------------------------------------
+// Outgoing e-mail (`[outgoing]`, `[outgoing.smtp]`, `[outgoing.acknowledgements]`,
+// `[outgoing.digest]`).
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawOutgoing {
+    enabled: bool,
+    from_address: String,
+    from_name: String,
+    max_attempts: u32,
+    retry_base_secs: u64,
+    retry_max_secs: u64,
+    smtp: RawSmtp,
+    acknowledgements: RawAcknowledgements,
+    digest: RawDigest,
+}
+
+impl Default for RawOutgoing {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            from_address: String::new(),
+            from_name: "Poststelle".into(),
+            max_attempts: 8,
+            retry_base_secs: 30,
+            retry_max_secs: 3600,
+            smtp: RawSmtp::default(),
+            acknowledgements: RawAcknowledgements::default(),
+            digest: RawDigest::default(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawSmtp {
+    host: String,
+    port: Option<u16>,
+    tls: String,
+    user: Option<String>,
+    password: Option<String>,
+    password_file: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
+    timeout_secs: u64,
+}
+
+impl Default for RawSmtp {
+    fn default() -> Self {
+        Self {
+            host: "localhost".into(),
+            port: None,
+            tls: "starttls".into(),
+            user: None,
+            password: None,
+            password_file: None,
+            ca_file: None,
+            timeout_secs: 30,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawAcknowledgements {
+    enabled: bool,
+    max_per_sender_per_hour: u32,
+    max_per_sender_per_day: u32,
+}
+
+impl Default for RawAcknowledgements {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_per_sender_per_hour: 3,
+            max_per_sender_per_day: 10,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawDigest {
+    enabled: bool,
+    time: String,
+}
+
+impl Default for RawDigest {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            time: "07:00".into(),
+        }
+    }
+}
+
+/// How the SMTP connection is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// TLS from the first byte (SMTPS, usually port 465).
+    Tls,
+    /// Plain connect, then `STARTTLS` (required; usually port 587).
+    StartTls,
+    /// No encryption: only allowed to a loopback host (tests, a local relay).
+    Plain,
+}
+
+/// SMTP server settings.
+#[derive(Debug, Clone)]
+pub struct SmtpSettings {
+    /// Host name (also the name checked in the server's certificate).
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Transport security.
+    pub tls: SmtpTls,
+    /// User for SMTP AUTH; none: no AUTH.
+    pub user: Option<String>,
+    /// Password for SMTP AUTH (from env or `password_file`).
+    pub password: Secret,
+    /// Extra CA certificate (PEM) trusted besides the built-in roots, e.g. the town's own CA.
+    pub ca_file: Option<PathBuf>,
+    /// Connect and command timeout.
+    pub timeout: std::time::Duration,
+}
+
+/// Acknowledgement (Eingangsbestätigung) settings.
+#[derive(Debug, Clone)]
+pub struct AcknowledgementSettings {
+    /// Whether acknowledgements are sent at all (accounts can switch them off one by one).
+    pub enabled: bool,
+    /// At most this many acknowledgements to one sender per hour.
+    pub max_per_sender_per_hour: u32,
+    /// At most this many acknowledgements to one sender per day.
+    pub max_per_sender_per_day: u32,
+}
+
+/// Daily digest settings.
+#[derive(Debug, Clone)]
+pub struct DigestSettings {
+    /// Whether the daemon sends daily digests.
+    pub enabled: bool,
+    /// Local time of day (Europe/Berlin): hour.
+    pub hour: u32,
+    /// Local time of day (Europe/Berlin): minute.
+    pub minute: u32,
+}
+
+/// Outgoing e-mail settings.
+#[derive(Debug, Clone)]
+pub struct OutgoingSettings {
+    /// Whether the daemon sends e-mail at all.
+    pub enabled: bool,
+    /// Sender address of every mail.
+    pub from_address: String,
+    /// Sender display name.
+    pub from_name: String,
+    /// Send attempts before a mail is given up (state `dead`).
+    pub max_attempts: u32,
+    /// First retry delay (doubles per attempt).
+    pub retry_base: std::time::Duration,
+    /// Longest retry delay.
+    pub retry_max: std::time::Duration,
+    /// The SMTP server.
+    pub smtp: SmtpSettings,
+    /// Acknowledgements.
+    pub acknowledgements: AcknowledgementSettings,
+    /// Daily digests.
+    pub digest: DigestSettings,
+}
+
+/// True for a syntactically valid e-mail address (`local@domain`).
+pub fn valid_address(a: &str) -> bool {
+    a.parse::<lettre::Address>().is_ok()
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+fn outgoing_settings(
+    raw: RawOutgoing,
+    push: &mut impl FnMut(&str, String, Option<String>),
+) -> OutgoingSettings {
+    let tls = match raw.smtp.tls.as_str() {
+        "tls" => SmtpTls::Tls,
+        "starttls" => SmtpTls::StartTls,
+        "plain" => SmtpTls::Plain,
+        other => {
+            push(
+                "tls",
+                format!("outgoing.smtp.tls \"{other}\" is not one of tls, starttls, plain"),
+                suggest(other, &["tls", "starttls", "plain"]),
+            );
+            SmtpTls::StartTls
+        }
+    };
+    if raw.enabled {
+        if !valid_address(&raw.from_address) {
+            push(
+                "from_address",
+                format!(
+                    "outgoing.from_address \"{}\" is not an e-mail address",
+                    raw.from_address
+                ),
+                Some("e.g. poststelle@musterstadt.de".into()),
+            );
+        }
+        if tls == SmtpTls::Plain && !is_loopback_host(&raw.smtp.host) {
+            push(
+                "tls",
+                format!(
+                    "outgoing.smtp.tls = \"plain\" is only allowed to a loopback host, not \"{}\"",
+                    raw.smtp.host
+                ),
+                Some("use \"starttls\" or \"tls\"".into()),
+            );
+        }
+    }
+    let mut password = Secret::default();
+    if let Some(file) = &raw.smtp.password_file {
+        match std::fs::read_to_string(file) {
+            Ok(t) => password = Secret::new(t.trim()),
+            Err(e) => {
+                if raw.enabled && raw.smtp.user.is_some() {
+                    push(
+                        "password_file",
+                        format!("outgoing.smtp.password_file {}: {e}", file.display()),
+                        None,
+                    );
+                }
+            }
+        }
+    }
+    if let Some(p) = raw.smtp.password.filter(|p| !p.is_empty()) {
+        // Only reachable through the environment: the file itself is refused.
+        password = Secret::new(p);
+    }
+    if raw.enabled && raw.smtp.user.is_some() && password.is_empty() {
+        push(
+            "[outgoing.smtp]",
+            "outgoing.smtp.user is set but no password is given".into(),
+            Some(
+                "set POSTSTELLE__OUTGOING__SMTP__PASSWORD or name a file with outgoing.smtp.password_file"
+                    .into(),
+            ),
+        );
+    }
+    let (hour, minute) = match raw
+        .digest
+        .time
+        .split_once(':')
+        .and_then(|(h, m)| Some((h.parse::<u32>().ok()?, m.parse::<u32>().ok()?)))
+    {
+        Some((h, m)) if h < 24 && m < 60 => (h, m),
+        _ => {
+            push(
+                "time",
+                format!(
+                    "outgoing.digest.time \"{}\" is not a time of day HH:MM",
+                    raw.digest.time
+                ),
+                Some("e.g. \"07:00\"".into()),
+            );
+            (7, 0)
+        }
+    };
+    let port = raw.smtp.port.unwrap_or(match tls {
+        SmtpTls::Tls => 465,
+        SmtpTls::StartTls => 587,
+        SmtpTls::Plain => 25,
+    });
+    OutgoingSettings {
+        enabled: raw.enabled,
+        from_address: raw.from_address,
+        from_name: raw.from_name,
+        max_attempts: raw.max_attempts.max(1),
+        retry_base: std::time::Duration::from_secs(raw.retry_base_secs.max(1)),
+        retry_max: std::time::Duration::from_secs(raw.retry_max_secs.max(1)),
+        smtp: SmtpSettings {
+            host: raw.smtp.host,
+            port,
+            tls,
+            user: raw.smtp.user,
+            password,
+            ca_file: raw.smtp.ca_file,
+            timeout: std::time::Duration::from_secs(raw.smtp.timeout_secs.max(1)),
+        },
+        acknowledgements: AcknowledgementSettings {
+            enabled: raw.acknowledgements.enabled,
+            max_per_sender_per_hour: raw.acknowledgements.max_per_sender_per_hour,
+            max_per_sender_per_day: raw.acknowledgements.max_per_sender_per_day,
+        },
+        digest: DigestSettings {
+            enabled: raw.digest.enabled,
+            hour,
+            minute,
+        },
+    }
 }
 
 #[cfg(test)]
@@ -1341,5 +1696,57 @@ cabinets = { "63" = "Bauordnung 63", "51" = 7 }
             panic!("not a Mayan target");
         };
         assert_eq!(m.auth, MayanAuth::Token(Secret::new("t0ken")));
+    }
+
+    #[test]
+    fn outgoing_password_only_from_env_and_plain_only_to_loopback() {
+        let text = format!(
+            "{MINIMAL}\n[outgoing]\nenabled = true\nfrom_address = \"poststelle@teststadt.de\"\n\
+             [outgoing.smtp]\nhost = \"mail.teststadt.de\"\ntls = \"plain\"\nuser = \"u\"\npassword = \"pw1\"\n"
+        );
+        let err = parse(&text, &[]).expect_err("must refuse");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("SMTP password must not stand in the config file"),
+            "{msg}"
+        );
+        assert!(msg.contains("only allowed to a loopback host"), "{msg}");
+        assert!(!msg.contains("pw1"), "{msg}");
+        let text = text.replace("password = \"pw1\"\n", "");
+        let s = parse(
+            &text,
+            &[
+                ("POSTSTELLE__OUTGOING__SMTP__HOST", "127.0.0.1"),
+                ("POSTSTELLE__OUTGOING__SMTP__PASSWORD", "pw2"),
+                (
+                    "POSTSTELLE__MAILBOXES__0__DIGEST_TO",
+                    "[\"bau@teststadt.de\"]",
+                ),
+            ],
+        )
+        .expect("valid");
+        assert_eq!(s.outgoing.smtp.password.expose(), "pw2");
+        assert_eq!(s.outgoing.smtp.port, 25);
+        assert_eq!(s.mailboxes[0].digest_to, ["bau@teststadt.de"]);
+        assert!(
+            !format!("{s:?}").contains("pw2"),
+            "secret leaked into Debug"
+        );
+        let bad = parse(
+            &text,
+            &[
+                ("POSTSTELLE__OUTGOING__SMTP__HOST", "127.0.0.1"),
+                ("POSTSTELLE__OUTGOING__SMTP__PASSWORD", "pw2"),
+                ("POSTSTELLE__MAILBOXES__0__DIGEST_TO", "[\"kein-at\"]"),
+                ("POSTSTELLE__OUTGOING__DIGEST__TIME", "\"25:00\""),
+            ],
+        )
+        .expect_err("invalid");
+        let msg = bad.to_string();
+        assert!(
+            msg.contains("\"kein-at\" is not an e-mail address"),
+            "{msg}"
+        );
+        assert!(msg.contains("not a time of day"), "{msg}");
     }
 }

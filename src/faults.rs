@@ -11,6 +11,10 @@ pub mod points {
     pub const AFTER_DELIVER: &str = "after_deliver";
     /// Mayan EDMS target: the document is created in Mayan, its file not yet uploaded.
     pub const MAYAN_AFTER_CREATE: &str = "mayan_after_create";
+    /// An outgoing mail is stored in the queue, the SMTP send has not started.
+    pub const BEFORE_MAIL_SEND: &str = "before_mail_send";
+    /// The SMTP server accepted an outgoing mail, the store does not yet say so.
+    pub const AFTER_MAIL_SEND: &str = "after_mail_send";
 }
 
 /// Stops here forever when `POSTSTELLE_PAUSE_AT` names this point.

@@ -10,6 +10,7 @@
 //! - [`classify`]: rules, model, decision with explanation;
 //! - [`deliver`]: delivery targets behind one trait, outbox with retries;
 //! - [`store`]: all SQL (documents, audit events, corrections, quarantine) and blobs;
+//! - [`outgoing`]: acknowledgements and digests over SMTP, queued in the store;
 //! - [`api`]: the HTTP API (axum);
 //! - [`pipeline`]: the workers that move documents from state to state;
 //! - [`train`]: corpus loading, training, evaluation, model versions;
@@ -24,6 +25,7 @@ pub mod domain;
 pub mod extract;
 pub mod faults;
 pub mod intake;
+pub mod outgoing;
 pub mod pipeline;
 pub mod store;
 pub mod train;

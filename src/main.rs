@@ -94,6 +94,12 @@ enum Command {
         #[command(subcommand)]
         command: ModelCommand,
     },
+    /// Daily digests: print what would be sent now (since the last digest), or send it.
+    Digest {
+        /// Queue the digests and send them now; the next digest starts where this one ends.
+        #[arg(long)]
+        send: bool,
+    },
     /// Check the configuration and rules; report problems with file, line and a hint.
     CheckConfig,
     /// Internal: extract one file in a sandboxed child process.
@@ -294,8 +300,39 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Digest { send } => digest_cmd(load(&cli.config)?, send).await,
         Command::ExtractWorker { .. } => bail!("extract-worker is handled before start-up"),
     }
+}
+
+async fn digest_cmd(settings: Settings, send: bool) -> anyhow::Result<ExitCode> {
+    if send && !settings.outgoing.enabled {
+        bail!("outgoing mail is switched off ([outgoing] enabled = false)");
+    }
+    let settings = Arc::new(settings);
+    let store = poststelle::store::Store::open(&settings.store.url).await?;
+    let outgoing = poststelle::outgoing::Outgoing::new(store, settings.clone());
+    let digests = outgoing.digests(chrono::Utc::now(), send, false).await?;
+    if digests.is_empty() {
+        println!("no digest recipients configured (digest_to in [[mailboxes]] or [review])");
+    }
+    for d in &digests {
+        println!(
+            "==> {} to {}: {}\n\n{}",
+            d.mailbox,
+            d.to.join(", "),
+            d.subject,
+            d.body
+        );
+    }
+    if send {
+        let pass = outgoing.send_now().await?;
+        println!(
+            "sent: {}, to be retried: {}, given up: {}",
+            pass.sent, pass.retried, pass.dead
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn shutdown_signal() {

@@ -7,6 +7,7 @@
 pub mod blobs;
 mod delivery;
 pub mod metadata;
+pub mod outgoing;
 
 use crate::domain::{DecidedBy, Decision, DocState, DocumentId, MailboxId};
 use chrono::{DateTime, SecondsFormat, Utc};

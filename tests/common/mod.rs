@@ -3,6 +3,8 @@
 //! kill.
 #![allow(dead_code)]
 
+pub mod smtp;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
