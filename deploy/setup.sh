@@ -14,7 +14,7 @@ run=1
 # Build dependencies (Tesseract/Leptonica headers, clang for bindgen), German OCR data,
 # poppler (pdftoppm renders scanned PDFs), qpdf (tests make encrypted PDFs with it).
 packages=(build-essential pkg-config libtesseract-dev libleptonica-dev libclang-dev clang
-          tesseract-ocr tesseract-ocr-deu poppler-utils qpdf libsqlite3-dev)
+          tesseract-ocr tesseract-ocr-deu poppler-utils qpdf libsqlite3-dev dovecot-imapd)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

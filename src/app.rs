@@ -38,6 +38,9 @@ pub struct Application {
     pub pipeline: Arc<Pipeline>,
     /// Intake.
     pub intake: Intake,
+    /// Told about every e-mail the IMAP intake committed, before it is marked on the server
+    /// (empty by default; e.g. acknowledgements plug in here).
+    pub observers: Vec<Arc<dyn crate::domain::MailObserver>>,
     settings: Arc<Settings>,
     listener: Option<tokio::net::TcpListener>,
 }
@@ -97,6 +100,7 @@ impl Application {
         Ok(Application {
             pipeline,
             intake,
+            observers: Vec::new(),
             settings,
             listener,
         })
@@ -120,6 +124,14 @@ impl Application {
             let hf = HotFolder::new(self.settings.hot_folder.clone(), self.intake.clone())
                 .context("preparing the hot folder")?;
             tasks.spawn(hf.run(cancel.clone()));
+        }
+        if self.settings.imap.enabled {
+            let imap = crate::intake::imap::ImapIntake {
+                intake: self.intake.clone(),
+                settings: self.settings.imap.clone(),
+                observers: self.observers.clone(),
+            };
+            tasks.spawn(imap.run(cancel.clone()));
         }
         if let Some(listener) = self.listener {
             let router = api::router(ApiState {

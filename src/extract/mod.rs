@@ -11,6 +11,7 @@
 //! pages are only read when page 1 carries too little text.
 
 pub mod image;
+pub mod mail;
 pub mod ocr;
 pub mod pdf;
 pub mod zones;
@@ -33,6 +34,8 @@ pub enum MediaType {
     Tiff,
     /// Plain text.
     Text,
+    /// An e-mail (RFC 5322 message, `.eml`).
+    Eml,
 }
 
 impl MediaType {
@@ -44,6 +47,7 @@ impl MediaType {
             MediaType::Jpeg => "image/jpeg",
             MediaType::Tiff => "image/tiff",
             MediaType::Text => "text/plain",
+            MediaType::Eml => "message/rfc822",
         }
     }
 
@@ -55,6 +59,7 @@ impl MediaType {
             MediaType::Jpeg,
             MediaType::Tiff,
             MediaType::Text,
+            MediaType::Eml,
         ]
         .into_iter()
         .find(|m| m.mime() == s)
@@ -68,6 +73,7 @@ impl MediaType {
             MediaType::Jpeg => "jpg",
             MediaType::Tiff => "tif",
             MediaType::Text => "txt",
+            MediaType::Eml => "eml",
         }
     }
 }
@@ -79,6 +85,10 @@ pub fn sniff(bytes: &[u8], name: &str) -> Result<MediaType, ExtractError> {
         return Err(ExtractError::Empty);
     }
     let head = &bytes[..bytes.len().min(1024)];
+    let lower = name.to_ascii_lowercase();
+    if lower.ends_with(".eml") && looks_like_mail(head) {
+        return Ok(MediaType::Eml);
+    }
     if head.windows(5).any(|w| w == b"%PDF-") {
         return Ok(MediaType::Pdf);
     }
@@ -91,13 +101,24 @@ pub fn sniff(bytes: &[u8], name: &str) -> Result<MediaType, ExtractError> {
     if bytes.starts_with(b"II*\0") || bytes.starts_with(b"MM\0*") {
         return Ok(MediaType::Tiff);
     }
-    let lower = name.to_ascii_lowercase();
     if lower.ends_with(".txt") && !bytes.contains(&0) {
         return Ok(MediaType::Text);
     }
     Err(ExtractError::UnknownFormat {
         name: name.to_string(),
     })
+}
+
+/// True when the bytes start with a header field (`Name: value`), as an e-mail does.
+fn looks_like_mail(head: &[u8]) -> bool {
+    let first = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    let Some(colon) = first.iter().position(|&b| b == b':') else {
+        return false;
+    };
+    colon > 0
+        && first[..colon]
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
 }
 
 /// One recognised word with its box.
@@ -219,6 +240,12 @@ pub enum ExtractError {
     /// The reader process died (memory limit, crash).
     #[error("extraction process died: {0}")]
     Crashed(String),
+    /// An e-mail whose structure cannot be read.
+    #[error("broken e-mail: {0}")]
+    BrokenMail(String),
+    /// An e-mail beyond the limits (attachments, nesting, decoded size); the German reason.
+    #[error("e-mail beyond limits: {0}")]
+    MailLimit(String),
     /// Local I/O failed (not the input's fault).
     #[error("I/O: {0}")]
     Io(String),
@@ -245,6 +272,8 @@ impl ExtractError {
             ExtractError::Crashed(_) => {
                 "Das Lesen der Datei wurde abgebrochen (Speicherlimit überschritten oder Lesefehler).".into()
             }
+            ExtractError::BrokenMail(_) => "Die E-Mail ist beschädigt: Kopfzeilen bzw. MIME-Struktur sind nicht lesbar.".into(),
+            ExtractError::MailLimit(reason) => reason.clone(),
             ExtractError::Io(_) => "Die Datei konnte lokal nicht gelesen werden.".into(),
         }
     }
@@ -270,6 +299,9 @@ pub struct ExtractOptions {
     pub max_pages: u32,
     /// Pixels per image at most.
     pub max_image_pixels: u64,
+    /// Limits on the structure of e-mails.
+    #[serde(default)]
+    pub mail: mail::MailLimits,
 }
 
 impl From<&crate::config::ExtractSettings> for ExtractOptions {
@@ -281,6 +313,11 @@ impl From<&crate::config::ExtractSettings> for ExtractOptions {
             min_text_chars: s.min_text_chars,
             max_pages: s.max_pages,
             max_image_pixels: s.max_image_pixels,
+            mail: mail::MailLimits {
+                max_attachments: s.mail_max_attachments,
+                max_depth: s.mail_max_depth,
+                max_decoded_bytes: s.mail_max_decoded_bytes,
+            },
         }
     }
 }
@@ -295,6 +332,7 @@ pub fn extract_in_process(
     let bytes = std::fs::read(path).map_err(|e| ExtractError::Io(e.to_string()))?;
     match media {
         MediaType::Text => Ok(plain_text(&bytes)),
+        MediaType::Eml => mail::extract(&bytes, opts),
         MediaType::Pdf => pdf::extract(&bytes, path, opts),
         MediaType::Png | MediaType::Jpeg | MediaType::Tiff => image::extract(&bytes, media, opts),
     }
@@ -448,6 +486,7 @@ pub fn run_worker(
                 .unwrap_or_else(|| "panic".into());
             Err(match media {
                 MediaType::Pdf => ExtractError::BrokenPdf(format!("parser panicked: {msg}")),
+                MediaType::Eml => ExtractError::BrokenMail(format!("parser panicked: {msg}")),
                 _ => ExtractError::BrokenImage(format!("decoder panicked: {msg}")),
             })
         });

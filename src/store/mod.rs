@@ -5,6 +5,7 @@
 //! Every state change and its audit event are written in one transaction.
 
 pub mod blobs;
+pub mod imap;
 
 use crate::domain::{DecidedBy, Decision, DocState, DocumentId, MailboxId};
 use chrono::{DateTime, SecondsFormat, Utc};
