@@ -386,7 +386,17 @@ fn assert_filed_once(install: &Install, docs: &[serde_json::Value]) -> HashMap<S
 fn corpus_files() -> Vec<PathBuf> {
     // Shared corpus of real-world and malformed messages (mail-parser's test set), next to the
     // repository; messages with images are left out to keep OCR time down.
-    let root = common::repo().join("../shared/corpora/eml");
+    // `../shared/corpora/eml` from the repository root (or from the checkout's parent), or
+    // wherever POSTSTELLE_EML_CORPUS points.
+    let root = std::env::var_os("POSTSTELLE_EML_CORPUS")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([
+            common::repo().join("../shared/corpora/eml"),
+            common::repo().join("../../shared/corpora/eml"),
+        ])
+        .find(|p| p.is_dir())
+        .expect("e-mail corpus ../shared/corpora/eml not found (set POSTSTELLE_EML_CORPUS)");
     let mut out = Vec::new();
     for sub in ["legacy", "malformed", "rfc", "thirdparty"] {
         let mut files: Vec<PathBuf> = std::fs::read_dir(root.join(sub))
@@ -640,12 +650,20 @@ fn batch(from: usize, count: usize) -> Vec<Vec<u8>> {
 
 fn wait_delivered(install: &Install, server: &Dovecot, total: usize) {
     wait_for("all delivered", Duration::from_secs(300), || {
+        let rows_done = || {
+            let rows = store_rows(install);
+            rows.iter().filter_map(|r| r.document_id.as_ref()).all(|id| {
+                rows.iter()
+                    .any(|r| r.document_id.as_ref() == Some(id) && r.state == "marked")
+            })
+        };
         (server.messages("INBOX").is_empty()
             && install.delivered().len() >= total
             && install
                 .documents()
                 .iter()
-                .all(|d| d["state"] == "delivered"))
+                .all(|d| d["state"] == "delivered")
+            && rows_done())
         .then_some(())
     });
 }

@@ -111,7 +111,13 @@ pub fn sniff(bytes: &[u8], name: &str) -> Result<MediaType, ExtractError> {
 
 /// True when the bytes start with a header field (`Name: value`), as an e-mail does.
 fn looks_like_mail(head: &[u8]) -> bool {
-    let first = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    // Leading blank lines and an mbox `From ` line are tolerated.
+    let Some(first) = head
+        .split(|&b| b == b'\n')
+        .find(|l| !l.trim_ascii().is_empty() && !l.starts_with(b"From "))
+    else {
+        return false;
+    };
     let Some(colon) = first.iter().position(|&b| b == b':') else {
         return false;
     };

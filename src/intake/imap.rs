@@ -99,7 +99,13 @@ impl ImapIntake {
     async fn account_loop(&self, account: ImapAccount, cancel: CancellationToken) {
         let mut delay = Duration::from_secs(1);
         while !cancel.is_cancelled() {
-            match self.session_cycle(&account, &cancel).await {
+            let started = std::time::Instant::now();
+            let result = self.session_cycle(&account, &cancel).await;
+            if started.elapsed() > Duration::from_secs(30) {
+                // The connection worked for a while: the trouble is new, retry soon.
+                delay = Duration::from_secs(1);
+            }
+            match result {
                 Ok(()) => return,
                 Err(e) => {
                     tracing::warn!(account = account.name, error = %e, retry_in = ?delay, "IMAP account: reconnecting");
@@ -139,7 +145,7 @@ impl ImapIntake {
         };
         for f in [&account.processed_folder, &account.quarantine_folder] {
             // Exists already in the normal case; a real problem shows when moving.
-            let _ = self.t("CREATE", session.create(quote(f))).await;
+            let _ = self.t("CREATE", session.create(f)).await;
         }
         tracing::info!(
             account = account.name,
@@ -157,7 +163,7 @@ impl ImapIntake {
             }
             while session.unsolicited_responses.try_recv().is_ok() {}
             if caps.idle {
-                self.t("SELECT", session.select(quote(&account.folders[0])))
+                self.t("SELECT", session.select(&account.folders[0]))
                     .await?;
                 let mut handle = session.idle();
                 self.t("IDLE", handle.init()).await?;
@@ -193,7 +199,7 @@ impl ImapIntake {
         cancel: &CancellationToken,
     ) -> Result<(), ImapError> {
         let store = &self.intake.store;
-        let mb = self.t("SELECT", session.select(quote(folder))).await?;
+        let mb = self.t("SELECT", session.select(folder)).await?;
         let uidvalidity = mb.uid_validity.unwrap_or(0);
         let previous = store.imap_folder_uidvalidity(&account.name, folder).await?;
         if previous != Some(uidvalidity) {
@@ -217,6 +223,24 @@ impl ImapIntake {
             .into_iter()
             .collect();
         uids.sort_unstable();
+        // Committed messages that left the folder: the move went through, but the process
+        // stopped before recording it.
+        for uid in store
+            .imap_unmarked_uids(&account.name, folder, uidvalidity)
+            .await?
+        {
+            if uids.binary_search(&uid).is_err() {
+                let key = ImapKey {
+                    account: account.name.clone(),
+                    folder: folder.to_string(),
+                    uidvalidity,
+                    uid,
+                };
+                store
+                    .imap_marked(&key, ImapState::Marked, "no longer in the folder")
+                    .await?;
+            }
+        }
         for uid in uids {
             if cancel.is_cancelled() {
                 return Ok(());
@@ -521,9 +545,8 @@ impl ImapIntake {
         target: &str,
     ) -> Result<&'static str, ImapError> {
         let uid = key.uid.to_string();
-        let target = quote(target);
         if caps.mv {
-            match self.t("UID MOVE", session.uid_mv(&uid, &target)).await {
+            match self.t("UID MOVE", session.uid_mv(&uid, target)).await {
                 Ok(()) => return Ok("moved"),
                 Err(ImapError::Connection(e)) if !e.starts_with("no response") => {
                     return Err(ImapError::Connection(e));
@@ -533,7 +556,7 @@ impl ImapIntake {
                 }
             }
         } else if caps.uidplus {
-            match self.t("UID COPY", session.uid_copy(&uid, &target)).await {
+            match self.t("UID COPY", session.uid_copy(&uid, target)).await {
                 Ok(()) => {
                     self.t("UID STORE", async {
                         session
@@ -571,11 +594,6 @@ impl ImapIntake {
         .await?;
         Ok("flagged")
     }
-}
-
-/// A folder name as an IMAP quoted string.
-fn quote(folder: &str) -> String {
-    format!("\"{}\"", folder.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
 async fn connect(account: &ImapAccount) -> Result<Session, ImapError> {

@@ -397,3 +397,26 @@ impl Store {
             .collect()
     }
 }
+
+impl Store {
+    /// UIDs of a folder (under one UIDVALIDITY) that are committed but not yet marked.
+    pub async fn imap_unmarked_uids(
+        &self,
+        account: &str,
+        folder: &str,
+        uidvalidity: u32,
+    ) -> Result<Vec<u32>> {
+        let rows = sqlx::query(
+            "SELECT uid FROM imap_messages WHERE account = ? AND folder = ? AND uidvalidity = ? AND state = ?",
+        )
+        .bind(account)
+        .bind(folder)
+        .bind(i64::from(uidvalidity))
+        .bind(ImapState::Committed.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok(u32::try_from(r.try_get::<i64, _>("uid")?).unwrap_or(0)))
+            .collect()
+    }
+}
