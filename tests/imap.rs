@@ -20,7 +20,7 @@ fn imap_env(server: &Dovecot) -> Vec<(String, String)> {
         ("POSTSTELLE__INTAKE__IMAP__ENABLED".into(), "true".into()),
         (
             "POSTSTELLE__INTAKE__IMAP__MAX_MESSAGE_MB".into(),
-            "1".into(),
+            "6".into(),
         ),
         ("POSTSTELLE__INTAKE__IMAP__TIMEOUT_SECS".into(), "20".into()),
         (
@@ -469,8 +469,8 @@ Bitte holen Sie meinen Sperrmuell ab: Sofa und Schrank, Lindenweg 4.\r\n--falsch
             .to_vec(),
     );
     expect.insert(messages.len() as u32, ("settled", String::new()));
-    // Oversized: 1.5 MB attachment against max_message_mb = 1.
-    let big = vec![b'x'; 1_500_000];
+    // Oversized: 7 MB attachment against max_message_mb = 6.
+    let big = vec![b'x'; 7_000_000];
     messages.push(
         format!(
             "From: gross@example.org\r\nTo: poststelle@musterstadt.de\r\nSubject: Pläne\r\nMessage-ID: <big-1@example.org>\r\n\
@@ -534,7 +534,7 @@ Content-Type: multipart/mixed; boundary=\"m\"\r\n\r\n--m\r\nContent-Type: text/p
         let doc = row.document_id.as_deref().and_then(|id| docs_by_id.get(id));
         match *what {
             "recipient" => {
-                let d = doc.expect("document");
+                let d = doc.unwrap_or_else(|| panic!("uid {uid} ({what}): no document: {row:?}"));
                 assert_eq!(row.state, "marked");
                 assert_eq!(d["decided_by"], "recipient", "uid {uid}");
                 assert_eq!(d["mailbox"].as_str(), Some(info.as_str()), "uid {uid}");
@@ -545,7 +545,7 @@ Content-Type: multipart/mixed; boundary=\"m\"\r\n\r\n--m\r\nContent-Type: text/p
                 );
             }
             "classified" | "image" => {
-                let d = doc.expect("document");
+                let d = doc.unwrap_or_else(|| panic!("uid {uid} ({what}): no document: {row:?}"));
                 assert_ne!(d["decided_by"], "recipient", "uid {uid}: general address");
                 assert!(
                     matches!(d["state"].as_str(), Some("delivered" | "review")),
@@ -567,11 +567,11 @@ Content-Type: multipart/mixed; boundary=\"m\"\r\n\r\n--m\r\nContent-Type: text/p
                 assert_eq!(row.state, "quarantined");
                 assert!(row.document_id.is_none());
                 let r = row.reason.as_deref().unwrap_or("");
-                assert!(r.contains("größer als die erlaubten 1 MB"), "{r}");
+                assert!(r.contains("größer als die erlaubten 6 MB"), "{r}");
                 assert!(quarantine.iter().any(|q| q.reason == r));
             }
             "too_many" => {
-                let d = doc.expect("document");
+                let d = doc.unwrap_or_else(|| panic!("uid {uid} ({what}): no document: {row:?}"));
                 assert_eq!(d["state"], "quarantined");
                 let q = quarantine
                     .iter()
@@ -652,10 +652,12 @@ fn wait_delivered(install: &Install, server: &Dovecot, total: usize) {
     wait_for("all delivered", Duration::from_secs(300), || {
         let rows_done = || {
             let rows = store_rows(install);
-            rows.iter().filter_map(|r| r.document_id.as_ref()).all(|id| {
-                rows.iter()
-                    .any(|r| r.document_id.as_ref() == Some(id) && r.state == "marked")
-            })
+            rows.iter()
+                .filter_map(|r| r.document_id.as_ref())
+                .all(|id| {
+                    rows.iter()
+                        .any(|r| r.document_id.as_ref() == Some(id) && r.state == "marked")
+                })
         };
         (server.messages("INBOX").is_empty()
             && install.delivered().len() >= total
@@ -748,7 +750,7 @@ fn dovecot_restart_and_uidvalidity_change_lose_and_duplicate_nothing() {
     let d = serve(&install, &server, &[]);
     // Dovecot restarts while the daemon runs and more mail arrives.
     wait_for("first mail taken", Duration::from_secs(120), || {
-        (server.messages("Erledigt").len() >= 1).then_some(())
+        (!server.messages("Erledigt").is_empty()).then_some(())
     });
     server.stop();
     std::thread::sleep(Duration::from_millis(500));
