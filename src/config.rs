@@ -1118,6 +1118,58 @@ name = "Bauordnung"
         Settings::parse(Path::new("test.toml"), text, &env)
     }
 
+    const IMAP: &str = r#"
+[intake.imap]
+enabled = true
+
+[[intake.imap.accounts]]
+name = "poststelle"
+host = "HOST"
+tls = "TLS"
+user = "poststelle@musterstadt.de"
+"#;
+
+    fn imap_config(host: &str, tls: &str) -> String {
+        format!(
+            "{MINIMAL}{}",
+            IMAP.replace("HOST", host).replace("TLS", tls)
+        )
+    }
+
+    #[test]
+    fn imap_plain_is_refused_except_to_loopback_and_password_comes_from_env() {
+        let pw = [("POSTSTELLE__INTAKE__IMAP__ACCOUNTS__0__PASSWORD", "s3cret")];
+        let e = parse(&imap_config("imap.musterstadt.de", "plain"), &pw).expect_err("plain");
+        assert!(e.to_string().contains("unencrypted"), "{e}");
+        let s = parse(&imap_config("127.0.0.1", "plain"), &pw).expect("loopback");
+        assert_eq!(s.imap.accounts[0].tls, ImapTls::Plain);
+        assert_eq!(s.imap.accounts[0].port, 143);
+        assert_eq!(s.imap.accounts[0].password.expose(), "s3cret");
+        assert!(!format!("{:?}", s.imap).contains("s3cret"));
+        let s = parse(&imap_config("imap.musterstadt.de", "tls"), &pw).expect("tls");
+        assert_eq!(s.imap.accounts[0].port, 993);
+        let e = parse(&imap_config("imap.musterstadt.de", "tls"), &[]).expect_err("no pw");
+        assert!(e.to_string().contains("no password"), "{e}");
+        let in_file = imap_config("imap.musterstadt.de", "tls") + "password = \"x\"\n";
+        let e = parse(&in_file, &pw).expect_err("password in file");
+        assert!(
+            e.to_string().contains("must not stand in the config file"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn mailbox_addresses_are_lower_case_and_unique() {
+        let text = format!(
+            "{MINIMAL}addresses = [\"Bauordnung@Musterstadt.de\"]\n\n[[mailboxes]]\nid = \"22\"\nname = \"Steueramt\"\naddresses = [\"bauordnung@musterstadt.de\"]\n"
+        );
+        let e = parse(&text, &[]).expect_err("twice");
+        assert!(e.to_string().contains("more than one mailbox"), "{e}");
+        let ok = format!("{MINIMAL}addresses = [\"Bauordnung@Musterstadt.de\"]\n");
+        let s = parse(&ok, &[]).expect("valid");
+        assert_eq!(s.mailboxes[0].addresses, vec!["bauordnung@musterstadt.de"]);
+    }
+
     #[test]
     fn minimal_config_gets_defaults() {
         let s = parse(MINIMAL, &[]).expect("valid");
