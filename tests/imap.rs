@@ -767,3 +767,129 @@ fn dovecot_restart_and_uidvalidity_change_lose_and_duplicate_nothing() {
         "messages seen under the old and the new UIDVALIDITY"
     );
 }
+
+/// An observer that refuses messages whose subject contains "FEHLER" (as an acknowledgement
+/// sender would when its mail server is down) and records what it was told.
+#[derive(Debug, Default)]
+struct Recorder {
+    seen: std::sync::Mutex<Vec<poststelle::domain::InboundMail>>,
+}
+
+impl poststelle::domain::MailObserver for Recorder {
+    fn committed<'a>(
+        &'a self,
+        mail: &'a poststelle::domain::InboundMail,
+    ) -> poststelle::domain::ObserverFuture<'a> {
+        Box::pin(async move {
+            self.seen.lock().expect("lock").push(mail.clone());
+            if mail
+                .subject
+                .as_deref()
+                .is_some_and(|s| s.contains("FEHLER"))
+            {
+                return Err("Versand nicht möglich".into());
+            }
+            Ok(())
+        })
+    }
+}
+
+#[test]
+fn a_failing_message_is_retried_with_backoff_then_quarantined_with_the_reason() {
+    use poststelle::config::{ImapAccount, ImapSettings, ImapTls, Secret};
+    use poststelle::intake::imap::ImapIntake;
+    let server = Dovecot::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let good = b"From: Anna <anna@example.org>\r\nTo: bauordnung@musterstadt.de\r\nCc: info@musterstadt.de\r\n\
+Subject: Bauantrag\r\nMessage-ID: <good@example.org>\r\n\r\nAnbei mein Bauantrag.\r\n"
+        .to_vec();
+    let bad = b"From: bert@example.org\r\nTo: poststelle@musterstadt.de\r\nSubject: FEHLER beim Versand\r\n\
+Message-ID: <bad@example.org>\r\n\r\nText\r\n"
+        .to_vec();
+    server.append("INBOX", &[good, bad]);
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    let recorder = std::sync::Arc::new(Recorder::default());
+    let url = format!("sqlite://{}", dir.path().join("p.db").display());
+    let (rows, quarantine) = rt.block_on(async {
+        let store = poststelle::store::Store::open(&url).await.expect("store");
+        let intake = poststelle::intake::Intake {
+            store: store.clone(),
+            blobs: poststelle::store::blobs::BlobStore::open(&dir.path().join("blobs"))
+                .expect("blobs"),
+            quarantine_dir: dir.path().join("quarantine"),
+            wake: std::sync::Arc::new(tokio::sync::Notify::new()),
+        };
+        let imap = ImapIntake {
+            intake,
+            settings: ImapSettings {
+                enabled: true,
+                max_message_bytes: 1024 * 1024,
+                timeout: Duration::from_secs(20),
+                accounts: vec![ImapAccount {
+                    name: ACCOUNT.into(),
+                    host: "127.0.0.1".into(),
+                    port: server.port,
+                    tls: ImapTls::Plain,
+                    user: dovecot::USER.into(),
+                    password: Secret::new(dovecot::PASSWORD),
+                    folders: vec!["INBOX".into()],
+                    processed_folder: "Erledigt".into(),
+                    quarantine_folder: "Quarantaene".into(),
+                    acknowledge: true,
+                    poll: Duration::from_secs(1),
+                    max_failures: 3,
+                }],
+            },
+            observers: vec![recorder.clone()],
+        };
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(imap.run(cancel.clone()));
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while server.messages("Quarantaene").is_empty() {
+            assert!(std::time::Instant::now() < deadline, "never quarantined");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        cancel.cancel();
+        task.await.expect("join");
+        (
+            store.imap_rows(ACCOUNT).await.expect("rows"),
+            store.quarantine_entries(10).await.expect("q"),
+        )
+    });
+    assert_eq!(server.messages("Erledigt").len(), 1);
+    assert_eq!(server.messages("Quarantaene").len(), 1);
+    assert!(server.messages("INBOX").is_empty());
+    let seen = recorder.seen.lock().expect("lock").clone();
+    let good_seen: Vec<_> = seen
+        .iter()
+        .filter(|m| m.message_id.as_deref() == Some("good@example.org"))
+        .collect();
+    assert_eq!(good_seen.len(), 1, "told once about the good message");
+    assert_eq!(
+        good_seen[0].from_address.as_deref(),
+        Some("anna@example.org")
+    );
+    assert_eq!(good_seen[0].from_name.as_deref(), Some("Anna"));
+    assert_eq!(
+        good_seen[0].to,
+        vec!["bauordnung@musterstadt.de", "info@musterstadt.de"]
+    );
+    assert!(good_seen[0].acknowledge);
+    let bad_seen = seen
+        .iter()
+        .filter(|m| m.message_id.as_deref() == Some("bad@example.org"))
+        .count();
+    assert_eq!(bad_seen, 3, "three attempts before quarantine");
+    let bad_row = rows.iter().find(|r| r.uid == 2).expect("row");
+    assert_eq!(bad_row.state, "quarantined");
+    assert_eq!(
+        bad_row.failures, 2,
+        "two recorded failures, the third one quarantines"
+    );
+    let reason = bad_row.reason.as_deref().unwrap_or("");
+    assert!(reason.contains("nach 3 Versuchen"), "{reason}");
+    assert!(reason.contains("Versand nicht möglich"), "{reason}");
+    assert!(quarantine.iter().any(|q| q.reason == reason));
+    // The committed document stays in the store (nothing lost); only the server copy moved.
+    assert!(bad_row.document_id.is_some());
+}

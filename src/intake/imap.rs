@@ -271,6 +271,13 @@ impl ImapIntake {
         let store = &self.intake.store;
         let row = store.imap_message(key).await?;
         if let Some(r) = &row {
+            if matches!(r.state, ImapState::InFlight | ImapState::Committed)
+                && let Some(next) = &r.next_attempt_at
+                && next.as_str() > crate::store::now_str().as_str()
+            {
+                // Failed before: waits for its backoff.
+                return Ok(());
+            }
             match r.state {
                 ImapState::Quarantined => {
                     return self
@@ -286,13 +293,7 @@ impl ImapIntake {
                     let bytes = self.fetch_body(session, key).await?;
                     return self.finish(session, account, key, caps, &doc, &bytes).await;
                 }
-                ImapState::InFlight => {
-                    if let Some(next) = &r.next_attempt_at
-                        && next.as_str() > crate::store::now_str().as_str()
-                    {
-                        return Ok(());
-                    }
-                }
+                ImapState::InFlight => {}
             }
         }
         store.imap_claim(key).await?;
