@@ -263,7 +263,7 @@ impl ExtractError {
         match self {
             ExtractError::Empty => "Die Datei ist leer (0 Byte).".into(),
             ExtractError::UnknownFormat { name } => format!(
-                "Unbekanntes Dateiformat: „{name}“ ist weder PDF noch PNG, JPEG, TIFF oder Textdatei (.txt)."
+                "Unbekanntes Dateiformat: „{name}“ ist weder PDF noch PNG, JPEG, TIFF, Textdatei (.txt) oder E-Mail (.eml)."
             ),
             ExtractError::Encrypted(_) => {
                 "Das PDF ist verschlüsselt bzw. kennwortgeschützt und kann nicht gelesen werden. Bitte ungeschützt erneut einreichen.".into()
