@@ -16,7 +16,7 @@ run=1
 packages=(build-essential pkg-config libtesseract-dev libleptonica-dev libclang-dev clang
           tesseract-ocr tesseract-ocr-deu poppler-utils qpdf libsqlite3-dev
           python3-venv python3-dev libldap2-dev libsasl2-dev redis-server curl
-          openssl python3 python3-pip)
+          openssl python3 python3-pip dovecot-imapd)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

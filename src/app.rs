@@ -40,6 +40,9 @@ pub struct Application {
     pub intake: Intake,
     /// Outgoing e-mail (acknowledgements, digests), when `[outgoing] enabled`.
     pub outgoing: Option<Arc<crate::outgoing::Outgoing>>,
+    /// Told about every e-mail the IMAP intake committed, before it is marked on the server
+    /// (empty by default; e.g. acknowledgements plug in here).
+    pub observers: Vec<Arc<dyn crate::domain::MailObserver>>,
     settings: Arc<Settings>,
     listener: Option<tokio::net::TcpListener>,
 }
@@ -100,10 +103,13 @@ impl Application {
         } else {
             None
         };
+        // Acknowledgements hear of every committed e-mail before it is marked on the server.
+        let observers = outgoing.iter().map(|o| o.observer()).collect();
         Ok(Application {
             pipeline,
             intake,
             outgoing,
+            observers,
             settings,
             listener,
         })
@@ -130,6 +136,14 @@ impl Application {
             let hf = HotFolder::new(self.settings.hot_folder.clone(), self.intake.clone())
                 .context("preparing the hot folder")?;
             tasks.spawn(hf.run(cancel.clone()));
+        }
+        if self.settings.imap.enabled {
+            let imap = crate::intake::imap::ImapIntake {
+                intake: self.intake.clone(),
+                settings: self.settings.imap.clone(),
+                observers: self.observers.clone(),
+            };
+            tasks.spawn(imap.run(cancel.clone()));
         }
         if let Some(listener) = self.listener {
             let router = api::router(ApiState {

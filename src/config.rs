@@ -106,6 +106,7 @@ struct RawConfig {
     mailboxes: Vec<RawMailbox>,
     #[serde(default)]
     outgoing: RawOutgoing,
+    #[serde(default)]
     einvoice: RawEinvoice,
 }
 
@@ -146,6 +147,71 @@ impl Default for RawStore {
 struct RawIntake {
     hot_folder: RawHotFolder,
     upload: RawUpload,
+    imap: RawImap,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawImap {
+    enabled: bool,
+    max_message_mb: u64,
+    timeout_secs: u64,
+    accounts: Vec<RawImapAccount>,
+}
+
+impl Default for RawImap {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            max_message_mb: 25,
+            timeout_secs: 60,
+            accounts: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawImapAccount {
+    name: String,
+    host: String,
+    port: Option<u16>,
+    #[serde(default = "default_tls")]
+    tls: String,
+    user: String,
+    password: Option<String>,
+    password_file: Option<PathBuf>,
+    #[serde(default = "default_folders")]
+    folders: Vec<String>,
+    #[serde(default = "default_processed")]
+    processed_folder: String,
+    #[serde(default = "default_quarantine")]
+    quarantine_folder: String,
+    #[serde(default)]
+    acknowledge: bool,
+    #[serde(default = "default_poll")]
+    poll_secs: u64,
+    #[serde(default = "default_max_failures")]
+    max_failures: u32,
+}
+
+fn default_tls() -> String {
+    "tls".into()
+}
+fn default_folders() -> Vec<String> {
+    vec!["INBOX".into()]
+}
+fn default_processed() -> String {
+    "Poststelle/Erledigt".into()
+}
+fn default_quarantine() -> String {
+    "Poststelle/Quarantaene".into()
+}
+fn default_poll() -> u64 {
+    60
+}
+fn default_max_failures() -> u32 {
+    5
 }
 
 #[derive(Debug, Deserialize)]
@@ -198,6 +264,9 @@ struct RawExtract {
     max_pages: u32,
     max_image_megapixels: u64,
     workers: usize,
+    mail_max_attachments: u32,
+    mail_max_depth: u32,
+    mail_max_decoded_mb: u64,
 }
 
 impl Default for RawExtract {
@@ -212,6 +281,9 @@ impl Default for RawExtract {
             max_pages: 30,
             max_image_megapixels: 80,
             workers: 2,
+            mail_max_attachments: 20,
+            mail_max_depth: 3,
+            mail_max_decoded_mb: 50,
         }
     }
 }
@@ -359,6 +431,8 @@ struct RawMailbox {
     target: Option<String>,
     #[serde(default)]
     digest_to: Vec<String>,
+    #[serde(default)]
+    addresses: Vec<String>,
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -379,6 +453,8 @@ pub struct Settings {
     pub hot_folder: HotFolderSettings,
     /// Largest upload accepted over the API, in bytes.
     pub upload_max_bytes: u64,
+    /// IMAP e-mail intake.
+    pub imap: ImapSettings,
     /// Extraction limits and OCR settings.
     pub extract: ExtractSettings,
     /// Classification settings.
@@ -478,6 +554,65 @@ pub struct ExtractSettings {
     pub max_image_pixels: u64,
     /// Documents extracted in parallel.
     pub workers: usize,
+    /// Attachments per e-mail at most (nested messages count with their own).
+    pub mail_max_attachments: u32,
+    /// Nesting depth of forwarded messages (`message/rfc822`) at most.
+    pub mail_max_depth: u32,
+    /// Decoded size of all parts of an e-mail at most, in bytes.
+    pub mail_max_decoded_bytes: u64,
+}
+
+/// IMAP intake settings.
+#[derive(Debug, Clone)]
+pub struct ImapSettings {
+    /// Whether the daemon polls the accounts.
+    pub enabled: bool,
+    /// Largest message taken (RFC822.SIZE), in bytes; larger ones go to quarantine.
+    pub max_message_bytes: u64,
+    /// Time limit of one IMAP command (connect, login, fetch, ...).
+    pub timeout: std::time::Duration,
+    /// The accounts.
+    pub accounts: Vec<ImapAccount>,
+}
+
+/// How the IMAP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImapTls {
+    /// TLS from the first byte (port 993).
+    Tls,
+    /// Plain connection upgraded with STARTTLS (port 143).
+    StartTls,
+    /// No encryption: allowed only to a loopback address.
+    Plain,
+}
+
+/// One IMAP account.
+#[derive(Debug, Clone)]
+pub struct ImapAccount {
+    /// Name (used in the store and in logs).
+    pub name: String,
+    /// Server host name.
+    pub host: String,
+    /// Server port.
+    pub port: u16,
+    /// Transport security.
+    pub tls: ImapTls,
+    /// Login name.
+    pub user: String,
+    /// Password (from the environment or `password_file`).
+    pub password: Secret,
+    /// Folders read.
+    pub folders: Vec<String>,
+    /// Folder taken messages are moved to.
+    pub processed_folder: String,
+    /// Folder messages are moved to that failed too often or exceed the limits.
+    pub quarantine_folder: String,
+    /// Whether acknowledgements are sent for this account's mail.
+    pub acknowledge: bool,
+    /// Polling interval (IDLE, where offered, wakes earlier).
+    pub poll: std::time::Duration,
+    /// Failed attempts before a message goes to quarantine.
+    pub max_failures: u32,
 }
 
 /// Classification settings.
@@ -598,6 +733,8 @@ pub struct MailboxSettings {
     pub target: String,
     /// Who gets the daily digest of this mailbox (e-mail addresses; empty: no digest).
     pub digest_to: Vec<String>,
+    /// E-mail addresses (lower case) whose mail belongs to this mailbox.
+    pub addresses: Vec<String>,
 }
 
 impl Settings {
@@ -679,6 +816,22 @@ impl Settings {
                 "the SMTP password must not stand in the config file".into(),
                 Some(
                     "set POSTSTELLE__OUTGOING__SMTP__PASSWORD or name a file with outgoing.smtp.password_file"
+                        .into(),
+                ),
+            ));
+        }
+        let imap_password_in_file = value
+            .get("intake")
+            .and_then(|i| i.get("imap"))
+            .and_then(|i| i.get("accounts"))
+            .and_then(|a| a.as_array())
+            .is_some_and(|a| a.iter().any(|acc| acc.get("password").is_some()));
+        if imap_password_in_file {
+            problems.push(problem(
+                find_line(text, "password"),
+                "an IMAP password must not stand in the config file".into(),
+                Some(
+                    "set POSTSTELLE__INTAKE__IMAP__ACCOUNTS__<n>__PASSWORD or name a file with password_file"
                         .into(),
                 ),
             ));
@@ -773,6 +926,7 @@ fn validate(
         );
     }
     let mut seen = std::collections::HashSet::new();
+    let mut seen_addresses = std::collections::HashSet::new();
     let mut mailboxes = Vec::new();
     for m in &raw.mailboxes {
         let Some(id) = MailboxId::parse(&m.id) else {
@@ -813,11 +967,31 @@ fn validate(
                 );
             }
         }
+        let mut addresses = Vec::new();
+        for a in &m.addresses {
+            let a = a.trim().to_lowercase();
+            if !a.contains('@') || a.contains(char::is_whitespace) {
+                push(
+                    &a,
+                    format!("mailbox {}: \"{a}\" is not an e-mail address", m.id),
+                    None,
+                );
+            } else if !seen_addresses.insert(a.clone()) {
+                push(
+                    &a,
+                    format!("address \"{a}\" is given to more than one mailbox"),
+                    None,
+                );
+            } else {
+                addresses.push(a);
+            }
+        }
         mailboxes.push(MailboxSettings {
             id,
             name: m.name.clone(),
             target,
             digest_to: m.digest_to.clone(),
+            addresses,
         });
     }
     if mailboxes.is_empty() {
@@ -914,6 +1088,7 @@ fn validate(
             }
         }
     }
+    let imap = validate_imap(&raw.intake.imap, &mut push);
     let review_target = raw.deliver.default_target.clone();
     // Mayan targets: every mailbox filed there gets a cabinet, by default named after it.
     let review_box = (
@@ -958,6 +1133,7 @@ fn validate(
             max_file_bytes: raw.intake.hot_folder.max_file_mb * 1024 * 1024,
         },
         upload_max_bytes: raw.intake.upload.max_file_mb * 1024 * 1024,
+        imap,
         extract: ExtractSettings {
             language: raw.extract.language,
             tessdata: raw.extract.tessdata,
@@ -968,6 +1144,9 @@ fn validate(
             max_pages: raw.extract.max_pages.max(1),
             max_image_pixels: raw.extract.max_image_megapixels * 1_000_000,
             workers: raw.extract.workers.max(1),
+            mail_max_attachments: raw.extract.mail_max_attachments,
+            mail_max_depth: raw.extract.mail_max_depth,
+            mail_max_decoded_bytes: raw.extract.mail_max_decoded_mb * 1024 * 1024,
         },
         classify: ClassifySettings {
             rules: raw.classify.rules,
@@ -994,6 +1173,7 @@ fn validate(
             name: raw.review.name,
             target: review_target,
             digest_to: raw.review.digest_to,
+            addresses: Vec::new(),
         },
         mailboxes,
         outgoing,
@@ -1093,6 +1273,122 @@ fn mayan_settings(
         create_cabinets: raw.create_cabinets,
         timeout: std::time::Duration::from_secs(raw.timeout_secs.max(1)),
         file_wait: std::time::Duration::from_secs(raw.file_wait_secs.max(1)),
+    }
+}
+
+/// True for `localhost` and loopback IP addresses.
+pub fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+fn validate_imap(
+    raw: &RawImap,
+    push: &mut impl FnMut(&str, String, Option<String>),
+) -> ImapSettings {
+    let mut accounts = Vec::new();
+    let mut names = std::collections::HashSet::new();
+    for (i, a) in raw.accounts.iter().enumerate() {
+        let at = format!("intake.imap.accounts[{i}] ({})", a.name);
+        if a.name.is_empty() || !names.insert(a.name.clone()) {
+            push(
+                "[[intake.imap.accounts]]",
+                format!("{at}: name is empty or appears twice"),
+                None,
+            );
+        }
+        let tls = match a.tls.as_str() {
+            "tls" => ImapTls::Tls,
+            "starttls" => ImapTls::StartTls,
+            "plain" => ImapTls::Plain,
+            other => {
+                push(
+                    "tls",
+                    format!("{at}: tls = \"{other}\" is not known"),
+                    Some("use \"tls\", \"starttls\" or \"plain\" (loopback only)".into()),
+                );
+                ImapTls::Tls
+            }
+        };
+        if tls == ImapTls::Plain && !is_loopback_host(&a.host) {
+            push(
+                "tls",
+                format!(
+                    "{at}: tls = \"plain\" to {} would send the password unencrypted",
+                    a.host
+                ),
+                Some(
+                    "use \"tls\" or \"starttls\"; \"plain\" is allowed only to 127.0.0.1/localhost"
+                        .into(),
+                ),
+            );
+        }
+        let mut password = Secret::default();
+        if let Some(file) = &a.password_file {
+            match std::fs::read_to_string(file) {
+                Ok(t) => password = Secret::new(t.trim_end_matches(['\r', '\n'])),
+                Err(e) => push(
+                    "password_file",
+                    format!("{at}: password_file {}: {e}", file.display()),
+                    None,
+                ),
+            }
+        }
+        if let Some(p) = a.password.as_ref().filter(|p| !p.is_empty()) {
+            // Only reachable through the environment: the file itself is refused in `parse`.
+            password = Secret::new(p.clone());
+        }
+        if raw.enabled && password.is_empty() {
+            push(
+                "[[intake.imap.accounts]]",
+                format!("{at}: no password"),
+                Some(format!(
+                    "set POSTSTELLE__INTAKE__IMAP__ACCOUNTS__{i}__PASSWORD or password_file"
+                )),
+            );
+        }
+        if a.folders.is_empty() {
+            push("folders", format!("{at}: no folders to read"), None);
+        }
+        for f in a
+            .folders
+            .iter()
+            .chain([&a.processed_folder, &a.quarantine_folder])
+        {
+            if f.is_empty() || f.contains(['"', '\\', '\r', '\n']) {
+                push(
+                    "folders",
+                    format!("{at}: folder name \"{f}\" is not allowed"),
+                    None,
+                );
+            }
+        }
+        accounts.push(ImapAccount {
+            name: a.name.clone(),
+            host: a.host.clone(),
+            port: a
+                .port
+                .unwrap_or(if tls == ImapTls::Tls { 993 } else { 143 }),
+            tls,
+            user: a.user.clone(),
+            password,
+            folders: a.folders.clone(),
+            processed_folder: a.processed_folder.clone(),
+            quarantine_folder: a.quarantine_folder.clone(),
+            acknowledge: a.acknowledge,
+            poll: std::time::Duration::from_secs(a.poll_secs.max(1)),
+            max_failures: a.max_failures.max(1),
+        });
+    }
+    ImapSettings {
+        enabled: raw.enabled,
+        max_message_bytes: raw.max_message_mb * 1024 * 1024,
+        timeout: std::time::Duration::from_secs(raw.timeout_secs.max(1)),
+        accounts,
     }
 }
 
@@ -1353,15 +1649,6 @@ pub fn valid_address(a: &str) -> bool {
     a.parse::<lettre::Address>().is_ok()
 }
 
-fn is_loopback_host(host: &str) -> bool {
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
 fn outgoing_settings(
     raw: RawOutgoing,
     push: &mut impl FnMut(&str, String, Option<String>),
@@ -1506,6 +1793,58 @@ name = "Bauordnung"
             .map(|(a, b)| (a.to_string(), b.to_string()))
             .collect();
         Settings::parse(Path::new("test.toml"), text, &env)
+    }
+
+    const IMAP: &str = r#"
+[intake.imap]
+enabled = true
+
+[[intake.imap.accounts]]
+name = "poststelle"
+host = "HOST"
+tls = "TLS"
+user = "poststelle@musterstadt.de"
+"#;
+
+    fn imap_config(host: &str, tls: &str) -> String {
+        format!(
+            "{MINIMAL}{}",
+            IMAP.replace("HOST", host).replace("TLS", tls)
+        )
+    }
+
+    #[test]
+    fn imap_plain_is_refused_except_to_loopback_and_password_comes_from_env() {
+        let pw = [("POSTSTELLE__INTAKE__IMAP__ACCOUNTS__0__PASSWORD", "s3cret")];
+        let e = parse(&imap_config("imap.musterstadt.de", "plain"), &pw).expect_err("plain");
+        assert!(e.to_string().contains("unencrypted"), "{e}");
+        let s = parse(&imap_config("127.0.0.1", "plain"), &pw).expect("loopback");
+        assert_eq!(s.imap.accounts[0].tls, ImapTls::Plain);
+        assert_eq!(s.imap.accounts[0].port, 143);
+        assert_eq!(s.imap.accounts[0].password.expose(), "s3cret");
+        assert!(!format!("{:?}", s.imap).contains("s3cret"));
+        let s = parse(&imap_config("imap.musterstadt.de", "tls"), &pw).expect("tls");
+        assert_eq!(s.imap.accounts[0].port, 993);
+        let e = parse(&imap_config("imap.musterstadt.de", "tls"), &[]).expect_err("no pw");
+        assert!(e.to_string().contains("no password"), "{e}");
+        let in_file = imap_config("imap.musterstadt.de", "tls") + "password = \"x\"\n";
+        let e = parse(&in_file, &pw).expect_err("password in file");
+        assert!(
+            e.to_string().contains("must not stand in the config file"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn mailbox_addresses_are_lower_case_and_unique() {
+        let text = format!(
+            "{MINIMAL}addresses = [\"Bauordnung@Musterstadt.de\"]\n\n[[mailboxes]]\nid = \"22\"\nname = \"Steueramt\"\naddresses = [\"bauordnung@musterstadt.de\"]\n"
+        );
+        let e = parse(&text, &[]).expect_err("twice");
+        assert!(e.to_string().contains("more than one mailbox"), "{e}");
+        let ok = format!("{MINIMAL}addresses = [\"Bauordnung@Musterstadt.de\"]\n");
+        let s = parse(&ok, &[]).expect("valid");
+        assert_eq!(s.mailboxes[0].addresses, vec!["bauordnung@musterstadt.de"]);
     }
 
     #[test]

@@ -291,7 +291,15 @@ impl Pipeline {
             Some(d) => d,
             None => {
                 let classifier = self.classifier();
-                tokio::task::spawn_blocking(move || classifier.decide(&zones)).await?
+                let decision =
+                    tokio::task::spawn_blocking(move || classifier.decide(&zones)).await?;
+                match ex.pages.first() {
+                    Some(page1) if doc.media_type == MediaType::Eml.mime() => {
+                        let recipients = crate::extract::mail::recipients_in_text(&page1.text);
+                        by_recipient(&self.settings, &recipients, decision)
+                    }
+                    _ => decision,
+                }
             }
         };
         let next = self.store.set_decision(&doc.id, &decision).await?;
@@ -543,6 +551,75 @@ impl Pipeline {
             .set_rendition(&doc.id, &rendition, detail)
             .await?)
     }
+}
+
+/// An e-mail to an address that config gives to a mailbox (`[[mailboxes]] addresses`) goes
+/// there, decided by the recipient and explained in German; mail to general addresses keeps the
+/// classifier's decision. Addresses of several mailboxes leave it to a person.
+pub fn by_recipient(
+    settings: &Settings,
+    recipients: &[String],
+    mut decision: crate::domain::Decision,
+) -> crate::domain::Decision {
+    use crate::domain::{Candidate, DecidedBy, RuleHit};
+    let mut hits: Vec<(&crate::config::MailboxSettings, &String)> = Vec::new();
+    for r in recipients {
+        if let Some(mb) = settings.mailboxes.iter().find(|m| m.addresses.contains(r))
+            && !hits.iter().any(|(m, _)| m.id == mb.id)
+        {
+            hits.push((mb, r));
+        }
+    }
+    let Some((mb, addr)) = hits.first().copied() else {
+        return decision;
+    };
+    let rule_hits: Vec<RuleHit> = hits
+        .iter()
+        .map(|(m, a)| RuleHit {
+            rule: format!(
+                "Empfängeradresse {a} gehört laut Konfiguration zum Postfach {} ({})",
+                m.id, m.name
+            ),
+            mailbox: m.id.clone(),
+            weight: 0.0,
+            zone: "recipient".into(),
+            matched: vec![(*a).clone()],
+            position: None,
+        })
+        .collect();
+    let mut rules = rule_hits;
+    rules.append(&mut decision.explanation.rules);
+    decision.explanation.rules = rules;
+    if hits.len() > 1 {
+        let names: Vec<String> = hits
+            .iter()
+            .map(|(m, a)| format!("{a} ({})", m.id))
+            .collect();
+        decision.needs_review = true;
+        decision.explanation.review_reason = Some(format!(
+            "Die E-Mail ist an Adressen mehrerer Fachbereiche gerichtet: {}.",
+            names.join(", ")
+        ));
+        return decision;
+    }
+    decision
+        .explanation
+        .candidates
+        .retain(|c| c.mailbox != mb.id);
+    decision.explanation.candidates.insert(
+        0,
+        Candidate {
+            mailbox: mb.id.clone(),
+            score: 1.0,
+        },
+    );
+    decision.explanation.review_reason = None;
+    tracing::debug!(address = %addr, mailbox = %mb.id, "routed by recipient address");
+    decision.mailbox = Some(mb.id.clone());
+    decision.confidence = 1.0;
+    decision.decided_by = DecidedBy::Recipient;
+    decision.needs_review = false;
+    decision
 }
 
 /// Exponential backoff with ±20 % jitter (deterministic per document and attempt).

@@ -17,6 +17,7 @@
 
 pub mod einvoice;
 pub mod image;
+pub mod mail;
 pub mod metadata;
 pub mod ocr;
 pub mod pdf;
@@ -43,6 +44,8 @@ pub enum MediaType {
     Text,
     /// An XML e-invoice (XRechnung UBL or CII).
     Xml,
+    /// An e-mail (RFC 5322 message, `.eml`).
+    Eml,
 }
 
 impl MediaType {
@@ -55,6 +58,7 @@ impl MediaType {
             MediaType::Tiff => "image/tiff",
             MediaType::Text => "text/plain",
             MediaType::Xml => "application/xml",
+            MediaType::Eml => "message/rfc822",
         }
     }
 
@@ -67,6 +71,7 @@ impl MediaType {
             MediaType::Tiff,
             MediaType::Text,
             MediaType::Xml,
+            MediaType::Eml,
         ]
         .into_iter()
         .find(|m| m.mime() == s)
@@ -81,6 +86,7 @@ impl MediaType {
             MediaType::Tiff => "tif",
             MediaType::Text => "txt",
             MediaType::Xml => "xml",
+            MediaType::Eml => "eml",
         }
     }
 }
@@ -92,6 +98,10 @@ pub fn sniff(bytes: &[u8], name: &str) -> Result<MediaType, ExtractError> {
         return Err(ExtractError::Empty);
     }
     let head = &bytes[..bytes.len().min(1024)];
+    let lower = name.to_ascii_lowercase();
+    if lower.ends_with(".eml") && looks_like_mail(head) {
+        return Ok(MediaType::Eml);
+    }
     if head.windows(5).any(|w| w == b"%PDF-") {
         return Ok(MediaType::Pdf);
     }
@@ -104,7 +114,6 @@ pub fn sniff(bytes: &[u8], name: &str) -> Result<MediaType, ExtractError> {
     if bytes.starts_with(b"II*\0") || bytes.starts_with(b"MM\0*") {
         return Ok(MediaType::Tiff);
     }
-    let lower = name.to_ascii_lowercase();
     let trimmed = bytes
         .strip_prefix(b"\xEF\xBB\xBF")
         .unwrap_or(bytes)
@@ -122,6 +131,24 @@ pub fn sniff(bytes: &[u8], name: &str) -> Result<MediaType, ExtractError> {
     Err(ExtractError::UnknownFormat {
         name: name.to_string(),
     })
+}
+
+/// True when the bytes start with a header field (`Name: value`), as an e-mail does.
+fn looks_like_mail(head: &[u8]) -> bool {
+    // Leading blank lines and an mbox `From ` line are tolerated.
+    let Some(first) = head
+        .split(|&b| b == b'\n')
+        .find(|l| !l.trim_ascii().is_empty() && !l.starts_with(b"From "))
+    else {
+        return false;
+    };
+    let Some(colon) = first.iter().position(|&b| b == b':') else {
+        return false;
+    };
+    colon > 0
+        && first[..colon]
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
 }
 
 /// One recognised word with its box.
@@ -248,6 +275,12 @@ pub enum ExtractError {
     /// The reader process died (memory limit, crash).
     #[error("extraction process died: {0}")]
     Crashed(String),
+    /// An e-mail whose structure cannot be read.
+    #[error("broken e-mail: {0}")]
+    BrokenMail(String),
+    /// An e-mail beyond the limits (attachments, nesting, decoded size); the German reason.
+    #[error("e-mail beyond limits: {0}")]
+    MailLimit(String),
     /// Local I/O failed (not the input's fault).
     #[error("I/O: {0}")]
     Io(String),
@@ -265,7 +298,7 @@ impl ExtractError {
         match self {
             ExtractError::Empty => "Die Datei ist leer (0 Byte).".into(),
             ExtractError::UnknownFormat { name } => format!(
-                "Unbekanntes Dateiformat: „{name}“ ist weder PDF noch PNG, JPEG, TIFF oder Textdatei (.txt)."
+                "Unbekanntes Dateiformat: „{name}“ ist weder PDF noch PNG, JPEG, TIFF, Textdatei (.txt) oder E-Mail (.eml)."
             ),
             ExtractError::Encrypted(_) => {
                 "Das PDF ist verschlüsselt bzw. kennwortgeschützt und kann nicht gelesen werden. Bitte ungeschützt erneut einreichen.".into()
@@ -280,6 +313,8 @@ impl ExtractError {
             ExtractError::Crashed(_) => {
                 "Das Lesen der Datei wurde abgebrochen (Speicherlimit überschritten oder Lesefehler).".into()
             }
+            ExtractError::BrokenMail(_) => "Die E-Mail ist beschädigt: Kopfzeilen bzw. MIME-Struktur sind nicht lesbar.".into(),
+            ExtractError::MailLimit(reason) => reason.clone(),
             ExtractError::Io(_) => "Die Datei konnte lokal nicht gelesen werden.".into(),
             ExtractError::XmlNotInvoice(root) => format!(
                 "Die XML-Datei ist keine E-Rechnung (Wurzelelement „{root}“); angenommen werden nur XRechnung/EN 16931 im UBL-Format (Invoice, CreditNote) und im CII-Format (CrossIndustryInvoice)."
@@ -309,6 +344,9 @@ pub struct ExtractOptions {
     pub max_pages: u32,
     /// Pixels per image at most.
     pub max_image_pixels: u64,
+    /// Limits on the structure of e-mails.
+    #[serde(default)]
+    pub mail: mail::MailLimits,
 }
 
 impl From<&crate::config::ExtractSettings> for ExtractOptions {
@@ -320,6 +358,11 @@ impl From<&crate::config::ExtractSettings> for ExtractOptions {
             min_text_chars: s.min_text_chars,
             max_pages: s.max_pages,
             max_image_pixels: s.max_image_pixels,
+            mail: mail::MailLimits {
+                max_attachments: s.mail_max_attachments,
+                max_depth: s.mail_max_depth,
+                max_decoded_bytes: s.mail_max_decoded_bytes,
+            },
         }
     }
 }
@@ -335,6 +378,7 @@ pub fn extract_in_process(
     match media {
         MediaType::Text => Ok(plain_text(&bytes)),
         MediaType::Xml => xml_invoice(&bytes),
+        MediaType::Eml => mail::extract(&bytes, opts),
         MediaType::Pdf => pdf::extract(&bytes, path, opts),
         MediaType::Png | MediaType::Jpeg | MediaType::Tiff => image::extract(&bytes, media, opts),
     }
@@ -571,6 +615,7 @@ fn panic_error<T>(media: MediaType, p: Box<dyn std::any::Any + Send>) -> Result<
     Err(match media {
         MediaType::Pdf => ExtractError::BrokenPdf(format!("parser panicked: {msg}")),
         MediaType::Xml => ExtractError::BrokenXml(format!("parser panicked: {msg}")),
+        MediaType::Eml => ExtractError::BrokenMail(format!("parser panicked: {msg}")),
         _ => ExtractError::BrokenImage(format!("decoder panicked: {msg}")),
     })
 }

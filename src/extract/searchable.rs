@@ -35,7 +35,7 @@ pub fn make(
             let dpi = tiff_dpi(&bytes).filter(|d| (70..=1200).contains(d));
             (vec![path.to_path_buf()], Some(dpi.unwrap_or(300)))
         }
-        MediaType::Text | MediaType::Xml => {
+        MediaType::Text | MediaType::Xml | MediaType::Eml => {
             return Err(ExtractError::Io(format!(
                 "no searchable PDF for {}",
                 media.mime()
@@ -154,6 +154,7 @@ mod tests {
             min_text_chars: 60,
             max_pages: 5,
             max_image_pixels: 10_000_000,
+            mail: Default::default(),
         }
     }
 

@@ -2,6 +2,7 @@
 //! answers the upload) only after the bytes and the row are committed ([`Intake::ingest`]).
 
 pub mod hot_folder;
+pub mod imap;
 
 use crate::extract::{ExtractError, sniff};
 use crate::store::blobs::{BlobStore, sync_dir};

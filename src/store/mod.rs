@@ -6,6 +6,7 @@
 
 pub mod blobs;
 mod delivery;
+pub mod imap;
 pub mod metadata;
 pub mod outgoing;
 
