@@ -335,7 +335,7 @@ impl Install {
         std::fs::rename(&tmp, self.path(&format!("inbox/{name}"))).expect("rename");
     }
 
-    /// Delivered document files (not sidecars) per mailbox.
+    /// Delivered document files (not sidecars) per mailbox, once their sidecar is there.
     pub fn delivered(&self) -> Vec<(String, PathBuf)> {
         let mut out = Vec::new();
         for mb in std::fs::read_dir(self.path("dms"))
@@ -349,7 +349,11 @@ impl Install {
                     .file_name()
                     .map(|n| n.to_string_lossy().to_string())
                     .unwrap_or_default();
-                if !name.starts_with('.') && !name.ends_with(".json") {
+                // The sidecar is written last: only with it is a delivery complete.
+                if !name.starts_with('.')
+                    && !name.ends_with(".json")
+                    && p.with_extension("json").exists()
+                {
                     out.push((mb.file_name().to_string_lossy().to_string(), p));
                 }
             }
