@@ -110,3 +110,35 @@ fn by_default_an_email_is_filed_as_the_original_eml() {
     assert_eq!(file.extension().and_then(|e| e.to_str()), Some("eml"));
     assert_eq!(std::fs::read(&file).expect("read"), mail(), "unchanged");
 }
+
+#[test]
+fn sigkill_between_delivery_and_confirmation_resends_the_same_pdf_once() {
+    let install = Install::new();
+    let marker = install.path("paused");
+    let marker_s = marker.display().to_string();
+    let pdf = [("POSTSTELLE__INTAKE__IMAP__DELIVER_AS", "pdf")];
+    let d = install.serve(&[
+        pdf[0],
+        ("POSTSTELLE_PAUSE_AT", "after_deliver"),
+        ("POSTSTELLE_PAUSE_MARKER", &marker_s),
+    ]);
+    install.drop_file("antrag.eml", &mail());
+    wait_file(&marker, LONG);
+    d.kill();
+    let first = install.delivered();
+    assert_eq!(first.len(), 1);
+    let bytes = std::fs::read(&first[0].1).expect("read");
+    assert!(bytes.starts_with(b"%PDF-"));
+    assert_eq!(install.documents()[0]["state"], "queued");
+    let _d = install.serve(&pdf);
+    wait_for("confirmed", LONG, || {
+        (install.documents()[0]["state"] == "delivered").then_some(())
+    });
+    let again = install.delivered();
+    assert_eq!(again.len(), 1, "the retry must not create a second copy");
+    assert_eq!(
+        std::fs::read(&again[0].1).expect("read"),
+        bytes,
+        "same bytes"
+    );
+}
