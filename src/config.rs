@@ -156,6 +156,7 @@ struct RawImap {
     enabled: bool,
     max_message_mb: u64,
     timeout_secs: u64,
+    deliver_as: String,
     accounts: Vec<RawImapAccount>,
 }
 
@@ -165,6 +166,7 @@ impl Default for RawImap {
             enabled: false,
             max_message_mb: 25,
             timeout_secs: 60,
+            deliver_as: "eml".into(),
             accounts: Vec::new(),
         }
     }
@@ -571,8 +573,20 @@ pub struct ImapSettings {
     pub max_message_bytes: u64,
     /// Time limit of one IMAP command (connect, login, fetch, ...).
     pub timeout: std::time::Duration,
+    /// The form in which e-mails are delivered to the DMS.
+    pub deliver_as: MailDelivery,
     /// The accounts.
     pub accounts: Vec<ImapAccount>,
+}
+
+/// The form in which an e-mail is delivered (`[intake.imap] deliver_as`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MailDelivery {
+    /// The original message (`.eml`, `message/rfc822`).
+    #[default]
+    Eml,
+    /// A PDF made from it: header fields, body text and the list of attachments.
+    Pdf,
 }
 
 /// How the IMAP connection is secured.
@@ -1384,8 +1398,21 @@ fn validate_imap(
             max_failures: a.max_failures.max(1),
         });
     }
+    let deliver_as = match raw.deliver_as.as_str() {
+        "eml" => MailDelivery::Eml,
+        "pdf" => MailDelivery::Pdf,
+        other => {
+            push(
+                "deliver_as",
+                format!("intake.imap: deliver_as = \"{other}\" is not known"),
+                Some("use \"eml\" (the original message) or \"pdf\"".into()),
+            );
+            MailDelivery::Eml
+        }
+    };
     ImapSettings {
         enabled: raw.enabled,
+        deliver_as,
         max_message_bytes: raw.max_message_mb * 1024 * 1024,
         timeout: std::time::Duration::from_secs(raw.timeout_secs.max(1)),
         accounts,
@@ -1831,6 +1858,21 @@ user = "poststelle@musterstadt.de"
         let e = parse(&in_file, &pw).expect_err("password in file");
         assert!(
             e.to_string().contains("must not stand in the config file"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn mail_delivery_form_defaults_to_eml_and_is_validated() {
+        let s = parse(MINIMAL, &[]).expect("default");
+        assert_eq!(s.imap.deliver_as, MailDelivery::Eml);
+        let env = [("POSTSTELLE__INTAKE__IMAP__DELIVER_AS", "pdf")];
+        let s = parse(MINIMAL, &env).expect("pdf from env");
+        assert_eq!(s.imap.deliver_as, MailDelivery::Pdf);
+        let text = format!("{MINIMAL}\n[intake.imap]\ndeliver_as = \"docx\"\n");
+        let e = parse(&text, &[]).expect_err("unknown form");
+        assert!(
+            e.to_string().contains("deliver_as = \"docx\" is not known"),
             "{e}"
         );
     }

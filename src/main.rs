@@ -201,6 +201,7 @@ fn worker(job: &str, media: &str, options: &str, out: &Path, file: &Path) -> Exi
     let run = match job {
         extract::Job::Extract => extract::run_worker(file, media, &opts, out),
         extract::Job::SearchablePdf => extract::run_searchable_worker(file, media, &opts, out),
+        extract::Job::MailPdf => extract::run_mail_pdf_worker(file, &opts, out),
     };
     match run {
         Ok(()) => ExitCode::SUCCESS,

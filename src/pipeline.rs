@@ -486,6 +486,11 @@ impl Pipeline {
             sha256: doc.sha256.clone(),
             media_type: doc.media_type.clone(),
         };
+        if doc.media_type == MediaType::Eml.mime()
+            && self.settings.imap.deliver_as == crate::config::MailDelivery::Pdf
+        {
+            return self.mail_rendition(doc, original).await;
+        }
         #[derive(serde::Deserialize)]
         struct Kind {
             method: crate::extract::Method,
@@ -540,6 +545,55 @@ impl Pipeline {
                     original,
                     serde_json::json!({
                         "kind": "original", "searchable_pdf_failed": e.reason_de(),
+                        "detail": e.to_string(),
+                    }),
+                )
+            }
+            Err(e) => return Err(anyhow::anyhow!(e)),
+        };
+        Ok(self
+            .store
+            .set_rendition(&doc.id, &rendition, detail)
+            .await?)
+    }
+}
+
+impl Pipeline {
+    /// An e-mail delivered as PDF (`[intake.imap] deliver_as = "pdf"`): made once in the
+    /// sandbox from the stored `.eml` and linked like a searchable PDF. A message the PDF cannot
+    /// be made of is delivered as it arrived (recorded in the audit trail).
+    async fn mail_rendition(
+        &self,
+        doc: &DocumentRow,
+        original: Rendition,
+    ) -> anyhow::Result<Rendition> {
+        let path = self.blobs.path(&doc.sha256);
+        let permit = self.extract_slots.acquire().await?;
+        let started = std::time::Instant::now();
+        let made = self.extractor.mail_pdf(&path).await;
+        drop(permit);
+        let (rendition, detail) = match made {
+            Ok(pdf) => {
+                let blobs = self.blobs.clone();
+                let size = pdf.len();
+                let sha = tokio::task::spawn_blocking(move || blobs.put(&pdf)).await??;
+                (
+                    Rendition {
+                        sha256: sha.clone(),
+                        media_type: MediaType::Pdf.mime().to_string(),
+                    },
+                    serde_json::json!({
+                        "kind": "mail_pdf", "sha256": sha, "size_bytes": size,
+                        "millis": started.elapsed().as_millis() as u64,
+                    }),
+                )
+            }
+            Err(e) if e.is_input_fault() => {
+                tracing::warn!(document = %doc.id, error = %e, "no PDF of the e-mail; delivering the original");
+                (
+                    original,
+                    serde_json::json!({
+                        "kind": "original", "mail_pdf_failed": e.reason_de(),
                         "detail": e.to_string(),
                     }),
                 )

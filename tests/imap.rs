@@ -825,6 +825,7 @@ Message-ID: <bad@example.org>\r\n\r\nText\r\n"
                 enabled: true,
                 max_message_bytes: 1024 * 1024,
                 timeout: Duration::from_secs(20),
+                deliver_as: poststelle::config::MailDelivery::Eml,
                 accounts: vec![ImapAccount {
                     name: ACCOUNT.into(),
                     host: "127.0.0.1".into(),

@@ -286,6 +286,112 @@ impl Walk<'_> {
     }
 }
 
+/// Pages of the delivered PDF of one e-mail at most; longer text is cut with a note.
+pub const PDF_MAX_PAGES: usize = 500;
+
+/// A German date as shown in the PDF: `01.12.2026 15:43:00 +01:00`.
+fn german_date(d: &mail_parser::DateTime) -> String {
+    format!(
+        "{:02}.{:02}.{:04} {:02}:{:02}:{:02} {}{:02}:{:02}",
+        d.day,
+        d.month,
+        d.year,
+        d.hour,
+        d.minute,
+        d.second,
+        if d.tz_before_gmt { '-' } else { '+' },
+        d.tz_hour,
+        d.tz_minute
+    )
+}
+
+/// Human-readable size of an attachment.
+fn size_de(bytes: usize) -> String {
+    if bytes < 1024 {
+        format!("{bytes} Bytes")
+    } else if bytes < 1024 * 1024 {
+        format!("{} KB", bytes.div_ceil(1024))
+    } else {
+        format!("{:.1} MB", bytes as f64 / (1024.0 * 1024.0)).replace('.', ",")
+    }
+}
+
+/// The e-mail as a born-digital PDF: header fields (Von, An, Cc, Datum, Betreff), the body text
+/// and the list of attachments by name and size (attachments themselves are not embedded; they
+/// stay in the original `.eml`). Deterministic: the same message gives the same bytes. Runs in
+/// the extraction worker, like [`extract`], with the same structural limits.
+pub fn render_pdf(bytes: &[u8], opts: &ExtractOptions) -> Result<Vec<u8>, ExtractError> {
+    use super::textpdf::Block;
+    let limits = opts.mail;
+    let message = MessageParser::default()
+        .parse(bytes)
+        .filter(|m| {
+            m.from().is_some()
+                || m.to().is_some()
+                || m.subject().is_some()
+                || m.date().is_some()
+                || m.message_id().is_some()
+                || m.content_type().is_some()
+        })
+        .ok_or_else(|| ExtractError::BrokenMail("no header fields".into()))?;
+    let mut blocks = vec![Block::Heading("E-Mail".into()), Block::Space];
+    let field = |blocks: &mut Vec<Block>, label: &str, values: Vec<String>| {
+        if !values.is_empty() {
+            blocks.push(Block::Field(label.into(), values.join(", ")));
+        }
+    };
+    field(&mut blocks, "Von:", addresses(message.from()).0);
+    field(&mut blocks, "An:", addresses(message.to()).0);
+    field(&mut blocks, "Cc:", addresses(message.cc()).0);
+    if let Some(d) = message.date() {
+        blocks.push(Block::Field("Datum:".into(), german_date(d)));
+    }
+    blocks.push(Block::Field(
+        "Betreff:".into(),
+        message.subject().map(one_line).unwrap_or_default(),
+    ));
+    blocks.push(Block::Space);
+    blocks.push(Block::Text(body_text(&message).trim_end().to_string()));
+    let mut listed = Vec::new();
+    let mut decoded = 0u64;
+    for (i, part) in message.attachments().enumerate() {
+        if i as u32 >= limits.max_attachments {
+            return Err(ExtractError::MailLimit(format!(
+                "Die E-Mail hat mehr als die erlaubten {} Anhänge.",
+                limits.max_attachments
+            )));
+        }
+        decoded = decoded.saturating_add(part.contents().len() as u64);
+        if decoded > limits.max_decoded_bytes {
+            return Err(ExtractError::MailLimit(format!(
+                "Die Anhänge der E-Mail sind entpackt größer als die erlaubten {} MB.",
+                limits.max_decoded_bytes / (1024 * 1024)
+            )));
+        }
+        let name = part
+            .attachment_name()
+            .map(one_line)
+            .unwrap_or_else(|| format!("anhang-{}", i + 1));
+        let kind = match &part.body {
+            PartType::Message(_) => ", weitergeleitete Nachricht".to_string(),
+            _ => String::new(),
+        };
+        listed.push(format!(
+            "- {name} ({}{kind})",
+            size_de(part.contents().len())
+        ));
+    }
+    if !listed.is_empty() {
+        blocks.push(Block::Space);
+        blocks.push(Block::Field(
+            "Anhänge:".into(),
+            format!("{} (in der Original-E-Mail enthalten)", listed.len()),
+        ));
+        blocks.push(Block::Text(listed.join("\n")));
+    }
+    Ok(super::textpdf::render(&blocks, PDF_MAX_PAGES))
+}
+
 /// HTML to plain text (mail-parser's conversion, as used for HTML bodies).
 fn html_to_text(html: &str) -> String {
     mail_parser::decoders::html::html_to_text(html)
@@ -333,6 +439,38 @@ Content-Disposition: attachment; filename=\"liste.txt\"\r\n\
 \r\n\
 Flurst\xfcck 12, Gemarkung Musterstadt\r\n\
 --b1--\r\n";
+
+    #[test]
+    fn the_delivery_pdf_shows_headers_body_and_attachment_names() {
+        let pdf = render_pdf(MAIL, &opts()).expect("pdf");
+        assert_eq!(
+            pdf,
+            render_pdf(MAIL, &opts()).expect("again"),
+            "deterministic"
+        );
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("m.pdf");
+        std::fs::write(&p, &pdf).expect("write");
+        let out = std::process::Command::new("pdftotext")
+            .arg(&p)
+            .arg("-")
+            .output()
+            .expect("pdftotext");
+        let text = String::from_utf8(out.stdout).expect("utf-8");
+        let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        for want in [
+            "Von: Jürgen Müller <jm@example.org>",
+            "An: Bauordnung <bauordnung@musterstadt.de>, info@musterstadt.de",
+            "Betreff: Bauantrag Garage",
+            "anbei mein Antrag für die Garage.",
+            "Anhänge: 1",
+            "- liste.txt (",
+        ] {
+            assert!(flat.contains(want), "missing {want:?} in {text}");
+        }
+        let e = render_pdf(b"not a mail at all", &opts()).expect_err("no headers");
+        assert!(matches!(e, ExtractError::BrokenMail(_)), "{e:?}");
+    }
 
     #[test]
     fn headers_body_and_attachments_become_text() {

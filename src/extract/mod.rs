@@ -22,6 +22,7 @@ pub mod metadata;
 pub mod ocr;
 pub mod pdf;
 pub mod searchable;
+pub mod textpdf;
 pub mod zones;
 
 use serde::{Deserialize, Serialize};
@@ -480,13 +481,29 @@ impl Extractor {
         let timeout = self
             .timeout
             .saturating_mul(pages.clamp(1, self.options.max_pages.clamp(1, 10)));
+        self.pdf_job(Job::SearchablePdf, path, media, timeout).await
+    }
+
+    /// Makes the delivery PDF of the e-mail at `path` (header fields, body, list of
+    /// attachments; see [`mail::render_pdf`]) in the sandbox, under the limits of extraction.
+    pub async fn mail_pdf(&self, path: &Path) -> Result<Vec<u8>, ExtractError> {
+        self.pdf_job(Job::MailPdf, path, MediaType::Eml, self.timeout)
+            .await
+    }
+
+    /// Runs a job that writes `result.pdf`; returns the PDF's bytes.
+    async fn pdf_job(
+        &self,
+        job: Job,
+        path: &Path,
+        media: MediaType,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, ExtractError> {
         let out_dir = tempfile::Builder::new()
-            .prefix("poststelle-searchable")
+            .prefix("poststelle-pdf")
             .tempdir()
             .map_err(|e| ExtractError::Io(e.to_string()))?;
-        let json = self
-            .run(Job::SearchablePdf, path, media, out_dir.path(), timeout)
-            .await?;
+        let json = self.run(job, path, media, out_dir.path(), timeout).await?;
         serde_json::from_slice::<Result<(), ExtractError>>(&json)
             .map_err(|e| ExtractError::Crashed(format!("unreadable worker result: {e}")))??;
         std::fs::read(out_dir.path().join("result.pdf"))
@@ -587,6 +604,8 @@ pub enum Job {
     Extract,
     /// Make a searchable PDF (written next to the JSON result as `result.pdf`).
     SearchablePdf,
+    /// Make the delivery PDF of an e-mail (written as `result.pdf`, like the searchable PDF).
+    MailPdf,
 }
 
 impl Job {
@@ -595,12 +614,13 @@ impl Job {
         match self {
             Job::Extract => "extract",
             Job::SearchablePdf => "searchable-pdf",
+            Job::MailPdf => "mail-pdf",
         }
     }
 
     /// Parses [`Job::as_str`].
     pub fn parse(s: &str) -> Option<Self> {
-        [Job::Extract, Job::SearchablePdf]
+        [Job::Extract, Job::SearchablePdf, Job::MailPdf]
             .into_iter()
             .find(|j| j.as_str() == s)
     }
@@ -631,7 +651,24 @@ pub fn run_searchable_worker(
     let pdf = out.with_file_name("result.pdf");
     let result = std::panic::catch_unwind(|| searchable::make(path, media, opts, &pdf))
         .unwrap_or_else(|p| panic_error(media, p));
-    let json = serde_json::to_vec(&result).map_err(std::io::Error::other)?;
+    write_result(&result, out)
+}
+
+/// The worker side of [`Job::MailPdf`]: writes the e-mail's PDF to `result.pdf` beside `out`
+/// and the JSON result to `out`.
+pub fn run_mail_pdf_worker(path: &Path, opts: &ExtractOptions, out: &Path) -> std::io::Result<()> {
+    let pdf = out.with_file_name("result.pdf");
+    let result = std::panic::catch_unwind(|| {
+        let bytes = std::fs::read(path).map_err(|e| ExtractError::Io(e.to_string()))?;
+        let made = mail::render_pdf(&bytes, opts)?;
+        std::fs::write(&pdf, made).map_err(|e| ExtractError::Io(e.to_string()))
+    })
+    .unwrap_or_else(|p| panic_error(MediaType::Eml, p));
+    write_result(&result, out)
+}
+
+fn write_result(result: &Result<(), ExtractError>, out: &Path) -> std::io::Result<()> {
+    let json = serde_json::to_vec(result).map_err(std::io::Error::other)?;
     let tmp = out.with_extension("tmp");
     std::fs::write(&tmp, json)?;
     std::fs::rename(tmp, out)
