@@ -629,12 +629,39 @@ async fn greeting<T: Conn>(client: &mut async_imap::Client<T>) -> Result<(), Ima
     }
 }
 
+/// Reads the CA certificates of a PEM file (`ca_file`): at least one must be in it.
+pub fn ca_certificates(
+    path: &std::path::Path,
+) -> Result<Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>>, String> {
+    use tokio_rustls::rustls::pki_types::{CertificateDer, pem::PemObject};
+    let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{}: not valid PEM: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "{}: contains no certificate (-----BEGIN CERTIFICATE-----)",
+            path.display()
+        ));
+    }
+    Ok(certs)
+}
+
 async fn tls(
     account: &ImapAccount,
     tcp: tokio::net::TcpStream,
 ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, ImapError> {
     use tokio_rustls::rustls;
-    let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let mut roots =
+        rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(file) = &account.ca_file {
+        // Validated at start; read again so a renewed CA file is picked up on reconnect.
+        for cert in ca_certificates(file).map_err(ImapError::Connection)? {
+            roots
+                .add(cert)
+                .map_err(|e| ImapError::Connection(format!("ca_file {}: {e}", file.display())))?;
+        }
+    }
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -647,7 +674,22 @@ async fn tls(
     tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(name, tcp)
         .await
-        .map_err(|e| ImapError::Connection(format!("TLS to {}: {e}", account.host)))
+        .map_err(|e| {
+            let untrusted = e
+                .get_ref()
+                .and_then(|i| i.downcast_ref::<rustls::Error>())
+                .is_some_and(|r| matches!(r, rustls::Error::InvalidCertificate(_)));
+            let hint = match (&account.ca_file, untrusted) {
+                (None, true) => {
+                    "; the server's certificate is not trusted: if it comes from the town's own CA, name it in ca_file"
+                }
+                (Some(_), true) => {
+                    "; the server's certificate is not trusted by the web roots nor by ca_file, or does not name this host"
+                }
+                _ => "",
+            };
+            ImapError::Connection(format!("TLS to {}: {e}{hint}", account.host))
+        })
 }
 
 /// Header facts of a message (headers only are parsed here, in the daemon; the body is read in
