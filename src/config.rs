@@ -1332,14 +1332,14 @@ fn validate_imap(
                 ),
             );
         }
-        if let Some(file) = &a.ca_file {
-            if let Err(e) = crate::intake::imap::ca_certificates(file) {
-                push(
-                    "ca_file",
-                    format!("{at}: ca_file {e}"),
-                    Some("name a readable PEM file with the CA certificate(s)".into()),
-                );
-            }
+        if let Some(file) = &a.ca_file
+            && let Err(e) = crate::intake::imap::ca_certificates(file)
+        {
+            push(
+                "ca_file",
+                format!("{at}: ca_file {e}"),
+                Some("name a readable PEM file with the CA certificate(s)".into()),
+            );
         }
         let mut password = Secret::default();
         if let Some(file) = &a.password_file {
