@@ -212,3 +212,35 @@ fn without_ca_file_the_untrusted_certificate_is_refused_and_the_mail_stays() {
     );
     d.kill();
 }
+
+#[test]
+fn with_ca_file_a_certificate_that_does_not_name_the_host_is_still_refused() {
+    // The test certificate names only IP 127.0.0.1; `localhost` reaches the same server.
+    let (server, _certs, ca) = tls_server();
+    let install = Install::new();
+    server.append("INBOX", &[letter(4)]);
+    let mut acc = account("poststelle", server.imaps_port, "tls", Some(&ca));
+    acc = acc.replace(r#"host = "127.0.0.1""#, r#"host = "localhost""#);
+    let mut d = serve(&install, &[acc]);
+    let log = wait_for(
+        "the certificate refused for the host name",
+        Duration::from_secs(60),
+        || {
+            let log = daemon_log(&install);
+            log.lines()
+                .any(|l| {
+                    l.contains("not valid for name \"localhost\"")
+                        && l.contains("does not name this host")
+                })
+                .then_some(log)
+        },
+    );
+    assert!(
+        matches!(d.child.try_wait(), Ok(None)),
+        "daemon running: {log}"
+    );
+    assert_eq!(server.tls_logins(), 0, "{}", server.log());
+    assert_eq!(server.messages("INBOX").len(), 1);
+    assert!(install.documents().is_empty());
+    d.kill();
+}

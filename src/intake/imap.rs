@@ -675,18 +675,25 @@ async fn tls(
         .connect(name, tcp)
         .await
         .map_err(|e| {
-            let untrusted = e
+            use rustls::{CertificateError as C, Error as R};
+            let cert = e
                 .get_ref()
-                .and_then(|i| i.downcast_ref::<rustls::Error>())
-                .is_some_and(|r| matches!(r, rustls::Error::InvalidCertificate(_)));
-            let hint = match (&account.ca_file, untrusted) {
-                (None, true) => {
+                .and_then(|i| i.downcast_ref::<R>())
+                .and_then(|r| match r {
+                    R::InvalidCertificate(c) => Some(c),
+                    _ => None,
+                });
+            let hint = match (cert, &account.ca_file) {
+                (Some(C::NotValidForName | C::NotValidForNameContext { .. }), _) => {
+                    "; the server's certificate does not name this host: set host to a name the certificate holds"
+                }
+                (Some(_), None) => {
                     "; the server's certificate is not trusted: if it comes from the town's own CA, name it in ca_file"
                 }
-                (Some(_), true) => {
-                    "; the server's certificate is not trusted by the web roots nor by ca_file, or does not name this host"
+                (Some(_), Some(_)) => {
+                    "; the server's certificate is trusted neither by the web roots nor by ca_file"
                 }
-                _ => "",
+                (None, _) => "",
             };
             ImapError::Connection(format!("TLS to {}: {e}{hint}", account.host))
         })
