@@ -180,6 +180,8 @@ struct RawImapAccount {
     port: Option<u16>,
     #[serde(default = "default_tls")]
     tls: String,
+    #[serde(default)]
+    ca_file: Option<PathBuf>,
     user: String,
     password: Option<String>,
     password_file: Option<PathBuf>,
@@ -611,6 +613,9 @@ pub struct ImapAccount {
     pub port: u16,
     /// Transport security.
     pub tls: ImapTls,
+    /// PEM file with the certificate(s) of the town's own CA, trusted in addition to the web
+    /// roots (the host name is verified either way).
+    pub ca_file: Option<PathBuf>,
     /// Login name.
     pub user: String,
     /// Password (from the environment or `password_file`).
@@ -1341,6 +1346,15 @@ fn validate_imap(
                 ),
             );
         }
+        if let Some(file) = &a.ca_file
+            && let Err(e) = crate::intake::imap::ca_certificates(file)
+        {
+            push(
+                "ca_file",
+                format!("{at}: ca_file {e}"),
+                Some("name a readable PEM file with the CA certificate(s)".into()),
+            );
+        }
         let mut password = Secret::default();
         if let Some(file) = &a.password_file {
             match std::fs::read_to_string(file) {
@@ -1388,6 +1402,7 @@ fn validate_imap(
                 .port
                 .unwrap_or(if tls == ImapTls::Tls { 993 } else { 143 }),
             tls,
+            ca_file: a.ca_file.clone(),
             user: a.user.clone(),
             password,
             folders: a.folders.clone(),
@@ -1875,6 +1890,43 @@ user = "poststelle@musterstadt.de"
             e.to_string().contains("deliver_as = \"docx\" is not known"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn imap_ca_file_must_be_readable_and_hold_a_certificate() {
+        let pw = [("POSTSTELLE__INTAKE__IMAP__ACCOUNTS__0__PASSWORD", "s3cret")];
+        let dir = tempfile::tempdir().expect("tempdir");
+        let with = |path: &Path| {
+            imap_config("imap.musterstadt.de", "tls")
+                + &format!("ca_file = {:?}\n", path.display().to_string())
+        };
+        let missing = dir.path().join("missing.pem");
+        let e = parse(&with(&missing), &pw).expect_err("missing");
+        assert!(e.to_string().contains("ca_file"), "{e}");
+        assert!(e.to_string().contains("missing.pem"), "{e}");
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "no certificate here\n").expect("write");
+        let e = parse(&with(&empty), &pw).expect_err("empty");
+        assert!(e.to_string().contains("contains no certificate"), "{e}");
+        let broken = dir.path().join("broken.pem");
+        std::fs::write(
+            &broken,
+            "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n",
+        )
+        .expect("write");
+        let e = parse(&with(&broken), &pw).expect_err("broken");
+        assert!(e.to_string().contains("broken.pem"), "{e}");
+        // Any base64 DER body is accepted by the PEM reader; rustls checks it on connect.
+        let good = dir.path().join("ca.pem");
+        std::fs::write(
+            &good,
+            "-----BEGIN CERTIFICATE-----\nMAMCAQA=\n-----END CERTIFICATE-----\n",
+        )
+        .expect("write");
+        let s = parse(&with(&good), &pw).expect("good");
+        assert_eq!(s.imap.accounts[0].ca_file.as_deref(), Some(good.as_path()));
+        let s = parse(&imap_config("imap.musterstadt.de", "tls"), &pw).expect("none");
+        assert_eq!(s.imap.accounts[0].ca_file, None);
     }
 
     #[test]

@@ -831,6 +831,7 @@ Message-ID: <bad@example.org>\r\n\r\nText\r\n"
                     host: "127.0.0.1".into(),
                     port: server.port,
                     tls: ImapTls::Plain,
+                    ca_file: None,
                     user: dovecot::USER.into(),
                     password: Secret::new(dovecot::PASSWORD),
                     folders: vec!["INBOX".into()],

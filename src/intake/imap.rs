@@ -629,12 +629,39 @@ async fn greeting<T: Conn>(client: &mut async_imap::Client<T>) -> Result<(), Ima
     }
 }
 
+/// Reads the CA certificates of a PEM file (`ca_file`): at least one must be in it.
+pub fn ca_certificates(
+    path: &std::path::Path,
+) -> Result<Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>>, String> {
+    use tokio_rustls::rustls::pki_types::{CertificateDer, pem::PemObject};
+    let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{}: not valid PEM: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "{}: contains no certificate (-----BEGIN CERTIFICATE-----)",
+            path.display()
+        ));
+    }
+    Ok(certs)
+}
+
 async fn tls(
     account: &ImapAccount,
     tcp: tokio::net::TcpStream,
 ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, ImapError> {
     use tokio_rustls::rustls;
-    let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let mut roots =
+        rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(file) = &account.ca_file {
+        // Validated at start; read again so a renewed CA file is picked up on reconnect.
+        for cert in ca_certificates(file).map_err(ImapError::Connection)? {
+            roots
+                .add(cert)
+                .map_err(|e| ImapError::Connection(format!("ca_file {}: {e}", file.display())))?;
+        }
+    }
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -647,7 +674,29 @@ async fn tls(
     tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(name, tcp)
         .await
-        .map_err(|e| ImapError::Connection(format!("TLS to {}: {e}", account.host)))
+        .map_err(|e| {
+            use rustls::{CertificateError as C, Error as R};
+            let cert = e
+                .get_ref()
+                .and_then(|i| i.downcast_ref::<R>())
+                .and_then(|r| match r {
+                    R::InvalidCertificate(c) => Some(c),
+                    _ => None,
+                });
+            let hint = match (cert, &account.ca_file) {
+                (Some(C::NotValidForName | C::NotValidForNameContext { .. }), _) => {
+                    "; the server's certificate does not name this host: set host to a name the certificate holds"
+                }
+                (Some(_), None) => {
+                    "; the server's certificate is not trusted: if it comes from the town's own CA, name it in ca_file"
+                }
+                (Some(_), Some(_)) => {
+                    "; the server's certificate is trusted neither by the web roots nor by ca_file"
+                }
+                (None, _) => "",
+            };
+            ImapError::Connection(format!("TLS to {}: {e}{hint}", account.host))
+        })
 }
 
 /// Header facts of a message (headers only are parsed here, in the daemon; the body is read in

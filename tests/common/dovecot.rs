@@ -1,5 +1,7 @@
 //! A throwaway Dovecot IMAP server for tests: its own config, users and maildirs in a temporary
-//! directory, listening on 127.0.0.1 on a free port, no TLS (loopback only), logging to a file.
+//! directory, listening on 127.0.0.1 on a free port, logging to a file. Without TLS by default
+//! (loopback only); [`Dovecot::start_tls`] adds an implicit-TLS listener (`imaps`) and makes
+//! TLS (STARTTLS on the IMAP port) required for logins from other addresses.
 //! Started with `dovecot -F -c <dir>/dovecot.conf` and killed when dropped.
 #![allow(dead_code)]
 
@@ -18,8 +20,10 @@ pub const PASSWORD: &str = "geheim-imap-9";
 pub struct Dovecot {
     /// Temp dir holding config, state and mail.
     pub dir: tempfile::TempDir,
-    /// IMAP port on 127.0.0.1.
+    /// IMAP port on 127.0.0.1 (plain, STARTTLS offered when started with TLS).
     pub port: u16,
+    /// Implicit-TLS port on 127.0.0.1 (0 without TLS).
+    pub imaps_port: u16,
     child: Option<Child>,
 }
 
@@ -41,10 +45,36 @@ fn free_port() -> u16 {
 }
 
 impl Dovecot {
-    /// Writes the config and starts the server.
+    /// Writes the config and starts the server (no TLS).
     pub fn start() -> Dovecot {
+        Self::start_with(None)
+    }
+
+    /// Starts the server with TLS: `cert`/`key` are the server's PEM certificate and key.
+    /// STARTTLS is offered on `port`, implicit TLS on `imaps_port`, and `ssl = required`
+    /// (Dovecot counts a loopback connection as secured, so the test client may still log in
+    /// without TLS; whether a login used TLS shows in [`Dovecot::tls_logins`]).
+    pub fn start_tls(cert: &Path, key: &Path) -> Dovecot {
+        Self::start_with(Some((cert, key)))
+    }
+
+    fn start_with(tls: Option<(&Path, &Path)>) -> Dovecot {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
+        let imaps_port = if tls.is_some() { free_port() } else { 0 };
+        let ssl = match tls {
+            None => "ssl = no".to_string(),
+            Some((cert, key)) => format!(
+                "ssl = required\nssl_cert = <{}\nssl_key = <{}",
+                cert.display(),
+                key.display()
+            ),
+        };
+        let imaps_address = if tls.is_some() {
+            "address = 127.0.0.1\n    "
+        } else {
+            ""
+        };
         let d = dir.path();
         for sub in ["run", "state", "mail", "home"] {
             std::fs::create_dir_all(d.join(sub)).expect("mkdir");
@@ -80,14 +110,14 @@ impl Dovecot {
             (me.clone(), me)
         };
         let conf = format!(
-            r#"# Test server: loopback only, no TLS, everything in {dir}
+            r#"# Test server: loopback only, everything in {dir}
 base_dir = {dir}/run
 state_dir = {dir}/state
 log_path = {dir}/dovecot.log
 info_log_path = {dir}/dovecot.log
 protocols = imap
 listen = 127.0.0.1
-ssl = no
+{ssl}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 first_valid_uid = {uid}
@@ -112,7 +142,7 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    {imaps_address}port = {imaps_port}
   }}
 }}
 service anvil {{
@@ -128,6 +158,7 @@ service imap-login {{
         let mut s = Dovecot {
             dir,
             port,
+            imaps_port,
             child: None,
         };
         s.run();
@@ -196,6 +227,19 @@ service imap-login {{
     /// The server's log.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.path("dovecot.log")).unwrap_or_default()
+    }
+
+    /// Successful logins of the test user that used TLS (`imap-login: Info: Login: ... TLS` lines
+    /// of the log).
+    pub fn tls_logins(&self) -> usize {
+        self.log()
+            .lines()
+            .filter(|l| {
+                l.contains("imap-login: ")
+                    && l.contains(&format!("Login: user=<{USER}>"))
+                    && l.contains(", TLS,")
+            })
+            .count()
     }
 
     /// The maildir of a folder (`INBOX` or a folder name).
