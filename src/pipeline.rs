@@ -523,6 +523,20 @@ impl Pipeline {
         };
         let made = self.extractor.searchable_pdf(&path, media, pages).await;
         drop(permit);
+        self.link_rendition(doc, original, "searchable_pdf", started, made)
+            .await
+    }
+
+    /// Stores a made rendition (or, when the input cannot be rendered, records that the original
+    /// is delivered) and links it to the document, so every retry sends the same bytes.
+    async fn link_rendition(
+        &self,
+        doc: &DocumentRow,
+        original: Rendition,
+        kind: &str,
+        started: std::time::Instant,
+        made: Result<Vec<u8>, ExtractError>,
+    ) -> anyhow::Result<Rendition> {
         let (rendition, detail) = match made {
             Ok(pdf) => {
                 let blobs = self.blobs.clone();
@@ -534,20 +548,16 @@ impl Pipeline {
                         media_type: MediaType::Pdf.mime().to_string(),
                     },
                     serde_json::json!({
-                        "kind": "searchable_pdf", "sha256": sha, "size_bytes": size,
+                        "kind": kind, "sha256": sha, "size_bytes": size,
                         "millis": started.elapsed().as_millis() as u64,
                     }),
                 )
             }
             Err(e) if e.is_input_fault() => {
-                tracing::warn!(document = %doc.id, error = %e, "no searchable PDF; delivering the original");
-                (
-                    original,
-                    serde_json::json!({
-                        "kind": "original", "searchable_pdf_failed": e.reason_de(),
-                        "detail": e.to_string(),
-                    }),
-                )
+                tracing::warn!(document = %doc.id, rendition = kind, error = %e, "rendition failed; delivering the original");
+                let mut detail = serde_json::json!({"kind": "original", "detail": e.to_string()});
+                detail[format!("{kind}_failed")] = serde_json::json!(e.reason_de());
+                (original, detail)
             }
             Err(e) => return Err(anyhow::anyhow!(e)),
         };
@@ -572,38 +582,8 @@ impl Pipeline {
         let started = std::time::Instant::now();
         let made = self.extractor.mail_pdf(&path).await;
         drop(permit);
-        let (rendition, detail) = match made {
-            Ok(pdf) => {
-                let blobs = self.blobs.clone();
-                let size = pdf.len();
-                let sha = tokio::task::spawn_blocking(move || blobs.put(&pdf)).await??;
-                (
-                    Rendition {
-                        sha256: sha.clone(),
-                        media_type: MediaType::Pdf.mime().to_string(),
-                    },
-                    serde_json::json!({
-                        "kind": "mail_pdf", "sha256": sha, "size_bytes": size,
-                        "millis": started.elapsed().as_millis() as u64,
-                    }),
-                )
-            }
-            Err(e) if e.is_input_fault() => {
-                tracing::warn!(document = %doc.id, error = %e, "no PDF of the e-mail; delivering the original");
-                (
-                    original,
-                    serde_json::json!({
-                        "kind": "original", "mail_pdf_failed": e.reason_de(),
-                        "detail": e.to_string(),
-                    }),
-                )
-            }
-            Err(e) => return Err(anyhow::anyhow!(e)),
-        };
-        Ok(self
-            .store
-            .set_rendition(&doc.id, &rendition, detail)
-            .await?)
+        self.link_rendition(doc, original, "mail_pdf", started, made)
+            .await
     }
 }
 
