@@ -125,10 +125,9 @@ fn text_page(number: u32, text: String) -> Page {
     }
 }
 
-/// Extracts an e-mail.
-pub fn extract(bytes: &[u8], opts: &ExtractOptions) -> Result<Extraction, ExtractError> {
-    let limits = opts.mail;
-    let message = MessageParser::default()
+/// Parses a message; bytes without a single header field are no e-mail.
+fn parse_message(bytes: &[u8]) -> Result<Message<'_>, ExtractError> {
+    MessageParser::default()
         .parse(bytes)
         .filter(|m| {
             m.from().is_some()
@@ -138,7 +137,13 @@ pub fn extract(bytes: &[u8], opts: &ExtractOptions) -> Result<Extraction, Extrac
                 || m.message_id().is_some()
                 || m.content_type().is_some()
         })
-        .ok_or_else(|| ExtractError::BrokenMail("no header fields".into()))?;
+        .ok_or_else(|| ExtractError::BrokenMail("no header fields".into()))
+}
+
+/// Extracts an e-mail.
+pub fn extract(bytes: &[u8], opts: &ExtractOptions) -> Result<Extraction, ExtractError> {
+    let limits = opts.mail;
+    let message = parse_message(bytes)?;
     let mut walk = Walk {
         opts,
         pages: Vec::new(),
@@ -323,17 +328,7 @@ fn size_de(bytes: usize) -> String {
 pub fn render_pdf(bytes: &[u8], opts: &ExtractOptions) -> Result<Vec<u8>, ExtractError> {
     use super::textpdf::Block;
     let limits = opts.mail;
-    let message = MessageParser::default()
-        .parse(bytes)
-        .filter(|m| {
-            m.from().is_some()
-                || m.to().is_some()
-                || m.subject().is_some()
-                || m.date().is_some()
-                || m.message_id().is_some()
-                || m.content_type().is_some()
-        })
-        .ok_or_else(|| ExtractError::BrokenMail("no header fields".into()))?;
+    let message = parse_message(bytes)?;
     let mut blocks = vec![Block::Heading("E-Mail".into()), Block::Space];
     let field = |blocks: &mut Vec<Block>, label: &str, values: Vec<String>| {
         if !values.is_empty() {
