@@ -9,22 +9,6 @@ use std::time::Duration;
 
 const LONG: Duration = Duration::from_secs(120);
 
-fn bauantrag_pdf() -> Vec<u8> {
-    letter_pdf(&din_letter(
-        &[
-            "Stadt Musterstadt",
-            "Bauordnungsamt",
-            "Rathausplatz 1",
-            "12345 Musterstadt",
-        ],
-        "Bauantrag für einen Wintergarten, Flurstück 88",
-        &[
-            "hiermit reiche ich den Bauantrag für einen Wintergarten auf",
-            "meinem Grundstück ein. Lageplan und Bauzeichnungen liegen bei.",
-        ],
-    ))
-}
-
 fn hundesteuer_txt(name: &str) -> Vec<u8> {
     format!(
         "Von: Eva Schmitz <eva.schmitz@example.org>\nAn: steueramt@musterstadt.de\nBetreff: Anmeldung Hundesteuer\n\n\

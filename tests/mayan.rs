@@ -414,19 +414,7 @@ async fn daemon_killed_mid_mayan_delivery_files_exactly_once() {
             "10".to_string(),
         ),
     ];
-    let bytes = common::letter_pdf(&common::din_letter(
-        &[
-            "Stadt Musterstadt",
-            "Bauordnungsamt",
-            "Rathausplatz 1",
-            "12345 Musterstadt",
-        ],
-        "Bauantrag für einen Wintergarten, Flurstück 88",
-        &[
-            "hiermit reiche ich den Bauantrag für einen Wintergarten auf",
-            "meinem Grundstück ein. Lageplan und Bauzeichnungen liegen bei.",
-        ],
-    ));
+    let bytes = common::bauantrag_pdf();
     for (round, point) in ["mayan_after_create", "after_deliver"].iter().enumerate() {
         let marker = install.path(&format!("paused-{round}"));
         let marker_s = marker.display().to_string();

@@ -34,19 +34,7 @@ fn tool(name: &str, args: &[&str], file: &Path, tail: &[&str]) -> String {
 }
 
 fn bauantrag_pages() -> (image::GrayImage, image::GrayImage) {
-    let page1 = letter_pdf(&din_letter(
-        &[
-            "Stadt Musterstadt",
-            "Bauordnungsamt",
-            "Rathausplatz 1",
-            "12345 Musterstadt",
-        ],
-        "Bauantrag für einen Wintergarten, Flurstück 88",
-        &[
-            "hiermit reiche ich den Bauantrag für einen Wintergarten auf",
-            "meinem Grundstück ein. Lageplan und Bauzeichnungen liegen bei.",
-        ],
-    ));
+    let page1 = bauantrag_pdf();
     let page2 = letter_pdf(&[
         (25.0, 40.0, 14.0, "Baubeschreibung"),
         (

@@ -498,17 +498,26 @@ impl ImapIntake {
         Ok(())
     }
 
+    /// `UID FETCH` of one message's `items`, within the account's timeout.
+    async fn uid_fetch(
+        &self,
+        session: &mut Session,
+        key: &ImapKey,
+        items: &str,
+    ) -> Result<Vec<async_imap::types::Fetch>, ImapError> {
+        self.t("UID FETCH", async {
+            session
+                .uid_fetch(key.uid.to_string(), items)
+                .await?
+                .try_collect::<Vec<_>>()
+                .await
+        })
+        .await
+    }
+
     async fn fetch_size(&self, session: &mut Session, key: &ImapKey) -> Result<u32, ImapError> {
-        let fetches: Vec<_> = self
-            .t("UID FETCH", async {
-                session
-                    .uid_fetch(key.uid.to_string(), "(UID RFC822.SIZE)")
-                    .await?
-                    .try_collect::<Vec<_>>()
-                    .await
-            })
-            .await?;
-        fetches
+        self.uid_fetch(session, key, "(UID RFC822.SIZE)")
+            .await?
             .iter()
             .find(|f| f.uid == Some(key.uid))
             .and_then(|f| f.size)
@@ -518,16 +527,8 @@ impl ImapIntake {
     }
 
     async fn fetch_body(&self, session: &mut Session, key: &ImapKey) -> Result<Vec<u8>, ImapError> {
-        let fetches: Vec<_> = self
-            .t("UID FETCH", async {
-                session
-                    .uid_fetch(key.uid.to_string(), "(UID BODY.PEEK[])")
-                    .await?
-                    .try_collect::<Vec<_>>()
-                    .await
-            })
-            .await?;
-        fetches
+        self.uid_fetch(session, key, "(UID BODY.PEEK[])")
+            .await?
             .iter()
             .find(|f| f.uid == Some(key.uid))
             .and_then(|f| f.body())

@@ -473,3 +473,20 @@ impl Drop for Install {
         }
     }
 }
+
+/// A born-digital Bauantrag to the Bauordnungsamt (mailbox 63), one page.
+pub fn bauantrag_pdf() -> Vec<u8> {
+    letter_pdf(&din_letter(
+        &[
+            "Stadt Musterstadt",
+            "Bauordnungsamt",
+            "Rathausplatz 1",
+            "12345 Musterstadt",
+        ],
+        "Bauantrag für einen Wintergarten, Flurstück 88",
+        &[
+            "hiermit reiche ich den Bauantrag für einen Wintergarten auf",
+            "meinem Grundstück ein. Lageplan und Bauzeichnungen liegen bei.",
+        ],
+    ))
+}
