@@ -83,6 +83,7 @@ fn main() {
             text: i.text.clone(),
             mailbox: i.mailbox.clone(),
             origin: "correction".into(),
+            kind: i.kind.clone(),
         })
         .collect();
     let kinds: BTreeSet<&str> = corrections.iter().map(|c| c.mailbox.as_str()).collect();

@@ -1,8 +1,8 @@
 //! Wiring: builds every component from settings, runs them, shuts down cleanly.
 
 use crate::api::{self, ApiState};
-use crate::classify::Classifier;
 use crate::classify::rules::RuleSet;
+use crate::classify::{Classifier, RecipientRoute, Router, RouterSettings};
 use crate::config::Settings;
 use crate::extract::Extractor;
 use crate::intake::Intake;
@@ -22,13 +22,46 @@ pub fn build_classifier(settings: &Settings) -> anyhow::Result<Classifier> {
         &settings.classify.rules,
         &settings.mailbox_ids(),
     )?);
-    let model = crate::train::ensure_model(settings, &rules)?;
-    Ok(Classifier {
+    let model = crate::train::ensure_model(
+        &settings.classify.models,
+        &settings.classify.training_data,
+        &settings.mailbox_ids(),
+        &rules,
+        &router_settings(settings),
+    )?;
+    Ok(Classifier::new(
         rules,
-        model: model.map(Arc::new),
-        mailboxes: settings.mailbox_ids(),
-        config_threshold: settings.classify.review_threshold,
-    })
+        model.map(Arc::new),
+        settings.mailbox_ids(),
+        settings.classify.review_threshold,
+    ))
+}
+
+/// The router's part of the settings: address markers, e-invoice routes, mailbox addresses.
+pub fn router_settings(settings: &Settings) -> RouterSettings {
+    RouterSettings {
+        address_markers: settings.address_markers.clone(),
+        invoice_routes: settings.einvoice.routes.clone(),
+        recipients: settings
+            .mailboxes
+            .iter()
+            .filter(|m| !m.addresses.is_empty())
+            .map(|m| RecipientRoute {
+                mailbox: m.id.clone(),
+                name: m.name.clone(),
+                addresses: m.addresses.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// The router the daemon, `route` and `eval` decide with: rules, the active model and the
+/// town's e-invoice and address routes.
+pub fn build_router(settings: &Settings) -> anyhow::Result<Router> {
+    Ok(Router::new(
+        Arc::new(build_classifier(settings)?),
+        router_settings(settings),
+    ))
 }
 
 /// The running daemon's parts.
@@ -55,8 +88,8 @@ impl Application {
             .await
             .context("opening the store")?;
         let blobs = BlobStore::open(&settings.store.blobs).context("opening blob storage")?;
-        let classifier = build_classifier(&settings)?;
-        if let Some(m) = &classifier.model {
+        let router = build_router(&settings)?;
+        if let Some(m) = router.classifier().model() {
             let path = crate::train::Registry::new(&settings.classify.models).path(&m.meta.version);
             store
                 .record_model(
@@ -80,7 +113,7 @@ impl Application {
             store.clone(),
             blobs.clone(),
             extractor,
-            classifier,
+            router,
             targets,
             settings.clone(),
             wake.clone(),
@@ -120,7 +153,9 @@ impl Application {
         self.listener.as_ref().and_then(|l| l.local_addr().ok())
     }
 
-    /// Runs until `cancel` fires.
+    /// Runs until `cancel` fires. A task that panics (or whose pipeline work panicked) is
+    /// logged, stops every other task and makes this return an error, so the process exits
+    /// non-zero and its supervisor (systemd) restarts it, instead of running on without it.
     pub async fn run(self, cancel: CancellationToken) -> anyhow::Result<()> {
         if self.settings.api.token.is_empty() {
             tracing::warn!(
@@ -128,14 +163,23 @@ impl Application {
             );
         }
         let mut tasks = tokio::task::JoinSet::new();
-        tasks.spawn(self.pipeline.clone().run(cancel.clone()));
+        let (pipeline, c) = (self.pipeline.clone(), cancel.clone());
+        tasks.spawn(async move { pipeline.run(c).await.context("pipeline") });
         if let Some(outgoing) = &self.outgoing {
-            tasks.spawn(outgoing.clone().run(cancel.clone()));
+            let (o, c) = (outgoing.clone(), cancel.clone());
+            tasks.spawn(async move {
+                o.run(c).await;
+                Ok(())
+            });
         }
         if self.settings.hot_folder.enabled {
             let hf = HotFolder::new(self.settings.hot_folder.clone(), self.intake.clone())
                 .context("preparing the hot folder")?;
-            tasks.spawn(hf.run(cancel.clone()));
+            let c = cancel.clone();
+            tasks.spawn(async move {
+                hf.run(c).await;
+                Ok(())
+            });
         }
         if self.settings.imap.enabled {
             let imap = crate::intake::imap::ImapIntake {
@@ -143,7 +187,11 @@ impl Application {
                 settings: self.settings.imap.clone(),
                 observers: self.observers.clone(),
             };
-            tasks.spawn(imap.run(cancel.clone()));
+            let c = cancel.clone();
+            tasks.spawn(async move {
+                imap.run(c).await;
+                Ok(())
+            });
         }
         if let Some(listener) = self.listener {
             let router = api::router(ApiState {
@@ -159,9 +207,24 @@ impl Application {
                 {
                     tracing::error!(error = %e, "API server stopped");
                 }
+                Ok(())
             });
         }
-        while tasks.join_next().await.is_some() {}
-        Ok(())
+        let mut failure: Option<anyhow::Error> = None;
+        while let Some(joined) = tasks.join_next().await {
+            let error = match joined {
+                Ok(Ok(())) => continue,
+                Ok(Err(e)) => e,
+                Err(e) if e.is_panic() => anyhow::anyhow!("a daemon task panicked: {e}"),
+                Err(e) => anyhow::anyhow!("a daemon task was aborted: {e}"),
+            };
+            tracing::error!(error = %format!("{error:#}"), "daemon task failed; shutting down");
+            cancel.cancel();
+            failure.get_or_insert(error);
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 }

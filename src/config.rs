@@ -271,6 +271,9 @@ struct RawExtract {
     mail_max_attachments: u32,
     mail_max_depth: u32,
     mail_max_decoded_mb: u64,
+    max_attempts: u32,
+    retry_base_secs: u64,
+    retry_max_secs: u64,
 }
 
 impl Default for RawExtract {
@@ -288,6 +291,9 @@ impl Default for RawExtract {
             mail_max_attachments: 20,
             mail_max_depth: 3,
             mail_max_decoded_mb: 50,
+            max_attempts: 5,
+            retry_base_secs: 2,
+            retry_max_secs: 300,
         }
     }
 }
@@ -564,6 +570,13 @@ pub struct ExtractSettings {
     pub mail_max_depth: u32,
     /// Decoded size of all parts of an e-mail at most, in bytes.
     pub mail_max_decoded_bytes: u64,
+    /// Attempts of the extract and classify stages before a document becomes a dead letter
+    /// (failures that are not the input's fault: a crashed worker, a full disk, ...).
+    pub max_attempts: u32,
+    /// First delay before a failed stage is tried again.
+    pub retry_base: std::time::Duration,
+    /// Longest delay between stage attempts.
+    pub retry_max: std::time::Duration,
 }
 
 /// IMAP intake settings.
@@ -1166,6 +1179,9 @@ fn validate(
             mail_max_attachments: raw.extract.mail_max_attachments,
             mail_max_depth: raw.extract.mail_max_depth,
             mail_max_decoded_bytes: raw.extract.mail_max_decoded_mb * 1024 * 1024,
+            max_attempts: raw.extract.max_attempts.max(1),
+            retry_base: std::time::Duration::from_secs(raw.extract.retry_base_secs),
+            retry_max: std::time::Duration::from_secs(raw.extract.retry_max_secs.max(1)),
         },
         classify: ClassifySettings {
             rules: raw.classify.rules,

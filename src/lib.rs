@@ -19,6 +19,7 @@
 pub mod api;
 pub mod app;
 pub mod classify;
+pub mod cli;
 pub mod config;
 pub mod deliver;
 pub mod domain;
@@ -27,5 +28,6 @@ pub mod faults;
 pub mod intake;
 pub mod outgoing;
 pub mod pipeline;
+pub mod retry;
 pub mod store;
 pub mod train;

@@ -3,16 +3,21 @@
 //! the next state in one transaction; after a crash, work resumes from the stored states.
 //!
 //! - `received -> extracted` (sandboxed extraction; unreadable input -> `quarantined`)
-//! - `extracted -> review | queued` (classification)
-//! - `queued -> delivered` (outbox: retries with backoff and jitter, `dead_letter` after N)
+//! - `extracted -> review | queued` (the [`Router`] decides)
+//! - `queued -> delivered` (outbox)
+//!
+//! Every stage retries through the one [`RetryPolicy`](crate::retry::RetryPolicy): a failed
+//! attempt that is not the input's fault waits for its jittered backoff, and a stage that keeps
+//! failing ends as a `dead_letter` with its German reason, which a re-drive resumes.
 
-use crate::classify::Classifier;
+use crate::classify::Router;
 use crate::config::Settings;
 use crate::deliver::breaker::{Breakers, Gate};
 use crate::deliver::{Delivery, DeliveryError, DeliveryItem};
 use crate::domain::{DocState, DocumentId};
-use crate::extract::{ExtractError, Extraction, Extractor, MediaType, zones};
+use crate::extract::{ExtractError, Extraction, Extractor, MediaType};
 use crate::faults::{pause_point, points};
+use crate::retry::{AttemptLog, Backoff, Next, Outcome, Reasons, RetryPolicy};
 use crate::store::blobs::BlobStore;
 use crate::store::metadata::Rendition;
 use crate::store::{DocumentRow, Store};
@@ -32,8 +37,8 @@ pub struct Pipeline {
     pub blobs: BlobStore,
     /// Extraction sandbox.
     pub extractor: Extractor,
-    /// Current classifier (replaced when a new model is activated).
-    pub classifier: RwLock<Arc<Classifier>>,
+    /// Current router (its classifier is replaced when a new model is activated).
+    router: RwLock<Arc<Router>>,
     /// Delivery targets by name.
     pub targets: BTreeMap<String, Arc<dyn Delivery>>,
     /// Settings.
@@ -43,6 +48,8 @@ pub struct Pipeline {
     in_flight: Mutex<HashSet<DocumentId>>,
     extract_slots: Semaphore,
     breakers: Breakers,
+    delivery_retry: RetryPolicy,
+    stage_retry: RetryPolicy,
 }
 
 impl Pipeline {
@@ -51,7 +58,7 @@ impl Pipeline {
         store: Store,
         blobs: BlobStore,
         extractor: Extractor,
-        classifier: Classifier,
+        router: Router,
         targets: BTreeMap<String, Arc<dyn Delivery>>,
         settings: Arc<Settings>,
         wake: Arc<Notify>,
@@ -61,33 +68,40 @@ impl Pipeline {
             settings.deliver.breaker_threshold,
             settings.deliver.breaker_cooldown,
         );
+        let d = &settings.deliver;
+        let delivery_retry =
+            RetryPolicy::new(Backoff::new(d.retry_base, d.retry_max), d.max_attempts);
+        let e = &settings.extract;
+        let stage_retry = RetryPolicy::new(Backoff::new(e.retry_base, e.retry_max), e.max_attempts);
         Self {
             store,
             blobs,
             extractor,
-            classifier: RwLock::new(Arc::new(classifier)),
+            router: RwLock::new(Arc::new(router)),
             targets,
             settings,
             wake,
             in_flight: Mutex::new(HashSet::new()),
             extract_slots: Semaphore::new(workers),
             breakers,
+            delivery_retry,
+            stage_retry,
         }
     }
 
-    /// The classifier in force.
-    pub fn classifier(&self) -> Arc<Classifier> {
-        match self.classifier.read() {
+    /// The router in force.
+    pub fn router(&self) -> Arc<Router> {
+        match self.router.read() {
             Ok(g) => g.clone(),
             Err(p) => p.into_inner().clone(),
         }
     }
 
-    /// Replaces the classifier (e.g. after a model activation).
-    pub fn set_classifier(&self, c: Classifier) {
-        match self.classifier.write() {
-            Ok(mut g) => *g = Arc::new(c),
-            Err(p) => *p.into_inner() = Arc::new(c),
+    /// Replaces the router (e.g. after a model activation).
+    pub fn set_router(&self, r: Router) {
+        match self.router.write() {
+            Ok(mut g) => *g = Arc::new(r),
+            Err(p) => *p.into_inner() = Arc::new(r),
         }
     }
 
@@ -112,10 +126,10 @@ impl Pipeline {
         let Some(active) = registry.active_version() else {
             return;
         };
-        let current = self.classifier();
+        let current = self.router();
         if current
-            .model
-            .as_ref()
+            .classifier()
+            .model()
             .is_some_and(|m| m.meta.version == active)
         {
             return;
@@ -132,9 +146,8 @@ impl Pipeline {
                         true,
                     )
                     .await;
-                let mut next = (*current).clone();
-                next.model = Some(Arc::new(model));
-                self.set_classifier(next);
+                let classifier = current.classifier().with_model(Some(Arc::new(model)));
+                self.set_router(current.with_classifier(Arc::new(classifier)));
                 tracing::info!(version = active, "activated model loaded");
             }
             Ok(Err(e)) => {
@@ -144,9 +157,12 @@ impl Pipeline {
         }
     }
 
-    /// Runs the workers until cancelled; in-flight work is finished before returning.
-    pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+    /// Runs the workers until cancelled; in-flight work is finished before returning. Work on a
+    /// document that panics is logged, cancels `cancel` (the whole daemon stops) and makes this
+    /// return an error: a panic is a bug, and a restart resumes from the stored states.
+    pub async fn run(self: Arc<Self>, cancel: CancellationToken) -> anyhow::Result<()> {
         let tracker = TaskTracker::new();
+        let panicked: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
         let mut last_model_check = std::time::Instant::now();
         loop {
             if cancel.is_cancelled() {
@@ -156,7 +172,7 @@ impl Pipeline {
                 last_model_check = std::time::Instant::now();
                 self.reload_model_if_changed().await;
             }
-            if let Err(e) = self.dispatch(&tracker).await {
+            if let Err(e) = self.dispatch(&tracker, &cancel, &panicked).await {
                 tracing::error!(error = %e, "pipeline: store error; retrying");
             }
             tokio::select! {
@@ -167,11 +183,53 @@ impl Pipeline {
         }
         tracker.close();
         tracker.wait().await;
+        let panicked = match panicked.lock() {
+            Ok(mut g) => g.take(),
+            Err(p) => p.into_inner().take(),
+        };
+        match panicked {
+            Some(what) => Err(anyhow::anyhow!("pipeline work panicked: {what}")),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs one document's work on the tracker; a panic is recorded and stops the daemon.
+    fn spawn_work(
+        &self,
+        tracker: &TaskTracker,
+        cancel: &CancellationToken,
+        panicked: &Arc<Mutex<Option<String>>>,
+        id: DocumentId,
+        work: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        use futures::FutureExt;
+        let (cancel, panicked) = (cancel.clone(), panicked.clone());
+        tracker.spawn(async move {
+            if let Err(payload) = std::panic::AssertUnwindSafe(work).catch_unwind().await {
+                let msg = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                tracing::error!(document = %id, panic = msg, "pipeline work panicked; stopping the daemon");
+                match panicked.lock() {
+                    Ok(mut g) => {
+                        g.get_or_insert(format!("document {id}: {msg}"));
+                    }
+                    Err(p) => {
+                        p.into_inner().get_or_insert(format!("document {id}: {msg}"));
+                    }
+                }
+                cancel.cancel();
+            }
+        });
     }
 
     async fn dispatch(
         self: &Arc<Self>,
         tracker: &TaskTracker,
+        cancel: &CancellationToken,
+        panicked: &Arc<Mutex<Option<String>>>,
     ) -> Result<(), crate::store::StoreError> {
         for state in [
             DocState::Received,
@@ -183,9 +241,10 @@ impl Pipeline {
                     continue;
                 }
                 let this = self.clone();
-                tracker.spawn(async move {
-                    this.advance(&id).await;
-                    this.release(&id);
+                let doc = id.clone();
+                self.spawn_work(tracker, cancel, panicked, id, async move {
+                    this.advance(&doc).await;
+                    this.release(&doc);
                     this.wake.notify_one();
                 });
             }
@@ -195,9 +254,10 @@ impl Pipeline {
                 continue;
             }
             let this = self.clone();
-            tracker.spawn(async move {
-                this.deliver(&id).await;
-                this.release(&id);
+            let doc = id.clone();
+            self.spawn_work(tracker, cancel, panicked, id, async move {
+                this.deliver(&doc).await;
+                this.release(&doc);
             });
         }
         Ok(())
@@ -218,7 +278,49 @@ impl Pipeline {
             _ => Ok(()),
         };
         if let Err(e) = result {
-            tracing::error!(document = %id, error = %e, "pipeline step failed; will retry");
+            self.stage_failed(id, &e).await;
+        }
+    }
+
+    /// A stage attempt failed for a reason that is not the input's (the input's faults are
+    /// quarantined): count it, wait for the backoff, give up as a dead letter after the last.
+    async fn stage_failed(&self, id: &DocumentId, error: &anyhow::Error) {
+        // The stage may have moved on before failing (extracted, then classification failed).
+        let doc = match self.store.get(id).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(document = %id, error = %e, "cannot load document after a failed step");
+                return;
+            }
+        };
+        if !matches!(
+            doc.state,
+            DocState::Received | DocState::Extracted | DocState::Classified
+        ) {
+            return;
+        }
+        let log = StageLog {
+            store: &self.store,
+            id,
+            stage: doc.state,
+        };
+        let outcome = Outcome::Retry(format!("{error:#}"));
+        match self
+            .stage_retry
+            .record(&log, doc.attempts, outcome, id.as_str())
+            .await
+        {
+            Ok(Next::RetryAt {
+                attempts, delay, ..
+            }) => {
+                tracing::warn!(document = %id, stage = %doc.state, attempts, retry_in = ?delay, error = %format!("{error:#}"), "pipeline step failed; will retry")
+            }
+            Ok(Next::GiveUp { attempts, .. }) => {
+                tracing::error!(document = %id, stage = %doc.state, attempts, error = %format!("{error:#}"), "pipeline step given up: dead letter")
+            }
+            Err(e) => {
+                tracing::error!(document = %id, error = %e, "cannot record the failed step; will retry")
+            }
         }
     }
 
@@ -278,30 +380,10 @@ impl Pipeline {
             Some(j) => serde_json::from_str(&j)?,
             None => anyhow::bail!("no extraction stored"),
         };
-        let zones = zones::find(&ex, &self.settings.address_markers);
-        let mut meta = crate::extract::metadata::extract(&zones, &self.settings.address_markers);
-        if let Some(inv) = &ex.invoice {
-            crate::extract::metadata::merge_invoice(&mut meta, inv);
-        }
-        self.store.set_metadata(&doc.id, &meta).await?;
-        let routed = ex.invoice.as_ref().and_then(|inv| {
-            crate::classify::einvoice::decide(inv, &self.settings.einvoice.routes, &zones)
-        });
-        let decision = match routed {
-            Some(d) => d,
-            None => {
-                let classifier = self.classifier();
-                let decision =
-                    tokio::task::spawn_blocking(move || classifier.decide(&zones)).await?;
-                match ex.pages.first() {
-                    Some(page1) if doc.media_type == MediaType::Eml.mime() => {
-                        let recipients = crate::extract::mail::recipients_in_text(&page1.text);
-                        by_recipient(&self.settings, &recipients, decision)
-                    }
-                    _ => decision,
-                }
-            }
-        };
+        let router = self.router();
+        let routed = tokio::task::spawn_blocking(move || router.route(&ex)).await?;
+        let decision = routed.decision;
+        self.store.set_metadata(&doc.id, &routed.metadata).await?;
         let next = self.store.set_decision(&doc.id, &decision).await?;
         tracing::info!(
             document = %doc.id, mailbox = ?decision.mailbox.as_ref().map(|m| m.as_str()),
@@ -399,33 +481,31 @@ impl Pipeline {
                 tracing::info!(document = %id, mailbox = %mailbox, reference = receipt.reference, "delivered");
             }
             Err(e) => {
-                let attempts = doc.attempts + 1;
-                let max = i64::from(self.settings.deliver.max_attempts);
-                match e {
-                    DeliveryError::Permanent(msg) => {
-                        self.store
-                            .dead_letter(id, attempts, &format!("Zustellung abgelehnt: {msg}"))
-                            .await?;
+                let outcome = match e {
+                    DeliveryError::Permanent(msg) => Outcome::Permanent(msg),
+                    DeliveryError::Retriable(msg) => Outcome::Retry(msg),
+                    DeliveryError::RetryAfter(msg, d) => Outcome::RetryAfter(msg, d),
+                };
+                let log = DeliveryLog {
+                    store: &self.store,
+                    id,
+                };
+                match self
+                    .delivery_retry
+                    .record(&log, doc.attempts, outcome, id.as_str())
+                    .await?
+                {
+                    Next::RetryAt {
+                        attempts,
+                        delay,
+                        error,
+                        ..
+                    } => {
+                        tracing::warn!(document = %id, attempts, error, retry_in = ?delay, "delivery failed")
                     }
-                    DeliveryError::Retriable(msg) | DeliveryError::RetryAfter(msg, _)
-                        if attempts >= max =>
-                    {
-                        self.store
-                            .dead_letter(
-                                id,
-                                attempts,
-                                &format!("Zustellung nach {attempts} Versuchen aufgegeben: {msg}"),
-                            )
-                            .await?;
-                    }
-                    DeliveryError::Retriable(msg) => {
-                        let delay = backoff(&self.settings.deliver, attempts, id);
-                        self.retry_later(id, attempts, delay, &msg).await?;
-                    }
-                    DeliveryError::RetryAfter(msg, asked) => {
-                        let delay = backoff(&self.settings.deliver, attempts, id).max(asked);
-                        self.retry_later(id, attempts, delay, &msg).await?;
-                    }
+                    Next::GiveUp {
+                        attempts, reason, ..
+                    } => tracing::error!(document = %id, attempts, %reason, "delivery given up"),
                 }
             }
         }
@@ -457,19 +537,85 @@ impl Pipeline {
             Err(e) => tracing::error!(target, error = %e, "cannot resume waiting documents"),
         }
     }
+}
 
-    async fn retry_later(
+/// The outbox's side of the retry policy: a queued document waits or becomes a dead letter.
+struct DeliveryLog<'a> {
+    store: &'a Store,
+    id: &'a DocumentId,
+}
+
+impl AttemptLog for DeliveryLog<'_> {
+    type Error = crate::store::StoreError;
+
+    async fn schedule(
         &self,
-        id: &DocumentId,
         attempts: i64,
-        delay: Duration,
-        msg: &str,
-    ) -> anyhow::Result<()> {
-        let next = chrono::Utc::now()
-            + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::seconds(60));
-        tracing::warn!(document = %id, attempts, error = msg, retry_in = ?delay, "delivery failed");
-        self.store.schedule_retry(id, attempts, next, msg).await?;
-        Ok(())
+        at: chrono::DateTime<chrono::Utc>,
+        error: &str,
+    ) -> Result<(), Self::Error> {
+        self.store
+            .schedule_retry(self.id, attempts, at, error)
+            .await
+    }
+
+    async fn give_up(&self, attempts: i64, reason: &str) -> Result<(), Self::Error> {
+        self.store.dead_letter(self.id, attempts, reason).await
+    }
+}
+
+impl Reasons for DeliveryLog<'_> {
+    fn permanent_reason(&self, error: &str) -> String {
+        format!("Zustellung abgelehnt: {error}")
+    }
+
+    fn exhausted_reason(&self, attempts: i64, error: &str) -> String {
+        format!("Zustellung nach {attempts} Versuchen aufgegeben: {error}")
+    }
+}
+
+/// The extract/classify stages' side of the retry policy.
+struct StageLog<'a> {
+    store: &'a Store,
+    id: &'a DocumentId,
+    stage: DocState,
+}
+
+impl AttemptLog for StageLog<'_> {
+    type Error = crate::store::StoreError;
+
+    async fn schedule(
+        &self,
+        attempts: i64,
+        at: chrono::DateTime<chrono::Utc>,
+        error: &str,
+    ) -> Result<(), Self::Error> {
+        self.store
+            .stage_failed(self.id, self.stage, attempts, at, error)
+            .await
+    }
+
+    async fn give_up(&self, attempts: i64, reason: &str) -> Result<(), Self::Error> {
+        self.store
+            .stage_dead_letter(self.id, self.stage, attempts, reason)
+            .await
+    }
+}
+
+impl Reasons for StageLog<'_> {
+    fn permanent_reason(&self, error: &str) -> String {
+        self.exhausted_reason(1, error)
+    }
+
+    fn exhausted_reason(&self, attempts: i64, error: &str) -> String {
+        match self.stage {
+            DocState::Received => format!(
+                "Das Dokument konnte nach {attempts} Versuchen nicht gelesen werden (Fehler im System, nicht in der Datei): {error}"
+            ),
+            _ => format!(
+                "Die Zuordnung ist nach {attempts} Versuchen gescheitert (Fehler im System, nicht im Dokument): {error}"
+            ),
+        }
     }
 }
 
@@ -585,86 +731,6 @@ impl Pipeline {
         self.link_rendition(doc, original, "mail_pdf", started, made)
             .await
     }
-}
-
-/// An e-mail to an address that config gives to a mailbox (`[[mailboxes]] addresses`) goes
-/// there, decided by the recipient and explained in German; mail to general addresses keeps the
-/// classifier's decision. Addresses of several mailboxes leave it to a person.
-pub fn by_recipient(
-    settings: &Settings,
-    recipients: &[String],
-    mut decision: crate::domain::Decision,
-) -> crate::domain::Decision {
-    use crate::domain::{Candidate, DecidedBy, RuleHit};
-    let mut hits: Vec<(&crate::config::MailboxSettings, &String)> = Vec::new();
-    for r in recipients {
-        if let Some(mb) = settings.mailboxes.iter().find(|m| m.addresses.contains(r))
-            && !hits.iter().any(|(m, _)| m.id == mb.id)
-        {
-            hits.push((mb, r));
-        }
-    }
-    let Some((mb, addr)) = hits.first().copied() else {
-        return decision;
-    };
-    let rule_hits: Vec<RuleHit> = hits
-        .iter()
-        .map(|(m, a)| RuleHit {
-            rule: format!(
-                "Empfängeradresse {a} gehört laut Konfiguration zum Postfach {} ({})",
-                m.id, m.name
-            ),
-            mailbox: m.id.clone(),
-            weight: 0.0,
-            zone: "recipient".into(),
-            matched: vec![(*a).clone()],
-            position: None,
-        })
-        .collect();
-    let mut rules = rule_hits;
-    rules.append(&mut decision.explanation.rules);
-    decision.explanation.rules = rules;
-    if hits.len() > 1 {
-        let names: Vec<String> = hits
-            .iter()
-            .map(|(m, a)| format!("{a} ({})", m.id))
-            .collect();
-        decision.needs_review = true;
-        decision.explanation.review_reason = Some(format!(
-            "Die E-Mail ist an Adressen mehrerer Fachbereiche gerichtet: {}.",
-            names.join(", ")
-        ));
-        return decision;
-    }
-    decision
-        .explanation
-        .candidates
-        .retain(|c| c.mailbox != mb.id);
-    decision.explanation.candidates.insert(
-        0,
-        Candidate {
-            mailbox: mb.id.clone(),
-            score: 1.0,
-        },
-    );
-    decision.explanation.review_reason = None;
-    tracing::debug!(address = %addr, mailbox = %mb.id, "routed by recipient address");
-    decision.mailbox = Some(mb.id.clone());
-    decision.confidence = 1.0;
-    decision.decided_by = DecidedBy::Recipient;
-    decision.needs_review = false;
-    decision
-}
-
-/// Exponential backoff with ±20 % jitter (deterministic per document and attempt).
-pub fn backoff(s: &crate::config::DeliverSettings, attempts: i64, id: &DocumentId) -> Duration {
-    let exp = 2u32.saturating_pow(attempts.clamp(1, 30) as u32 - 1);
-    let base = s.retry_base.saturating_mul(exp).min(s.retry_max);
-    let h = id.as_str().bytes().fold(attempts as u64, |h, b| {
-        h.wrapping_mul(31).wrapping_add(b as u64)
-    });
-    let jitter = 0.8 + (h % 401) as f64 / 1000.0;
-    base.mul_f64(jitter)
 }
 
 /// The JSON sidecar delivered with a document: metadata, decision and explanation.

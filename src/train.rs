@@ -7,9 +7,9 @@
 //!   then the final model is trained on everything;
 //! - [`Registry`]: model versions in a directory, one active, old ones kept, rollback possible.
 
-use crate::classify::Classifier;
 use crate::classify::model::{Example, Model, ModelError, TrainParams, softmax_in_place};
 use crate::classify::rules::RuleSet;
+use crate::classify::{Classifier, Router, RouterSettings};
 use crate::domain::{DecidedBy, MailboxId};
 use crate::extract::zones::{Zones, from_text};
 use serde::{Deserialize, Serialize};
@@ -32,6 +32,17 @@ pub struct Item {
     /// Where the item came from (file name or `correction`).
     #[serde(default)]
     pub origin: String,
+    /// What it is (`letter`, `email`, `form`, ...), when the corpus says; an `email` is routed
+    /// like an e-mail (its recipient addresses count).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+}
+
+impl Item {
+    /// True when the item is an e-mail (header lines, then the body).
+    pub fn is_mail(&self) -> bool {
+        self.kind.as_deref() == Some("email")
+    }
 }
 
 /// Training errors.
@@ -127,6 +138,8 @@ pub struct HoldoutReport {
     pub model: ModeReport,
     /// Combined (best threshold found on the held-out set itself, for reference).
     pub combined: ModeReport,
+    /// As the daemon routes (the router: e-mail recipient addresses included).
+    pub routed: ModeReport,
     /// The threshold chosen by cross-validation on the corpus, applied here.
     pub threshold: Option<f64>,
     /// Share routed without review at that threshold.
@@ -142,31 +155,23 @@ pub fn evaluate_holdout(
     holdout: &[Item],
     classes: &[MailboxId],
     rules: &Arc<RuleSet>,
-    markers: &[String],
+    routing: &RouterSettings,
     params: &TrainParams,
     temperature: f64,
     threshold: Option<f64>,
 ) -> Result<HoldoutReport, TrainError> {
-    let model = Model::train(&examples(train, classes, markers), classes.to_vec(), params)?;
-    let rule_only = Classifier {
-        rules: rules.clone(),
-        model: None,
-        mailboxes: classes.to_vec(),
-        config_threshold: 0.0,
-    };
-    let mut preds: [Vec<Prediction>; 3] = Default::default();
+    let markers = &routing.address_markers;
+    let mut model = Model::train(&examples(train, classes, markers), classes.to_vec(), params)?;
+    model.meta.temperature = temperature;
+    let rule_only = Classifier::new(rules.clone(), None, classes.to_vec(), 0.0);
+    let router = Router::new(
+        Arc::new(rule_only.with_model(Some(Arc::new(model)))),
+        routing.clone(),
+    );
+    let mut preds: [Vec<Prediction>; 4] = Default::default();
     for it in holdout {
         let z = from_text(&it.text, markers);
-        let logits = model.logits(&model.features(&z));
-        for (acc, p) in preds.iter_mut().zip(predict3(
-            &logits,
-            temperature,
-            &z,
-            classes,
-            rules,
-            &rule_only,
-            it,
-        )) {
+        for (acc, p) in preds.iter_mut().zip(predict4(&z, &rule_only, &router, it)) {
             acc.push(p);
         }
     }
@@ -176,12 +181,13 @@ pub fn evaluate_holdout(
         .iter()
         .filter(|p| p.confidence >= t && p.predicted.as_deref() == Some(p.truth.as_str()))
         .count();
-    let [r, m, c] = preds;
+    let [r, m, c, as_routed] = preds;
     Ok(HoldoutReport {
         items: holdout.len(),
         rules: score(&r, PRECISION_TARGET),
         model: score(&m, PRECISION_TARGET),
         combined: score(&c, PRECISION_TARGET),
+        routed: score(&as_routed, PRECISION_TARGET),
         threshold,
         straight_through_at_threshold: routed as f64 / holdout.len().max(1) as f64,
         precision_at_threshold: if routed == 0 {
@@ -370,11 +376,13 @@ pub struct CvReport {
     pub rules: ModeReport,
     /// Model alone.
     pub model: ModeReport,
-    /// Rules and model combined (what routes).
+    /// Rules and model combined (the classifier; the review threshold is chosen on it).
     pub combined: ModeReport,
+    /// As the daemon routes: the router around the classifier (e-mail recipient addresses).
+    pub routed: ModeReport,
     /// Scanned twins: the same held-out items read from rendered scans by OCR.
     pub twins: Option<TwinReport>,
-    /// Held-out combined predictions.
+    /// Held-out predictions as routed.
     #[serde(skip)]
     pub predictions: Vec<Prediction>,
 }
@@ -411,62 +419,65 @@ pub struct TwinChange {
     pub scanned_confidence: f64,
 }
 
-/// Three predictions for one text: rules alone, model alone, combined.
-fn predict3(
-    logits: &[f32],
-    temperature: f64,
-    zones: &Zones,
-    classes: &[MailboxId],
-    rules: &Arc<RuleSet>,
-    rule_only: &Classifier,
-    it: &Item,
-) -> [Prediction; 3] {
-    let mut p = logits.to_vec();
-    softmax_in_place(&mut p, temperature as f32);
-    let (best, conf) = p
-        .iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .map(|(c, v)| (c, f64::from(*v)))
-        .unwrap_or((0, 0.0));
-    let pred = |predicted: Option<String>, confidence: f64| Prediction {
+/// Four predictions for one text: rules alone, model alone, rules and model combined (the
+/// classifier), and the router's decision (what the daemon files; e-mail recipients count).
+/// `router` holds the classifier with the fold's calibrated model; `rule_only` has no model.
+fn predict4(zones: &Zones, rule_only: &Classifier, router: &Router, it: &Item) -> [Prediction; 4] {
+    let pred = |d: &crate::domain::Decision| Prediction {
         id: it.id.clone(),
         origin: it.origin.clone(),
         truth: it.mailbox.clone(),
-        predicted,
-        confidence,
+        predicted: d.mailbox.as_ref().map(|m| m.to_string()),
+        // The evaluation's classifiers have threshold 0, so a review here is one no threshold
+        // lifts (no evidence, addresses of several mailboxes): never straight through.
+        confidence: if d.decided_by == DecidedBy::Nothing || d.needs_review {
+            0.0
+        } else {
+            d.confidence
+        },
     };
-    let rd = rule_only.decide_with(zones, false);
-    let rd_conf = if rd.decided_by == DecidedBy::Nothing {
-        0.0
-    } else {
-        rd.confidence
-    };
-    let probs: BTreeMap<MailboxId, f64> = classes
-        .iter()
-        .cloned()
-        .zip(p.iter().map(|v| f64::from(*v)))
-        .collect();
-    let (m, c) = combine(&probs, &RuleSet::scores(&rules.eval(zones)));
-    [
-        pred(rd.mailbox.map(|m| m.to_string()), rd_conf),
-        pred(classes.get(best).map(|c| c.to_string()), conf),
-        pred(m.map(|m| m.to_string()), c),
-    ]
+    let rules = rule_only.decide_with(zones, false);
+    let model_only = router
+        .classifier()
+        .model()
+        .map(|m| {
+            let classes = &m.meta.classes;
+            let p = m.predict(zones);
+            let (best, conf) = p
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map(|(c, v)| (c, *v))
+                .unwrap_or((0, 0.0));
+            Prediction {
+                id: it.id.clone(),
+                origin: it.origin.clone(),
+                truth: it.mailbox.clone(),
+                predicted: classes.get(best).map(|c| c.to_string()),
+                confidence: conf,
+            }
+        })
+        .unwrap_or_else(|| pred(&rules));
+    let combined = router.classifier().decide_with(zones, false);
+    let routed = router.decide(zones, None, it.is_mail().then_some(it.text.as_str()), false);
+    [pred(&rules), model_only, pred(&combined), pred(&routed)]
 }
 
 /// Runs stratified k-fold cross-validation. `twins` maps item ids to the OCR text of their
 /// scanned twins; those are predicted by the same fold's model as their clean originals.
+/// Every prediction that counts goes through the same [`Classifier`] and [`Router`] the
+/// daemon uses, with the fold's model calibrated by the fitted temperature.
 #[allow(clippy::too_many_arguments)]
 pub fn cross_validate(
     items: &[Item],
     classes: &[MailboxId],
     rules: &Arc<RuleSet>,
-    markers: &[String],
+    routing: &RouterSettings,
     k: usize,
     params: &TrainParams,
     twins: Option<&BTreeMap<String, String>>,
 ) -> Result<CvReport, TrainError> {
+    let markers = &routing.address_markers;
     let k = k.clamp(2, items.len().max(2));
     let folds = stratified_folds(items, k, params.seed);
     let zones: Vec<Zones> = items.iter().map(|i| from_text(&i.text, markers)).collect();
@@ -479,7 +490,7 @@ pub fn cross_validate(
         })
         .collect();
     let mut logits: Vec<Vec<f32>> = vec![Vec::new(); items.len()];
-    let mut twin_logits: Vec<Option<Vec<f32>>> = vec![None; items.len()];
+    let mut models = Vec::with_capacity(k);
     for f in 0..k {
         let train_items: Vec<Item> = items
             .iter()
@@ -495,40 +506,38 @@ pub fn cross_validate(
         for (i, fo) in folds.iter().enumerate() {
             if *fo == f {
                 logits[i] = model.logits(&model.features(&zones[i]));
-                twin_logits[i] = twin_zones[i]
-                    .as_ref()
-                    .map(|z| model.logits(&model.features(z)));
             }
         }
+        models.push(model);
     }
     let labels: Vec<Option<usize>> = items
         .iter()
         .map(|it| classes.iter().position(|c| c.as_str() == it.mailbox))
         .collect();
     let temperature = fit_temperature(&logits, &labels);
-    let rule_only = Classifier {
-        rules: rules.clone(),
-        model: None,
-        mailboxes: classes.to_vec(),
-        config_threshold: 0.0,
-    };
-    let mut clean: [Vec<Prediction>; 3] = Default::default();
+    let rule_only = Classifier::new(rules.clone(), None, classes.to_vec(), 0.0);
+    let routers: Vec<Router> = models
+        .into_iter()
+        .map(|mut m| {
+            m.meta.temperature = temperature;
+            Router::new(
+                Arc::new(rule_only.with_model(Some(Arc::new(m)))),
+                routing.clone(),
+            )
+        })
+        .collect();
+    let mut clean: [Vec<Prediction>; 4] = Default::default();
     let mut twin_clean = Vec::new();
     let mut twin_changed = Vec::new();
-    let mut scanned: [Vec<Prediction>; 3] = Default::default();
+    let mut scanned: [Vec<Prediction>; 4] = Default::default();
     for (i, it) in items.iter().enumerate() {
-        let p = predict3(
-            &logits[i],
-            temperature,
-            &zones[i],
-            classes,
-            rules,
-            &rule_only,
-            it,
-        );
-        if let (Some(tl), Some(tz)) = (&twin_logits[i], &twin_zones[i]) {
+        let Some(router) = routers.get(folds[i]) else {
+            continue;
+        };
+        let p = predict4(&zones[i], &rule_only, router, it);
+        if let Some(tz) = &twin_zones[i] {
             twin_clean.push(p[2].clone());
-            let tp = predict3(tl, temperature, tz, classes, rules, &rule_only, it);
+            let tp = predict4(tz, &rule_only, router, it);
             if tp[2].predicted != p[2].predicted {
                 twin_changed.push(TwinChange {
                     id: it.id.clone(),
@@ -554,7 +563,7 @@ pub fn cross_validate(
         scanned_rules: score(&scanned[0], PRECISION_TARGET),
         changed: twin_changed,
     });
-    let [r, m, c] = clean;
+    let [r, m, c, routed] = clean;
     Ok(CvReport {
         folds: k,
         items: items.len(),
@@ -562,37 +571,10 @@ pub fn cross_validate(
         rules: score(&r, PRECISION_TARGET),
         model: score(&m, PRECISION_TARGET),
         combined: score(&c, PRECISION_TARGET),
+        routed: score(&routed, PRECISION_TARGET),
         twins,
-        predictions: c,
+        predictions: routed,
     })
-}
-
-/// The combination [`Classifier::decide`] uses, on precomputed model probabilities.
-fn combine(
-    model: &BTreeMap<MailboxId, f64>,
-    rules: &BTreeMap<MailboxId, f64>,
-) -> (Option<MailboxId>, f64) {
-    let mut labels: Vec<&MailboxId> = model.keys().collect();
-    for m in rules.keys() {
-        if !labels.contains(&m) {
-            labels.push(m);
-        }
-    }
-    let mut l: Vec<f64> = labels
-        .iter()
-        .map(|m| {
-            model.get(*m).copied().unwrap_or(1e-6).max(1e-9).ln()
-                + rules.get(*m).copied().unwrap_or(0.0)
-        })
-        .collect();
-    let max = l.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    let sum: f64 = l.iter().map(|x| (x - max).exp()).sum();
-    l.iter_mut().for_each(|x| *x = (*x - max).exp() / sum);
-    l.iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .map(|(i, c)| (Some(labels[i].clone()), *c))
-        .unwrap_or((None, 0.0))
 }
 
 /// The temperature minimising the negative log-likelihood of held-out logits.
@@ -627,18 +609,23 @@ pub fn fit(
     items: &[Item],
     configured: &[MailboxId],
     rules: &Arc<RuleSet>,
-    markers: &[String],
+    routing: &RouterSettings,
     folds: usize,
 ) -> Result<(Model, CvReport), TrainError> {
     let classes = classes_for(items, configured);
     let params = TrainParams::default();
-    let report = cross_validate(items, &classes, rules, markers, folds, &params, None)?;
-    let mut model = Model::train(&examples(items, &classes, markers), classes, &params)?;
+    let report = cross_validate(items, &classes, rules, routing, folds, &params, None)?;
+    let mut model = Model::train(
+        &examples(items, &classes, &routing.address_markers),
+        classes,
+        &params,
+    )?;
     model.meta.temperature = report.temperature;
     model.meta.threshold = report.combined.threshold;
     model.meta.metrics = serde_json::json!({
         "folds": report.folds, "items": report.items,
         "combined": {"top1": report.combined.top1, "straight_through": report.combined.straight_through, "threshold": report.combined.threshold},
+        "routed": {"top1": report.routed.top1, "straight_through": report.routed.straight_through},
         "model": {"top1": report.model.top1, "straight_through": report.model.straight_through},
         "rules": {"top1": report.rules.top1, "straight_through": report.rules.straight_through},
     });
@@ -788,32 +775,29 @@ impl Registry {
     }
 }
 
-/// Loads the active model; when none exists yet, trains one from the shipped corpus and
-/// activates it, so a fresh checkout routes without a manual training step.
+/// Loads the active model from `models`; when none exists yet, trains one from the corpus in
+/// `training_data` and activates it, so a fresh checkout routes without a manual training step.
 pub fn ensure_model(
-    settings: &crate::config::Settings,
+    models: &Path,
+    training_data: &Path,
+    mailboxes: &[MailboxId],
     rules: &Arc<RuleSet>,
+    routing: &RouterSettings,
 ) -> Result<Option<Model>, TrainError> {
-    let reg = Registry::new(&settings.classify.models);
+    let reg = Registry::new(models);
     if let Some(m) = reg.load_active()? {
         return Ok(Some(m));
     }
-    let items = load_corpus(&settings.classify.training_data)?;
+    let items = load_corpus(training_data)?;
     if items.is_empty() {
-        tracing::warn!(dir = %settings.classify.training_data.display(), "no training data and no model: routing by rules alone");
+        tracing::warn!(dir = %training_data.display(), "no training data and no model: routing by rules alone");
         return Ok(None);
     }
     tracing::info!(
         items = items.len(),
         "no active model: training one from the shipped corpus"
     );
-    let (mut model, report) = fit(
-        &items,
-        &settings.mailbox_ids(),
-        rules,
-        &settings.address_markers,
-        5,
-    )?;
+    let (mut model, report) = fit(&items, mailboxes, rules, routing, 5)?;
     let version = reg.add(&mut model)?;
     reg.activate(&version)?;
     tracing::info!(
@@ -823,4 +807,69 @@ pub fn ensure_model(
         "model trained and activated"
     );
     Ok(Some(model))
+}
+
+/// How a newly trained version compares with the active one.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Promotion {
+    /// Why the new version must not replace the active one (empty: it may).
+    pub problems: Vec<String>,
+    /// On the recent corrections: how many there are, how many the new version gets right
+    /// (held out in cross-validation), how many the active version gets right.
+    pub recent: Option<(usize, usize, usize)>,
+}
+
+/// The promotion rule. A new version is *not worse* than the active one when
+/// - its cross-validated top-1 is no more than half a point below the active version's, and
+/// - on the corrections made since the active version was trained (`recent`: item ids), which
+///   the active version never learned, it is right at least as often as the active version.
+///
+/// `active` routes with the active version; `report` is the new version's cross-validation on
+/// `items`. Without an active version any new version may be activated.
+pub fn judge_promotion(
+    active: Option<&Router>,
+    report: &CvReport,
+    items: &[Item],
+    recent: &std::collections::BTreeSet<String>,
+) -> Promotion {
+    let mut out = Promotion::default();
+    let Some(active) = active else {
+        return out;
+    };
+    let active_top1 = active
+        .classifier()
+        .model()
+        .and_then(|m| m.meta.metrics["combined"]["top1"].as_f64());
+    if let Some(c) = active_top1
+        && report.combined.top1 + 0.005 < c
+    {
+        out.problems.push(format!(
+            "cross-validated top-1 {:.1} % is below the active version's {:.1} %",
+            report.combined.top1 * 100.0,
+            c * 100.0
+        ));
+    }
+    let recent_items: Vec<&Item> = items.iter().filter(|i| recent.contains(&i.id)).collect();
+    if recent_items.is_empty() {
+        return out;
+    }
+    let new_ok = report
+        .predictions
+        .iter()
+        .filter(|p| recent.contains(&p.id) && p.predicted.as_deref() == Some(p.truth.as_str()))
+        .count();
+    let old_ok = recent_items
+        .iter()
+        .filter(|i| {
+            let d = active.route_text(&i.text, i.is_mail(), false);
+            d.mailbox.map(|m| m.to_string()).as_deref() == Some(i.mailbox.as_str())
+        })
+        .count();
+    out.recent = Some((recent_items.len(), new_ok, old_ok));
+    if new_ok < old_ok {
+        out.problems.push(format!(
+            "on the recent corrections the new version is right {new_ok} times, the active one {old_ok} times"
+        ));
+    }
+    out
 }

@@ -131,9 +131,9 @@ async fn health(State(s): State<ApiState>) -> Result<Json<serde_json::Value>, Ap
         .collect();
     let model = s
         .pipeline
+        .router()
         .classifier()
-        .model
-        .as_ref()
+        .model()
         .map(|m| m.meta.version.clone());
     Ok(Json(
         serde_json::json!({"status": "ok", "documents": counts, "model": model}),
@@ -318,11 +318,9 @@ async fn redrive(
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let id = parse_id(&id)?;
-    s.pipeline.store.redrive(&id, "api").await?;
+    let state = s.pipeline.store.redrive(&id, "api").await?;
     s.pipeline.wake.notify_one();
-    Ok(Json(
-        serde_json::json!({"id": id, "state": DocState::Queued}),
-    ))
+    Ok(Json(serde_json::json!({"id": id, "state": state})))
 }
 
 async fn quarantine(State(s): State<ApiState>) -> Result<Json<serde_json::Value>, ApiError> {

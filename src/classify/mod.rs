@@ -7,8 +7,11 @@
 
 pub mod einvoice;
 pub mod model;
+pub mod router;
 pub mod rules;
 pub mod text;
+
+pub use router::{RecipientRoute, Routed, Router, RouterSettings};
 
 use crate::domain::{Candidate, DecidedBy, Decision, Explanation, MailboxId};
 use crate::extract::zones::Zones;
@@ -17,20 +20,51 @@ use rules::RuleSet;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// The classifier: rules, model (optional) and the review threshold.
+/// The classifier: rules, model (optional) and the review threshold. It scores zones; the
+/// [`Router`] around it makes the whole decision (e-invoice, recipient address, review).
 #[derive(Debug, Clone)]
 pub struct Classifier {
-    /// Rules.
-    pub rules: Arc<RuleSet>,
-    /// The active model, if any.
-    pub model: Option<Arc<Model>>,
-    /// Department mailboxes in play.
-    pub mailboxes: Vec<MailboxId>,
-    /// Threshold from config, used when the model brings none.
-    pub config_threshold: f64,
+    rules: Arc<RuleSet>,
+    model: Option<Arc<Model>>,
+    mailboxes: Vec<MailboxId>,
+    config_threshold: f64,
 }
 
 impl Classifier {
+    /// A classifier over `mailboxes` from rules and an optional model; `config_threshold` is
+    /// the review threshold used when the model stores none.
+    pub fn new(
+        rules: Arc<RuleSet>,
+        model: Option<Arc<Model>>,
+        mailboxes: Vec<MailboxId>,
+        config_threshold: f64,
+    ) -> Self {
+        Self {
+            rules,
+            model,
+            mailboxes,
+            config_threshold,
+        }
+    }
+
+    /// The same classifier with another model (or none).
+    pub fn with_model(&self, model: Option<Arc<Model>>) -> Self {
+        Self {
+            model,
+            ..self.clone()
+        }
+    }
+
+    /// The rules.
+    pub fn rules(&self) -> &Arc<RuleSet> {
+        &self.rules
+    }
+
+    /// The model in use, if any.
+    pub fn model(&self) -> Option<&Arc<Model>> {
+        self.model.as_ref()
+    }
+
     /// The threshold in force: the one stored with the model, else the configured one.
     pub fn threshold(&self) -> f64 {
         self.model

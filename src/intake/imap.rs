@@ -18,6 +18,7 @@ use super::{Intake, IntakeError, Outcome, safe_name};
 use crate::config::{ImapAccount, ImapSettings, ImapTls};
 use crate::domain::{DocumentId, InboundMail, MailObserver};
 use crate::faults::pause_point;
+use crate::retry::{self, Backoff, Next, Reasons, RetryPolicy};
 use crate::store::StoreError;
 use crate::store::imap::{ImapKey, ImapState};
 use futures::TryStreamExt;
@@ -93,18 +94,28 @@ impl ImapIntake {
             let (this, cancel) = (this.clone(), cancel.clone());
             tasks.spawn(async move { this.account_loop(account, cancel).await });
         }
-        while tasks.join_next().await.is_some() {}
+        while let Some(joined) = tasks.join_next().await {
+            // An account's loop only ends on cancel; a panic is passed on to the daemon.
+            if let Err(e) = joined
+                && e.is_panic()
+            {
+                std::panic::resume_unwind(e.into_panic());
+            }
+        }
     }
 
     async fn account_loop(&self, account: ImapAccount, cancel: CancellationToken) {
-        let mut delay = Duration::from_secs(1);
+        let backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+        let mut failures = 0u32;
         while !cancel.is_cancelled() {
             let started = std::time::Instant::now();
             let result = self.session_cycle(&account, &cancel).await;
             if started.elapsed() > Duration::from_secs(30) {
                 // The connection worked for a while: the trouble is new, retry soon.
-                delay = Duration::from_secs(1);
+                failures = 0;
             }
+            failures = failures.saturating_add(1);
+            let delay = backoff.delay(failures, &account.name);
             match result {
                 Ok(()) => return,
                 Err(e) => {
@@ -115,7 +126,6 @@ impl ImapIntake {
                 _ = cancel.cancelled() => return,
                 _ = tokio::time::sleep(delay) => {}
             }
-            delay = (delay * 2).min(Duration::from_secs(60));
         }
     }
 
@@ -433,32 +443,38 @@ impl ImapIntake {
         e: &ImapError,
     ) -> Result<(), ImapError> {
         let store = &self.intake.store;
-        let failures = store
+        let previous = store
             .imap_message(key)
             .await?
             .map(|r| r.failures)
-            .unwrap_or(0)
-            + 1;
+            .unwrap_or(0);
         let reason = match e {
             ImapError::Message(m) => m.clone(),
             other => format!("Verarbeitung fehlgeschlagen: {other}"),
         };
-        tracing::warn!(account = account.name, uid = key.uid, failures, error = %e, "e-mail attempt failed");
-        if failures >= i64::from(account.max_failures) {
-            let reason = format!(
-                "Die E-Mail konnte nach {failures} Versuchen nicht verarbeitet werden. Letzter Fehler: {reason}"
-            );
-            let bytes = self.fetch_body(session, key).await.ok();
-            return self
-                .quarantine(session, account, key, caps, &reason, bytes.as_deref())
-                .await;
+        tracing::warn!(account = account.name, uid = key.uid, failures = previous + 1, error = %e, "e-mail attempt failed");
+        let policy = RetryPolicy::new(MESSAGE_BACKOFF, account.max_failures);
+        let jitter_key = format!("{}/{}/{}", account.name, key.uidvalidity, key.uid);
+        match policy.decide(
+            previous,
+            &retry::Outcome::Retry(reason),
+            &jitter_key,
+            chrono::Utc::now(),
+            &MessageReasons,
+        ) {
+            Next::GiveUp { reason, .. } => {
+                // The quarantine needs the session (the move on the server), so it is done here.
+                let bytes = self.fetch_body(session, key).await.ok();
+                self.quarantine(session, account, key, caps, &reason, bytes.as_deref())
+                    .await
+            }
+            Next::RetryAt {
+                attempts,
+                at,
+                error,
+                ..
+            } => Ok(store.imap_failed(key, attempts, at, &error).await?),
         }
-        let delay = Duration::from_secs(2u64.saturating_pow(failures.clamp(1, 12) as u32 - 1))
-            .min(Duration::from_secs(3600));
-        let next = chrono::Utc::now()
-            + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::seconds(60));
-        store.imap_failed(key, failures, next, &reason).await?;
-        Ok(())
     }
 
     /// Quarantine entry in the store (with the bytes, if fetched), then the move on the server.
@@ -768,6 +784,27 @@ pub fn body_sha256(bytes: &[u8]) -> String {
         .or_else(|| bytes.windows(2).position(|w| w == b"\n\n").map(|p| p + 2))
         .unwrap_or(0);
     hex::encode(Sha256::digest(&bytes[start..]))
+}
+
+/// Delays between attempts at one message: 1 s doubling up to an hour.
+const MESSAGE_BACKOFF: Backoff = Backoff {
+    base: Duration::from_secs(1),
+    max: Duration::from_secs(3600),
+};
+
+/// Wording of the IMAP intake's reasons for giving up a message.
+struct MessageReasons;
+
+impl Reasons for MessageReasons {
+    fn permanent_reason(&self, error: &str) -> String {
+        format!("Die E-Mail kann nicht verarbeitet werden: {error}")
+    }
+
+    fn exhausted_reason(&self, attempts: i64, error: &str) -> String {
+        format!(
+            "Die E-Mail konnte nach {attempts} Versuchen nicht verarbeitet werden. Letzter Fehler: {error}"
+        )
+    }
 }
 
 #[cfg(test)]

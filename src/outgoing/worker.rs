@@ -1,10 +1,11 @@
 //! The sender: takes due mails from the queue, sends them over SMTP, records the outcome and
-//! schedules retries with exponential backoff. After `max_attempts` (or a permanent refusal)
-//! a mail is `dead`, with the reason.
+//! schedules retries through the shared [`RetryPolicy`]. After `max_attempts` (or a permanent
+//! refusal) a mail is `dead`, with the reason.
 
 use super::OutgoingError;
 use crate::config::{OutgoingSettings, SmtpTls};
 use crate::faults::pause_point;
+use crate::retry::{AttemptLog, Backoff, Next, Outcome, Reasons, RetryPolicy};
 use crate::store::Store;
 use crate::store::outgoing::MailRow;
 use chrono::Utc;
@@ -20,9 +21,7 @@ use tokio_util::sync::CancellationToken;
 pub struct Worker {
     store: Store,
     transport: AsyncSmtpTransport<Tokio1Executor>,
-    max_attempts: u32,
-    retry_base: std::time::Duration,
-    retry_max: std::time::Duration,
+    retry: RetryPolicy,
     send_timeout: std::time::Duration,
     wake: Arc<Notify>,
 }
@@ -98,19 +97,13 @@ impl Worker {
         Ok(Worker {
             store,
             transport: transport(settings)?,
-            max_attempts: settings.max_attempts,
-            retry_base: settings.retry_base,
-            retry_max: settings.retry_max,
+            retry: RetryPolicy::new(
+                Backoff::new(settings.retry_base, settings.retry_max),
+                settings.max_attempts,
+            ),
             send_timeout: settings.smtp.timeout.saturating_mul(2),
             wake,
         })
-    }
-
-    fn backoff(&self, attempts: i64) -> std::time::Duration {
-        let exp = u32::try_from(attempts.saturating_sub(1).clamp(0, 20)).unwrap_or(20);
-        self.retry_base
-            .saturating_mul(2u32.saturating_pow(exp))
-            .min(self.retry_max)
     }
 
     async fn send_one(&self, mail: &MailRow) -> Result<String, SendError> {
@@ -151,33 +144,38 @@ impl Worker {
                         pass.sent += 1;
                     }
                     Err(e) => {
-                        let attempts = mail.attempts + 1;
-                        let (permanent, err) = match &e {
-                            SendError::Envelope(m) => (true, format!("Umschlag ungültig: {m}")),
-                            SendError::Timeout(d) => (
-                                false,
-                                format!("keine Antwort des SMTP-Servers in {} s", d.as_secs()),
-                            ),
-                            SendError::Smtp(e) => (e.is_permanent(), smtp_error_text(e)),
+                        let outcome = match &e {
+                            SendError::Envelope(m) => {
+                                Outcome::Permanent(format!("Umschlag ungültig: {m}"))
+                            }
+                            SendError::Timeout(d) => Outcome::Retry(format!(
+                                "keine Antwort des SMTP-Servers in {} s",
+                                d.as_secs()
+                            )),
+                            SendError::Smtp(e) if e.is_permanent() => {
+                                Outcome::Permanent(smtp_error_text(e))
+                            }
+                            SendError::Smtp(e) => Outcome::Retry(smtp_error_text(e)),
                         };
-                        if permanent || attempts >= i64::from(self.max_attempts) {
-                            let reason = if permanent {
-                                format!("Der SMTP-Server lehnt die E-Mail dauerhaft ab: {err}")
-                            } else {
-                                format!("Versand nach {attempts} Versuchen aufgegeben: {err}")
-                            };
-                            self.store.outgoing_dead(&mail, &reason).await?;
-                            tracing::error!(mail = %mail.id, %reason, "mail given up");
-                            pass.dead += 1;
-                        } else {
-                            let delay = self.backoff(attempts);
-                            let next = Utc::now()
-                                + chrono::Duration::from_std(delay)
-                                    .unwrap_or(chrono::Duration::seconds(60));
-                            let msg = format!("Versand fehlgeschlagen: {err}");
-                            self.store.outgoing_retry(&mail, next, &msg).await?;
-                            tracing::warn!(mail = %mail.id, attempt = attempts, error = %err, "mail send failed; will retry");
-                            pass.retried += 1;
+                        let log = MailLog {
+                            store: &self.store,
+                            mail: &mail,
+                        };
+                        match self
+                            .retry
+                            .record(&log, mail.attempts, outcome, &mail.id)
+                            .await?
+                        {
+                            Next::GiveUp { reason, .. } => {
+                                tracing::error!(mail = %mail.id, %reason, "mail given up");
+                                pass.dead += 1;
+                            }
+                            Next::RetryAt {
+                                attempts, error, ..
+                            } => {
+                                tracing::warn!(mail = %mail.id, attempt = attempts, %error, "mail send failed; will retry");
+                                pass.retried += 1;
+                            }
                         }
                     }
                 }
@@ -208,5 +206,40 @@ impl Worker {
                 _ = tokio::time::sleep(wait) => {}
             }
         }
+    }
+}
+
+/// The mail queue's side of the retry policy.
+struct MailLog<'a> {
+    store: &'a Store,
+    mail: &'a MailRow,
+}
+
+impl AttemptLog for MailLog<'_> {
+    type Error = crate::store::StoreError;
+
+    async fn schedule(
+        &self,
+        _attempts: i64,
+        at: chrono::DateTime<Utc>,
+        error: &str,
+    ) -> Result<(), Self::Error> {
+        self.store
+            .outgoing_retry(self.mail, at, &format!("Versand fehlgeschlagen: {error}"))
+            .await
+    }
+
+    async fn give_up(&self, _attempts: i64, reason: &str) -> Result<(), Self::Error> {
+        self.store.outgoing_dead(self.mail, reason).await
+    }
+}
+
+impl Reasons for MailLog<'_> {
+    fn permanent_reason(&self, error: &str) -> String {
+        format!("Der SMTP-Server lehnt die E-Mail dauerhaft ab: {error}")
+    }
+
+    fn exhausted_reason(&self, attempts: i64, error: &str) -> String {
+        format!("Versand nach {attempts} Versuchen aufgegeben: {error}")
     }
 }

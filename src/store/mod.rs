@@ -9,6 +9,7 @@ mod delivery;
 pub mod imap;
 pub mod metadata;
 pub mod outgoing;
+mod stages;
 
 use crate::domain::{DecidedBy, Decision, DocState, DocumentId, MailboxId};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -86,12 +87,14 @@ pub struct DocumentRow {
     pub decision: Option<Decision>,
     /// Why it is quarantined or a dead letter (German).
     pub reason: Option<String>,
-    /// Delivery attempts so far.
+    /// Failed attempts of the current stage so far (extraction, classification or delivery).
     pub attempts: i64,
-    /// When the next delivery attempt is due.
+    /// When the next attempt of the current stage is due.
     pub next_attempt_at: Option<String>,
     /// The target's reference after delivery.
     pub delivery_ref: Option<String>,
+    /// For a dead letter: the stage it failed in, where a re-drive resumes (`None`: delivery).
+    pub failed_stage: Option<DocState>,
     /// Arrival time.
     pub created_at: String,
     /// Last change.
@@ -167,7 +170,7 @@ pub struct Store {
 }
 
 const DOC_COLUMNS: &str = "id, sha256, source, original_name, media_type, size_bytes, state, mailbox, \
-     confidence, decided_by, decision, reason, attempts, next_attempt_at, delivery_ref, created_at, updated_at";
+     confidence, decided_by, decision, reason, attempts, next_attempt_at, delivery_ref, failed_stage, created_at, updated_at";
 
 impl Store {
     /// Opens the database at `url` (`sqlite://path`), creating it and applying migrations.
@@ -278,14 +281,18 @@ impl Store {
         rows.iter().map(doc_from_row).collect()
     }
 
-    /// Ids of documents in a state, oldest first (the pipeline's work list).
+    /// Ids of documents in a state whose next attempt is due (a stage that failed waits for its
+    /// backoff), oldest first: the pipeline's work list.
     pub async fn ids_in_state(&self, state: DocState, limit: i64) -> Result<Vec<DocumentId>> {
-        let rows =
-            sqlx::query("SELECT id FROM documents WHERE state = ? ORDER BY created_at, id LIMIT ?")
-                .bind(state.as_str())
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query(
+            "SELECT id FROM documents WHERE state = ? AND (next_attempt_at IS NULL OR next_attempt_at <= ?) \
+             ORDER BY created_at, id LIMIT ?",
+        )
+        .bind(state.as_str())
+        .bind(now_str())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|r| Ok(DocumentId::from_store(r.try_get("id")?)))
             .collect()
@@ -323,7 +330,9 @@ impl Store {
             "extracted",
             detail,
             |q| {
-                q.push_str(", text_content = ?, extraction = ?");
+                q.push_str(
+                    ", text_content = ?, extraction = ?, attempts = 0, next_attempt_at = NULL, reason = NULL",
+                );
             },
             vec![text.to_string(), extraction_json.to_string()],
         )
@@ -359,7 +368,7 @@ impl Store {
         }
         sqlx::query(
             "UPDATE documents SET state = ?, mailbox = ?, confidence = ?, decided_by = ?, decision = ?, \
-             attempts = 0, next_attempt_at = NULL, updated_at = ? WHERE id = ?",
+             attempts = 0, next_attempt_at = NULL, reason = NULL, updated_at = ? WHERE id = ?",
         )
         .bind(next.as_str())
         .bind(decision.mailbox.as_ref().map(|m| m.as_str().to_string()))
@@ -437,7 +446,7 @@ impl Store {
             .await?;
         sqlx::query(
             "UPDATE documents SET state = ?, mailbox = ?, confidence = 1.0, decided_by = ?, decision = ?, \
-             attempts = 0, next_attempt_at = NULL, reason = NULL, updated_at = ? WHERE id = ?",
+             attempts = 0, next_attempt_at = NULL, reason = NULL, failed_stage = NULL, updated_at = ? WHERE id = ?",
         )
         .bind(DocState::Queued.as_str())
         .bind(mailbox.as_str())
@@ -515,19 +524,47 @@ impl Store {
         .await
     }
 
-    /// Puts a dead letter back into the outbox.
-    pub async fn redrive(&self, id: &DocumentId, actor: &str) -> Result<()> {
-        self.transition(
-            id,
-            &[DocState::DeadLetter],
-            DocState::Queued,
+    /// Puts a dead letter back where it failed: the outbox (`queued`), or the extract/classify
+    /// stage it gave up in. Attempts start again from zero.
+    pub async fn redrive(&self, id: &DocumentId, actor: &str) -> Result<DocState> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let row = sqlx::query("SELECT state, failed_stage FROM documents WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+        let state = parse_state(&row.try_get::<String, _>("state")?)?;
+        if state != DocState::DeadLetter {
+            return Err(StoreError::Conflict {
+                id: id.to_string(),
+                state,
+                message: "only dead letters can be re-driven".into(),
+            });
+        }
+        let to = row
+            .try_get::<Option<String>, _>("failed_stage")?
+            .map(|s| parse_state(&s))
+            .transpose()?
+            .unwrap_or(DocState::Queued);
+        sqlx::query(
+            "UPDATE documents SET state = ?, failed_stage = NULL, attempts = 0, next_attempt_at = NULL, \
+             updated_at = ? WHERE id = ?",
+        )
+        .bind(to.as_str())
+        .bind(now_str())
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        insert_event(
+            &mut tx,
+            Some(id.as_str()),
             actor,
             "redrive",
-            serde_json::json!({}),
-            |q| q.push_str(", attempts = 0, next_attempt_at = NULL"),
-            vec![],
+            &serde_json::json!({"to": to}),
         )
-        .await
+        .await?;
+        tx.commit().await?;
+        Ok(to)
     }
 
     /// Marks a document unreadable and records the quarantine entry (one transaction).
@@ -868,6 +905,10 @@ fn doc_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<DocumentRow> {
         attempts: r.try_get("attempts")?,
         next_attempt_at: r.try_get("next_attempt_at")?,
         delivery_ref: r.try_get("delivery_ref")?,
+        failed_stage: r
+            .try_get::<Option<String>, _>("failed_stage")?
+            .map(|s| parse_state(&s))
+            .transpose()?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
     })

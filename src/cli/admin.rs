@@ -1,0 +1,176 @@
+//! Operating commands: `check-config`, `documents`, `model`, `digest`.
+
+use super::ModelCommand;
+use crate::config::Settings;
+use crate::domain::DocState;
+use crate::train::Registry;
+use anyhow::{Context, bail};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// `documents list`: newest first; a dead letter or quarantined document shows its reason.
+pub async fn documents_list(
+    settings: &Settings,
+    json: bool,
+    state: Option<&str>,
+    limit: i64,
+) -> anyhow::Result<ExitCode> {
+    let store = crate::store::Store::open(&settings.store.url).await?;
+    let state = match state {
+        Some(s) => Some(DocState::parse(s).with_context(|| format!("unknown state {s}"))?),
+        None => None,
+    };
+    for d in store.list(state, limit).await? {
+        if json {
+            println!("{}", serde_json::to_string(&d)?);
+        } else {
+            let reason = match (d.state, &d.reason) {
+                (DocState::DeadLetter | DocState::Quarantined, Some(r)) => format!("  ({r})"),
+                _ => String::new(),
+            };
+            println!(
+                "{}  {:<11}  {:<6}  {:>5}  {}{reason}",
+                d.id,
+                d.state,
+                d.mailbox.as_ref().map(|m| m.as_str()).unwrap_or("-"),
+                d.confidence
+                    .map(|c| format!("{:.0}%", c * 100.0))
+                    .unwrap_or_default(),
+                d.original_name
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `model list|activate|rollback`.
+pub fn model(settings: &Settings, command: ModelCommand) -> anyhow::Result<ExitCode> {
+    let reg = Registry::new(&settings.classify.models);
+    match command {
+        ModelCommand::List => {
+            for v in reg.list() {
+                let mark = if v.active { "*" } else { " " };
+                match (&v.meta, &v.problem) {
+                    (Some(m), _) => println!("{mark} {}  {}", v.version, m),
+                    (None, Some(p)) => println!("{mark} {}  UNUSABLE: {p}", v.version),
+                    _ => println!("{mark} {}", v.version),
+                }
+            }
+        }
+        ModelCommand::Activate { version } => {
+            reg.activate(&version)?;
+            println!("activated {version}");
+        }
+        ModelCommand::Rollback => println!("activated {}", reg.rollback()?),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `digest`: prints the digests due now, or queues and sends them.
+pub async fn digest(settings: Settings, send: bool) -> anyhow::Result<ExitCode> {
+    if send && !settings.outgoing.enabled {
+        bail!("outgoing mail is switched off ([outgoing] enabled = false)");
+    }
+    let settings = Arc::new(settings);
+    let store = crate::store::Store::open(&settings.store.url).await?;
+    let outgoing = crate::outgoing::Outgoing::new(store, settings.clone());
+    let digests = outgoing.digests(chrono::Utc::now(), send, false).await?;
+    if digests.is_empty() {
+        println!("no digest recipients configured (digest_to in [[mailboxes]] or [review])");
+    }
+    for d in &digests {
+        println!(
+            "==> {} to {}: {}\n\n{}",
+            d.mailbox,
+            d.to.join(", "),
+            d.subject,
+            d.body
+        );
+    }
+    if send {
+        let pass = outgoing.send_now().await?;
+        println!(
+            "sent: {}, to be retried: {}, given up: {}",
+            pass.sent, pass.retried, pass.dead
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+        }
+        Err(_) => {
+            let _ = ctrl_c.await;
+        }
+    }
+}
+
+/// `check-config`: settings, rules and their tests, the model; problems with file and line.
+pub fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
+    let settings = match Settings::load(path) {
+        Ok(s) => s,
+        Err(e) => {
+            for p in &e.0 {
+                println!("{p}");
+            }
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let mut ok = true;
+    match crate::classify::rules::RuleSet::load_dir(
+        &settings.classify.rules,
+        &settings.mailbox_ids(),
+    ) {
+        Ok(rules) => {
+            let failures = rules.check_tests(&settings.address_markers);
+            for f in &failures {
+                println!("{f}");
+            }
+            ok &= failures.is_empty();
+            println!(
+                "rules: {} files, {} rules",
+                rules.files.len(),
+                rules.rules().count()
+            );
+        }
+        Err(e) => {
+            println!("{e}");
+            ok = false;
+        }
+    }
+    if let Err(e) = Registry::new(&settings.classify.models).load_active() {
+        println!("model: {e}");
+        ok = false;
+    }
+    if settings.api.enabled && settings.api.token.is_empty() {
+        println!(
+            "{}: warning: no API token (set POSTSTELLE__API__TOKEN or api.token_file); the API will refuse all requests",
+            path.display()
+        );
+    }
+    println!(
+        "{}: {} mailboxes, review mailbox {}",
+        path.display(),
+        settings.mailboxes.len(),
+        settings.review.id
+    );
+    println!(
+        "{}",
+        if ok {
+            "configuration OK"
+        } else {
+            "configuration has problems"
+        }
+    );
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

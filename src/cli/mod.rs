@@ -1,0 +1,215 @@
+//! The `poststelle` commands: one module per group, each a thin layer over the library.
+//!
+//! - [`route`]: `route` and `extract` (what the daemon would read and decide, nothing stored);
+//! - [`train`]: `train` (with the promotion rule from [`crate::train::judge_promotion`]) and `eval`;
+//! - [`admin`]: `check-config`, `documents`, `model`, `digest` and the shutdown signal;
+//! - [`worker`]: the hidden `extract-worker`, the sandboxed child that parses input.
+
+pub mod admin;
+pub mod route;
+pub mod train;
+pub mod worker;
+
+use crate::app::Application;
+use crate::config::Settings;
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// The command line.
+#[derive(Parser)]
+#[command(
+    name = "poststelle",
+    version,
+    about = "Routes a town's incoming post to the right department mailbox"
+)]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(
+        long,
+        global = true,
+        default_value = "config/musterstadt.toml",
+        env = "POSTSTELLE_CONFIG"
+    )]
+    pub config: PathBuf,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the daemon: hot folder, pipeline, delivery, API.
+    Serve,
+    /// Route files and print the decision (nothing is stored or delivered).
+    Route {
+        /// One JSON object per file and line.
+        #[arg(long)]
+        json: bool,
+        /// Files to route.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Train a new model version from the corpus (and corrections) and activate it when it is
+    /// not worse than the active one.
+    Train {
+        /// A JSON Lines corpus (`{"id","text","mailbox"}` per line) instead of training-data/.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Activate even when the new version scores worse.
+        #[arg(long)]
+        force: bool,
+        /// Cross-validation folds.
+        #[arg(long, default_value_t = 5)]
+        folds: usize,
+    },
+    /// Cross-validate rules, model and both combined on a corpus.
+    Eval {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// A JSON Lines corpus instead of training-data/.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Folds.
+        #[arg(long, default_value_t = 5)]
+        folds: usize,
+        /// Scanned twins: JSON Lines `{"id","text"}` with OCR text of rendered scans of corpus
+        /// items; evaluated on the same folds as their clean originals.
+        #[arg(long)]
+        twins: Option<PathBuf>,
+        /// Write the fold of every item (`{"id","mailbox","fold"}` per line), for baselines.
+        #[arg(long)]
+        export_folds: Option<PathBuf>,
+    },
+    /// Extract a file's text as poststelle reads it (text layer or OCR), with zones.
+    Extract {
+        /// One JSON object per file and line (with word boxes).
+        #[arg(long)]
+        json: bool,
+        /// Files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Documents in the store.
+    Documents {
+        #[command(subcommand)]
+        command: DocumentsCommand,
+    },
+    /// Model versions.
+    Model {
+        #[command(subcommand)]
+        command: ModelCommand,
+    },
+    /// Daily digests: print what would be sent now (since the last digest), or send it.
+    Digest {
+        /// Queue the digests and send them now; the next digest starts where this one ends.
+        #[arg(long)]
+        send: bool,
+    },
+    /// Check the configuration and rules; report problems with file, line and a hint.
+    CheckConfig,
+    /// Internal: extract one file in a sandboxed child process.
+    #[command(hide = true)]
+    ExtractWorker {
+        /// The job (`extract`, `searchable-pdf`, `mail-pdf`).
+        #[arg(long, default_value = "extract")]
+        job: String,
+        /// The input's media type.
+        #[arg(long)]
+        media: String,
+        /// Extraction options as JSON.
+        #[arg(long)]
+        options: String,
+        /// Where the result goes.
+        #[arg(long)]
+        out: PathBuf,
+        /// The input.
+        file: PathBuf,
+    },
+}
+
+/// `documents` subcommands.
+#[derive(Subcommand)]
+pub enum DocumentsCommand {
+    /// List documents, newest first.
+    List {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        /// Only documents in this state (received, review, queued, delivered, quarantined, ...).
+        #[arg(long)]
+        state: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+}
+
+/// `model` subcommands.
+#[derive(Subcommand)]
+pub enum ModelCommand {
+    /// List versions.
+    List,
+    /// Activate a version.
+    Activate {
+        /// Version id.
+        version: String,
+    },
+    /// Re-activate the previous version.
+    Rollback,
+}
+
+/// Loads and validates the settings, all problems in one error.
+pub fn load(path: &Path) -> anyhow::Result<Settings> {
+    Settings::load(path).map_err(|e| anyhow::anyhow!("configuration invalid:\n{e}"))
+}
+
+/// Runs one command (every command but the sandboxed worker, which [`worker::run`] runs
+/// before any runtime or logging starts).
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::CheckConfig => admin::check_config(&cli.config),
+        Command::Serve => {
+            let settings = load(&cli.config)?;
+            let exe = std::env::current_exe().context("locating own executable")?;
+            let app = Application::build(settings, exe).await?;
+            let cancel = tokio_util::sync::CancellationToken::new();
+            let c = cancel.clone();
+            tokio::spawn(async move {
+                admin::shutdown_signal().await;
+                tracing::info!("shutting down");
+                c.cancel();
+            });
+            app.run(cancel).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Route { json, files } => route::route(&load(&cli.config)?, json, &files).await,
+        Command::Train { data, force, folds } => {
+            train::train(&load(&cli.config)?, data.as_deref(), force, folds).await
+        }
+        Command::Eval {
+            json,
+            data,
+            folds,
+            twins,
+            export_folds,
+        } => train::eval(
+            &load(&cli.config)?,
+            json,
+            data.as_deref(),
+            folds,
+            twins.as_deref(),
+            export_folds.as_deref(),
+        ),
+        Command::Extract { json, files } => route::extract(&load(&cli.config)?, json, &files).await,
+        Command::Documents {
+            command: DocumentsCommand::List { json, state, limit },
+        } => admin::documents_list(&load(&cli.config)?, json, state.as_deref(), limit).await,
+        Command::Model { command } => admin::model(&load(&cli.config)?, command),
+        Command::Digest { send } => admin::digest(load(&cli.config)?, send).await,
+        Command::ExtractWorker { .. } => bail!("extract-worker is handled before start-up"),
+    }
+}

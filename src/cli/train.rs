@@ -1,0 +1,310 @@
+//! `train` and `eval`: model versions from the corpus and corrections, and their evaluation.
+
+use crate::app::router_settings;
+use crate::classify::rules::RuleSet;
+use crate::classify::{Classifier, Router};
+use crate::config::Settings;
+use crate::train::{Registry, judge_promotion};
+use anyhow::{Context, bail};
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// The corpus: a JSON Lines file, else the shipped training data.
+pub fn corpus(settings: &Settings, data: Option<&Path>) -> anyhow::Result<Vec<crate::train::Item>> {
+    let items = match data {
+        Some(f) => crate::train::load_jsonl(f)?,
+        None => crate::train::load_corpus(&settings.classify.training_data)?,
+    };
+    if items.is_empty() {
+        bail!("no training items found");
+    }
+    Ok(items)
+}
+
+/// `train`: trains a new version on the corpus and the corrections people made, and activates
+/// it when [`judge_promotion`] finds it not worse than the active one (or with `force`).
+pub async fn train(
+    settings: &Settings,
+    data: Option<&Path>,
+    force: bool,
+    folds: usize,
+) -> anyhow::Result<ExitCode> {
+    let mut items = corpus(settings, data)?;
+    let reg = Registry::new(&settings.classify.models);
+    let current = match reg.load_active() {
+        Ok(m) => m,
+        Err(e) => {
+            println!("the active model cannot be read ({e}); the new version will replace it");
+            None
+        }
+    };
+    // Corrections people made join the training set (the store may not exist yet). Those made
+    // after the active model was trained are "recent": the active model never learned them.
+    let mut recent = BTreeSet::new();
+    if data.is_none()
+        && let Ok(store) = crate::store::Store::open(&settings.store.url).await
+    {
+        for (id, text, mailbox, at) in store.corrections_for_training().await? {
+            if current.as_ref().is_none_or(|m| at > m.meta.created_at) {
+                recent.insert(id.clone());
+            }
+            items.push(crate::train::Item {
+                id,
+                text,
+                mailbox,
+                origin: "correction".into(),
+                kind: None,
+            });
+        }
+    }
+    let rules = Arc::new(RuleSet::load_dir(&settings.classify.rules, &[])?);
+    let routing = router_settings(settings);
+    let started = std::time::Instant::now();
+    let (mut model, report) =
+        crate::train::fit(&items, &settings.mailbox_ids(), &rules, &routing, folds)?;
+    let version = reg.add(&mut model)?;
+    println!(
+        "trained {version} on {} items ({} corrections, {} recent) in {:.1} s: top-1 {:.1} %, straight-through {:.1} % at threshold {}",
+        items.len(),
+        items.iter().filter(|i| i.origin == "correction").count(),
+        recent.len(),
+        started.elapsed().as_secs_f64(),
+        report.combined.top1 * 100.0,
+        report.combined.straight_through * 100.0,
+        report
+            .combined
+            .threshold
+            .map(|t| format!("{t:.3}"))
+            .unwrap_or_else(|| "-".into())
+    );
+    let active = current.map(|m| {
+        let classifier = Classifier::new(
+            rules.clone(),
+            Some(Arc::new(m)),
+            settings.mailbox_ids(),
+            settings.classify.review_threshold,
+        );
+        Router::new(Arc::new(classifier), routing.clone())
+    });
+    let verdict = judge_promotion(active.as_ref(), &report, &items, &recent);
+    if let Some((n, new_ok, old_ok)) = verdict.recent {
+        println!(
+            "recent corrections ({n}): new version right on {new_ok} (held out in cross-validation), active version right on {old_ok}"
+        );
+    }
+    if verdict.problems.is_empty() || force {
+        reg.activate(&version)?;
+        println!(
+            "activated {version}{}",
+            if verdict.problems.is_empty() {
+                ""
+            } else {
+                " (forced)"
+            }
+        );
+        if let Ok(store) = crate::store::Store::open(&settings.store.url).await {
+            store
+                .record_model(
+                    &version,
+                    &reg.path(&version).display().to_string(),
+                    &model.meta.metrics,
+                    true,
+                )
+                .await?;
+        }
+    } else {
+        println!(
+            "NOT activated: {}.\nThe version is kept; activate it anyway with `poststelle model activate {version}` or `train --force`.",
+            verdict.problems.join("; ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `eval`: cross-validates rules, model, both combined and the router (as the daemon routes),
+/// plus the held-out set and scanned twins.
+pub fn eval(
+    settings: &Settings,
+    json: bool,
+    data: Option<&Path>,
+    folds: usize,
+    twins: Option<&Path>,
+    export_folds: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let items = corpus(settings, data)?;
+    let rules = Arc::new(crate::classify::rules::RuleSet::load_dir(
+        &settings.classify.rules,
+        &[],
+    )?);
+    let configured = if data.is_some() {
+        Vec::new()
+    } else {
+        settings.mailbox_ids()
+    };
+    let classes = crate::train::classes_for(&items, &configured);
+    let params = crate::classify::model::TrainParams::default();
+    if let Some(out) = export_folds {
+        let folds = crate::train::stratified_folds(&items, folds, params.seed);
+        let lines: Vec<String> = items
+            .iter()
+            .zip(folds)
+            .map(|(i, f)| {
+                serde_json::json!({"id": i.id, "mailbox": i.mailbox, "fold": f}).to_string()
+            })
+            .collect();
+        std::fs::write(out, lines.join("\n") + "\n")
+            .with_context(|| format!("writing {}", out.display()))?;
+    }
+    let twins = match twins {
+        Some(p) => Some(
+            crate::train::load_jsonl(p)?
+                .into_iter()
+                .map(|i| (i.id, i.text))
+                .collect::<std::collections::BTreeMap<_, _>>(),
+        ),
+        None => None,
+    };
+    let started = std::time::Instant::now();
+    let routing = router_settings(settings);
+    let report = crate::train::cross_validate(
+        &items,
+        &classes,
+        &rules,
+        &routing,
+        folds,
+        &params,
+        twins.as_ref(),
+    )?;
+    let seconds = started.elapsed().as_secs_f64();
+    // The held-out set: written separately, never seen by training or by the rules' authors.
+    let holdout_items = if data.is_none() {
+        crate::train::load_dir(&settings.classify.training_data.join("holdout"))?
+    } else {
+        Vec::new()
+    };
+    let holdout = if holdout_items.is_empty() {
+        None
+    } else {
+        Some(crate::train::evaluate_holdout(
+            &items,
+            &holdout_items,
+            &classes,
+            &rules,
+            &routing,
+            &params,
+            report.temperature,
+            report.combined.threshold,
+        )?)
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "items": report.items, "folds": report.folds, "temperature": report.temperature,
+                "top1": report.combined.top1, "straight_through": report.combined.straight_through,
+                "threshold": report.combined.threshold,
+                "rules": report.rules, "model": report.model, "combined": report.combined,
+                "routed": report.routed,
+                "twins": report.twins, "holdout": holdout, "seconds": seconds,
+            })
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{} items, {}-fold stratified cross-validation, temperature {:.2}",
+        report.items, report.folds, report.temperature
+    );
+    for (name, r) in [
+        ("rules", &report.rules),
+        ("model", &report.model),
+        ("combined", &report.combined),
+        ("routed", &report.routed),
+    ] {
+        println!(
+            "{name:<9} top-1 {:5.1} %   straight-through {:5.1} % at precision {:5.1} % (threshold {})",
+            r.top1 * 100.0,
+            r.straight_through * 100.0,
+            r.auto_precision * 100.0,
+            r.threshold
+                .map(|t| format!("{t:.3}"))
+                .unwrap_or_else(|| "-".into())
+        );
+    }
+    if let Some(t) = &report.twins {
+        println!(
+            "\nscanned twins ({} items, same folds): clean top-1 {:.1} % / straight-through {:.1} %   \
+             scanned top-1 {:.1} % / straight-through {:.1} %   (model alone on scans {:.1} %, rules alone {:.1} %)",
+            t.items,
+            t.clean.top1 * 100.0,
+            t.clean.straight_through * 100.0,
+            t.scanned.top1 * 100.0,
+            t.scanned.straight_through * 100.0,
+            t.scanned_model.top1 * 100.0,
+            t.scanned_rules.top1 * 100.0
+        );
+        for c in &t.changed {
+            println!(
+                "  {:<10} truth {:<5} clean -> {:<5} scan -> {:<5} ({:.2})",
+                c.id,
+                c.truth,
+                c.clean.as_deref().unwrap_or("-"),
+                c.scanned.as_deref().unwrap_or("-"),
+                c.scanned_confidence
+            );
+        }
+    }
+    if let Some(h) = &holdout {
+        println!(
+            "\nheld-out set ({} items; trained on the whole corpus):",
+            h.items
+        );
+        for (name, r) in [
+            ("rules", &h.rules),
+            ("model", &h.model),
+            ("combined", &h.combined),
+            ("routed", &h.routed),
+        ] {
+            println!(
+                "  {name:<9} top-1 {:5.1} %   straight-through {:5.1} % at precision {:5.1} %",
+                r.top1 * 100.0,
+                r.straight_through * 100.0,
+                r.auto_precision * 100.0
+            );
+        }
+        println!(
+            "  at the threshold chosen on the corpus ({}): straight-through {:.1} %, precision {:.1} %",
+            h.threshold
+                .map(|t| format!("{t:.3}"))
+                .unwrap_or_else(|| "-".into()),
+            h.straight_through_at_threshold * 100.0,
+            h.precision_at_threshold * 100.0
+        );
+    }
+    println!("\nper mailbox (combined): precision / recall / n");
+    for (m, (p, r, n)) in &report.combined.per_mailbox {
+        println!("  {m:<8} {:5.1} % {:5.1} % {n:4}", p * 100.0, r * 100.0);
+    }
+    println!("\nreliability (combined): confidence bin, n, mean confidence, accuracy");
+    for (lo, n, mean, acc) in &report.combined.reliability {
+        println!(
+            "  {lo:.1}-{:.1} {n:5} {:5.1} % {:5.1} %",
+            lo + 0.1,
+            mean * 100.0,
+            acc * 100.0
+        );
+    }
+    println!("\nconfusion (combined; rows = truth, columns = predicted, off-diagonal only):");
+    for (t, row) in &report.combined.confusion {
+        let off: Vec<String> = row
+            .iter()
+            .filter(|(p, _)| *p != t)
+            .map(|(p, n)| format!("{p}:{n}"))
+            .collect();
+        if !off.is_empty() {
+            println!("  {t:<8} -> {}", off.join(" "));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
