@@ -78,6 +78,7 @@ impl fmt::Display for MailboxId {
 /// ```text
 /// received -> extracted -> classified -> review | queued -> delivered
 ///        \-> quarantined (unreadable)            queued -> dead_letter (gave up)
+/// received | extracted | classified -> dead_letter (a stage kept failing; re-drive resumes it)
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -96,7 +97,8 @@ pub enum DocState {
     Delivered,
     /// Unreadable input, kept with a reason.
     Quarantined,
-    /// Delivery failed permanently or too often; kept for a re-drive.
+    /// Delivery (or extraction/classification) failed permanently or too often; kept for a
+    /// re-drive, which resumes the stage that failed.
     DeadLetter,
 }
 

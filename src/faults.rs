@@ -15,6 +15,17 @@ pub mod points {
     pub const BEFORE_MAIL_SEND: &str = "before_mail_send";
     /// The SMTP server accepted an outgoing mail, the store does not yet say so.
     pub const AFTER_MAIL_SEND: &str = "after_mail_send";
+    /// The pipeline is about to route an extracted document.
+    pub const BEFORE_ROUTE: &str = "before_route";
+}
+
+/// Panics here when `POSTSTELLE_PANIC_AT` names this point: tests use it to check that a bug
+/// in one task ends the daemon with a non-zero exit instead of vanishing. Unset, it does
+/// nothing.
+pub fn panic_point(name: &str) {
+    if std::env::var("POSTSTELLE_PANIC_AT").ok().as_deref() == Some(name) {
+        panic!("test hook: panic at {name}");
+    }
 }
 
 /// Stops here forever when `POSTSTELLE_PAUSE_AT` names this point.

@@ -380,6 +380,7 @@ impl Pipeline {
             Some(j) => serde_json::from_str(&j)?,
             None => anyhow::bail!("no extraction stored"),
         };
+        crate::faults::panic_point(points::BEFORE_ROUTE);
         let router = self.router();
         let routed = tokio::task::spawn_blocking(move || router.route(&ex)).await?;
         let decision = routed.decision;

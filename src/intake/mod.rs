@@ -146,7 +146,12 @@ pub fn write_quarantine(
     Ok(target)
 }
 
-/// A file name without path parts or control characters.
+/// Longest file name [`safe_name`] returns, in bytes: room for a document id prefix, a
+/// counter and the `.reason.txt` suffix within the usual 255-byte limit of file systems.
+pub const MAX_NAME_BYTES: usize = 160;
+
+/// A file name without path parts or control characters, at most [`MAX_NAME_BYTES`] long
+/// (a longer one is shortened in the middle, its extension kept).
 pub fn safe_name(name: &str) -> String {
     let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
     let cleaned: String = base
@@ -155,10 +160,20 @@ pub fn safe_name(name: &str) -> String {
         .collect();
     let cleaned = cleaned.trim_start_matches('.').to_string();
     if cleaned.is_empty() {
-        "datei".into()
-    } else {
-        cleaned
+        return "datei".into();
     }
+    if cleaned.len() <= MAX_NAME_BYTES {
+        return cleaned;
+    }
+    let ext = match cleaned.rfind('.') {
+        Some(i) if cleaned.len() - i <= 16 => &cleaned[i..],
+        _ => "",
+    };
+    let mut stem_end = MAX_NAME_BYTES - ext.len() - 1;
+    while !cleaned.is_char_boundary(stem_end) {
+        stem_end -= 1;
+    }
+    format!("{}~{ext}", &cleaned[..stem_end])
 }
 
 /// `dir/name`, or `dir/<n>-name` if that is taken.
@@ -189,5 +204,25 @@ pub fn move_file(from: &Path, to: &Path) -> std::io::Result<()> {
 impl From<ExtractError> for Outcome {
     fn from(e: ExtractError) -> Self {
         Outcome::Quarantined(e.reason_de())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlong_file_name_is_shortened_with_its_extension_kept() {
+        let long = format!("{}.pdf", "ä".repeat(115)); // 230 bytes of stem
+        let s = safe_name(&long);
+        assert!(s.len() <= MAX_NAME_BYTES, "{}", s.len());
+        assert!(s.ends_with("~.pdf"), "{s}");
+        assert!(s.starts_with("ää"), "{s}");
+        // Room for "<uuid>-" in front and ".reason.txt" behind within 255 bytes.
+        assert!(36 + 1 + s.len() + ".reason.txt".len() <= 255);
+        assert_eq!(safe_name("../scan 1.pdf"), "scan 1.pdf");
+        assert_eq!(safe_name(".."), "datei");
+        let no_ext = "x".repeat(300);
+        assert_eq!(safe_name(&no_ext).len(), MAX_NAME_BYTES);
     }
 }
