@@ -101,7 +101,12 @@ enum Command {
         send: bool,
     },
     /// Check the configuration and rules; report problems with file, line and a hint.
-    CheckConfig,
+    CheckConfig {
+        /// Also build every delivery target and run its health check (reachable, credentials
+        /// accepted); one line per target.
+        #[arg(long)]
+        online: bool,
+    },
     /// Internal: extract one file in a sandboxed child process.
     #[command(hide = true)]
     ExtractWorker {
@@ -218,7 +223,7 @@ fn load(path: &Path) -> anyhow::Result<Settings> {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::CheckConfig => check_config(&cli.config),
+        Command::CheckConfig { online } => check_config(&cli.config, online).await,
         Command::Serve => {
             let settings = load(&cli.config)?;
             let exe = std::env::current_exe().context("locating own executable")?;
@@ -348,7 +353,7 @@ async fn shutdown_signal() {
     }
 }
 
-fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
+async fn check_config(path: &Path, online: bool) -> anyhow::Result<ExitCode> {
     let settings = match Settings::load(path) {
         Ok(s) => s,
         Err(e) => {
@@ -396,6 +401,12 @@ fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
         settings.mailboxes.len(),
         settings.review.id
     );
+    if online {
+        for health in poststelle::deliver::check_all(&settings.deliver).await {
+            println!("{health}");
+            ok &= health.outcome.is_ok();
+        }
+    }
     println!(
         "{}",
         if ok {
