@@ -101,12 +101,8 @@ impl Application {
                 .await
                 .context("recording the active model")?;
         }
-        let targets = settings
-            .deliver
-            .targets
-            .iter()
-            .map(|(name, t)| (name.clone(), crate::deliver::build(name, t)))
-            .collect();
+        let targets = crate::deliver::build_all(&settings.deliver)
+            .context("building the delivery targets")?;
         let wake = Arc::new(Notify::new());
         let extractor = Extractor::new(exe, &settings.extract);
         let pipeline = Arc::new(Pipeline::new(

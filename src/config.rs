@@ -3,84 +3,25 @@
 //! Every key can be overridden from the environment as `POSTSTELLE__SECTION__KEY=value`
 //! (`__` separates levels, array elements are addressed by index, e.g.
 //! `POSTSTELLE__MAILBOXES__0__NAME`). Values are read as TOML literals where they parse as one
-//! (`true`, `5`, `"x"`), otherwise as strings. Secrets (the API token) are never accepted from the
-//! file itself: only from the environment or from a file named in the config, and they are never
-//! printed (see [`Secret`]).
+//! (`true`, `5`, `"x"`), otherwise as strings (see [`loader`]). Secrets are never accepted from
+//! the file itself and follow one rule: the environment wins over `<key>_file` (see [`secret`]).
+//! Delivery targets are validated by their connectors through [`crate::deliver::registry`].
 
+use crate::deliver::TargetMailbox;
+use crate::deliver::settings::RawDeliver;
 use crate::domain::MailboxId;
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
-mod targets;
-pub use targets::{
-    CmisSettings, DvelopSettings, PaperlessSettings, RestAuth, RestBody, RestSettings,
-};
+pub mod loader;
+pub mod problem;
+pub mod secret;
 
-/// Prefix of environment overrides.
-pub const ENV_PREFIX: &str = "POSTSTELLE__";
-
-/// A configuration problem, with the place it was found and a hint.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ConfigProblem {
-    /// The file that holds the problem.
-    pub file: PathBuf,
-    /// 1-based line, when known.
-    pub line: Option<usize>,
-    /// What is wrong.
-    pub message: String,
-    /// How to fix it.
-    pub hint: Option<String>,
-}
-
-impl fmt::Display for ConfigProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
-        if let Some(line) = self.line {
-            write!(f, ": line {line}")?;
-        }
-        write!(f, ": {}", self.message)?;
-        if let Some(hint) = &self.hint {
-            write!(f, " (hint: {hint})")?;
-        }
-        Ok(())
-    }
-}
-
-/// All problems found while loading a configuration.
-#[derive(Debug, thiserror::Error)]
-#[error("{}", .0.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"))]
-pub struct ConfigError(pub Vec<ConfigProblem>);
-
-/// A secret value: its `Debug` and `Display` never show it.
-#[derive(Clone, Default, PartialEq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
-    }
-    /// The value itself, for the one place that must compare or send it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-    /// True when no secret was given.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_empty() {
-            "<unset>"
-        } else {
-            "<redacted>"
-        })
-    }
-}
+pub use crate::deliver::{DeliverSettings, TargetSettings};
+pub use loader::ENV_PREFIX;
+pub use problem::{ConfigError, ConfigProblem, Problems, line_of, suggest};
+pub use secret::{Secret, SecretSource};
 
 // ----------------------------------------------------------------------------------------------
 // Raw (file) structures. `deny_unknown_fields` turns typos into errors with a line number.
@@ -316,92 +257,6 @@ impl Default for RawClassify {
             review_threshold: 0.8,
         }
     }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawDeliver {
-    max_attempts: u32,
-    retry_base_secs: u64,
-    retry_max_secs: u64,
-    default_target: String,
-    targets: BTreeMap<String, RawTarget>,
-    breaker_threshold: u32,
-    breaker_cooldown_secs: u64,
-}
-
-impl Default for RawDeliver {
-    fn default() -> Self {
-        let mut targets = BTreeMap::new();
-        targets.insert(
-            "dms".to_string(),
-            RawTarget::Filesystem {
-                root: "var/dms".into(),
-            },
-        );
-        Self {
-            max_attempts: 10,
-            retry_base_secs: 5,
-            retry_max_secs: 3600,
-            default_target: "dms".into(),
-            targets,
-            breaker_threshold: 5,
-            breaker_cooldown_secs: 60,
-        }
-    }
-}
-
-#[derive(Debug, Deserialize, Clone)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-enum RawTarget {
-    Filesystem { root: PathBuf },
-    Dvelop(targets::RawDvelop),
-    Cmis(targets::RawCmis),
-    Paperless(targets::RawPaperless),
-    Rest(targets::RawRest),
-    Mayan(RawMayan),
-}
-
-/// `kind = "mayan"`: a Mayan EDMS 4.x server.
-#[derive(Debug, Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-struct RawMayan {
-    url: String,
-    user: Option<String>,
-    /// Only from the environment (refused in the file).
-    password: Option<String>,
-    password_file: Option<PathBuf>,
-    /// Only from the environment (refused in the file).
-    token: Option<String>,
-    token_file: Option<PathBuf>,
-    document_type: RawMayanRef,
-    #[serde(default)]
-    cabinets: BTreeMap<String, RawMayanRef>,
-    #[serde(default = "default_true")]
-    create_cabinets: bool,
-    #[serde(default = "default_mayan_timeout")]
-    timeout_secs: u64,
-    #[serde(default = "default_mayan_file_wait")]
-    file_wait_secs: u64,
-}
-
-#[derive(Debug, Deserialize, Clone)]
-#[serde(untagged)]
-enum RawMayanRef {
-    Id(u64),
-    Label(String),
-}
-
-fn default_true() -> bool {
-    true
-}
-
-fn default_mayan_timeout() -> u64 {
-    30
-}
-
-fn default_mayan_file_wait() -> u64 {
-    120
 }
 
 #[derive(Debug, Deserialize)]
@@ -660,89 +515,6 @@ pub struct ClassifySettings {
     pub review_threshold: f64,
 }
 
-/// Delivery settings.
-#[derive(Debug, Clone)]
-pub struct DeliverSettings {
-    /// Attempts before a document becomes a dead letter.
-    pub max_attempts: u32,
-    /// First retry delay.
-    pub retry_base: std::time::Duration,
-    /// Longest retry delay.
-    pub retry_max: std::time::Duration,
-    /// Target used by mailboxes that name none.
-    pub default_target: String,
-    /// Named delivery targets.
-    pub targets: BTreeMap<String, TargetSettings>,
-    /// Consecutive temporary failures after which a target is paused (circuit breaker).
-    pub breaker_threshold: u32,
-    /// How long a paused target rests before one probe delivery is tried.
-    pub breaker_cooldown: std::time::Duration,
-}
-
-/// One delivery target.
-#[derive(Debug, Clone, PartialEq)]
-pub enum TargetSettings {
-    /// Files into `<root>/<mailbox-id>/` with a JSON sidecar.
-    Filesystem {
-        /// Root directory.
-        root: PathBuf,
-    },
-    /// d.velop documents (DMS App API).
-    Dvelop(DvelopSettings),
-    /// A CMIS 1.1 repository over the browser binding.
-    Cmis(CmisSettings),
-    /// Paperless-ngx.
-    Paperless(PaperlessSettings),
-    /// Any DMS with an HTTP upload, described by templates.
-    Rest(RestSettings),
-    /// Files into a Mayan EDMS 4.x server, one cabinet per mailbox.
-    Mayan(MayanSettings),
-}
-
-/// A Mayan EDMS object named by its id or its label.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MayanRef {
-    /// Database id.
-    Id(u64),
-    /// Label (looked up; cabinets are created when missing and allowed).
-    Label(String),
-}
-
-/// How poststelle signs in to Mayan EDMS.
-#[derive(Debug, Clone, PartialEq)]
-pub enum MayanAuth {
-    /// HTTP Basic with a user's name and password.
-    Basic {
-        /// User name.
-        user: String,
-        /// Password (from env or file).
-        password: Secret,
-    },
-    /// A REST API token (`Authorization: Token ...`).
-    Token(Secret),
-}
-
-/// Settings of a Mayan EDMS 4.x target.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MayanSettings {
-    /// Base URL, without `/api/v4`.
-    pub url: String,
-    /// Credentials.
-    pub auth: MayanAuth,
-    /// Document type of every filed document.
-    pub document_type: MayanRef,
-    /// Cabinet of each mailbox filed into this target (defaults to a cabinet named after the
-    /// mailbox).
-    pub cabinets: BTreeMap<MailboxId, MayanRef>,
-    /// Whether cabinets named by label are created when missing.
-    pub create_cabinets: bool,
-    /// Timeout of one HTTP request.
-    pub timeout: std::time::Duration,
-    /// How long to wait for Mayan to process an uploaded file before the delivery counts as
-    /// failed (and is retried).
-    pub file_wait: std::time::Duration,
-}
-
 /// HTTP API settings.
 #[derive(Debug, Clone)]
 pub struct ApiSettings {
@@ -772,22 +544,12 @@ pub struct MailboxSettings {
 impl Settings {
     /// Loads, overrides from the environment and validates a config file.
     pub fn load(path: &Path) -> Result<Settings, ConfigError> {
-        let env: Vec<(String, String)> = std::env::vars()
-            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
-            .collect();
-        Self::load_with_env(path, &env)
+        Self::load_with_env(path, &loader::process_env())
     }
 
     /// Like [`Settings::load`] with explicit environment pairs (for tests).
     pub fn load_with_env(path: &Path, env: &[(String, String)]) -> Result<Settings, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigError(vec![ConfigProblem {
-                file: path.to_path_buf(),
-                line: None,
-                message: format!("cannot read: {e}"),
-                hint: Some("pass the right file with --config".into()),
-            }])
-        })?;
+        let text = loader::read(path)?;
         Self::parse(path, &text, env)
     }
 
@@ -797,101 +559,14 @@ impl Settings {
         text: &str,
         env: &[(String, String)],
     ) -> Result<Settings, ConfigError> {
-        let problem = |line: Option<usize>, message: String, hint: Option<String>| ConfigProblem {
-            file: path.to_path_buf(),
-            line,
-            message,
-            hint,
+        let (table, mut problems) = loader::load(path, text, env)?;
+        let Some(raw) =
+            loader::deserialize::<RawConfig>(toml::Value::Table(table), &[], &mut problems)
+        else {
+            return Err(problems.into_error());
         };
-        let mut value: toml::Table = toml::from_str(text).map_err(|e: toml::de::Error| {
-            ConfigError(vec![problem(
-                e.span().map(|s| line_of(text, s.start)),
-                e.message().trim().to_string(),
-                Some("check the TOML syntax".into()),
-            )])
-        })?;
-        let mut problems = Vec::new();
-        if value.get("api").and_then(|a| a.get("token")).is_some() {
-            problems.push(problem(
-                find_line(text, "token"),
-                "the API token must not stand in the config file".into(),
-                Some("set POSTSTELLE__API__TOKEN or name a file with api.token_file".into()),
-            ));
-        }
-        let file_targets = value
-            .get("deliver")
-            .and_then(|d| d.get("targets"))
-            .and_then(|t| t.as_table());
-        for (name, t) in file_targets.into_iter().flatten() {
-            for key in targets::SECRET_KEYS {
-                if t.get(*key).is_some() {
-                    problems.push(problem(
-                        find_line(text, &format!("{key} =")),
-                        format!("deliver.targets.{name}.{key} must not stand in the config file"),
-                        Some(format!(
-                            "set POSTSTELLE__DELIVER__TARGETS__{}__{} or name a file with {key}_file",
-                            name.to_ascii_uppercase(),
-                            key.to_ascii_uppercase()
-                        )),
-                    ));
-                }
-            }
-        }
-        if value
-            .get("outgoing")
-            .and_then(|o| o.get("smtp"))
-            .and_then(|s| s.get("password"))
-            .is_some()
-        {
-            problems.push(problem(
-                find_line(text, "password"),
-                "the SMTP password must not stand in the config file".into(),
-                Some(
-                    "set POSTSTELLE__OUTGOING__SMTP__PASSWORD or name a file with outgoing.smtp.password_file"
-                        .into(),
-                ),
-            ));
-        }
-        let imap_password_in_file = value
-            .get("intake")
-            .and_then(|i| i.get("imap"))
-            .and_then(|i| i.get("accounts"))
-            .and_then(|a| a.as_array())
-            .is_some_and(|a| a.iter().any(|acc| acc.get("password").is_some()));
-        if imap_password_in_file {
-            problems.push(problem(
-                find_line(text, "password"),
-                "an IMAP password must not stand in the config file".into(),
-                Some(
-                    "set POSTSTELLE__INTAKE__IMAP__ACCOUNTS__<n>__PASSWORD or name a file with password_file"
-                        .into(),
-                ),
-            ));
-        }
-        for (key, val) in env {
-            if let Err(msg) = apply_override(&mut value, key, val) {
-                problems.push(problem(None, format!("environment {key}: {msg}"), None));
-            }
-        }
-        let raw: RawConfig = match RawConfig::deserialize(toml::Value::Table(value.clone())) {
-            Ok(r) => r,
-            Err(e) => {
-                // Re-parse the original text for a span; env overrides have none.
-                let line = toml::from_str::<RawConfig>(text)
-                    .err()
-                    .and_then(|e2| e2.span().map(|s| line_of(text, s.start)));
-                let msg = e.message().trim().to_string();
-                let hint = unknown_field_hint(&msg);
-                problems.push(problem(line, msg, hint));
-                return Err(ConfigError(problems));
-            }
-        };
-        let settings = validate(raw, path, text, &mut problems);
-        if problems.is_empty() {
-            Ok(settings)
-        } else {
-            Err(ConfigError(problems))
-        }
+        let settings = validate(raw, path, &mut problems);
+        problems.into_result(settings)
     }
 
     /// The mailbox with this id, review mailbox included.
@@ -913,56 +588,17 @@ impl Settings {
     }
 }
 
-fn validate(
-    raw: RawConfig,
-    path: &Path,
-    text: &str,
-    problems: &mut Vec<ConfigProblem>,
-) -> Settings {
-    let mut push = |needle: &str, message: String, hint: Option<String>| {
-        problems.push(ConfigProblem {
-            file: path.to_path_buf(),
-            line: find_line(text, needle),
-            message,
-            hint,
-        })
-    };
-    let mut targets: BTreeMap<String, TargetSettings> = BTreeMap::new();
-    for (k, v) in &raw.deliver.targets {
-        let mut check = targets::Check {
-            name: k,
-            problems: Vec::new(),
-        };
-        let t = match v {
-            RawTarget::Filesystem { root } => TargetSettings::Filesystem { root: root.clone() },
-            RawTarget::Dvelop(r) => TargetSettings::Dvelop(check.dvelop(r)),
-            RawTarget::Cmis(r) => TargetSettings::Cmis(check.cmis(r)),
-            RawTarget::Paperless(r) => TargetSettings::Paperless(check.paperless(r)),
-            RawTarget::Rest(r) => TargetSettings::Rest(check.rest(r)),
-            RawTarget::Mayan(m) => TargetSettings::Mayan(mayan_settings(k, m, &mut push)),
-        };
-        for (needle, msg, hint) in check.problems {
-            push(&needle, msg, hint);
-        }
-        targets.insert(k.clone(), t);
-    }
-    let target_names: Vec<&str> = targets.keys().map(String::as_str).collect();
-    if !targets.contains_key(&raw.deliver.default_target) {
-        push(
-            "default_target",
-            format!(
-                "deliver.default_target \"{}\" is not a configured target",
-                raw.deliver.default_target
-            ),
-            suggest(&raw.deliver.default_target, &target_names),
-        );
-    }
+fn validate(raw: RawConfig, path: &Path, problems: &mut Problems) -> Settings {
+    let target_names = raw.deliver.target_names();
+    let default_target = raw.deliver.default_target().to_string();
+    let mut deliver = crate::deliver::settings::validate(raw.deliver, problems);
+    let target_names: Vec<&str> = target_names.iter().map(String::as_str).collect();
     let mut seen = std::collections::HashSet::new();
     let mut seen_addresses = std::collections::HashSet::new();
     let mut mailboxes = Vec::new();
     for m in &raw.mailboxes {
         let Some(id) = MailboxId::parse(&m.id) else {
-            push(
+            problems.push(
                 &format!("\"{}\"", m.id),
                 format!("mailbox id \"{}\" is not valid", m.id),
                 Some("use letters, digits, '-', '_' or '.' (at most 64)".into()),
@@ -970,18 +606,15 @@ fn validate(
             continue;
         };
         if !seen.insert(id.clone()) {
-            push(
+            problems.push(
                 &format!("\"{}\"", m.id),
                 format!("mailbox id \"{}\" appears twice", m.id),
                 None,
             );
         }
-        let target = m
-            .target
-            .clone()
-            .unwrap_or_else(|| raw.deliver.default_target.clone());
-        if !targets.contains_key(&target) {
-            push(
+        let target = m.target.clone().unwrap_or_else(|| default_target.clone());
+        if !target_names.contains(&target.as_str()) {
+            problems.push(
                 &format!("\"{target}\""),
                 format!("mailbox {} names unknown target \"{target}\"", m.id),
                 suggest(&target, &target_names),
@@ -989,7 +622,7 @@ fn validate(
         }
         for a in &m.digest_to {
             if !valid_address(a) {
-                push(
+                problems.push(
                     &format!("\"{a}\""),
                     format!(
                         "mailbox {}: digest_to \"{a}\" is not an e-mail address",
@@ -1003,13 +636,13 @@ fn validate(
         for a in &m.addresses {
             let a = a.trim().to_lowercase();
             if !a.contains('@') || a.contains(char::is_whitespace) {
-                push(
+                problems.push(
                     &a,
                     format!("mailbox {}: \"{a}\" is not an e-mail address", m.id),
                     None,
                 );
             } else if !seen_addresses.insert(a.clone()) {
-                push(
+                problems.push(
                     &a,
                     format!("address \"{a}\" is given to more than one mailbox"),
                     None,
@@ -1027,14 +660,14 @@ fn validate(
         });
     }
     if mailboxes.is_empty() {
-        push(
+        problems.push(
             "[[mailboxes]]",
-            "no department mailboxes configured".into(),
+            "no department mailboxes configured",
             Some("add [[mailboxes]] blocks with id and name".into()),
         );
     }
     let review_id = MailboxId::parse(&raw.review.mailbox).unwrap_or_else(|| {
-        push(
+        problems.push(
             "[review]",
             format!("review mailbox id \"{}\" is not valid", raw.review.mailbox),
             None,
@@ -1042,54 +675,46 @@ fn validate(
         MailboxId::parse("review").expect("literal id is valid")
     });
     if seen.contains(&review_id) {
-        push(
+        problems.push(
             "[review]",
-            "the review mailbox must not also be a department mailbox".into(),
+            "the review mailbox must not also be a department mailbox",
             None,
         );
     }
     let t = raw.classify.review_threshold;
     if !(0.0..=1.0).contains(&t) {
-        push(
+        problems.push(
             "review_threshold",
             format!("review_threshold {t} is outside 0..1"),
             Some("e.g. 0.8".into()),
         );
     }
     if raw.extract.workers == 0 {
-        push("workers", "extract.workers must be at least 1".into(), None);
+        problems.push("workers", "extract.workers must be at least 1", None);
     }
     if !raw.store.url.starts_with("sqlite:") {
-        push(
+        problems.push(
             "url",
             format!("store.url \"{}\" is not supported", raw.store.url),
             Some("use sqlite://PATH".into()),
         );
     }
     if raw.api.listen.parse::<std::net::SocketAddr>().is_err() {
-        push(
+        problems.push(
             "listen",
             format!("api.listen \"{}\" is not an address:port", raw.api.listen),
             Some("e.g. 127.0.0.1:8470".into()),
         );
     }
-    let mut token = Secret::default();
-    if let Some(file) = &raw.api.token_file {
-        match std::fs::read_to_string(file) {
-            Ok(t) => token = Secret::new(t.trim()),
-            // A missing file leaves the API locked (every /api request is refused), not broken.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => push(
-                "token_file",
-                format!("api.token_file {}: {e}", file.display()),
-                None,
-            ),
-        }
-    }
-    if let Some(t) = raw.api.token.filter(|t| !t.is_empty()) {
-        // Only reachable through the environment: the file itself is refused above.
-        token = Secret::new(t);
-    }
+    // A missing file leaves the API locked (every /api request is refused), not broken.
+    let token = SecretSource::new(
+        &["api", "token"],
+        raw.api.token.as_deref(),
+        raw.api.token_file.as_deref(),
+    )
+    .missing_file_is_unset()
+    .resolve(problems)
+    .unwrap_or_default();
     let mut einvoice = EinvoiceSettings::default();
     for (lid, value) in &raw.einvoice.routes {
         let mb = match value {
@@ -1099,7 +724,7 @@ fn validate(
         };
         let key = normalize_leitweg_id(lid);
         if !is_leitweg_id(&key) {
-            push(
+            problems.push(
                 &format!("\"{lid}\""),
                 format!("einvoice.routes: \"{lid}\" is not a Leitweg-ID"),
                 Some("e.g. \"05315000-12345-67\" (coarse-fine-check digits)".into()),
@@ -1112,7 +737,7 @@ fn validate(
             }
             None => {
                 let ids: Vec<&str> = mailboxes.iter().map(|m| m.id.as_str()).collect();
-                push(
+                problems.push(
                     &format!("\"{lid}\""),
                     format!("einvoice.routes: Leitweg-ID {lid} names unknown mailbox \"{mb}\""),
                     suggest(&mb, &ids),
@@ -1120,33 +745,39 @@ fn validate(
             }
         }
     }
-    let imap = validate_imap(&raw.intake.imap, &mut push);
-    let review_target = raw.deliver.default_target.clone();
-    // Mayan targets: every mailbox filed there gets a cabinet, by default named after it.
-    let review_box = (
-        review_id.clone(),
-        raw.review.name.clone(),
-        review_target.clone(),
+    let imap = validate_imap(&raw.intake.imap, problems);
+    let review_target = default_target.clone();
+    // Connectors complete per-mailbox defaults (e.g. Mayan's cabinet per mailbox).
+    deliver.complete(
+        mailboxes
+            .iter()
+            .map(|m| {
+                (
+                    m.target.as_str(),
+                    TargetMailbox {
+                        id: &m.id,
+                        name: &m.name,
+                    },
+                )
+            })
+            .chain(std::iter::once((
+                review_target.as_str(),
+                TargetMailbox {
+                    id: &review_id,
+                    name: &raw.review.name,
+                },
+            ))),
     );
-    for (id, name, target) in mailboxes
-        .iter()
-        .map(|m| (m.id.clone(), m.name.clone(), m.target.clone()))
-        .chain(std::iter::once(review_box))
-    {
-        if let Some(TargetSettings::Mayan(m)) = targets.get_mut(&target) {
-            m.cabinets.entry(id).or_insert(MayanRef::Label(name));
-        }
-    }
     for a in &raw.review.digest_to {
         if !valid_address(a) {
-            push(
+            problems.push(
                 &format!("\"{a}\""),
                 format!("review.digest_to \"{a}\" is not an e-mail address"),
                 None,
             );
         }
     }
-    let outgoing = outgoing_settings(raw.outgoing, &mut push);
+    let outgoing = outgoing_settings(raw.outgoing, problems);
     Settings {
         source: path.to_path_buf(),
         municipality: raw.municipality.name,
@@ -1189,15 +820,7 @@ fn validate(
             training_data: raw.classify.training_data,
             review_threshold: t,
         },
-        deliver: DeliverSettings {
-            max_attempts: raw.deliver.max_attempts.max(1),
-            retry_base: std::time::Duration::from_secs(raw.deliver.retry_base_secs),
-            retry_max: std::time::Duration::from_secs(raw.deliver.retry_max_secs.max(1)),
-            default_target: raw.deliver.default_target,
-            targets,
-            breaker_threshold: raw.deliver.breaker_threshold.max(1),
-            breaker_cooldown: std::time::Duration::from_secs(raw.deliver.breaker_cooldown_secs),
-        },
+        deliver,
         api: ApiSettings {
             enabled: raw.api.enabled,
             listen: raw.api.listen,
@@ -1216,101 +839,6 @@ fn validate(
     }
 }
 
-/// Validates one `kind = "mayan"` target.
-fn mayan_settings(
-    name: &str,
-    raw: &RawMayan,
-    push: &mut impl FnMut(&str, String, Option<String>),
-) -> MayanSettings {
-    let prefix = format!("deliver.targets.{name}");
-    let env_key = format!(
-        "{ENV_PREFIX}DELIVER__TARGETS__{}",
-        name.to_ascii_uppercase()
-    );
-    let url = raw.url.trim_end_matches('/').to_string();
-    if !(url.starts_with("http://") || url.starts_with("https://")) {
-        push(
-            "url",
-            format!("{prefix}.url \"{}\" is not an http(s) URL", raw.url),
-            Some("e.g. https://mayan.example.org".into()),
-        );
-    }
-    let mut read_secret = |file: &Option<PathBuf>, key: &str| -> Option<Secret> {
-        let file = file.as_ref()?;
-        match std::fs::read_to_string(file) {
-            Ok(t) if !t.trim().is_empty() => Some(Secret::new(t.trim())),
-            Ok(_) => {
-                push(
-                    key,
-                    format!("{prefix}.{key} {} is empty", file.display()),
-                    None,
-                );
-                None
-            }
-            Err(e) => {
-                push(key, format!("{prefix}.{key} {}: {e}", file.display()), None);
-                None
-            }
-        }
-    };
-    let token = raw
-        .token
-        .clone()
-        .filter(|t| !t.is_empty())
-        .map(Secret::new)
-        .or_else(|| read_secret(&raw.token_file, "token_file"));
-    let password = raw
-        .password
-        .clone()
-        .filter(|p| !p.is_empty())
-        .map(Secret::new)
-        .or_else(|| read_secret(&raw.password_file, "password_file"));
-    let auth = match (token, &raw.user, password) {
-        (Some(t), _, _) => MayanAuth::Token(t),
-        (None, Some(user), Some(password)) => MayanAuth::Basic {
-            user: user.clone(),
-            password,
-        },
-        _ => {
-            push(
-                "kind = \"mayan\"",
-                format!("{prefix}: no credentials for Mayan EDMS"),
-                Some(format!(
-                    "set user and {env_key}__PASSWORD (or password_file), or {env_key}__TOKEN \
-                     (or token_file)"
-                )),
-            );
-            MayanAuth::Token(Secret::default())
-        }
-    };
-    let to_ref = |r: &RawMayanRef| match r {
-        RawMayanRef::Id(id) => MayanRef::Id(*id),
-        RawMayanRef::Label(l) => MayanRef::Label(l.clone()),
-    };
-    let mut cabinets = BTreeMap::new();
-    for (mailbox, cabinet) in &raw.cabinets {
-        match MailboxId::parse(mailbox) {
-            Some(id) => {
-                cabinets.insert(id, to_ref(cabinet));
-            }
-            None => push(
-                "cabinets",
-                format!("{prefix}.cabinets: mailbox id \"{mailbox}\" is not valid"),
-                None,
-            ),
-        }
-    }
-    MayanSettings {
-        url,
-        auth,
-        document_type: to_ref(&raw.document_type),
-        cabinets,
-        create_cabinets: raw.create_cabinets,
-        timeout: std::time::Duration::from_secs(raw.timeout_secs.max(1)),
-        file_wait: std::time::Duration::from_secs(raw.file_wait_secs.max(1)),
-    }
-}
-
 /// True for `localhost` and loopback IP addresses.
 pub fn is_loopback_host(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost")
@@ -1321,16 +849,13 @@ pub fn is_loopback_host(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-fn validate_imap(
-    raw: &RawImap,
-    push: &mut impl FnMut(&str, String, Option<String>),
-) -> ImapSettings {
+fn validate_imap(raw: &RawImap, problems: &mut Problems) -> ImapSettings {
     let mut accounts = Vec::new();
     let mut names = std::collections::HashSet::new();
     for (i, a) in raw.accounts.iter().enumerate() {
         let at = format!("intake.imap.accounts[{i}] ({})", a.name);
         if a.name.is_empty() || !names.insert(a.name.clone()) {
-            push(
+            problems.push(
                 "[[intake.imap.accounts]]",
                 format!("{at}: name is empty or appears twice"),
                 None,
@@ -1341,7 +866,7 @@ fn validate_imap(
             "starttls" => ImapTls::StartTls,
             "plain" => ImapTls::Plain,
             other => {
-                push(
+                problems.push(
                     "tls",
                     format!("{at}: tls = \"{other}\" is not known"),
                     Some("use \"tls\", \"starttls\" or \"plain\" (loopback only)".into()),
@@ -1350,7 +875,7 @@ fn validate_imap(
             }
         };
         if tls == ImapTls::Plain && !is_loopback_host(&a.host) {
-            push(
+            problems.push(
                 "tls",
                 format!(
                     "{at}: tls = \"plain\" to {} would send the password unencrypted",
@@ -1365,38 +890,26 @@ fn validate_imap(
         if let Some(file) = &a.ca_file
             && let Err(e) = crate::intake::imap::ca_certificates(file)
         {
-            push(
+            problems.push(
                 "ca_file",
                 format!("{at}: ca_file {e}"),
                 Some("name a readable PEM file with the CA certificate(s)".into()),
             );
         }
-        let mut password = Secret::default();
-        if let Some(file) = &a.password_file {
-            match std::fs::read_to_string(file) {
-                Ok(t) => password = Secret::new(t.trim_end_matches(['\r', '\n'])),
-                Err(e) => push(
-                    "password_file",
-                    format!("{at}: password_file {}: {e}", file.display()),
-                    None,
-                ),
-            }
-        }
-        if let Some(p) = a.password.as_ref().filter(|p| !p.is_empty()) {
-            // Only reachable through the environment: the file itself is refused in `parse`.
-            password = Secret::new(p.clone());
-        }
-        if raw.enabled && password.is_empty() {
-            push(
+        let index = i.to_string();
+        let key = ["intake", "imap", "accounts", index.as_str(), "password"];
+        let source = SecretSource::new(&key, a.password.as_deref(), a.password_file.as_deref());
+        let password = source.resolve(problems);
+        if raw.enabled && password.is_none() && a.password_file.is_none() {
+            problems.push(
                 "[[intake.imap.accounts]]",
                 format!("{at}: no password"),
-                Some(format!(
-                    "set POSTSTELLE__INTAKE__IMAP__ACCOUNTS__{i}__PASSWORD or password_file"
-                )),
+                Some(source.hint()),
             );
         }
+        let password = password.unwrap_or_default();
         if a.folders.is_empty() {
-            push("folders", format!("{at}: no folders to read"), None);
+            problems.push("folders", format!("{at}: no folders to read"), None);
         }
         for f in a
             .folders
@@ -1404,7 +917,7 @@ fn validate_imap(
             .chain([&a.processed_folder, &a.quarantine_folder])
         {
             if f.is_empty() || f.contains(['"', '\\', '\r', '\n']) {
-                push(
+                problems.push(
                     "folders",
                     format!("{at}: folder name \"{f}\" is not allowed"),
                     None,
@@ -1433,7 +946,7 @@ fn validate_imap(
         "eml" => MailDelivery::Eml,
         "pdf" => MailDelivery::Pdf,
         other => {
-            push(
+            problems.push(
                 "deliver_as",
                 format!("intake.imap: deliver_as = \"{other}\" is not known"),
                 Some("use \"eml\" (the original message) or \"pdf\"".into()),
@@ -1448,87 +961,6 @@ fn validate_imap(
         timeout: std::time::Duration::from_secs(raw.timeout_secs.max(1)),
         accounts,
     }
-}
-
-/// Applies one `POSTSTELLE__A__B=value` override to the parsed table.
-fn apply_override(root: &mut toml::Table, key: &str, val: &str) -> Result<(), String> {
-    let path: Vec<String> = key[ENV_PREFIX.len()..]
-        .split("__")
-        .map(|s| s.to_ascii_lowercase())
-        .collect();
-    if path.iter().any(String::is_empty) {
-        return Err("empty key segment".into());
-    }
-    // Secrets stay strings exactly as given (a password "1.50" is not the number 1.5).
-    let is_secret = matches!(path.last().map(String::as_str), Some("password" | "token"));
-    let parsed = if is_secret {
-        toml::Value::String(val.to_string())
-    } else {
-        parse_env_value(val)
-    };
-    let mut cur: &mut toml::Value = root
-        .entry(path[0].clone())
-        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-    for seg in &path[1..] {
-        cur = match cur {
-            toml::Value::Table(t) => t
-                .entry(seg.clone())
-                .or_insert_with(|| toml::Value::Table(toml::Table::new())),
-            toml::Value::Array(a) => {
-                let idx: usize = seg
-                    .parse()
-                    .map_err(|_| format!("\"{seg}\" is not an array index"))?;
-                a.get_mut(idx)
-                    .ok_or_else(|| format!("index {idx} is out of range"))?
-            }
-            _ => return Err(format!("\"{seg}\" is below a plain value")),
-        };
-    }
-    *cur = parsed;
-    Ok(())
-}
-
-fn parse_env_value(val: &str) -> toml::Value {
-    let probe = format!("v = {val}");
-    match toml::from_str::<toml::Table>(&probe) {
-        Ok(mut t) => t
-            .remove("v")
-            .unwrap_or_else(|| toml::Value::String(val.to_string())),
-        Err(_) => toml::Value::String(val.to_string()),
-    }
-}
-
-/// 1-based line of a byte offset.
-pub(crate) fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].matches('\n').count() + 1
-}
-
-fn find_line(text: &str, needle: &str) -> Option<usize> {
-    text.lines()
-        .position(|l| !l.trim_start().starts_with('#') && l.contains(needle))
-        .map(|i| i + 1)
-}
-
-/// "did you mean …" for a misspelt name.
-pub(crate) fn suggest(got: &str, known: &[&str]) -> Option<String> {
-    known
-        .iter()
-        .map(|k| {
-            // Short names: edit distance (swapped letters count once); long ones: Jaro-Winkler.
-            let close = strsim::damerau_levenshtein(got, k) <= (k.len() / 3).max(1);
-            let score = strsim::jaro_winkler(got, k) + if close { 1.0 } else { 0.0 };
-            (score, k)
-        })
-        .filter(|(s, _)| *s > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, k)| format!("did you mean \"{k}\"?"))
-}
-
-fn unknown_field_hint(msg: &str) -> Option<String> {
-    // serde: "unknown field `adress`, expected one of `a`, `b`"
-    let got = msg.split('`').nth(1)?;
-    let expected: Vec<&str> = msg.split('`').skip(3).step_by(2).collect();
-    suggest(got, &expected).or_else(|| Some("remove the key or check its spelling".into()))
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -1707,16 +1139,13 @@ pub fn valid_address(a: &str) -> bool {
     a.parse::<lettre::Address>().is_ok()
 }
 
-fn outgoing_settings(
-    raw: RawOutgoing,
-    push: &mut impl FnMut(&str, String, Option<String>),
-) -> OutgoingSettings {
+fn outgoing_settings(raw: RawOutgoing, problems: &mut Problems) -> OutgoingSettings {
     let tls = match raw.smtp.tls.as_str() {
         "tls" => SmtpTls::Tls,
         "starttls" => SmtpTls::StartTls,
         "plain" => SmtpTls::Plain,
         other => {
-            push(
+            problems.push(
                 "tls",
                 format!("outgoing.smtp.tls \"{other}\" is not one of tls, starttls, plain"),
                 suggest(other, &["tls", "starttls", "plain"]),
@@ -1726,7 +1155,7 @@ fn outgoing_settings(
     };
     if raw.enabled {
         if !valid_address(&raw.from_address) {
-            push(
+            problems.push(
                 "from_address",
                 format!(
                     "outgoing.from_address \"{}\" is not an e-mail address",
@@ -1736,7 +1165,7 @@ fn outgoing_settings(
             );
         }
         if tls == SmtpTls::Plain && !is_loopback_host(&raw.smtp.host) {
-            push(
+            problems.push(
                 "tls",
                 format!(
                     "outgoing.smtp.tls = \"plain\" is only allowed to a loopback host, not \"{}\"",
@@ -1746,35 +1175,30 @@ fn outgoing_settings(
             );
         }
     }
-    let mut password = Secret::default();
-    if let Some(file) = &raw.smtp.password_file {
-        match std::fs::read_to_string(file) {
-            Ok(t) => password = Secret::new(t.trim()),
-            Err(e) => {
-                if raw.enabled && raw.smtp.user.is_some() {
-                    push(
-                        "password_file",
-                        format!("outgoing.smtp.password_file {}: {e}", file.display()),
-                        None,
-                    );
-                }
-            }
-        }
-    }
-    if let Some(p) = raw.smtp.password.filter(|p| !p.is_empty()) {
-        // Only reachable through the environment: the file itself is refused.
-        password = Secret::new(p);
-    }
-    if raw.enabled && raw.smtp.user.is_some() && password.is_empty() {
-        push(
+    let key = ["outgoing", "smtp", "password"];
+    let source = SecretSource::new(
+        &key,
+        raw.smtp.password.as_deref(),
+        raw.smtp.password_file.as_deref(),
+    );
+    // A switched-off sender reads no secret.
+    let password = if raw.enabled {
+        source.resolve(problems)
+    } else {
+        None
+    };
+    if raw.enabled
+        && raw.smtp.user.is_some()
+        && password.is_none()
+        && raw.smtp.password_file.is_none()
+    {
+        problems.push(
             "[outgoing.smtp]",
-            "outgoing.smtp.user is set but no password is given".into(),
-            Some(
-                "set POSTSTELLE__OUTGOING__SMTP__PASSWORD or name a file with outgoing.smtp.password_file"
-                    .into(),
-            ),
+            "outgoing.smtp.user is set but no password is given",
+            Some(source.hint()),
         );
     }
+    let password = password.unwrap_or_default();
     let (hour, minute) = match raw
         .digest
         .time
@@ -1783,7 +1207,7 @@ fn outgoing_settings(
     {
         Some((h, m)) if h < 24 && m < 60 => (h, m),
         _ => {
-            push(
+            problems.push(
                 "time",
                 format!(
                     "outgoing.digest.time \"{}\" is not a time of day HH:MM",
@@ -1831,6 +1255,7 @@ fn outgoing_settings(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::deliver::mayan::{MayanAuth, MayanRef, MayanSettings};
 
     const MINIMAL: &str = r#"
 [municipality]
@@ -2080,7 +1505,7 @@ cabinets = { "63" = "Bauordnung 63", "51" = 7 }
             &[("POSTSTELLE__DELIVER__TARGETS__MAYAN__PASSWORD", "geheim")],
         )
         .expect("valid");
-        let Some(TargetSettings::Mayan(m)) = s.deliver.targets.get("mayan") else {
+        let Some(m) = s.deliver.targets["mayan"].get::<MayanSettings>() else {
             panic!("not a Mayan target");
         };
         assert_eq!(m.url, "https://mayan.example.org");
@@ -2112,7 +1537,7 @@ cabinets = { "63" = "Bauordnung 63", "51" = 7 }
             &[("POSTSTELLE__DELIVER__TARGETS__MAYAN__PASSWORD", "1.50")],
         )
         .expect("numeric-looking password");
-        let Some(TargetSettings::Mayan(m)) = s.deliver.targets.get("mayan") else {
+        let Some(m) = s.deliver.targets["mayan"].get::<MayanSettings>() else {
             panic!("not a Mayan target");
         };
         assert!(
@@ -2141,7 +1566,7 @@ cabinets = { "63" = "Bauordnung 63", "51" = 7 }
         std::fs::write(&token, "t0ken\n").expect("write");
         let text = format!("{MINIMAL}{MAYAN}token_file = \"{}\"\n", token.display());
         let s = parse(&text, &[]).expect("token file");
-        let Some(TargetSettings::Mayan(m)) = s.deliver.targets.get("mayan") else {
+        let Some(m) = s.deliver.targets["mayan"].get::<MayanSettings>() else {
             panic!("not a Mayan target");
         };
         assert_eq!(m.auth, MayanAuth::Token(Secret::new("t0ken")));
@@ -2156,7 +1581,7 @@ cabinets = { "63" = "Bauordnung 63", "51" = 7 }
         let err = parse(&text, &[]).expect_err("must refuse");
         let msg = err.to_string();
         assert!(
-            msg.contains("SMTP password must not stand in the config file"),
+            msg.contains("outgoing.smtp.password must not stand in the config file"),
             "{msg}"
         );
         assert!(msg.contains("only allowed to a loopback host"), "{msg}");
@@ -2197,5 +1622,84 @@ cabinets = { "63" = "Bauordnung 63", "51" = 7 }
             "{msg}"
         );
         assert!(msg.contains("not a time of day"), "{msg}");
+    }
+
+    /// The one secret rule, for a delivery target, an IMAP account and the SMTP server alike:
+    /// the environment wins over `*_file`, the file is read without its final line break, and
+    /// the literal in the config file is refused.
+    #[test]
+    fn one_secret_rule_for_targets_imap_and_smtp() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = |name: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, format!("{name} from file\n")).expect("write");
+            p.display().to_string()
+        };
+        let (target, imap, smtp) = (file("target"), file("imap"), file("smtp"));
+        let text = format!(
+            "{MINIMAL}\n[deliver]\ndefault_target = \"pl\"\n\n[deliver.targets.pl]\nkind = \"paperless\"\nbase_url = \"http://127.0.0.1:9\"\n\
+             token_file = {target:?}\n\n\
+             [intake.imap]\nenabled = true\n\n[[intake.imap.accounts]]\nname = \"a\"\nhost = \"127.0.0.1\"\n\
+             tls = \"plain\"\nuser = \"u\"\npassword_file = {imap:?}\n\n\
+             [outgoing]\nenabled = true\nfrom_address = \"poststelle@teststadt.de\"\n\n\
+             [outgoing.smtp]\nhost = \"127.0.0.1\"\ntls = \"plain\"\nuser = \"u\"\npassword_file = {smtp:?}\n"
+        );
+        let secrets = |s: &Settings| {
+            let pl = s.deliver.targets["pl"]
+                .get::<crate::deliver::paperless::PaperlessSettings>()
+                .expect("paperless");
+            (
+                pl.token.expose().to_string(),
+                s.imap.accounts[0].password.expose().to_string(),
+                s.outgoing.smtp.password.expose().to_string(),
+            )
+        };
+        let from_files = parse(&text, &[]).expect("files only");
+        assert_eq!(
+            secrets(&from_files),
+            (
+                "target from file".to_string(),
+                "imap from file".to_string(),
+                "smtp from file".to_string()
+            )
+        );
+        let env = [
+            ("POSTSTELLE__DELIVER__TARGETS__PL__TOKEN", "target env"),
+            (
+                "POSTSTELLE__INTAKE__IMAP__ACCOUNTS__0__PASSWORD",
+                "imap env",
+            ),
+            ("POSTSTELLE__OUTGOING__SMTP__PASSWORD", "smtp env"),
+        ];
+        let both = parse(&text, &env).expect("env and files");
+        assert_eq!(
+            secrets(&both),
+            (
+                "target env".to_string(),
+                "imap env".to_string(),
+                "smtp env".to_string()
+            ),
+            "the environment wins"
+        );
+        assert!(!format!("{both:?}").contains(" env"), "secrets redacted");
+        let literal = text
+            .replace("token_file =", "token = \"t1\"\ntoken_file =")
+            .replace(
+                "user = \"u\"\npassword_file",
+                "user = \"u\"\npassword = \"p1\"\npassword_file",
+            );
+        let err = parse(&literal, &env).expect_err("literals refused");
+        let msg = err.to_string();
+        for key in [
+            "deliver.targets.pl.token",
+            "intake.imap.accounts.0.password",
+            "outgoing.smtp.password",
+        ] {
+            assert!(
+                msg.contains(&format!("{key} must not stand in the config file")),
+                "{key}: {msg}"
+            );
+        }
+        assert!(!msg.contains("t1") && !msg.contains("p1"), "{msg}");
     }
 }

@@ -39,7 +39,7 @@ fn target(block: &str, env: &[(&str, &str)]) -> Arc<dyn Delivery> {
         .map(|(a, b)| (a.to_string(), b.to_string()))
         .collect();
     let s = Settings::parse(Path::new("test.toml"), &text, &env).unwrap_or_else(|e| panic!("{e}"));
-    deliver::build("t", &s.deliver.targets["t"])
+    deliver::build("t", &s.deliver.targets["t"]).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn item(mailbox: &str, bytes: &[u8]) -> DeliveryItem {
@@ -576,6 +576,203 @@ fn every_example_target_block_in_the_shipped_config_is_valid() {
         let kind = format!("{t:?}");
         assert!(kind.to_lowercase().starts_with(name), "{name}: {kind}");
         assert!(!kind.contains("s3cret"), "secret leaked: {kind}");
-        let _ = deliver::build(name, t);
+        assert_eq!(t.kind(), name);
+        deliver::build(name, t).unwrap_or_else(|e| panic!("{name}: {e}"));
     }
+}
+
+// ------------------------------------------------------------------------------------------
+// Health checks (`Delivery::check`, `poststelle check-config --online`)
+
+#[tokio::test]
+async fn health_checks_tell_accepted_from_refused_credentials_and_a_server_that_is_down() {
+    let mut dv = dvelop("KEY-1", "R1");
+    let key = "POSTSTELLE__DELIVER__TARGETS__T__API_KEY";
+    let good = target(&dvelop_block(&dv.url()), &[(key, "KEY-1")]);
+    good.check().await.expect("d.velop healthy");
+    let log = dv.state.log.lock().expect("lock").clone();
+    assert_eq!(log, ["GET /identityprovider/login", "GET /dms/r/R1"]);
+    let e = target(&dvelop_block(&dv.url()), &[(key, "WRONG")])
+        .check()
+        .await
+        .expect_err("wrong key");
+    assert!(e.message().contains("401"), "{e}");
+    let e = target(
+        &dvelop_block(&dv.url()).replace("repository = \"R1\"", "repository = \"R2\""),
+        &[(key, "KEY-1")],
+    )
+    .check()
+    .await
+    .expect_err("unknown repository");
+    assert!(e.message().contains("404"), "{e}");
+    dv.down();
+    let e = good.check().await.expect_err("down");
+    assert!(e.message().contains("connection"), "{e}");
+
+    let cm = cmis("poststelle", "pw");
+    let key = "POSTSTELLE__DELIVER__TARGETS__T__PASSWORD";
+    target(&cmis_block(&cm.url()), &[(key, "pw")])
+        .check()
+        .await
+        .expect("CMIS healthy");
+    let e = target(&cmis_block(&cm.url()), &[(key, "nope")])
+        .check()
+        .await
+        .expect_err("wrong password");
+    assert!(e.message().contains("permissionDenied"), "{e}");
+    assert!(cm.state.documents().is_empty(), "a check files nothing");
+
+    let pl = paperless("TOK");
+    let key = "POSTSTELLE__DELIVER__TARGETS__T__TOKEN";
+    target(&paperless_block(&pl.url()), &[(key, "TOK")])
+        .check()
+        .await
+        .expect("Paperless healthy");
+    let e = target(&paperless_block(&pl.url()), &[(key, "nope")])
+        .check()
+        .await
+        .expect_err("wrong token");
+    assert!(e.message().contains("Invalid token"), "{e}");
+    assert!(pl.state.docs.lock().expect("lock").is_empty());
+
+    let mut rs = rest("R-TOKEN");
+    let url = rs.url();
+    let block = |health: &str| {
+        format!(
+            "kind = \"rest\"\nmethod = \"PUT\"\nurl = \"{0}/api/mailboxes/{{mailbox}}/documents/{{document_id}}\"\nauth = \"bearer\"\ntimeout_secs = 2\n{health}",
+            url
+        )
+    };
+    let key = "POSTSTELLE__DELIVER__TARGETS__T__SECRET";
+    let health = format!("health_url = \"{}/api/health\"\n", rs.url());
+    target(&block(&health), &[(key, "R-TOKEN")])
+        .check()
+        .await
+        .expect("REST healthy");
+    let e = target(&block(&health), &[(key, "nope")])
+        .check()
+        .await
+        .expect_err("wrong token");
+    assert!(e.message().contains("401"), "{e}");
+    // Without health_url the base answers (404 here): reachable, nothing more to tell.
+    target(&block(""), &[(key, "nope")])
+        .check()
+        .await
+        .expect("REST base reachable");
+    {
+        let mut f = rs.state.faults.lock().expect("lock");
+        f.fail_next = 1;
+        f.status = 503;
+    }
+    let e = target(&block(&health), &[(key, "R-TOKEN")])
+        .check()
+        .await
+        .expect_err("503");
+    assert!(e.message().contains("503"), "{e}");
+    let base = target(&block(""), &[(key, "R-TOKEN")]);
+    rs.down();
+    let e = base.check().await.expect_err("down");
+    assert!(e.message().contains("connection"), "{e}");
+}
+
+fn check_config_online(env: &[(String, String)]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_poststelle"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().cloned())
+        .args(["check-config", "--online"])
+        .output()
+        .expect("run check-config");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    (
+        out.status.success(),
+        format!("{stdout}\n--- stderr:\n{stderr}"),
+    )
+}
+
+#[test]
+fn check_config_online_prints_one_line_per_target_and_fails_on_a_bad_one() {
+    let pl = paperless("TOK");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let var = |k: &str, v: &str| (k.to_string(), v.to_string());
+    let mut env = vec![
+        var(
+            "POSTSTELLE__DELIVER__TARGETS__DMS__ROOT",
+            &dir.path().join("dms").display().to_string(),
+        ),
+        var(
+            "POSTSTELLE__CLASSIFY__MODELS",
+            &dir.path().join("models").display().to_string(),
+        ),
+        var("POSTSTELLE__API__TOKEN", "t"),
+        var("POSTSTELLE__DELIVER__TARGETS__PL__KIND", "\"paperless\""),
+        var(
+            "POSTSTELLE__DELIVER__TARGETS__PL__BASE_URL",
+            &format!("\"{}\"", pl.url()),
+        ),
+        var("POSTSTELLE__DELIVER__TARGETS__PL__TOKEN", "TOK"),
+    ];
+    let (ok, out) = check_config_online(&env);
+    assert!(ok, "{out}");
+    assert!(out.contains("\ntarget dms (filesystem): OK\n"), "{out}");
+    assert!(out.contains("\ntarget pl (paperless): OK\n"), "{out}");
+    assert!(out.contains("configuration OK"), "{out}");
+
+    env.extend([
+        var("POSTSTELLE__DELIVER__TARGETS__BAD__KIND", "\"paperless\""),
+        var(
+            "POSTSTELLE__DELIVER__TARGETS__BAD__BASE_URL",
+            &format!("\"{}\"", pl.url()),
+        ),
+        var("POSTSTELLE__DELIVER__TARGETS__BAD__TOKEN", "WRONG"),
+    ]);
+    let (ok, out) = check_config_online(&env);
+    assert!(!ok, "a refused token fails the check: {out}");
+    assert!(out.contains("\ntarget pl (paperless): OK\n"), "{out}");
+    let bad = out
+        .lines()
+        .find(|l| l.starts_with("target bad (paperless): FEHLER: "))
+        .unwrap_or_else(|| panic!("no line for the bad target: {out}"));
+    assert!(
+        bad.contains("401") && bad.contains("Invalid token"),
+        "{bad}"
+    );
+    assert!(!out.contains("WRONG"), "the token is not printed: {out}");
+    assert!(out.contains("configuration has problems"), "{out}");
+}
+
+#[test]
+fn unknown_kind_is_named_with_a_suggestion_and_a_broken_block_does_not_hide_behind_mailboxes() {
+    let text = format!(
+        "{MINIMAL}\n[deliver]\ndefault_target = \"t\"\n\n[deliver.targets.t]\nkind = \"paperles\"\n"
+    );
+    let err = Settings::parse(Path::new("t.toml"), &text, &[]).expect_err("unknown kind");
+    assert_eq!(err.0.len(), 1, "{err}");
+    let p = &err.0[0];
+    assert_eq!(p.line, Some(21), "{p}");
+    assert!(p.message.contains("kind \"paperles\" is not known"), "{p}");
+    assert_eq!(p.hint.as_deref(), Some("did you mean \"paperless\"?"));
+
+    let text = format!(
+        "{MINIMAL}\n[deliver]\ndefault_target = \"t\"\n\n[deliver.targets.t]\n{}poll_intervall_ms = 5\n",
+        paperless_block("http://127.0.0.1:9")
+    );
+    let env = vec![(
+        "POSTSTELLE__DELIVER__TARGETS__T__TOKEN".to_string(),
+        "x".to_string(),
+    )];
+    let err = Settings::parse(Path::new("t.toml"), &text, &env).expect_err("typo");
+    assert_eq!(err.0.len(), 1, "only the typo, not every mailbox: {err}");
+    assert!(
+        err.0[0]
+            .message
+            .starts_with("deliver.targets.t: unknown field `poll_intervall_ms`"),
+        "{err}"
+    );
+    assert_eq!(
+        err.0[0].hint.as_deref(),
+        Some("did you mean \"poll_interval_ms\"?")
+    );
 }

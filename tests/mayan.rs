@@ -7,7 +7,7 @@
 
 mod common;
 
-use poststelle::config::{Settings, TargetSettings};
+use poststelle::config::Settings;
 use poststelle::deliver::{Delivery, DeliveryError, DeliveryItem};
 use poststelle::domain::{DocumentId, MailboxId};
 use serde_json::Value;
@@ -178,8 +178,8 @@ name = "Jugend"
         )];
         let s = Settings::parse(Path::new("mayan-test.toml"), &text, &env).expect("config");
         let t = s.deliver.targets.get("mayan").expect("target");
-        assert!(matches!(t, TargetSettings::Mayan(_)));
-        poststelle::deliver::build("mayan", t)
+        assert_eq!(t.kind(), "mayan");
+        poststelle::deliver::build("mayan", t).expect("target builds")
     }
 }
 
@@ -462,4 +462,33 @@ async fn daemon_killed_mid_mayan_delivery_files_exactly_once() {
         .get_bytes(&format!("/documents/{mayan_id}/files/{file_id}/download/"))
         .await;
     assert_eq!(downloaded, it.bytes, "the letter downloads byte-equal");
+}
+
+#[tokio::test]
+async fn mayan_health_check_accepts_the_user_and_refuses_a_wrong_password_or_type() {
+    let Some(m) = mayan() else { return };
+    let _g = SERIAL.lock().await;
+    let tag = run_tag();
+    let doc_type_label = format!("Eingangspost {tag}");
+    m.document_type(&doc_type_label).await;
+    let good = m.target(
+        &format!("document_type = \"{doc_type_label}\""),
+        &m.password,
+    );
+    good.check().await.expect("healthy");
+    let e = m
+        .target(
+            &format!("document_type = \"{doc_type_label}\""),
+            "not-the-password",
+        )
+        .check()
+        .await
+        .expect_err("wrong password");
+    assert!(e.message().contains("HTTP 40"), "{e}");
+    let e = m
+        .target("document_type = \"Gibt es nicht\"", &m.password)
+        .check()
+        .await
+        .expect_err("unknown document type");
+    assert!(e.message().contains("Gibt es nicht"), "{e}");
 }

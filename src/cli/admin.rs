@@ -111,8 +111,9 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// `check-config`: settings, rules and their tests, the model; problems with file and line.
-pub fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
+/// `check-config [--online]`: settings, rules and their tests, the model; problems with file
+/// and line. With `online`, every delivery target is built and its health check run.
+pub async fn check_config(path: &Path, online: bool) -> anyhow::Result<ExitCode> {
     let settings = match Settings::load(path) {
         Ok(s) => s,
         Err(e) => {
@@ -160,6 +161,12 @@ pub fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
         settings.mailboxes.len(),
         settings.review.id
     );
+    if online {
+        for health in crate::deliver::check_all(&settings.deliver).await {
+            println!("{health}");
+            ok &= health.outcome.is_ok();
+        }
+    }
     println!(
         "{}",
         if ok {

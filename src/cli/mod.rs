@@ -110,7 +110,12 @@ pub enum Command {
         send: bool,
     },
     /// Check the configuration and rules; report problems with file, line and a hint.
-    CheckConfig,
+    CheckConfig {
+        /// Also build every delivery target and run its health check (reachable, credentials
+        /// accepted); one line per target.
+        #[arg(long)]
+        online: bool,
+    },
     /// Internal: extract one file in a sandboxed child process.
     #[command(hide = true)]
     ExtractWorker {
@@ -171,7 +176,7 @@ pub fn load(path: &Path) -> anyhow::Result<Settings> {
 /// before any runtime or logging starts).
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::CheckConfig => admin::check_config(&cli.config),
+        Command::CheckConfig { online } => admin::check_config(&cli.config, online).await,
         Command::Serve => {
             let settings = load(&cli.config)?;
             let exe = std::env::current_exe().context("locating own executable")?;

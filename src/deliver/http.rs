@@ -16,15 +16,15 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 /// Body excerpts in error messages are cut to this many characters.
 const EXCERPT: usize = 300;
 
-/// A client with the connector's timeout (whole request) and a shorter connect timeout.
-pub fn client(timeout: Duration) -> Result<reqwest::Client, DeliveryError> {
+/// A client with the connector's timeout (whole request) and a shorter connect timeout. A
+/// connector that cannot get one cannot be built.
+pub fn client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
     reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
         .user_agent(concat!("poststelle/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::limited(5))
         .build()
-        .map_err(|e| DeliveryError::Permanent(format!("HTTP client: {e}")))
 }
 
 /// A transport failure (no HTTP status): `what` names the request in the message.

@@ -5,18 +5,30 @@
 //! recognise it and not create a duplicate.
 
 pub mod breaker;
-pub mod cmis;
-pub mod dvelop;
 pub mod fields;
-pub mod filesystem;
 pub mod http;
-pub mod mayan;
-pub mod paperless;
-pub mod rest;
+pub mod registry;
+pub mod settings;
+
+// The connectors: one line each, `folder => its settings type` (see `registry`).
+registry::connectors! {
+    filesystem => FilesystemSettings,
+    dvelop => DvelopSettings,
+    cmis => CmisSettings,
+    paperless => PaperlessSettings,
+    mayan => MayanSettings,
+    rest => RestSettings,
+}
+
+pub use registry::{ConnectorSettings, TargetCheck, TargetMailbox, TargetSettings};
+pub use settings::DeliverSettings;
 
 use crate::domain::{DocumentId, MailboxId};
+use std::collections::BTreeMap;
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 /// Everything a target needs to file one document.
 #[derive(Debug, Clone)]
@@ -71,9 +83,23 @@ impl DeliveryError {
     }
 }
 
+impl DeliveryError {
+    /// The message without its kind.
+    pub fn message(&self) -> &str {
+        match self {
+            DeliveryError::Retriable(m)
+            | DeliveryError::Permanent(m)
+            | DeliveryError::RetryAfter(m, _) => m,
+        }
+    }
+}
+
 /// Boxed future returned by targets.
 pub type DeliveryFuture<'a> =
     Pin<Box<dyn Future<Output = Result<Receipt, DeliveryError>> + Send + 'a>>;
+
+/// Boxed future of a health check.
+pub type CheckFuture<'a> = Pin<Box<dyn Future<Output = Result<(), DeliveryError>> + Send + 'a>>;
 
 /// A delivery target (DMS connector).
 pub trait Delivery: Send + Sync + std::fmt::Debug {
@@ -81,28 +107,83 @@ pub trait Delivery: Send + Sync + std::fmt::Debug {
     fn name(&self) -> &str;
     /// Files the document; must be idempotent per `document_id`.
     fn deliver<'a>(&'a self, item: &'a DeliveryItem) -> DeliveryFuture<'a>;
+    /// Health check: the target is reachable and accepts our credentials (one cheap,
+    /// authenticated request of its API; for the filesystem: the root is writable). Changes
+    /// nothing in the DMS.
+    fn check(&self) -> CheckFuture<'_>;
+}
+
+/// A target that cannot be built from its settings.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("target {target}: {reason}")]
+pub struct BuildError {
+    /// The target's name.
+    pub target: String,
+    /// Why it cannot be built.
+    pub reason: String,
+}
+
+impl BuildError {
+    /// The error of the target `target`.
+    pub fn new(target: &str, reason: impl fmt::Display) -> Self {
+        Self {
+            target: target.to_string(),
+            reason: reason.to_string(),
+        }
+    }
 }
 
 /// Builds the target described by settings.
-pub fn build(name: &str, settings: &crate::config::TargetSettings) -> std::sync::Arc<dyn Delivery> {
-    match settings {
-        crate::config::TargetSettings::Filesystem { root } => {
-            std::sync::Arc::new(filesystem::FilesystemTarget::new(name, root.clone()))
-        }
-        crate::config::TargetSettings::Mayan(m) => {
-            std::sync::Arc::new(mayan::MayanTarget::new(name, m.clone()))
-        }
-        crate::config::TargetSettings::Dvelop(s) => {
-            std::sync::Arc::new(dvelop::DvelopTarget::new(name, s.clone()))
-        }
-        crate::config::TargetSettings::Cmis(s) => {
-            std::sync::Arc::new(cmis::CmisTarget::new(name, s.clone()))
-        }
-        crate::config::TargetSettings::Paperless(s) => {
-            std::sync::Arc::new(paperless::PaperlessTarget::new(name, s.clone()))
-        }
-        crate::config::TargetSettings::Rest(s) => {
-            std::sync::Arc::new(rest::RestTarget::new(name, s.clone()))
+pub fn build(name: &str, settings: &TargetSettings) -> Result<Arc<dyn Delivery>, BuildError> {
+    settings.build(name)
+}
+
+/// Builds every configured target; the first that cannot be built is the error.
+pub fn build_all(
+    settings: &DeliverSettings,
+) -> Result<BTreeMap<String, Arc<dyn Delivery>>, BuildError> {
+    settings
+        .targets
+        .iter()
+        .map(|(name, t)| Ok((name.clone(), t.build(name)?)))
+        .collect()
+}
+
+/// The result of one target's health check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetHealth {
+    /// The target's name.
+    pub target: String,
+    /// Its connector kind.
+    pub kind: &'static str,
+    /// `Ok` or why it failed (it could not be built, is unreachable, refused our credentials).
+    pub outcome: Result<(), String>,
+}
+
+impl fmt::Display for TargetHealth {
+    /// `target dms (filesystem): OK` or `target x (paperless): FEHLER: <reason>`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "target {} ({}): ", self.target, self.kind)?;
+        match &self.outcome {
+            Ok(()) => f.write_str("OK"),
+            Err(reason) => write!(f, "FEHLER: {reason}"),
         }
     }
+}
+
+/// Builds every target and runs its health check ([`Delivery::check`]), all at once; one
+/// result per target, in name order.
+pub async fn check_all(settings: &DeliverSettings) -> Vec<TargetHealth> {
+    let checks = settings.targets.iter().map(|(name, t)| async move {
+        let outcome = match t.build(name) {
+            Ok(target) => target.check().await.map_err(|e| e.message().to_string()),
+            Err(e) => Err(e.reason),
+        };
+        TargetHealth {
+            target: name.clone(),
+            kind: t.kind(),
+            outcome,
+        }
+    });
+    futures::future::join_all(checks).await
 }

@@ -281,6 +281,7 @@ pub fn dvelop(api_key: &str, repo: &str) -> Server<Dvelop> {
         |s| {
             Router::new()
                 .route("/identityprovider/login", get(dv_login))
+                .route("/dms/r/{repo}", get(dv_repository))
                 .route("/dms/r/{repo}/blob/chunk/", post(dv_chunk))
                 .route("/dms/r/{repo}/o2m", post(dv_o2m))
                 .route("/dms/r/{repo}/srm", get(dv_srm))
@@ -319,6 +320,30 @@ async fn dv_login(State(s): State<Arc<Dvelop>>, h: HeaderMap) -> Response {
     lock(&s.tokens).push(id.clone());
     axum::Json(json!({"authSessionId": id, "expire": "2099-01-01T00:00:00.000+01:00"}))
         .into_response()
+}
+
+/// `GET /dms/r/{repo}`: the repository ("Getting information about a repository").
+async fn dv_repository(
+    State(s): State<Arc<Dvelop>>,
+    Path(repo): Path<String>,
+    h: HeaderMap,
+) -> Response {
+    s.logged(format!("GET /dms/r/{repo}"));
+    if let Some(r) = fault(&s.faults, &format!("/dms/r/{repo}")).await {
+        return r;
+    }
+    if !s.authorised(&h) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    if repo != s.repo {
+        return dv_error(StatusCode::NOT_FOUND, "Repository not found");
+    }
+    axum::Json(json!({
+        "id": repo,
+        "name": "Poststelle",
+        "_links": {"self": {"href": format!("/dms/r/{repo}")}},
+    }))
+    .into_response()
 }
 
 async fn dv_chunk(
@@ -629,7 +654,10 @@ pub fn cmis(user: &str, password: &str) -> Server<Cmis> {
     );
     Server::start(s, |s| {
         Router::new()
-            .route("/cmis/browser/repo1", post(cmis_query))
+            .route(
+                "/cmis/browser/repo1",
+                get(cmis_repository_info).post(cmis_query),
+            )
             .route(
                 "/cmis/browser/repo1/root",
                 get(cmis_get_root).post(cmis_post_root),
@@ -752,6 +780,41 @@ async fn cmis_get_at(
             &format!("Object not found: {path}"),
         ),
     }
+}
+
+/// `GET <repository URL>?cmisselector=repositoryInfo` (5.3.1, 5.4.1): the repository's info,
+/// keyed by its id.
+async fn cmis_repository_info(
+    State(s): State<Arc<Cmis>>,
+    Query(q): Query<HashMap<String, String>>,
+    h: HeaderMap,
+) -> Response {
+    lock(&s.log).push("GET repositoryInfo".into());
+    if let Some(r) = fault(&s.faults, "repositoryInfo").await {
+        return r;
+    }
+    if !cmis_auth(&s, &h) {
+        return cmis_error(
+            StatusCode::UNAUTHORIZED,
+            "permissionDenied",
+            "Authentication required",
+        );
+    }
+    if q.get("cmisselector").map(String::as_str) != Some("repositoryInfo") {
+        return cmis_error(
+            StatusCode::BAD_REQUEST,
+            "invalidArgument",
+            "cmisselector=repositoryInfo expected",
+        );
+    }
+    axum::Json(json!({"repo1": {
+        "repositoryId": "repo1",
+        "repositoryName": "Poststelle",
+        "cmisVersionSupported": "1.1",
+        "rootFolderId": "root",
+        "rootFolderUrl": "/cmis/browser/repo1/root",
+    }}))
+    .into_response()
 }
 
 async fn cmis_post_root(s: State<Arc<Cmis>>, h: HeaderMap, m: Multipart) -> Response {
@@ -1306,7 +1369,18 @@ async fn pl_documents(
                 .collect()
         }
     };
-    axum::Json(json!({"count": hits.len(), "next": null, "previous": null, "all": hits.iter().map(|h| h["id"].clone()).collect::<Vec<_>>(), "results": hits})).into_response()
+    let count = hits.len();
+    let all: Vec<Value> = hits.iter().map(|h| h["id"].clone()).collect();
+    let page_size = q
+        .get("page_size")
+        .and_then(|p| p.parse::<usize>().ok())
+        .unwrap_or(25);
+    let results: Vec<Value> = hits.into_iter().take(page_size).collect();
+    let next = (count > page_size).then_some("/api/documents/?page=2");
+    axum::Json(
+        json!({"count": count, "next": next, "previous": null, "all": all, "results": results}),
+    )
+    .into_response()
 }
 
 fn pl_detail(d: &PaperlessDoc) -> Value {
@@ -1399,7 +1473,8 @@ async fn pl_patch(
 
 // ------------------------------------------------------------------------------------------
 // A small generic REST DMS: `PUT /api/mailboxes/{mailbox}/documents/{id}` (multipart `file`
-// plus fields, bearer token) -> 201 + Location, again -> 409; `GET` of the same URL -> 200/404.
+// plus fields, bearer token) -> 201 + Location, again -> 409; `GET` of the same URL -> 200/404;
+// `GET /api/health` -> 200 with the token, 401 without.
 
 /// A document stored by the REST server.
 #[derive(Debug, Clone)]
@@ -1438,6 +1513,7 @@ pub fn rest(token: &str) -> Server<Rest> {
         },
         |s| {
             Router::new()
+                .route("/api/health", get(rest_health))
                 .route(
                     "/api/mailboxes/{mailbox}/documents/{id}",
                     get(rest_get).put(rest_put),
@@ -1445,6 +1521,17 @@ pub fn rest(token: &str) -> Server<Rest> {
                 .with_state(s)
         },
     )
+}
+
+/// `GET /api/health`: 200 for the right bearer token.
+async fn rest_health(State(s): State<Arc<Rest>>, h: HeaderMap) -> Response {
+    if let Some(r) = fault(&s.faults, "GET").await {
+        return r;
+    }
+    if bearer(&h).as_deref() != Some(s.token.as_str()) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    axum::Json(json!({"status": "ok"})).into_response()
 }
 
 async fn rest_get(

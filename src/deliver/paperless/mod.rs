@@ -9,9 +9,14 @@
 //! delivery that means the document is there. When `document_id_field` names a custom field,
 //! our document id is stored in it and looked up before uploading.
 
+mod settings;
+pub use settings::{PaperlessSettings, RawPaperless};
+
 use super::http;
-use super::{Delivery, DeliveryError, DeliveryFuture, DeliveryItem, Receipt, fields};
-use crate::config::PaperlessSettings;
+use super::{
+    BuildError, CheckFuture, Delivery, DeliveryError, DeliveryFuture, DeliveryItem, Receipt,
+    fields,
+};
 use serde::Deserialize;
 
 /// Paperless-ngx target.
@@ -19,7 +24,7 @@ use serde::Deserialize;
 pub struct PaperlessTarget {
     name: String,
     s: PaperlessSettings,
-    client: Result<reqwest::Client, DeliveryError>,
+    client: reqwest::Client,
 }
 
 #[derive(Debug, Deserialize)]
@@ -51,18 +56,26 @@ struct DocDetail {
 }
 
 impl PaperlessTarget {
-    /// A target with these settings.
-    pub fn new(name: &str, s: PaperlessSettings) -> Self {
-        let client = http::client(s.timeout);
-        Self {
+    /// A target with these settings; fails when its HTTP client cannot be built.
+    pub fn new(name: &str, s: PaperlessSettings) -> Result<Self, BuildError> {
+        let client = http::client(s.timeout).map_err(|e| BuildError::new(name, e))?;
+        Ok(Self {
             name: name.to_string(),
             s,
             client,
-        }
+        })
     }
 
-    fn client(&self) -> Result<&reqwest::Client, DeliveryError> {
-        self.client.as_ref().map_err(Clone::clone)
+    /// Health check: one page of one document id (`GET /api/documents/?page_size=1`): the
+    /// server answers and the token may read documents.
+    async fn check_async(&self) -> Result<(), DeliveryError> {
+        let url = format!("{}/api/documents/", self.s.base_url);
+        let req = self
+            .auth(self.client.get(url))
+            .query(&[("page_size", "1"), ("fields", "id")]);
+        let resp = http::send_ok("Paperless: Dokumentliste", req).await?;
+        let _: Page = http::json("Paperless: Dokumentliste", resp).await?;
+        Ok(())
     }
 
     fn auth(&self, r: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
@@ -82,7 +95,7 @@ impl PaperlessTarget {
         let query = serde_json::json!([field, "exact", item.document_id.as_str()]).to_string();
         let url = format!("{}/api/documents/", self.s.base_url);
         let req = self
-            .auth(self.client()?.get(url))
+            .auth(self.client.get(url))
             .query(&[("custom_field_query", query.as_str()), ("fields", "id")]);
         let resp = http::send_ok("Paperless: Suche", req).await?;
         let page: Page = http::json("Paperless: Suche", resp).await?;
@@ -145,7 +158,7 @@ impl PaperlessTarget {
         }
         let url = format!("{}/api/documents/post_document/", self.s.base_url);
         let req = self
-            .auth(self.client()?.post(url))
+            .auth(self.client.post(url))
             .multipart(self.form(item)?);
         let resp = http::send_ok("Paperless: Upload", req).await?;
         let task_id: String = http::json("Paperless: Upload", resp).await?;
@@ -164,7 +177,7 @@ impl PaperlessTarget {
     async fn reconcile(&self, id: u64, item: &DeliveryItem) -> Result<(), DeliveryError> {
         let url = format!("{}/api/documents/{id}/", self.s.base_url);
         let resp =
-            http::send_ok("Paperless: Dokument", self.auth(self.client()?.get(&url))).await?;
+            http::send_ok("Paperless: Dokument", self.auth(self.client.get(&url))).await?;
         let doc: DocDetail = http::json("Paperless: Dokument", resp).await?;
         let mb = item.mailbox.as_str();
         let foreign: Vec<u64> = self
@@ -196,7 +209,7 @@ impl PaperlessTarget {
             return Ok(());
         }
         let body = serde_json::json!({"tags": tags, "document_type": doc_type});
-        let req = self.auth(self.client()?.patch(&url)).json(&body);
+        let req = self.auth(self.client.patch(&url)).json(&body);
         http::send_ok("Paperless: Umlegen", req).await?;
         Ok(())
     }
@@ -206,7 +219,7 @@ impl PaperlessTarget {
         let url = format!("{}/api/tasks/", self.s.base_url);
         loop {
             let req = self
-                .auth(self.client()?.get(&url))
+                .auth(self.client.get(&url))
                 .query(&[("task_id", task_id)]);
             let resp = http::send_ok("Paperless: Task", req).await?;
             let tasks: Vec<Task> = http::json("Paperless: Task", resp).await?;
@@ -277,5 +290,9 @@ impl Delivery for PaperlessTarget {
 
     fn deliver<'a>(&'a self, item: &'a DeliveryItem) -> DeliveryFuture<'a> {
         Box::pin(self.run(item))
+    }
+
+    fn check(&self) -> CheckFuture<'_> {
+        Box::pin(self.check_async())
     }
 }

@@ -5,9 +5,14 @@
 //! (`PUT .../{document_id}`), or `exists_url` is asked first (200 = present, 404 = not), and a
 //! `409 Conflict` on create is taken as "already there".
 
+mod settings;
+pub use settings::{RawRest, RestAuth, RestBody, RestSettings};
+
 use super::http;
-use super::{Delivery, DeliveryError, DeliveryFuture, DeliveryItem, Receipt, fields};
-use crate::config::{RestAuth, RestBody, RestSettings};
+use super::{
+    BuildError, CheckFuture, Delivery, DeliveryError, DeliveryFuture, DeliveryItem, Receipt,
+    fields,
+};
 use base64::Engine as _;
 use reqwest::StatusCode;
 
@@ -16,18 +21,61 @@ use reqwest::StatusCode;
 pub struct RestTarget {
     name: String,
     s: RestSettings,
-    client: Result<reqwest::Client, DeliveryError>,
+    client: reqwest::Client,
 }
 
 impl RestTarget {
-    /// A target with these settings.
-    pub fn new(name: &str, s: RestSettings) -> Self {
-        let client = http::client(s.timeout);
-        Self {
+    /// A target with these settings; fails when its HTTP client cannot be built.
+    pub fn new(name: &str, s: RestSettings) -> Result<Self, BuildError> {
+        let client = http::client(s.timeout).map_err(|e| BuildError::new(name, e))?;
+        Ok(Self {
             name: name.to_string(),
             s,
             client,
+        })
+    }
+
+    fn authed(&self, r: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.s.auth {
+            RestAuth::None => r,
+            RestAuth::Bearer(t) => r.bearer_auth(t.expose()),
+            RestAuth::Basic(u, p) => r.basic_auth(u, Some(p.expose())),
+            RestAuth::Header(h, v) => r.header(h, v.expose()),
         }
+    }
+
+    /// Health check. With `health_url`: a GET with our authentication (and the headers that
+    /// are no templates) must answer 2xx. Without: a GET of the base of `url` (scheme, host,
+    /// port) must get an answer that is neither 401/403 (credentials refused) nor a failure
+    /// worth retrying (5xx, 408, 429); any other answer shows the server is there.
+    async fn check_async(&self) -> Result<(), DeliveryError> {
+        let (url, strict) = match &self.s.health_url {
+            Some(u) => (u.clone(), true),
+            None => {
+                let base = reqwest::Url::parse(&self.s.url)
+                    .and_then(|u| u.join("/"))
+                    .map_err(|e| DeliveryError::Permanent(format!("REST: url: {e}")))?;
+                (base.to_string(), false)
+            }
+        };
+        let mut req = self.authed(self.client.get(&url));
+        for (k, v) in &self.s.headers {
+            if !v.contains('{') {
+                req = req.header(k, v);
+            }
+        }
+        let what = format!("REST: Prüfung {url}");
+        let resp = http::send(&what, req).await?;
+        let status = resp.status();
+        if status.is_success()
+            || !(strict
+                || status == StatusCode::UNAUTHORIZED
+                || status == StatusCode::FORBIDDEN
+                || http::is_retriable(status))
+        {
+            return Ok(());
+        }
+        Err(http::error_of(&what, resp).await)
     }
 
     fn req(
@@ -36,17 +84,11 @@ impl RestTarget {
         url: &str,
         item: &DeliveryItem,
     ) -> Result<reqwest::RequestBuilder, DeliveryError> {
-        let c = self.client.as_ref().map_err(Clone::clone)?;
-        let mut r = c.request(m, url);
+        let mut r = self.client.request(m, url);
         for (k, v) in &self.s.headers {
             r = r.header(k, fields::render(v, item));
         }
-        Ok(match &self.s.auth {
-            RestAuth::None => r,
-            RestAuth::Bearer(t) => r.bearer_auth(t.expose()),
-            RestAuth::Basic(u, p) => r.basic_auth(u, Some(p.expose())),
-            RestAuth::Header(h, v) => r.header(h, v.expose()),
-        })
+        Ok(self.authed(r))
     }
 
     fn url(&self, t: &str, item: &DeliveryItem) -> String {
@@ -137,5 +179,9 @@ impl Delivery for RestTarget {
 
     fn deliver<'a>(&'a self, item: &'a DeliveryItem) -> DeliveryFuture<'a> {
         Box::pin(self.run(item))
+    }
+
+    fn check(&self) -> CheckFuture<'_> {
+        Box::pin(self.check_async())
     }
 }

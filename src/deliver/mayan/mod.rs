@@ -18,8 +18,12 @@
 //! uploads again after waiting once more, which can leave a second file (not a second
 //! document) once the workers catch up.
 
-use super::{Delivery, DeliveryError, DeliveryFuture, DeliveryItem, Receipt, http};
-use crate::config::{MayanAuth, MayanRef, MayanSettings};
+mod settings;
+pub use settings::{MayanAuth, MayanRef, MayanSettings, RawMayan};
+
+use super::{
+    BuildError, CheckFuture, Delivery, DeliveryError, DeliveryFuture, DeliveryItem, Receipt, http,
+};
 use crate::domain::MailboxId;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -73,19 +77,24 @@ struct FileInfo {
 }
 
 impl MayanTarget {
-    /// A target for the Mayan server in `settings`.
-    pub fn new(name: &str, settings: MayanSettings) -> Self {
-        let http = http::client(settings.timeout).unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "HTTP client with settings failed; using defaults");
-            reqwest::Client::new()
-        });
-        Self {
+    /// A target for the Mayan server in `settings`; fails when its HTTP client cannot be
+    /// built.
+    pub fn new(name: &str, settings: MayanSettings) -> Result<Self, BuildError> {
+        let http = http::client(settings.timeout).map_err(|e| BuildError::new(name, e))?;
+        Ok(Self {
             name: name.to_string(),
             api: format!("{}/api/v4", settings.url.trim_end_matches('/')),
             settings,
             http,
             resolved: tokio::sync::Mutex::new(Resolved::default()),
-        }
+        })
+    }
+
+    /// Health check: the signed-in user (`GET /api/v4/users/current/`), then the configured
+    /// document type (an unknown one is reported now rather than at the first delivery).
+    async fn check_async(&self) -> Result<(), DeliveryError> {
+        let _: serde_json::Value = self.get_json("/users/current/").await?;
+        self.document_type_id().await.map(drop)
     }
 
     fn authed(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
@@ -385,6 +394,10 @@ impl Delivery for MayanTarget {
 
     fn deliver<'a>(&'a self, item: &'a DeliveryItem) -> DeliveryFuture<'a> {
         Box::pin(self.deliver_async(item))
+    }
+
+    fn check(&self) -> CheckFuture<'_> {
+        Box::pin(self.check_async())
     }
 }
 

@@ -12,9 +12,14 @@
 //! folders are created level by level with `cmisaction=createFolder`. A document re-assigned
 //! to another mailbox is found by a query on its name and moved (`cmisaction=move`).
 
+mod settings;
+pub use settings::{CmisSettings, RawCmis};
+
 use super::http;
-use super::{Delivery, DeliveryError, DeliveryFuture, DeliveryItem, Receipt, fields};
-use crate::config::CmisSettings;
+use super::{
+    BuildError, CheckFuture, Delivery, DeliveryError, DeliveryFuture, DeliveryItem, Receipt,
+    fields,
+};
 use reqwest::StatusCode;
 
 /// CMIS browser binding target.
@@ -22,7 +27,7 @@ use reqwest::StatusCode;
 pub struct CmisTarget {
     name: String,
     s: CmisSettings,
-    client: Result<reqwest::Client, DeliveryError>,
+    client: reqwest::Client,
 }
 
 enum Lookup {
@@ -31,23 +36,38 @@ enum Lookup {
 }
 
 impl CmisTarget {
-    /// A target with these settings.
-    pub fn new(name: &str, s: CmisSettings) -> Self {
-        let client = http::client(s.timeout);
-        Self {
+    /// A target with these settings; fails when its HTTP client cannot be built.
+    pub fn new(name: &str, s: CmisSettings) -> Result<Self, BuildError> {
+        let client = http::client(s.timeout).map_err(|e| BuildError::new(name, e))?;
+        Ok(Self {
             name: name.to_string(),
             s,
             client,
-        }
+        })
     }
 
     fn req(&self, m: reqwest::Method, url: &str) -> Result<reqwest::RequestBuilder, DeliveryError> {
-        let c = self.client.as_ref().map_err(Clone::clone)?;
-        let r = c.request(m, url);
+        let r = self.client.request(m, url);
         Ok(match &self.s.username {
             Some(u) => r.basic_auth(u, Some(self.s.password.expose())),
             None => r,
         })
+    }
+
+    /// Health check: the repository's info (`<repository URL>?cmisselector=repositoryInfo`,
+    /// 5.3.1) when the root URL ends in `/root`, else the root folder object.
+    async fn check_async(&self) -> Result<(), DeliveryError> {
+        let req = match self.s.root_url.strip_suffix("/root") {
+            Some(repo_url) => self
+                .req(reqwest::Method::GET, repo_url)?
+                .query(&[("cmisselector", "repositoryInfo")]),
+            None => self
+                .req(reqwest::Method::GET, &self.s.root_url)?
+                .query(&[("cmisselector", "object"), ("succinct", "true")]),
+        };
+        let resp = http::send_ok("CMIS: getRepositoryInfo", req).await?;
+        let _: serde_json::Value = http::json("CMIS: getRepositoryInfo", resp).await?;
+        Ok(())
     }
 
     /// Folder path segments for the item's mailbox.
@@ -285,5 +305,9 @@ impl Delivery for CmisTarget {
 
     fn deliver<'a>(&'a self, item: &'a DeliveryItem) -> DeliveryFuture<'a> {
         Box::pin(self.run(item))
+    }
+
+    fn check(&self) -> CheckFuture<'_> {
+        Box::pin(self.check_async())
     }
 }

@@ -13,9 +13,14 @@
 //!    `assignees`, `correlationKey` (our document id: a second create is refused with 409 and
 //!    counts as done) and `dmsReferences`.
 
+mod settings;
+pub use settings::{DvelopSettings, RawDvelop};
+
 use super::http;
-use super::{Delivery, DeliveryError, DeliveryFuture, DeliveryItem, Receipt, fields};
-use crate::config::DvelopSettings;
+use super::{
+    BuildError, CheckFuture, Delivery, DeliveryError, DeliveryFuture, DeliveryItem, Receipt,
+    fields,
+};
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
@@ -24,7 +29,7 @@ use tokio::sync::Mutex;
 pub struct DvelopTarget {
     name: String,
     s: DvelopSettings,
-    client: Result<reqwest::Client, DeliveryError>,
+    client: reqwest::Client,
     auth: Mutex<Option<String>>,
 }
 
@@ -57,19 +62,28 @@ struct SearchProperty {
 }
 
 impl DvelopTarget {
-    /// A target with these settings.
-    pub fn new(name: &str, s: DvelopSettings) -> Self {
-        let client = http::client(s.timeout);
-        Self {
+    /// A target with these settings; fails when its HTTP client cannot be built.
+    pub fn new(name: &str, s: DvelopSettings) -> Result<Self, BuildError> {
+        let client = http::client(s.timeout).map_err(|e| BuildError::new(name, e))?;
+        Ok(Self {
             name: name.to_string(),
             s,
             client,
             auth: Mutex::new(None),
-        }
+        })
     }
 
-    fn client(&self) -> Result<&reqwest::Client, DeliveryError> {
-        self.client.as_ref().map_err(Clone::clone)
+    /// Health check: a fresh login with the API key, then the repository
+    /// (`GET /dms/r/{repo}`).
+    async fn check_async(&self) -> Result<(), DeliveryError> {
+        self.auth_token(true).await?;
+        let url = self.url(&format!("/dms/r/{}", self.s.repository));
+        let resp = self
+            .send("d.velop: Repository", |c| {
+                c.get(&url).header("Accept", "application/hal+json")
+            })
+            .await?;
+        http::check("d.velop: Repository", resp).await.map(drop)
     }
 
     fn url(&self, path: &str) -> String {
@@ -82,7 +96,7 @@ impl DvelopTarget {
             return Ok(s.clone());
         }
         let req = self
-            .client()?
+            .client
             .get(self.url("/identityprovider/login"))
             .bearer_auth(self.s.api_key.expose())
             .header("Accept", "application/json");
@@ -102,7 +116,7 @@ impl DvelopTarget {
         loop {
             let token = self.auth_token(renew).await?;
             // Writing requests must name their origin (the DMS app's CSRF check).
-            let req = build(self.client()?)
+            let req = build(&self.client)
                 .bearer_auth(&token)
                 .header("Origin", &self.s.base_url);
             let resp = http::send(what, req).await?;
@@ -271,5 +285,9 @@ impl Delivery for DvelopTarget {
 
     fn deliver<'a>(&'a self, item: &'a DeliveryItem) -> DeliveryFuture<'a> {
         Box::pin(self.run(item))
+    }
+
+    fn check(&self) -> CheckFuture<'_> {
+        Box::pin(self.check_async())
     }
 }

@@ -6,7 +6,10 @@
 //! names: a retried delivery overwrites, never duplicates. A document re-assigned to another
 //! mailbox is removed from the old one after the new copy is in place (a forward is a move).
 
-use super::{Delivery, DeliveryError, DeliveryFuture, DeliveryItem, Receipt};
+mod settings;
+pub use settings::{FilesystemSettings, RawFilesystem};
+
+use super::{CheckFuture, Delivery, DeliveryError, DeliveryFuture, DeliveryItem, Receipt};
 use crate::store::blobs::sync_dir;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -74,6 +77,22 @@ impl FilesystemTarget {
             already_present,
         })
     }
+
+    /// The root exists (or can be made) and a file can be written to it and removed again.
+    fn check_sync(&self) -> Result<(), DeliveryError> {
+        let fail = |what: &str, e: std::io::Error| {
+            DeliveryError::Retriable(format!("{}: {what}: {e}", self.root.display()))
+        };
+        std::fs::create_dir_all(&self.root).map_err(|e| fail("cannot be created", e))?;
+        let probe = self
+            .root
+            .join(format!(".poststelle-check-{}", std::process::id()));
+        let written = std::fs::File::create(&probe)
+            .and_then(|mut f| f.write_all(b"check").and_then(|()| f.sync_all()));
+        let removed = std::fs::remove_file(&probe);
+        written.map_err(|e| fail("not writable", e))?;
+        removed.map_err(|e| fail("the check file cannot be removed", e))
+    }
 }
 
 impl Delivery for FilesystemTarget {
@@ -88,6 +107,15 @@ impl Delivery for FilesystemTarget {
             tokio::task::spawn_blocking(move || this.deliver_sync(&item))
                 .await
                 .map_err(|e| DeliveryError::Retriable(format!("delivery task failed: {e}")))?
+        })
+    }
+
+    fn check(&self) -> CheckFuture<'_> {
+        Box::pin(async move {
+            let this = self.clone();
+            tokio::task::spawn_blocking(move || this.check_sync())
+                .await
+                .map_err(|e| DeliveryError::Retriable(format!("check task failed: {e}")))?
         })
     }
 }
@@ -138,5 +166,24 @@ mod tests {
                 .count(),
             2
         );
+    }
+
+    #[tokio::test]
+    async fn check_needs_a_writable_root() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let t = FilesystemTarget::new("fs", dir.path().join("new/dms"));
+        t.check().await.expect("created and writable");
+        assert!(dir.path().join("new/dms").is_dir());
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("new/dms"))
+                .expect("dir")
+                .count(),
+            0,
+            "the check leaves nothing behind"
+        );
+        std::fs::write(dir.path().join("file"), b"x").expect("file");
+        let t = FilesystemTarget::new("fs", dir.path().join("file/dms"));
+        let e = t.check().await.expect_err("below a file");
+        assert!(e.message().contains("cannot be created"), "{e}");
     }
 }
