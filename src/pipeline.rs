@@ -299,7 +299,7 @@ impl Pipeline {
         ) {
             return;
         }
-        let log = StageLog {
+        let log = DocumentLog {
             store: &self.store,
             id,
             stage: doc.state,
@@ -487,9 +487,10 @@ impl Pipeline {
                     DeliveryError::Retriable(msg) => Outcome::Retry(msg),
                     DeliveryError::RetryAfter(msg, d) => Outcome::RetryAfter(msg, d),
                 };
-                let log = DeliveryLog {
+                let log = DocumentLog {
                     store: &self.store,
                     id,
+                    stage: DocState::Queued,
                 };
                 match self
                     .delivery_retry
@@ -540,49 +541,15 @@ impl Pipeline {
     }
 }
 
-/// The outbox's side of the retry policy: a queued document waits or becomes a dead letter.
-struct DeliveryLog<'a> {
-    store: &'a Store,
-    id: &'a DocumentId,
-}
-
-impl AttemptLog for DeliveryLog<'_> {
-    type Error = crate::store::StoreError;
-
-    async fn schedule(
-        &self,
-        attempts: i64,
-        at: chrono::DateTime<chrono::Utc>,
-        error: &str,
-    ) -> Result<(), Self::Error> {
-        self.store
-            .schedule_retry(self.id, attempts, at, error)
-            .await
-    }
-
-    async fn give_up(&self, attempts: i64, reason: &str) -> Result<(), Self::Error> {
-        self.store.dead_letter(self.id, attempts, reason).await
-    }
-}
-
-impl Reasons for DeliveryLog<'_> {
-    fn permanent_reason(&self, error: &str) -> String {
-        format!("Zustellung abgelehnt: {error}")
-    }
-
-    fn exhausted_reason(&self, attempts: i64, error: &str) -> String {
-        format!("Zustellung nach {attempts} Versuchen aufgegeben: {error}")
-    }
-}
-
-/// The extract/classify stages' side of the retry policy.
-struct StageLog<'a> {
+/// A document's side of the retry policy: in the outbox (`queued`) a failed delivery waits or
+/// becomes a dead letter; in the extract/classify stages a failed step does the same.
+struct DocumentLog<'a> {
     store: &'a Store,
     id: &'a DocumentId,
     stage: DocState,
 }
 
-impl AttemptLog for StageLog<'_> {
+impl AttemptLog for DocumentLog<'_> {
     type Error = crate::store::StoreError;
 
     async fn schedule(
@@ -591,25 +558,43 @@ impl AttemptLog for StageLog<'_> {
         at: chrono::DateTime<chrono::Utc>,
         error: &str,
     ) -> Result<(), Self::Error> {
-        self.store
-            .stage_failed(self.id, self.stage, attempts, at, error)
-            .await
+        match self.stage {
+            DocState::Queued => {
+                self.store
+                    .schedule_retry(self.id, attempts, at, error)
+                    .await
+            }
+            stage => {
+                self.store
+                    .stage_failed(self.id, stage, attempts, at, error)
+                    .await
+            }
+        }
     }
 
     async fn give_up(&self, attempts: i64, reason: &str) -> Result<(), Self::Error> {
-        self.store
-            .stage_dead_letter(self.id, self.stage, attempts, reason)
-            .await
+        match self.stage {
+            DocState::Queued => self.store.dead_letter(self.id, attempts, reason).await,
+            stage => {
+                self.store
+                    .stage_dead_letter(self.id, stage, attempts, reason)
+                    .await
+            }
+        }
     }
 }
 
-impl Reasons for StageLog<'_> {
+impl Reasons for DocumentLog<'_> {
     fn permanent_reason(&self, error: &str) -> String {
-        self.exhausted_reason(1, error)
+        match self.stage {
+            DocState::Queued => format!("Zustellung abgelehnt: {error}"),
+            _ => self.exhausted_reason(1, error),
+        }
     }
 
     fn exhausted_reason(&self, attempts: i64, error: &str) -> String {
         match self.stage {
+            DocState::Queued => format!("Zustellung nach {attempts} Versuchen aufgegeben: {error}"),
             DocState::Received => format!(
                 "Das Dokument konnte nach {attempts} Versuchen nicht gelesen werden (Fehler im System, nicht in der Datei): {error}"
             ),

@@ -405,11 +405,7 @@ impl Store {
         origin: &str,
     ) -> Result<()> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row = sqlx::query("SELECT state, mailbox, decision FROM documents WHERE id = ?")
-            .bind(id.as_str())
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+        let row = doc_columns(&mut tx, id, "state, mailbox, decision").await?;
         let state = parse_state(&row.try_get::<String, _>("state")?)?;
         if !matches!(
             state,
@@ -528,11 +524,7 @@ impl Store {
     /// stage it gave up in. Attempts start again from zero.
     pub async fn redrive(&self, id: &DocumentId, actor: &str) -> Result<DocState> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row = sqlx::query("SELECT state, failed_stage FROM documents WHERE id = ?")
-            .bind(id.as_str())
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+        let row = doc_columns(&mut tx, id, "state, failed_stage").await?;
         let state = parse_state(&row.try_get::<String, _>("state")?)?;
         if state != DocState::DeadLetter {
             return Err(StoreError::Conflict {
@@ -576,11 +568,7 @@ impl Store {
         path: Option<&str>,
     ) -> Result<()> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row = sqlx::query("SELECT source, original_name FROM documents WHERE id = ?")
-            .bind(id.as_str())
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+        let row = doc_columns(&mut tx, id, "source, original_name").await?;
         let source: String = row.try_get("source")?;
         let name: String = row.try_get("original_name")?;
         let now = now_str();
@@ -823,15 +811,24 @@ impl Store {
     }
 }
 
+/// The named columns of one document inside a transaction (`NotFound` when there is none).
+async fn doc_columns(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    id: &DocumentId,
+    columns: &str,
+) -> Result<sqlx::sqlite::SqliteRow> {
+    sqlx::query(&format!("SELECT {columns} FROM documents WHERE id = ?"))
+        .bind(id.as_str())
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(id.to_string()))
+}
+
 async fn state_of(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     id: &DocumentId,
 ) -> Result<DocState> {
-    let row = sqlx::query("SELECT state FROM documents WHERE id = ?")
-        .bind(id.as_str())
-        .fetch_optional(&mut **tx)
-        .await?
-        .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+    let row = doc_columns(tx, id, "state").await?;
     parse_state(&row.try_get::<String, _>("state")?)
 }
 
