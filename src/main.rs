@@ -317,7 +317,11 @@ async fn digest_cmd(settings: Settings, send: bool) -> anyhow::Result<ExitCode> 
     }
     let settings = Arc::new(settings);
     let store = poststelle::store::Store::open(&settings.store.url).await?;
-    let outgoing = poststelle::outgoing::Outgoing::new(store, settings.clone());
+    let outgoing = poststelle::outgoing::Outgoing::new(
+        store,
+        settings.outgoing.clone(),
+        settings.outgoing_recipients(),
+    );
     let digests = outgoing.digests(chrono::Utc::now(), send, false).await?;
     if digests.is_empty() {
         println!("no digest recipients configured (digest_to in [[mailboxes]] or [review])");

@@ -8,6 +8,7 @@
 pub mod einvoice;
 pub mod model;
 pub mod rules;
+pub mod settings;
 pub mod text;
 
 use crate::domain::{Candidate, DecidedBy, Decision, Explanation, MailboxId};

@@ -3,7 +3,7 @@
 //! a mail is `dead`, with the reason.
 
 use super::OutgoingError;
-use crate::config::{OutgoingSettings, SmtpTls};
+use super::settings::{OutgoingSettings, SmtpTls};
 use crate::faults::pause_point;
 use crate::store::Store;
 use crate::store::outgoing::MailRow;

@@ -9,6 +9,7 @@ mod delivery;
 pub mod imap;
 pub mod metadata;
 pub mod outgoing;
+pub mod settings;
 
 use crate::domain::{DecidedBy, Decision, DocState, DocumentId, MailboxId};
 use chrono::{DateTime, SecondsFormat, Utc};
