@@ -1,4 +1,4 @@
-//! Configuration problems with the file and line they were found at, and the helpers that find
+//! Configuration problems with the file and line they were found at, and the functions that find
 //! those lines and suggest a spelling.
 //!
 //! Section validators receive a [`Problems`] and push what they find; the loader turns a
