@@ -114,10 +114,13 @@ impl Application {
             settings.clone(),
             wake.clone(),
         ));
-        let outgoing = settings
-            .outgoing
-            .enabled
-            .then(|| crate::outgoing::Outgoing::new(store.clone(), settings.clone()));
+        let outgoing = settings.outgoing.enabled.then(|| {
+            crate::outgoing::Outgoing::new(
+                store.clone(),
+                settings.outgoing.clone(),
+                settings.outgoing_recipients(),
+            )
+        });
         let intake = Intake {
             store,
             blobs,

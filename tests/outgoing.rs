@@ -74,7 +74,7 @@ timeout_secs = 5
 async fn setup(dir: &Path, port: u16, extra: &str, env: &[(&str, &str)]) -> (Store, Arc<Outgoing>) {
     let s = settings(dir, port, extra, env);
     let store = Store::open(&s.store.url).await.expect("store");
-    let o = Outgoing::new(store.clone(), Arc::new(s));
+    let o = Outgoing::new(store.clone(), s.outgoing.clone(), s.outgoing_recipients());
     (store, o)
 }
 

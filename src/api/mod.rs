@@ -3,6 +3,8 @@
 //! Every `/api` route needs `Authorization: Bearer <token>` (token from env or file). Error
 //! messages for people are German; the JSON shape is `{"error": "..."}`.
 
+pub mod settings;
+
 use crate::domain::{DocState, DocumentId, MailboxId};
 use crate::intake::{Intake, Outcome};
 use crate::pipeline::Pipeline;

@@ -1,7 +1,7 @@
 //! E-invoices with a configured Leitweg-ID are routed by it: a deterministic decision that
 //! bypasses rules and model. Unknown Leitweg-IDs leave the decision to the classifier.
 
-use crate::config::normalize_leitweg_id;
+use super::settings::normalize_leitweg_id;
 use crate::domain::{Candidate, DecidedBy, Decision, Explanation, InvoiceInfo, MailboxId};
 use crate::extract::zones::Zones;
 use std::collections::BTreeMap;

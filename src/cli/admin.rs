@@ -7,7 +7,6 @@ use crate::train::Registry;
 use anyhow::{Context, bail};
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 /// `documents list`: newest first; a dead letter or quarantined document shows its reason.
 pub async fn documents_list(
@@ -72,9 +71,12 @@ pub async fn digest(settings: Settings, send: bool) -> anyhow::Result<ExitCode> 
     if send && !settings.outgoing.enabled {
         bail!("outgoing mail is switched off ([outgoing] enabled = false)");
     }
-    let settings = Arc::new(settings);
     let store = crate::store::Store::open(&settings.store.url).await?;
-    let outgoing = crate::outgoing::Outgoing::new(store, settings.clone());
+    let outgoing = crate::outgoing::Outgoing::new(
+        store,
+        settings.outgoing.clone(),
+        settings.outgoing_recipients(),
+    );
     let digests = outgoing.digests(chrono::Utc::now(), send, false).await?;
     if digests.is_empty() {
         println!("no digest recipients configured (digest_to in [[mailboxes]] or [review])");

@@ -1,4 +1,4 @@
-//! Configuration problems with the file and line they were found at, and the helpers that find
+//! Configuration problems with the file and line they were found at, and the functions that find
 //! those lines and suggest a spelling.
 //!
 //! Section validators receive a [`Problems`] and push what they find; the loader turns a
@@ -153,11 +153,15 @@ pub fn find_line(text: &str, needle: &str) -> Option<usize> {
 }
 
 /// 1-based line of a key given by its dotted path, e.g. `["intake", "imap", "accounts", "0",
-/// "password"]` (numbers address the entries of an array of tables): the key's line inside the
-/// innermost table that has a header, else that header's line, else the first line that sets a
-/// key of the same name.
+/// "password"]` (numbers address the entries of an array of tables): the key's own header when
+/// it is a table, else its line inside the innermost table that has a header, else that
+/// header's line, else the first line that sets a key of the same name.
 pub fn line_of_key(text: &str, path: &[&str]) -> Option<usize> {
     let lines: Vec<&str> = text.lines().collect();
+    // The key is a table with a header of its own.
+    if let Some(h) = header_index(&lines, path) {
+        return Some(h + 1);
+    }
     for k in (0..path.len()).rev() {
         if is_index(path[k]) {
             continue;

@@ -4,11 +4,13 @@
 //! Each connector lives in its own folder (`deliver/<kind>/`) with its raw config struct, its
 //! validation and its fallible `build()`, tied together by one implementation of
 //! [`ConnectorSettings`] on its settings type. The list of connectors is one line per kind in
-//! [`super::CONNECTORS`] (written with [`connectors!`]); the configuration dispatches through
+//! [`super::CONNECTORS`] (written with the `connectors!` macro); the configuration dispatches through
 //! [`parse_target`] and never names a connector type.
 
 use super::{BuildError, Delivery};
-use crate::config::{Problems, Secret, SecretSource, loader, suggest};
+use crate::config::loader;
+use crate::config::problem::{Problems, suggest};
+use crate::config::secret::{Secret, SecretSource};
 use crate::domain::MailboxId;
 use serde::de::DeserializeOwned;
 use std::any::Any;

@@ -2,7 +2,7 @@
 //! `[deliver.targets.NAME]` block is validated by its connector through the registry.
 
 use super::registry::{self, TargetMailbox, TargetSettings};
-use crate::config::{Problems, suggest};
+use crate::config::problem::{Problems, suggest};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -22,6 +22,7 @@ pub mod metadata;
 pub mod ocr;
 pub mod pdf;
 pub mod searchable;
+pub mod settings;
 pub mod textpdf;
 pub mod zones;
 
@@ -350,8 +351,8 @@ pub struct ExtractOptions {
     pub mail: mail::MailLimits,
 }
 
-impl From<&crate::config::ExtractSettings> for ExtractOptions {
-    fn from(s: &crate::config::ExtractSettings) -> Self {
+impl From<&settings::ExtractSettings> for ExtractOptions {
+    fn from(s: &settings::ExtractSettings) -> Self {
         Self {
             language: s.language.clone(),
             tessdata: s.tessdata.clone(),
@@ -447,7 +448,7 @@ pub struct Extractor {
 
 impl Extractor {
     /// Builds an extractor from settings; `exe` is normally `std::env::current_exe()`.
-    pub fn new(exe: PathBuf, settings: &crate::config::ExtractSettings) -> Self {
+    pub fn new(exe: PathBuf, settings: &settings::ExtractSettings) -> Self {
         Self {
             exe,
             options: settings.into(),

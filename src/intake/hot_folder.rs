@@ -4,8 +4,8 @@
 //! `processed/`. A crash between the two leaves the file in the inbox; the next run recognises
 //! the bytes (SHA-256) and only moves it.
 
+use super::settings::HotFolderSettings;
 use super::{Intake, Outcome, move_file, unique_path};
-use crate::config::HotFolderSettings;
 use crate::faults::{pause_point, points};
 use notify::Watcher;
 use std::collections::HashMap;

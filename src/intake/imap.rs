@@ -14,8 +14,8 @@
 //! - After the commit and before marking, every [`MailObserver`] is told.
 //! - Plain connections are refused by config validation unless the host is a loopback address.
 
+use super::settings::{ImapAccount, ImapSettings, ImapTls};
 use super::{Intake, IntakeError, Outcome, safe_name};
-use crate::config::{ImapAccount, ImapSettings, ImapTls};
 use crate::domain::{DocumentId, InboundMail, MailObserver};
 use crate::faults::pause_point;
 use crate::retry::{self, Backoff, Next, Reasons, RetryPolicy};

@@ -3,6 +3,7 @@
 
 pub mod hot_folder;
 pub mod imap;
+pub mod settings;
 
 use crate::extract::{ExtractError, sniff};
 use crate::store::blobs::{BlobStore, sync_dir};

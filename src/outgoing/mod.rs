@@ -7,14 +7,15 @@
 //! Acknowledgements are decided once per message (unique key), never go to automatic senders
 //! or mailing lists, and are rate-limited per sender so that two robots cannot loop.
 
+pub mod settings;
 pub mod templates;
 pub mod worker;
 
-use crate::config::Settings;
-use crate::domain::{DocumentId, InboundMail, MailObserver, ObserverFuture};
+use crate::domain::{DocumentId, InboundMail, MailObserver, MailboxId, ObserverFuture};
 use crate::store::outgoing::{AckRecord, DigestItem, DigestRun, NewMail, RateLimit};
 use crate::store::{Store, StoreError};
 use chrono::{DateTime, Datelike, Duration, FixedOffset, NaiveDate, Offset, TimeZone, Utc};
+use settings::OutgoingSettings;
 use std::sync::Arc;
 use templates::{DigestFor, Sender};
 use tokio::sync::Notify;
@@ -121,7 +122,7 @@ pub fn acknowledgement_refusal(mail: &InboundMail, own_address: &str) -> Option<
     let Some(from) = mail.from_address.as_deref().map(str::trim) else {
         return Some("keine Absenderadresse".into());
     };
-    if !crate::config::valid_address(from) {
+    if !settings::valid_address(from) {
         return Some(format!("Absenderadresse {from:?} ist ungültig"));
     }
     if from.eq_ignore_ascii_case(own_address) {
@@ -189,20 +190,68 @@ pub struct DigestOutcome {
     pub queued: bool,
 }
 
+/// What outgoing mail needs from the rest of the configuration: the town's name and who gets
+/// which daily digest.
+#[derive(Debug, Clone, Default)]
+pub struct Recipients {
+    /// The town's name (in every mail's sender and text).
+    pub municipality: String,
+    /// One entry per mailbox with `digest_to`.
+    pub digests: Vec<DigestRecipient>,
+}
+
+/// The daily digest of one mailbox and its addressees.
+#[derive(Debug, Clone)]
+pub struct DigestRecipient {
+    /// The mailbox id.
+    pub mailbox: MailboxId,
+    /// Who gets the digest.
+    pub to: Vec<String>,
+    /// What the digest lists.
+    pub what: DigestFor,
+}
+
+impl DigestRecipient {
+    /// The digest of a department mailbox: what was filed into it.
+    pub fn department(id: &MailboxId, name: &str, to: &[String]) -> Self {
+        Self {
+            mailbox: id.clone(),
+            to: to.to_vec(),
+            what: DigestFor::Department {
+                id: id.to_string(),
+                name: name.to_string(),
+            },
+        }
+    }
+
+    /// The digest of the review mailbox: what waits for a person.
+    pub fn review(id: &MailboxId, name: &str, to: &[String]) -> Self {
+        Self {
+            mailbox: id.clone(),
+            to: to.to_vec(),
+            what: DigestFor::Review {
+                name: name.to_string(),
+            },
+        }
+    }
+}
+
 /// The outgoing-mail component: observer of committed e-mails, digest scheduler and sender.
 #[derive(Debug)]
 pub struct Outgoing {
     store: Store,
-    settings: Arc<Settings>,
+    settings: OutgoingSettings,
+    recipients: Recipients,
     wake: Arc<Notify>,
 }
 
 impl Outgoing {
-    /// A new component on `store`.
-    pub fn new(store: Store, settings: Arc<Settings>) -> Arc<Outgoing> {
+    /// A new component on `store` with its section and the recipients it needs.
+    pub fn new(store: Store, settings: OutgoingSettings, recipients: Recipients) -> Arc<Outgoing> {
         Arc::new(Outgoing {
             store,
             settings,
+            recipients,
             wake: Arc::new(Notify::new()),
         })
     }
@@ -214,16 +263,16 @@ impl Outgoing {
 
     fn sender(&self) -> Sender {
         Sender {
-            address: self.settings.outgoing.from_address.clone(),
-            name: self.settings.outgoing.from_name.clone(),
-            municipality: self.settings.municipality.clone(),
+            address: self.settings.from_address.clone(),
+            name: self.settings.from_name.clone(),
+            municipality: self.recipients.municipality.clone(),
         }
     }
 
     /// Decides and (when allowed) queues the acknowledgement of one committed e-mail. Calling
     /// it again for the same message changes nothing.
     pub async fn acknowledge(&self, mail: &InboundMail) -> Result<AckRecord, OutgoingError> {
-        let out = &self.settings.outgoing;
+        let out = &self.settings;
         if !out.enabled || !out.acknowledgements.enabled {
             return Ok(AckRecord::Suppressed(
                 "Eingangsbestätigungen sind abgeschaltet".into(),
@@ -303,7 +352,7 @@ impl Outgoing {
 
     /// The scheduled slot in force at `now`: the latest configured time of day not after `now`.
     fn current_slot(&self, now: DateTime<Utc>) -> Option<(String, DateTime<Utc>)> {
-        let d = &self.settings.outgoing.digest;
+        let d = &self.settings.digest;
         let today = berlin_time(now).date_naive();
         let slot = berlin_to_utc(today, d.hour, d.minute)?;
         if slot <= now {
@@ -334,32 +383,12 @@ impl Outgoing {
         } else {
             format!("manual-{}", now.format("%Y%m%dT%H%M%S%.3fZ"))
         };
-        let mut targets: Vec<(String, Vec<String>, DigestFor)> = self
-            .settings
-            .mailboxes
+        let targets: Vec<(String, Vec<String>, DigestFor)> = self
+            .recipients
+            .digests
             .iter()
-            .filter(|m| !m.digest_to.is_empty())
-            .map(|m| {
-                (
-                    m.id.to_string(),
-                    m.digest_to.clone(),
-                    DigestFor::Department {
-                        id: m.id.to_string(),
-                        name: m.name.clone(),
-                    },
-                )
-            })
+            .map(|d| (d.mailbox.to_string(), d.to.clone(), d.what.clone()))
             .collect();
-        let review = &self.settings.review;
-        if !review.digest_to.is_empty() {
-            targets.push((
-                review.id.to_string(),
-                review.digest_to.clone(),
-                DigestFor::Review {
-                    name: review.name.clone(),
-                },
-            ));
-        }
         let sender = self.sender();
         let mut out = Vec::new();
         for (mailbox, to, what) in targets {
@@ -429,33 +458,26 @@ impl Outgoing {
 
     /// One pass of the sender over the queue now (for the command line).
     pub async fn send_now(&self) -> Result<worker::Pass, OutgoingError> {
-        worker::Worker::new(
-            self.store.clone(),
-            &self.settings.outgoing,
-            self.wake.clone(),
-        )?
-        .send_due()
-        .await
+        worker::Worker::new(self.store.clone(), &self.settings, self.wake.clone())?
+            .send_due()
+            .await
     }
 
     /// Runs the sender and (when enabled) the digest schedule until `cancel` fires.
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
-        let worker = match worker::Worker::new(
-            self.store.clone(),
-            &self.settings.outgoing,
-            self.wake.clone(),
-        ) {
-            Ok(w) => w,
-            Err(e) => {
-                tracing::error!(error = %e, "outgoing mail disabled");
-                return;
-            }
-        };
+        let worker =
+            match worker::Worker::new(self.store.clone(), &self.settings, self.wake.clone()) {
+                Ok(w) => w,
+                Err(e) => {
+                    tracing::error!(error = %e, "outgoing mail disabled");
+                    return;
+                }
+            };
         let sched = {
             let me = self.clone();
             let cancel = cancel.clone();
             async move {
-                if !me.settings.outgoing.digest.enabled {
+                if !me.settings.digest.enabled {
                     return;
                 }
                 loop {

@@ -3,7 +3,7 @@
 //! refusal) a mail is `dead`, with the reason.
 
 use super::OutgoingError;
-use crate::config::{OutgoingSettings, SmtpTls};
+use super::settings::{OutgoingSettings, SmtpTls};
 use crate::faults::pause_point;
 use crate::retry::{AttemptLog, Backoff, Next, Outcome, Reasons, RetryPolicy};
 use crate::store::Store;

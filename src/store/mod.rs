@@ -9,6 +9,7 @@ mod delivery;
 pub mod imap;
 pub mod metadata;
 pub mod outgoing;
+pub mod settings;
 mod stages;
 
 use crate::domain::{DecidedBy, Decision, DocState, DocumentId, MailboxId};

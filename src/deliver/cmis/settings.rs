@@ -2,7 +2,7 @@
 //! environment or `password_file` (the one secret rule, see [`crate::config::secret`]).
 
 use super::CmisTarget;
-use crate::config::Secret;
+use crate::config::secret::Secret;
 use crate::deliver::{BuildError, ConnectorSettings, Delivery, TargetCheck};
 use serde::Deserialize;
 use std::collections::BTreeMap;

@@ -3,7 +3,7 @@
 //! `*_file` (the one secret rule, see [`crate::config::secret`]).
 
 use super::MayanTarget;
-use crate::config::Secret;
+use crate::config::secret::Secret;
 use crate::deliver::{BuildError, ConnectorSettings, Delivery, TargetCheck, TargetMailbox};
 use crate::domain::MailboxId;
 use serde::Deserialize;

@@ -5,7 +5,7 @@
 //! `correspondent`, `custom_fields` (JSON object id -> value); the answer is the consumer task's
 //! UUID as a JSON string. The task is polled at `GET /api/tasks/?task_id=<uuid>` until
 //! `SUCCESS` (`related_document`) or `FAILURE`. Paperless refuses a file it already holds
-//! (same checksum) with a `FAILURE` whose result says "duplicate ... (#<id>)": for a retried
+//! (same checksum) with a `FAILURE` whose result says `"duplicate ... (#<id>)"`: for a retried
 //! delivery that means the document is there. When `document_id_field` names a custom field,
 //! our document id is stored in it and looked up before uploading.
 

@@ -2,7 +2,7 @@
 //! (the one secret rule, see [`crate::config::secret`]).
 
 use super::PaperlessTarget;
-use crate::config::Secret;
+use crate::config::secret::Secret;
 use crate::deliver::{BuildError, ConnectorSettings, Delivery, TargetCheck};
 use serde::Deserialize;
 use std::collections::BTreeMap;

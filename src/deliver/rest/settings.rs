@@ -2,7 +2,7 @@
 //! the environment or `secret_file` (the one secret rule, see [`crate::config::secret`]).
 
 use super::RestTarget;
-use crate::config::Secret;
+use crate::config::secret::Secret;
 use crate::deliver::{BuildError, ConnectorSettings, Delivery, TargetCheck};
 use serde::Deserialize;
 use std::collections::BTreeMap;
