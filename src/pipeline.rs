@@ -619,7 +619,7 @@ impl Pipeline {
             media_type: doc.media_type.clone(),
         };
         if doc.media_type == MediaType::Eml.mime()
-            && self.settings.imap.deliver_as == crate::config::MailDelivery::Pdf
+            && self.settings.imap.deliver_as == crate::intake::settings::MailDelivery::Pdf
         {
             return self.mail_rendition(doc, original).await;
         }
