@@ -58,6 +58,8 @@ enum Reassign {
     Copied { receipt_present: bool },
     /// Refused with a permanent error whose message contains this; still only in 63.
     Refused(&'static str),
+    /// Reported as delivered (the receipt's `already_present` is this), but still only in 63.
+    Kept { receipt_present: bool },
 }
 
 /// A fault a delivery can meet.
@@ -157,6 +159,24 @@ const TABLE: &[Row] = &[
         refused: Some(Retriable("connection")),
         broken_root: None,
         reassign: Reassign::Refused("bereits im Postfach 63"),
+    },
+    // Without `mailbox` mapped to a property, d.velop cannot tell where a found document is
+    // filed: the re-assigned document is found by its id and reported as delivered, and stays
+    // in the old mailbox (only a task, when configured, goes to the new one).
+    Row {
+        target: "dvelop_unmapped",
+        after_crash: Some(&["63"]),
+        retry_after_crash_present: true,
+        server_error: Some(Retriable("HTTP 500")),
+        too_many_requests: Some(RetryAfter(30)),
+        rejected: Some(Permanent("HTTP 403")),
+        wrong_credentials: Some(Permanent("401")),
+        timeout: Some(Retriable("timeout")),
+        refused: Some(Retriable("connection")),
+        broken_root: None,
+        reassign: Reassign::Kept {
+            receipt_present: true,
+        },
     },
     // Found by a query on its name and moved into the new mailbox's folder.
     Row {
@@ -394,6 +414,11 @@ async fn reassignment(s: &mut impl Subject) {
             assert_eq!(r.already_present, receipt_present, "{r:?}");
             assert_eq!(s.copies(&b).await, ["22", "63"], "copied");
         }
+        Reassign::Kept { receipt_present } => {
+            let r = got.expect("reported as delivered");
+            assert_eq!(r.already_present, receipt_present, "{r:?}");
+            assert_eq!(s.copies(&b).await, ["63"], "left where it is");
+        }
         Reassign::Refused(part) => {
             match &got {
                 Err(DeliveryError::Permanent(m)) if m.contains(part) => {}
@@ -444,6 +469,7 @@ macro_rules! compliance {
 compliance!(
     filesystem,
     dvelop,
+    dvelop_unmapped,
     cmis,
     paperless,
     rest,
@@ -682,40 +708,66 @@ mod subjects {
 
     const HANG: Duration = Duration::from_secs(5);
 
-    pub async fn dvelop() -> Option<Http<Dvelop>> {
+    /// d.velop; with `mailbox_property`, the mailbox is mapped to property 6, without it the
+    /// mailbox is only in the file name.
+    fn dvelop_with(name: &'static str, mailbox_property: bool) -> Http<Dvelop> {
         let server = super::dvelop("KEY-1", "R1");
+        // Unmapped, the mailbox shows only in the file name the document was created with.
+        let properties = if mailbox_property {
+            r#"{ document_id = "10", mailbox = "6" }"#
+        } else {
+            "{ document_id = \"10\" }\nfile_name = \"{mailbox}-{document_id}.{ext}\""
+        };
         let block = format!(
             r#"kind = "dvelop"
 base_url = "{}"
 repository = "R1"
 category = "DPOST"
 timeout_secs = 2
-properties = {{ document_id = "10", mailbox = "6" }}
+properties = {properties}
 "#,
             server.url()
         );
         let key = |k| [("POSTSTELLE__DELIVER__TARGETS__T__API_KEY", k)];
-        Some(Http {
-            name: "dvelop",
+        Http {
+            name,
             target: target(&block, &key("KEY-1")),
             wrong: target(&block, &key("WRONG")),
             filing: (Method::POST, "/o2m$"),
             hang: HANG,
-            view: View::Records(|s: &Dvelop, it: &DeliveryItem| {
-                let id = vec![it.document_id.as_str().to_string()];
-                s.docs
-                    .lock()
-                    .expect("lock")
-                    .iter()
-                    .filter(|d| d.properties.get("10") == Some(&id))
-                    .map(|d| {
-                        let mb: Vec<&str> = d.properties["6"].iter().map(String::as_str).collect();
-                        located(&mb, d.bytes == it.bytes)
-                    })
-                    .collect()
-            }),
+            view: if mailbox_property {
+                View::Records(|s: &Dvelop, it: &DeliveryItem| dvelop_copies(s, it, true))
+            } else {
+                View::Records(|s: &Dvelop, it: &DeliveryItem| dvelop_copies(s, it, false))
+            },
             server,
-        })
+        }
+    }
+
+    fn dvelop_copies(s: &Dvelop, it: &DeliveryItem, mapped: bool) -> Vec<String> {
+        let id = vec![it.document_id.as_str().to_string()];
+        s.docs
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|d| d.properties.get("10") == Some(&id))
+            .map(|d| {
+                let mb: Vec<&str> = if mapped {
+                    d.properties["6"].iter().map(String::as_str).collect()
+                } else {
+                    vec![d.filename.split('-').next().unwrap_or_default()]
+                };
+                located(&mb, d.bytes == it.bytes)
+            })
+            .collect()
+    }
+
+    pub async fn dvelop() -> Option<Http<Dvelop>> {
+        Some(dvelop_with("dvelop", true))
+    }
+
+    pub async fn dvelop_unmapped() -> Option<Http<Dvelop>> {
+        Some(dvelop_with("dvelop_unmapped", false))
     }
 
     pub async fn cmis() -> Option<Http<Cmis>> {
@@ -851,9 +903,11 @@ document_id_field = 7
             (format!("Bauordnung {tag}"), "63"),
             (format!("Steueramt {tag}"), "22"),
         ];
+        // A retry that finds a document without a file waits `file_wait_secs` for an upload
+        // still in Mayan's workers before uploading: long enough for Mayan, short for the test.
         let extra = format!(
             "document_type = \"Default\"\ncabinets = {{ \"63\" = \"{}\", \"22\" = \"{}\" }}\n\
-             file_wait_secs = 60",
+             file_wait_secs = 10",
             cabinets[0].0, cabinets[1].0
         );
         Some(Http {

@@ -581,11 +581,20 @@ impl TestApp {
         }
     }
 
+    /// Cancels and waits for `run` to return, at most a minute (a daemon that does not stop is
+    /// an error; its thread is then left behind rather than hanging the test).
     fn shut_down(&mut self) -> anyhow::Result<()> {
         self.cancel.cancel();
         let Some(t) = self.thread.take() else {
             return Ok(());
         };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !t.is_finished() {
+            if Instant::now() > deadline {
+                anyhow::bail!("the daemon did not stop within 60 s of being cancelled");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         match t.join() {
             Ok(r) => r,
             Err(_) => Err(anyhow::anyhow!("the daemon's thread panicked")),
