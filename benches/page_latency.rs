@@ -6,10 +6,12 @@
 //! Prints the reference time, poststelle's drop-to-delivery time (hot-folder settle time
 //! included and shown separately), and their ratio.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+// The integration tests' harness (letters, a fresh install, the daemon); the bench uses a part.
+#[path = "../tests/it/harness/mod.rs"]
+#[allow(dead_code)]
+mod harness;
 
-use common::*;
+use harness::*;
 use std::time::{Duration, Instant};
 
 const RUNS: usize = 3;

@@ -10,7 +10,8 @@ python3 -c "import aiosmtpd" 2>/dev/null || python3 -m pip install --quiet aiosm
 export OMP_THREAD_LIMIT=1
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
-# A real Mayan EDMS for tests/mayan.rs (installed from PyPI, cached), stopped at exit.
+# A real Mayan EDMS for tests/it/mayan.rs and compliance::mayan (installed from PyPI, cached),
+# stopped at exit.
 log=$(mktemp)
 trap 'rm -f "$log"; tests/services/mayan.sh stop || true' EXIT
 tests/services/mayan.sh start >"$log"
@@ -18,11 +19,18 @@ set -a
 # shellcheck disable=SC1090
 . <(grep '^POSTSTELLE_TEST_MAYAN_' "$log")
 set +a
-# Unit, rule and integration tests (there are no doc tests). The last line sums them up.
+# Unit tests and the one integration-test binary, tests/it (there are no doc tests). The last
+# line sums them up.
+# Built first, then run, so that the time of each phase is printed on its own.
+t0=$SECONDS
+cargo test --locked --no-run --lib --bins --tests
+t1=$SECONDS
 set +e
 cargo test --locked --no-fail-fast --lib --bins --tests 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
+t2=$SECONDS
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+echo "test build: $((t1 - t0)) s, test run: $((t2 - t1)) s"
 exit "$status"

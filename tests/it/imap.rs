@@ -1,14 +1,12 @@
 //! IMAP intake against a real Dovecot (Debian package `dovecot-imapd`), started by the test on
 //! 127.0.0.1: e-mail appended to INBOX must land in the right `dms/<mailbox>/` (or review, or
 //! quarantine with a German reason) exactly once, also across SIGKILLs of the daemon, a Dovecot
-//! restart and a changed UIDVALIDITY.
+//! restart and a changed UIDVALIDITY. The crash tests run the daemon as a child process; the
+//! big mixed mailbox goes through an in-process daemon.
 
-mod common;
-#[path = "common/dovecot.rs"]
-mod dovecot;
-
-use common::{Install, wait_for};
-use dovecot::Dovecot;
+use crate::harness;
+use crate::harness::dovecot::{self, Dovecot};
+use crate::harness::{Install, TestApp, wait_for};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -39,11 +37,19 @@ fn imap_env(server: &Dovecot) -> Vec<(String, String)> {
     ]
 }
 
-fn serve(install: &Install, server: &Dovecot, extra: &[(&str, &str)]) -> common::Daemon {
+/// The daemon as a child process (to be killed), with `extra` (pause points).
+fn serve(install: &Install, server: &Dovecot, extra: &[(&str, &str)]) -> harness::Daemon {
     let env = imap_env(server);
     let mut all: Vec<(&str, &str)> = env.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
     all.extend_from_slice(extra);
     install.serve(&all)
+}
+
+/// The daemon in-process, reading `server`.
+fn spawn(server: &Dovecot) -> TestApp {
+    let env = imap_env(server);
+    let env: Vec<(&str, &str)> = env.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    harness::spawn_app(&env)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -121,7 +127,7 @@ struct Letter {
 /// Texts of the shipped training corpus, `n` per mailbox, as (subject, body).
 fn letters(n: usize) -> Vec<Letter> {
     let mut out = Vec::new();
-    let dir = common::repo().join("training-data/corpus");
+    let dir = harness::repo().join("training-data/corpus");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .expect("corpus")
         .flatten()
@@ -219,7 +225,7 @@ Content-Transfer-Encoding: base64\r\n\r\n{}\r\n--mix{n}--\r\n",
         ),
         5 => {
             let lines: Vec<&str> = l.body.lines().collect();
-            let pdf = common::letter_pdf(
+            let pdf = harness::letter_pdf(
                 &lines
                     .iter()
                     .take(50)
@@ -254,17 +260,17 @@ Content-Type: message/rfc822\r\nContent-Disposition: attachment; filename=\"weit
 
 fn image_mail(n: usize, kind: &str, l: &Letter) -> Vec<u8> {
     let lines: Vec<&str> = l.body.lines().take(30).collect();
-    let pdf = common::letter_pdf(
+    let pdf = harness::letter_pdf(
         &lines
             .iter()
             .enumerate()
             .map(|(i, t)| (20.0, 20.0 + i as f32 * 6.0, 11.0, *t))
             .collect::<Vec<_>>(),
     );
-    let img = common::render(&pdf, 150);
+    let img = harness::render(&pdf, 150);
     let (mime, name, bytes) = match kind {
-        "png" => ("image/png", "scan.png", common::png(&img)),
-        "tiff" => ("image/tiff", "scan.tif", common::tiff(&[&img])),
+        "png" => ("image/png", "scan.png", harness::png(&img)),
+        "tiff" => ("image/tiff", "scan.tif", harness::tiff(&[&img])),
         _ => {
             let mut out = Vec::new();
             image::DynamicImage::ImageLuma8(img)
@@ -392,8 +398,8 @@ fn corpus_files() -> Vec<PathBuf> {
         .map(PathBuf::from)
         .into_iter()
         .chain([
-            common::repo().join("../shared/corpora/eml"),
-            common::repo().join("../../shared/corpora/eml"),
+            harness::repo().join("../shared/corpora/eml"),
+            harness::repo().join("../../shared/corpora/eml"),
         ])
         .find(|p| p.is_dir())
         .expect("e-mail corpus ../shared/corpora/eml not found (set POSTSTELLE_EML_CORPUS)");
@@ -423,7 +429,6 @@ fn corpus_files() -> Vec<PathBuf> {
 #[test]
 fn mail_dropped_into_dovecot_is_filed_exactly_once() {
     let server = Dovecot::start();
-    let install = Install::new();
     let mut messages: Vec<Vec<u8>> = Vec::new();
     // (uid, expectation)
     let mut expect: BTreeMap<u32, (&str, String)> = BTreeMap::new();
@@ -503,10 +508,11 @@ Content-Type: multipart/mixed; boundary=\"m\"\r\n\r\n--m\r\nContent-Type: text/p
     server.append("INBOX", &messages);
     assert_eq!(server.messages("INBOX").len(), messages.len());
 
-    let daemon = serve(&install, &server, &[]);
-    let docs = wait_settled(&install, &server, messages.len());
-    let where_ = assert_filed_once(&install, &docs);
-    let rows = store_rows(&install);
+    let daemon = spawn(&server);
+    let install: &Install = &daemon;
+    let docs = wait_settled(install, &server, messages.len());
+    let where_ = assert_filed_once(install, &docs);
+    let rows = store_rows(install);
     assert_eq!(rows.len(), messages.len(), "one store row per message");
     let by_uid: HashMap<u32, &poststelle::store::imap::ImapRowSummary> =
         rows.iter().map(|r| (r.uid as u32, r)).collect();
@@ -525,7 +531,7 @@ Content-Type: multipart/mixed; boundary=\"m\"\r\n\r\n--m\r\nContent-Type: text/p
         "no document without a message and vice versa"
     );
 
-    let quarantine = quarantine_reasons(&install);
+    let quarantine = quarantine_reasons(install);
     let mut classified = (0, 0);
     for (uid, (what, info)) in &expect {
         let row = by_uid
@@ -620,7 +626,7 @@ Content-Type: multipart/mixed; boundary=\"m\"\r\n\r\n--m\r\nContent-Type: text/p
         server.messages("Quarantaene").len(),
         rows.iter().filter(|r| r.state == "quarantined").count()
     );
-    daemon.kill();
+    daemon.stop();
 }
 
 fn simple(n: usize, to: &str, l: &Letter) -> Vec<u8> {
@@ -708,7 +714,7 @@ fn sigkill_during_fetch_after_commit_and_after_delivery_loses_and_duplicates_not
                 ("POSTSTELLE_PAUSE_MARKER", &m),
             ],
         );
-        common::wait_file(&marker, Duration::from_secs(120));
+        harness::wait_file(&marker, Duration::from_secs(120));
         d.kill();
     }
     let d = serve(&install, &server, &[]);
@@ -733,7 +739,7 @@ fn dovecot_restart_and_uidvalidity_change_lose_and_duplicate_nothing() {
             ("POSTSTELLE_PAUSE_MARKER", &m),
         ],
     );
-    common::wait_file(&marker, Duration::from_secs(120));
+    harness::wait_file(&marker, Duration::from_secs(120));
     d.kill();
     // ... and the server forgets its UIDs: new UIDVALIDITY, every message renumbered.
     server.stop();

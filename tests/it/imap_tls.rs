@@ -1,21 +1,18 @@
 //! IMAP intake over TLS against a real Dovecot (Debian package `dovecot-imapd`) started by the
 //! test on 127.0.0.1 with a certificate from a test CA made with `openssl`: with `ca_file` naming
 //! that CA, mail is filed exactly once over implicit TLS and over STARTTLS; without it the
-//! certificate is refused, the mail stays on the server and the daemon keeps running.
+//! certificate is refused, the mail stays on the server and the daemon keeps running. The
+//! daemon runs in-process; its log is read from the install like a child daemon's.
 
-mod common;
-#[path = "common/dovecot.rs"]
-mod dovecot;
-
-use common::{Install, wait_for};
-use dovecot::Dovecot;
+use crate::harness::dovecot::{self, Dovecot};
+use crate::harness::{Install, TestApp, spawn_app, wait_for};
 use std::path::Path;
 use std::time::Duration;
 
 /// A Dovecot with TLS and the test CA that signed its certificate.
 fn tls_server() -> (Dovecot, tempfile::TempDir, std::path::PathBuf) {
     let certs = tempfile::tempdir().expect("tempdir");
-    let (ca, cert, key) = common::smtp::test_certificates(certs.path());
+    let (ca, cert, key) = crate::harness::smtp::test_certificates(certs.path());
     let server = Dovecot::start_tls(&cert, &key);
     (server, certs, ca)
 }
@@ -32,9 +29,9 @@ fn account(name: &str, port: u16, tls: &str, ca_file: Option<&Path>) -> String {
     )
 }
 
-fn serve(install: &Install, accounts: &[String]) -> common::Daemon {
+fn serve(accounts: &[String]) -> TestApp {
     let list = format!("[{}]", accounts.join(", "));
-    install.serve(&[
+    spawn_app(&[
         ("POSTSTELLE__INTAKE__IMAP__ENABLED", "true"),
         ("POSTSTELLE__INTAKE__IMAP__TIMEOUT_SECS", "20"),
         ("POSTSTELLE__INTAKE__IMAP__ACCOUNTS", &list),
@@ -59,7 +56,7 @@ Mit freundlichen Grüßen\r\nErika Mustermann\r\n"
     .into_bytes()
 }
 
-/// The daemon's log (all `serve` runs of this install), without terminal colour codes.
+/// The daemon's log (every run on this install), without terminal colour codes.
 fn daemon_log(install: &Install) -> String {
     let mut raw = String::new();
     for e in std::fs::read_dir(install.path("")).expect("dir").flatten() {
@@ -114,13 +111,10 @@ fn assert_filed_once(install: &Install, server: &Dovecot) {
 #[test]
 fn implicit_tls_with_the_town_ca_in_ca_file_files_the_mail_once() {
     let (server, _certs, ca) = tls_server();
-    let install = Install::new();
     server.append("INBOX", &[letter(1)]);
-    let d = serve(
-        &install,
-        &[account("poststelle", server.imaps_port, "tls", Some(&ca))],
-    );
-    assert_filed_once(&install, &server);
+    let d = serve(&[account("poststelle", server.imaps_port, "tls", Some(&ca))]);
+    let install: &Install = &d;
+    assert_filed_once(install, &server);
     assert!(
         server.tls_logins() >= 1,
         "the daemon logged in over TLS: {}",
@@ -129,19 +123,16 @@ fn implicit_tls_with_the_town_ca_in_ca_file_files_the_mail_once() {
     // Nothing comes twice on later polls.
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(install.delivered().len(), 1);
-    d.kill();
+    d.stop();
 }
 
 #[test]
 fn starttls_with_the_town_ca_in_ca_file_files_the_mail_once() {
     let (server, _certs, ca) = tls_server();
-    let install = Install::new();
     server.append("INBOX", &[letter(2)]);
-    let d = serve(
-        &install,
-        &[account("poststelle", server.port, "starttls", Some(&ca))],
-    );
-    assert_filed_once(&install, &server);
+    let d = serve(&[account("poststelle", server.port, "starttls", Some(&ca))]);
+    let install: &Install = &d;
+    assert_filed_once(install, &server);
     assert!(
         server.tls_logins() >= 1,
         "the daemon logged in after STARTTLS: {}",
@@ -149,27 +140,24 @@ fn starttls_with_the_town_ca_in_ca_file_files_the_mail_once() {
     );
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(install.delivered().len(), 1);
-    d.kill();
+    d.stop();
 }
 
 #[test]
 fn without_ca_file_the_untrusted_certificate_is_refused_and_the_mail_stays() {
     let (server, _certs, _ca) = tls_server();
-    let install = Install::new();
     server.append("INBOX", &[letter(3)]);
-    let mut d = serve(
-        &install,
-        &[
-            account("implizit", server.imaps_port, "tls", None),
-            account("starttls", server.port, "starttls", None),
-        ],
-    );
+    let d = serve(&[
+        account("implizit", server.imaps_port, "tls", None),
+        account("starttls", server.port, "starttls", None),
+    ]);
+    let install: &Install = &d;
     // Each account reports the untrusted certificate, and retries (at least twice each).
     let log = wait_for(
         "both accounts refused the certificate twice",
         Duration::from_secs(60),
         || {
-            let log = daemon_log(&install);
+            let log = daemon_log(install);
             let refused = |name: &str| {
                 log.lines()
                     .filter(|l| {
@@ -187,14 +175,8 @@ fn without_ca_file_the_untrusted_certificate_is_refused_and_the_mail_stays() {
         "the rustls reason is kept: {log}"
     );
     // The daemon keeps running and answers.
-    let c = d.child.try_wait();
-    assert!(matches!(c, Ok(None)), "daemon still running: {c:?} {log}");
-    let mut s = std::net::TcpStream::connect(
-        d.url("")
-            .trim_start_matches("http://")
-            .trim_end_matches('/'),
-    )
-    .expect("connect api");
+    assert!(d.is_running(), "daemon still running: {log}");
+    let mut s = std::net::TcpStream::connect(d.addr()).expect("connect api");
     use std::io::{Read, Write};
     s.write_all(b"GET /health HTTP/1.0\r\n\r\n").expect("write");
     let mut resp = String::new();
@@ -206,27 +188,24 @@ fn without_ca_file_the_untrusted_certificate_is_refused_and_the_mail_stays() {
     assert!(server.messages("Erledigt").is_empty());
     assert!(install.documents().is_empty());
     assert!(install.delivered().is_empty());
-    assert!(
-        matches!(d.child.try_wait(), Ok(None)),
-        "daemon still running"
-    );
-    d.kill();
+    assert!(d.is_running(), "daemon still running");
+    d.stop();
 }
 
 #[test]
 fn with_ca_file_a_certificate_that_does_not_name_the_host_is_still_refused() {
     // The test certificate names only IP 127.0.0.1; `localhost` reaches the same server.
     let (server, _certs, ca) = tls_server();
-    let install = Install::new();
     server.append("INBOX", &[letter(4)]);
     let mut acc = account("poststelle", server.imaps_port, "tls", Some(&ca));
     acc = acc.replace(r#"host = "127.0.0.1""#, r#"host = "localhost""#);
-    let mut d = serve(&install, &[acc]);
+    let d = serve(&[acc]);
+    let install: &Install = &d;
     let log = wait_for(
         "the certificate refused for the host name",
         Duration::from_secs(60),
         || {
-            let log = daemon_log(&install);
+            let log = daemon_log(install);
             log.lines()
                 .any(|l| {
                     l.contains("not valid for name \"localhost\"")
@@ -235,12 +214,9 @@ fn with_ca_file_a_certificate_that_does_not_name_the_host_is_still_refused() {
                 .then_some(log)
         },
     );
-    assert!(
-        matches!(d.child.try_wait(), Ok(None)),
-        "daemon running: {log}"
-    );
+    assert!(d.is_running(), "daemon running: {log}");
     assert_eq!(server.tls_logins(), 0, "{}", server.log());
     assert_eq!(server.messages("INBOX").len(), 1);
     assert!(install.documents().is_empty());
-    d.kill();
+    d.stop();
 }

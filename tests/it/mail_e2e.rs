@@ -4,13 +4,10 @@
 //! auto-reply or a list mail, and not twice after the daemon is killed between committing a
 //! message and marking it on the server.
 
-mod common;
-#[path = "common/dovecot.rs"]
-mod dovecot;
-
-use common::smtp::{SmtpSink, free_port};
-use common::{Install, wait_for};
-use dovecot::Dovecot;
+use crate::harness;
+use crate::harness::dovecot::{self, Dovecot};
+use crate::harness::smtp::{SmtpSink, free_port};
+use crate::harness::{Install, wait_for};
 use std::time::Duration;
 
 fn env(server: &Dovecot, smtp_port: u16) -> Vec<(String, String)> {
@@ -130,7 +127,7 @@ fn mail_in_dovecot_is_filed_once_and_each_person_gets_one_acknowledgement() {
             .map(|(a, b)| (a.as_str(), b.as_str()))
             .collect::<Vec<_>>(),
     );
-    common::wait_file(&marker, Duration::from_secs(120));
+    harness::wait_file(&marker, Duration::from_secs(120));
     d.kill();
 
     let normal = env_ref(&[]);

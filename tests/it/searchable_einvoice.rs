@@ -1,11 +1,10 @@
 //! End to end through the daemon: scans are delivered as searchable PDFs (page images plus an
 //! OCR text layer, checked with poppler's `pdftotext`, `pdfimages` and `pdftoppm`), metadata
 //! lands in the sidecar, and e-invoices (XRechnung UBL and CII, ZUGFeRD / Factur-X PDF) are
-//! routed by their Leitweg-ID (`[einvoice] routes` of config/musterstadt.toml).
+//! routed by their Leitweg-ID (`[einvoice] routes` of config/musterstadt.toml). The daemon
+//! runs in-process, or as a child process where the test kills it.
 
-mod common;
-
-use common::*;
+use crate::harness::*;
 use lopdf::{Object, Stream, dictionary};
 use std::path::Path;
 use std::process::Command;
@@ -70,8 +69,8 @@ fn ink(pdf: &Path) -> f64 {
 
 #[test]
 fn a_scanned_tiff_is_delivered_as_a_searchable_pdf_with_metadata() {
-    let install = Install::new();
-    let d = install.serve(&[]);
+    let d = spawn_app(&[]);
+    let install = &*d;
     let (p1, p2) = bauantrag_pages();
     let scan = tiff(&[&p1, &p2]);
     install.drop_file("scan-0002.tif", &scan);
@@ -185,8 +184,8 @@ fn sample(name: &str) -> Vec<u8> {
 
 #[test]
 fn xrechnung_ubl_and_cii_are_routed_by_leitweg_id_and_other_xml_is_quarantined() {
-    let install = Install::new();
-    let d = install.serve(&[]);
+    let d = spawn_app(&[]);
+    let install = &*d;
     install.drop_file("rechnung-ubl.xml", &sample("xrechnung-ubl.xml"));
     install.drop_file("rechnung-cii.xml", &sample("xrechnung-cii.xml"));
     install.drop_file(
@@ -370,8 +369,7 @@ fn zugferd_pdf(xml: &[u8]) -> Vec<u8> {
 
 #[test]
 fn a_zugferd_pdf_is_routed_by_its_embedded_invoice() {
-    let install = Install::new();
-    let _d = install.serve(&[]);
+    let install = spawn_app(&[]);
     let pdf = zugferd_pdf(&sample("factur-x.xml"));
     install.drop_file("rechnung-zugferd.pdf", &pdf);
     let delivered = wait_for("delivery", LONG, || {

@@ -2,9 +2,7 @@
 //! decide through the same router; a stage that keeps failing ends as a re-drivable dead
 //! letter; a panicking task ends the daemon with a non-zero exit.
 
-mod common;
-
-use common::*;
+use crate::harness::*;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -72,7 +70,7 @@ fn route_json_and_daemon_agree_on_einvoice_and_recipient_address() {
     assert_eq!(routed[1]["decided_by"], "recipient", "{}", routed[1]);
     assert_eq!(routed[1]["mailbox"], "63");
 
-    let _d = install.serve(&[]);
+    let install = install.spawn_app(&[]);
     for (name, bytes) in &files {
         install.drop_file(name, bytes);
     }
@@ -99,7 +97,7 @@ fn route_json_and_daemon_agree_on_einvoice_and_recipient_address() {
     }
 }
 
-/// Environment for a daemon without hot folder whose quarantine directory cannot be created
+/// Settings for a daemon without hot folder whose quarantine directory cannot be created
 /// (a plain file stands in its place): quarantining fails for a reason that is not the input's.
 fn broken_quarantine(install: &Install) -> Vec<(String, String)> {
     std::fs::write(install.path("quarantine"), b"not a directory").expect("file");
@@ -113,9 +111,9 @@ fn broken_quarantine(install: &Install) -> Vec<(String, String)> {
     ]
 }
 
-fn upload(d: &Daemon, token: &str, name: &str, bytes: Vec<u8>) -> String {
+fn upload(api: &str, token: &str, name: &str, bytes: Vec<u8>) -> String {
     let r = reqwest::blocking::Client::new()
-        .post(d.url("/api/documents"))
+        .post(format!("{api}/api/documents"))
         .query(&[("name", name)])
         .header("Authorization", format!("Bearer {token}"))
         .body(bytes)
@@ -128,9 +126,9 @@ fn upload(d: &Daemon, token: &str, name: &str, bytes: Vec<u8>) -> String {
         .to_string()
 }
 
-fn show(d: &Daemon, token: &str, id: &str) -> serde_json::Value {
+fn show(api: &str, token: &str, id: &str) -> serde_json::Value {
     reqwest::blocking::Client::new()
-        .get(d.url(&format!("/api/documents/{id}")))
+        .get(format!("{api}/api/documents/{id}"))
         .header("Authorization", format!("Bearer {token}"))
         .send()
         .expect("show")
@@ -143,16 +141,17 @@ fn extraction_stage_that_keeps_failing_ends_as_dead_letter_and_can_be_redriven()
     let install = Install::new();
     let env = broken_quarantine(&install);
     let extra: Vec<(&str, &str)> = env.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
-    let d = install.serve(&extra);
+    let install = install.spawn_app(&extra);
+    let api = install.url("");
     // Unreadable input goes to quarantine; the quarantine cannot be written.
     let id = upload(
-        &d,
+        &api,
         &install.token,
         "kaputt.pdf",
         b"%PDF-1.7\n%broken".to_vec(),
     );
     let doc = wait_for("dead letter", LONG, || {
-        let v = show(&d, &install.token, &id);
+        let v = show(&api, &install.token, &id);
         (v["document"]["state"] == "dead_letter").then_some(v)
     });
     let reason = doc["document"]["reason"].as_str().unwrap_or_default();
@@ -183,7 +182,7 @@ fn extraction_stage_that_keeps_failing_ends_as_dead_letter_and_can_be_redriven()
     // Repaired: the re-drive resumes the stage, and the file is quarantined as it should be.
     std::fs::remove_file(install.path("quarantine")).expect("rm");
     let r = reqwest::blocking::Client::new()
-        .post(d.url(&format!("/api/documents/{id}/redrive")))
+        .post(install.url(&format!("/api/documents/{id}/redrive")))
         .header("Authorization", format!("Bearer {}", install.token))
         .send()
         .expect("redrive");
@@ -193,7 +192,7 @@ fn extraction_stage_that_keeps_failing_ends_as_dead_letter_and_can_be_redriven()
         "received"
     );
     wait_for("quarantined after re-drive", LONG, || {
-        (show(&d, &install.token, &id)["document"]["state"] == "quarantined").then_some(())
+        (show(&api, &install.token, &id)["document"]["state"] == "quarantined").then_some(())
     });
     assert!(
         std::fs::read_dir(install.path("quarantine"))
@@ -207,12 +206,13 @@ fn extraction_stage_that_keeps_failing_ends_as_dead_letter_and_can_be_redriven()
 #[test]
 fn extract_failure_with_overlong_file_name_is_quarantined_not_retried_forever() {
     let install = Install::new();
-    let d = install.serve(&[("POSTSTELLE__INTAKE__HOT_FOLDER__ENABLED", "false")]);
+    let install = install.spawn_app(&[("POSTSTELLE__INTAKE__HOT_FOLDER__ENABLED", "false")]);
+    let api = install.url("");
     let name = format!("{}.pdf", "Antrag-auf-Baugenehmigung-".repeat(9)); // 238 bytes
     assert!(name.len() > 230);
-    let id = upload(&d, &install.token, &name, b"%PDF-1.7\n%broken".to_vec());
+    let id = upload(&api, &install.token, &name, b"%PDF-1.7\n%broken".to_vec());
     let doc = wait_for("quarantined", LONG, || {
-        let v = show(&d, &install.token, &id);
+        let v = show(&api, &install.token, &id);
         (v["document"]["state"] == "quarantined").then_some(v)
     });
     assert_eq!(doc["document"]["attempts"], 0, "{doc}");

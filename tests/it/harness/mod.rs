@@ -1,27 +1,40 @@
-//! Test helpers: letters rendered at test time (born-digital PDF, scans as PNG/TIFF/image-PDF),
-//! a config pointing every path into a temporary directory, and a daemon process to start and
-//! kill.
-#![allow(dead_code)]
+//! The shared test harness: letters rendered at test time (born-digital PDF, scans as
+//! PNG/TIFF/image-PDF), a fresh installation whose every path points into a temporary directory
+//! ([`Install`]), and the daemon on it, either in this process ([`spawn_app`], [`TestApp`]) or
+//! as a child process that a test may kill with SIGKILL ([`Install::serve`], [`Daemon`]).
+//!
+//! The servers the daemon talks to live in the submodules: [`dms_servers`] (conformance servers
+//! for d.velop, CMIS, Paperless-ngx and a generic REST DMS, plus a fault-injecting proxy),
+//! [`dovecot`] (IMAP), [`smtp`] (aiosmtpd) and [`mayan`] (the real Mayan EDMS started by
+//! `tests/services/mayan.sh`).
 
+pub mod dms_servers;
+pub mod dovecot;
+pub mod mayan;
 pub mod smtp;
 
+use poststelle::app::Application;
+use poststelle::config::{ENV_PREFIX, Settings};
+use std::cell::RefCell;
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
-/// The binary under test.
+/// The binary under test (also the extraction sandbox's worker for an in-process daemon).
 pub fn exe() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_poststelle"))
 }
 
-/// The repository root (tests run the binary from there, as a person would).
+/// The repository root (child processes run from there, as a person would).
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A model trained once per test binary from the shipped corpus, shared by all tests.
+/// A model trained once per test run from the shipped corpus, shared by all tests (read only).
 pub fn models_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
@@ -295,9 +308,44 @@ impl Install {
                 format!("127.0.0.1:{}", self.port),
             ),
             ("POSTSTELLE__API__TOKEN".into(), self.token.clone()),
+            // Absolute, so that no daemon depends on the current directory.
+            (
+                "POSTSTELLE__CLASSIFY__RULES".into(),
+                repo().join("rules").display().to_string(),
+            ),
+            (
+                "POSTSTELLE__CLASSIFY__TRAINING_DATA".into(),
+                repo().join("training-data").display().to_string(),
+            ),
             ("RUST_LOG".into(), "info".into()),
             ("NO_COLOR".into(), "1".into()),
         ]
+    }
+
+    /// Builds the daemon of this install from `config/musterstadt.toml` with [`Install::env`]
+    /// and `extra` (settings only, `POSTSTELLE__*`) and runs it in this process; see
+    /// [`TestApp`]. The API listens on port 0; [`TestApp::url`] knows where it ended up.
+    ///
+    /// Pause points (`POSTSTELLE_PAUSE_AT`) are read from the process environment, which tests
+    /// share: a test that stops the daemon at one needs a child process ([`Install::serve`]).
+    pub fn spawn_app(self, extra: &[(&str, &str)]) -> TestApp {
+        let mut env: Vec<(String, String)> = self
+            .env()
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .collect();
+        env.push(("POSTSTELLE__API__LISTEN".into(), "127.0.0.1:0".into()));
+        for (k, v) in extra {
+            assert!(
+                k.starts_with(ENV_PREFIX),
+                "{k}: an in-process daemon takes only settings ({ENV_PREFIX}*); \
+                 pause points need a child process (Install::serve)"
+            );
+            env.push((k.to_string(), v.to_string()));
+        }
+        let settings = Settings::load_with_env(&repo().join("config/musterstadt.toml"), &env)
+            .unwrap_or_else(|e| panic!("test configuration invalid:\n{e}"));
+        TestApp::start(self, settings)
     }
 
     /// A `poststelle` command with this install's environment, run from the repository root.
@@ -323,7 +371,7 @@ impl Install {
             child,
             port: self.port,
         };
-        d.wait_healthy();
+        wait_healthy(SocketAddr::from(([127, 0, 0, 1], d.port)));
         d
     }
 
@@ -395,32 +443,28 @@ pub struct Daemon {
     port: u16,
 }
 
-impl Daemon {
-    fn wait_healthy(&self) {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while Instant::now() < deadline {
-            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
-                let _ = s.write_all(b"GET /health HTTP/1.0\r\n\r\n");
-                let mut buf = String::new();
-                let _ = std::io::Read::read_to_string(&mut s, &mut buf);
-                if buf.starts_with("HTTP/1.0 200") || buf.starts_with("HTTP/1.1 200") {
-                    return;
-                }
+/// Waits until `GET /health` at `addr` answers 200.
+fn wait_healthy(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        if let Ok(mut s) = std::net::TcpStream::connect(addr) {
+            let _ = s.write_all(b"GET /health HTTP/1.0\r\n\r\n");
+            let mut buf = String::new();
+            let _ = std::io::Read::read_to_string(&mut s, &mut buf);
+            if buf.starts_with("HTTP/1.0 200") || buf.starts_with("HTTP/1.1 200") {
+                return;
             }
-            std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("daemon did not become healthy");
+        std::thread::sleep(Duration::from_millis(100));
     }
+    panic!("daemon did not become healthy");
+}
 
+impl Daemon {
     /// Kills the process with SIGKILL (no clean-up).
     pub fn kill(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-
-    /// Base URL of the API.
-    pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
     }
 }
 
@@ -428,6 +472,147 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+thread_local! {
+    /// The log of the in-process daemon whose runtime owns this thread.
+    static APP_LOG: RefCell<Option<tracing::dispatcher::DefaultGuard>> = const { RefCell::new(None) };
+}
+
+/// A fresh install with the daemon running in this process ([`Install::spawn_app`]).
+pub fn spawn_app(extra: &[(&str, &str)]) -> TestApp {
+    Install::new().spawn_app(extra)
+}
+
+/// The daemon running inside the test process: [`Application::build`] on the install's
+/// settings, then [`Application::run`] until [`TestApp::stop`] (or drop) cancels it.
+///
+/// It runs on a tokio runtime of its own (two workers, like a small server), on its own thread,
+/// so test bodies may block (blocking HTTP clients, polling with [`wait_for`]) without starving
+/// it. Its log (`tracing`, level info) goes to `serve-<ms>.log` in the install, scoped to the
+/// runtime's threads, so parallel tests keep apart and a failing test shows it like a child
+/// daemon's. Dereferences to its [`Install`] (paths, `documents()`, `delivered()`, `token`).
+pub struct TestApp {
+    install: Install,
+    addr: SocketAddr,
+    cancel: CancellationToken,
+    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestApp {
+    fn start(install: Install, settings: Settings) -> TestApp {
+        let log = std::fs::File::create(install.path(&format!("serve-{}.log", now_ms())))
+            .expect("log file");
+        let dispatch = tracing::Dispatch::new(
+            tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(log))
+                .finish(),
+        );
+        let on_start = dispatch.clone();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .on_thread_start(move || {
+                let guard = tracing::dispatcher::set_default(&on_start);
+                APP_LOG.with(|l| *l.borrow_mut() = Some(guard));
+            })
+            .on_thread_stop(|| APP_LOG.with(|l| drop(l.borrow_mut().take())))
+            .build()
+            .expect("runtime");
+        let cancel = CancellationToken::new();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let run_cancel = cancel.clone();
+        let thread = std::thread::Builder::new()
+            .name("poststelle-app".into())
+            .spawn(move || {
+                let _log = tracing::dispatcher::set_default(&dispatch);
+                let result = rt.block_on(async move {
+                    let app = match Application::build(settings, exe()).await {
+                        Ok(app) => app,
+                        Err(e) => {
+                            let _ = tx.send(Err(format!("{e:#}")));
+                            return Err(e);
+                        }
+                    };
+                    let _ = tx.send(app.api_addr().ok_or_else(|| "API disabled".to_string()));
+                    app.run(run_cancel).await
+                });
+                rt.shutdown_timeout(Duration::from_secs(10));
+                result
+            })
+            .expect("app thread");
+        let addr = match rx.recv_timeout(Duration::from_secs(300)) {
+            Ok(Ok(addr)) => addr,
+            Ok(Err(e)) => panic!("Application::build failed: {e}"),
+            Err(e) => panic!("Application::build did not finish: {e}"),
+        };
+        let app = TestApp {
+            install,
+            addr,
+            cancel,
+            thread: Some(thread),
+        };
+        wait_healthy(addr);
+        app
+    }
+
+    /// URL of `path` on the API.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// The API's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// True while `run` has not returned (it returns only when cancelled or on a fatal error).
+    pub fn is_running(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
+    /// Cancels the daemon and waits until `run` returned; its error fails the test.
+    pub fn stop(mut self) {
+        if let Err(e) = self.shut_down() {
+            panic!("the daemon ended with an error: {e:#}");
+        }
+    }
+
+    /// Cancels and waits for `run` to return, at most a minute (a daemon that does not stop is
+    /// an error; its thread is then left behind rather than hanging the test).
+    fn shut_down(&mut self) -> anyhow::Result<()> {
+        self.cancel.cancel();
+        let Some(t) = self.thread.take() else {
+            return Ok(());
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !t.is_finished() {
+            if Instant::now() > deadline {
+                anyhow::bail!("the daemon did not stop within 60 s of being cancelled");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        match t.join() {
+            Ok(r) => r,
+            Err(_) => Err(anyhow::anyhow!("the daemon's thread panicked")),
+        }
+    }
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = Install;
+    fn deref(&self) -> &Install {
+        &self.install
+    }
+}
+
+impl Drop for TestApp {
+    /// Stops the daemon before its install (and the temp dir) goes.
+    fn drop(&mut self) {
+        let _ = self.shut_down();
     }
 }
 

@@ -3,11 +3,9 @@
 //! server is down, permanent failures, STARTTLS/TLS with AUTH, and the daily digests, including
 //! a SIGKILL between queueing and sending.
 
-mod common;
-
+use crate::harness::smtp::{SmtpSink, free_port, test_certificates};
+use crate::harness::*;
 use chrono::Utc;
-use common::smtp::{SmtpSink, free_port, test_certificates};
-use common::*;
 use poststelle::config::Settings;
 use poststelle::domain::{DecidedBy, Decision, DocumentId, Explanation, InboundMail, MailboxId};
 use poststelle::outgoing::{Outgoing, vorgangsnummer};

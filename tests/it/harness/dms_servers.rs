@@ -2,20 +2,89 @@
 //! CMIS 1.1 browser binding, Paperless-ngx and a small generic REST DMS. Each checks the exact
 //! request shapes of the public API documentation (named at each server), answers as the real
 //! API does (status codes, `Location` headers, JSON bodies, error bodies) and records what it
-//! stored, so tests can read it back. Faults (5xx, 429 with `Retry-After`, hanging answers,
-//! being down) are switched on from the tests.
-#![allow(dead_code)]
+//! stored, so tests can read it back. Faults (5xx, 429 with `Retry-After`, hanging answers, a
+//! lost answer to a request that did its work, being down) are switched on from the tests.
+//! [`proxy`] puts the same faults in front of a real server (Mayan EDMS).
+//!
+//! [`target`] builds a connector from a config block, as the daemon would.
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Multipart, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{Multipart, Path, Query, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use poststelle::config::Settings;
+use poststelle::deliver::{Delivery, DeliveryItem};
+use poststelle::domain::{DocumentId, DocumentMetadata, InvoiceInfo, MailboxId};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+
+// ------------------------------------------------------------------------------------------
+// Building connectors from config, and the document they file.
+
+/// A town with the mailboxes 63 (Bauordnung) and 22 (Steueramt), for connector configs.
+pub const MINIMAL: &str = r#"
+[municipality]
+name = "Teststadt"
+
+[review]
+mailbox = "poststelle"
+name = "Poststelle"
+
+[[mailboxes]]
+id = "63"
+name = "Bauordnung"
+
+[[mailboxes]]
+id = "22"
+name = "Steueramt"
+"#;
+
+/// The connector described by `block` (the body of `[deliver.targets.t]`), with `env`
+/// overrides (secrets), built as the daemon builds its targets.
+pub fn target(block: &str, env: &[(&str, &str)]) -> Arc<dyn Delivery> {
+    let text =
+        format!("{MINIMAL}\n[deliver]\ndefault_target = \"t\"\n\n[deliver.targets.t]\n{block}\n");
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    let s = Settings::parse(std::path::Path::new("test.toml"), &text, &env)
+        .unwrap_or_else(|e| panic!("{e}"));
+    poststelle::deliver::build("t", &s.deliver.targets["t"]).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A letter to `mailbox` with metadata in every field the connectors map (a fresh document id).
+pub fn item(mailbox: &str, bytes: &[u8]) -> DeliveryItem {
+    DeliveryItem {
+        document_id: DocumentId::new(),
+        mailbox: MailboxId::parse(mailbox).expect("mailbox"),
+        mailbox_name: "Bauordnung".into(),
+        original_name: "scan-0001.pdf".into(),
+        media_type: "application/pdf".into(),
+        extension: "pdf".into(),
+        bytes: bytes.to_vec(),
+        sidecar: serde_json::json!({"received_at": "2026-12-01T10:00:00.000Z"}),
+        metadata: DocumentMetadata {
+            sender_name: Some("Erika Mustermann".into()),
+            letter_date: Some("2026-11-28".into()),
+            subject: Some("Bauantrag Wintergarten, Flurstück 88".into()),
+            file_references: vec!["63-0815/26".into(), "63-0816/26".into()],
+            ibans: vec!["DE02120300000000202051".into()],
+            invoice: Some(InvoiceInfo {
+                format: "xrechnung-ubl".into(),
+                number: Some("RE-2026-17".into()),
+                gross_amount: Some("119.00".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    }
+}
 
 // ------------------------------------------------------------------------------------------
 // Running a server on its own runtime thread, stoppable and restartable on the same port.
@@ -35,10 +104,27 @@ pub struct Faults {
     pub hang: Duration,
     /// Fail every request whose path contains this (with `status`), e.g. only the o2m step.
     pub fail_path: Option<String>,
+    /// Lose the answer of the next request with this method whose path matches: the server
+    /// does the work, the client gets `502 Bad Gateway` (as from a proxy whose upstream
+    /// connection broke before the answer came back).
+    pub lose: Option<(Method, regex::Regex)>,
+}
+
+impl Faults {
+    /// Clears every fault.
+    pub fn clear(&mut self) {
+        *self = Faults::default();
+    }
+}
+
+/// A server state with fault switches.
+pub trait HasFaults: Send + Sync + 'static {
+    /// The switches.
+    fn faults(&self) -> &Mutex<Faults>;
 }
 
 /// A running conformance server.
-pub struct Server<S: Send + Sync + 'static> {
+pub struct Server<S: HasFaults> {
     /// Shared state (what was stored, faults, request log).
     pub state: Arc<S>,
     /// The port (kept across restarts).
@@ -48,7 +134,7 @@ pub struct Server<S: Send + Sync + 'static> {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl<S: Send + Sync + 'static> Server<S> {
+impl<S: HasFaults> Server<S> {
     fn start(state: S, make: fn(Arc<S>) -> Router) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .expect("port")
@@ -71,12 +157,20 @@ impl<S: Send + Sync + 'static> Server<S> {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// The fault switches.
+    pub fn faults(&self) -> MutexGuard<'_, Faults> {
+        lock(self.state.faults())
+    }
+
     /// Starts serving (again) on the same port.
     pub fn up(&mut self) {
         assert!(self.stop.is_none(), "already up");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let app = (self.make)(self.state.clone());
+        let app = (self.make)(self.state.clone()).layer(axum::middleware::from_fn_with_state(
+            self.state.clone(),
+            lose_answer::<S>,
+        ));
         let port = self.port;
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
@@ -108,6 +202,11 @@ impl<S: Send + Sync + 'static> Server<S> {
         self.thread = Some(thread);
     }
 
+    /// True while serving.
+    pub fn is_up(&self) -> bool {
+        self.stop.is_some()
+    }
+
     /// Stops serving: connections are refused until [`Server::up`].
     pub fn down(&mut self) {
         if let Some(tx) = self.stop.take() {
@@ -119,7 +218,7 @@ impl<S: Send + Sync + 'static> Server<S> {
     }
 }
 
-impl<S: Send + Sync + 'static> Drop for Server<S> {
+impl<S: HasFaults> Drop for Server<S> {
     fn drop(&mut self) {
         self.down();
     }
@@ -130,6 +229,33 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
         Ok(g) => g,
         Err(p) => p.into_inner(),
     }
+}
+
+/// Middleware of every server: lets the request do its work, then loses the answer when
+/// [`Faults::lose`] names it.
+async fn lose_answer<S: HasFaults>(State(s): State<Arc<S>>, req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let resp = next.run(req).await;
+    let lost = {
+        let mut f = lock(s.faults());
+        let hit = f
+            .lose
+            .as_ref()
+            .is_some_and(|(m, p)| *m == method && p.is_match(&path));
+        if hit {
+            f.lose = None;
+        }
+        hit
+    };
+    if lost {
+        return (
+            StatusCode::BAD_GATEWAY,
+            "<html><body><h1>502 Bad Gateway</h1></body></html>",
+        )
+            .into_response();
+    }
+    resp
 }
 
 /// Applies the configured faults; `Some(response)` when this request is to fail.
@@ -268,6 +394,12 @@ pub struct Dvelop {
     pub faults: Mutex<Faults>,
     /// Request log: "METHOD path".
     pub log: Mutex<Vec<String>>,
+}
+
+impl HasFaults for Dvelop {
+    fn faults(&self) -> &Mutex<Faults> {
+        &self.faults
+    }
 }
 
 /// Starts a d.velop server.
@@ -621,6 +753,12 @@ pub struct Cmis {
     pub faults: Mutex<Faults>,
     /// Request log.
     pub log: Mutex<Vec<String>>,
+}
+
+impl HasFaults for Cmis {
+    fn faults(&self) -> &Mutex<Faults> {
+        &self.faults
+    }
 }
 
 impl Cmis {
@@ -1111,6 +1249,12 @@ pub struct Paperless {
     pub log: Mutex<Vec<String>>,
 }
 
+impl HasFaults for Paperless {
+    fn faults(&self) -> &Mutex<Faults> {
+        &self.faults
+    }
+}
+
 /// Starts a Paperless server accepting `token` and the tags 1..=9.
 pub fn paperless(token: &str) -> Server<Paperless> {
     Server::start(
@@ -1268,6 +1412,38 @@ async fn pl_post(State(s): State<Arc<Paperless>>, h: HeaderMap, m: Multipart) ->
     axum::Json(json!(id)).into_response()
 }
 
+/// The consumer works in the background, as Paperless's does: every request to the API moves
+/// each waiting task one step on, so an upload whose answer the client never saw is still
+/// consumed. A finished task stores its document, or fails as a duplicate (same checksum).
+fn consume(s: &Paperless) {
+    let mut tasks = lock(&s.tasks);
+    for t in tasks
+        .iter_mut()
+        .filter(|t| t.status == "PENDING" || t.status == "STARTED")
+    {
+        t.polls += 1;
+        if t.polls <= s.consume_polls {
+            t.status = "STARTED".into();
+            continue;
+        }
+        let mut docs = lock(&s.docs);
+        if let Some(d) = docs.iter().find(|d| d.bytes == t.doc.bytes) {
+            t.status = "FAILURE".into();
+            t.result = Some(format!(
+                "Not consuming {}: It is a duplicate of {} (#{}).",
+                t.doc.file_name, d.title, d.id
+            ));
+        } else {
+            let mut d = t.doc.clone();
+            d.id = docs.len() as u64 + 1;
+            t.status = "SUCCESS".into();
+            t.result = Some(format!("Success. New document id {} created", d.id));
+            t.related = Some(d.id);
+            docs.push(d);
+        }
+    }
+}
+
 async fn pl_tasks(
     State(s): State<Arc<Paperless>>,
     h: HeaderMap,
@@ -1287,33 +1463,11 @@ async fn pl_tasks(
         )
             .into_response();
     };
-    let mut tasks = lock(&s.tasks);
-    let Some(t) = tasks.iter_mut().find(|t| &t.uuid == task_id) else {
+    consume(&s);
+    let tasks = lock(&s.tasks);
+    let Some(t) = tasks.iter().find(|t| &t.uuid == task_id) else {
         return axum::Json(json!([])).into_response();
     };
-    if t.status == "PENDING" || t.status == "STARTED" {
-        t.polls += 1;
-        if t.polls > s.consume_polls {
-            // The consumer runs: duplicate check by checksum, then storing.
-            let mut docs = lock(&s.docs);
-            if let Some(d) = docs.iter().find(|d| d.bytes == t.doc.bytes) {
-                t.status = "FAILURE".into();
-                t.result = Some(format!(
-                    "Not consuming {}: It is a duplicate of {} (#{}).",
-                    t.doc.file_name, d.title, d.id
-                ));
-            } else {
-                let mut d = t.doc.clone();
-                d.id = docs.len() as u64 + 1;
-                t.status = "SUCCESS".into();
-                t.result = Some(format!("Success. New document id {} created", d.id));
-                t.related = Some(d.id);
-                docs.push(d);
-            }
-        } else {
-            t.status = "STARTED".into();
-        }
-    }
     axum::Json(json!([{
         "id": 1,
         "task_id": t.uuid,
@@ -1341,6 +1495,7 @@ async fn pl_documents(
     if let Some(r) = pl_auth(&s, &h) {
         return r;
     }
+    consume(&s);
     let docs = lock(&s.docs);
     let hits: Vec<Value> = match q.get("custom_field_query") {
         None => docs.iter().map(|d| json!({"id": d.id})).collect(),
@@ -1504,6 +1659,12 @@ pub struct Rest {
     pub faults: Mutex<Faults>,
 }
 
+impl HasFaults for Rest {
+    fn faults(&self) -> &Mutex<Faults> {
+        &self.faults
+    }
+}
+
 /// Starts the REST server.
 pub fn rest(token: &str) -> Server<Rest> {
     Server::start(
@@ -1609,4 +1770,95 @@ async fn rest_put(
         )],
     )
         .into_response()
+}
+
+// ------------------------------------------------------------------------------------------
+// A fault-injecting HTTP proxy in front of a real server: requests pass through unchanged
+// unless a fault is switched on, so a connector talking to the real Mayan EDMS meets 5xx, 429,
+// hanging or lost answers, or a refused connection exactly as it would meet them from a broken
+// load balancer in front of it.
+
+/// State of the proxy.
+#[derive(Debug)]
+pub struct Proxy {
+    /// Base URL of the real server.
+    pub upstream: String,
+    /// Faults.
+    pub faults: Mutex<Faults>,
+    client: reqwest::Client,
+}
+
+impl HasFaults for Proxy {
+    fn faults(&self) -> &Mutex<Faults> {
+        &self.faults
+    }
+}
+
+/// Starts a proxy to `upstream` (a base URL without a trailing slash).
+pub fn proxy(upstream: &str) -> Server<Proxy> {
+    Server::start(
+        Proxy {
+            upstream: upstream.trim_end_matches('/').to_string(),
+            faults: Mutex::new(Faults::default()),
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+        },
+        |s| Router::new().fallback(forward).with_state(s),
+    )
+}
+
+/// Headers that belong to one connection, not to the message.
+const HOP_BY_HOP: [&str; 6] = [
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "te",
+    "upgrade",
+    "content-length",
+];
+
+async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
+    let path = req.uri().path().to_string();
+    if let Some(r) = fault(&p.faults, &path).await {
+        return r;
+    }
+    let target = format!(
+        "{}{}",
+        p.upstream,
+        req.uri()
+            .path_and_query()
+            .map(|pq| pq.as_str())
+            .unwrap_or("/")
+    );
+    let method = req.method().clone();
+    let mut headers = req.headers().clone();
+    for h in HOP_BY_HOP {
+        headers.remove(h);
+    }
+    let body = match axum::body::to_bytes(req.into_body(), 256 * 1024 * 1024).await {
+        Ok(b) => b,
+        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    };
+    let upstream = match p
+        .client
+        .request(method, target)
+        .headers(headers)
+        .body(body)
+        .send()
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+    };
+    let status = upstream.status();
+    let mut headers = upstream.headers().clone();
+    for h in HOP_BY_HOP {
+        headers.remove(h);
+    }
+    match upstream.bytes().await {
+        Ok(bytes) => (status, headers, bytes).into_response(),
+        Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+    }
 }

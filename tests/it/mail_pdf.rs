@@ -1,10 +1,9 @@
 //! E-mails delivered as PDF (`[intake.imap] deliver_as = "pdf"`) or, by default, as the
 //! original `.eml`: a real daemon takes a `.eml` file from the hot folder, routes it by its
-//! recipient and files it into the filesystem DMS.
+//! recipient and files it into the filesystem DMS (in-process, or a child process where the
+//! test kills it).
 
-mod common;
-
-use common::*;
+use crate::harness::*;
 use std::time::Duration;
 
 const LONG: Duration = Duration::from_secs(120);
@@ -70,9 +69,8 @@ fn deliver_one(install: &Install) -> std::path::PathBuf {
 
 #[test]
 fn with_deliver_as_pdf_an_email_is_filed_as_a_pdf_with_its_text() {
-    let install = Install::new();
-    let d = install.serve(&[("POSTSTELLE__INTAKE__IMAP__DELIVER_AS", "pdf")]);
-    let file = deliver_one(&install);
+    let d = spawn_app(&[("POSTSTELLE__INTAKE__IMAP__DELIVER_AS", "pdf")]);
+    let file = deliver_one(&d);
     assert_eq!(file.extension().and_then(|e| e.to_str()), Some("pdf"));
     let bytes = std::fs::read(&file).expect("read");
     assert!(bytes.starts_with(b"%PDF-"), "a PDF");
@@ -97,15 +95,14 @@ fn with_deliver_as_pdf_an_email_is_filed_as_a_pdf_with_its_text() {
         serde_json::from_slice(&std::fs::read(file.with_extension("json")).expect("sidecar"))
             .expect("json");
     assert_eq!(sidecar["original_name"], "antrag.eml");
-    drop(d);
-    let docs = install.documents();
+    let docs = d.documents();
+    d.stop();
     assert_eq!(docs.len(), 1, "{docs:?}");
 }
 
 #[test]
 fn by_default_an_email_is_filed_as_the_original_eml() {
-    let install = Install::new();
-    let _d = install.serve(&[]);
+    let install = spawn_app(&[]);
     let file = deliver_one(&install);
     assert_eq!(file.extension().and_then(|e| e.to_str()), Some("eml"));
     assert_eq!(std::fs::read(&file).expect("read"), mail(), "unchanged");

@@ -1,9 +1,8 @@
 //! The daemon end to end: hot folder -> OCR -> classification -> filesystem DMS, with crashes
-//! (SIGKILL at exact points), half-written files, duplicates, hostile input and the API.
+//! (SIGKILL at exact points), half-written files, duplicates, hostile input and the API. The
+//! crash tests run the daemon as a child process and kill it; the others run it in-process.
 
-mod common;
-
-use common::*;
+use crate::harness::*;
 use std::path::Path;
 use std::time::Duration;
 
@@ -30,8 +29,7 @@ fn count_files(dir: &Path) -> usize {
 
 #[test]
 fn scans_dropped_into_the_hot_folder_land_in_the_right_mailbox_with_sidecar() {
-    let install = Install::new();
-    let _d = install.serve(&[]);
+    let install = spawn_app(&[]);
     let scan = scan_pdf(&noisy(render(&bauantrag_pdf(), 300), 10), 300);
     install.drop_file("scan-0001.pdf", &scan);
     install.drop_file("mail.txt", &hundesteuer_txt("Bello"));
@@ -127,8 +125,7 @@ fn sigkill_between_delivery_and_confirmation_delivers_exactly_once() {
 
 #[test]
 fn a_file_still_being_written_is_not_taken_early() {
-    let install = Install::new();
-    let _d = install.serve(&[]);
+    let install = spawn_app(&[]);
     std::fs::create_dir_all(install.path("inbox")).expect("inbox");
     let path = install.path("inbox/growing.txt");
     let full = hundesteuer_txt("Bruno").repeat(20);
@@ -167,8 +164,7 @@ fn a_file_still_being_written_is_not_taken_early() {
 
 #[test]
 fn the_same_bytes_dropped_twice_are_filed_once() {
-    let install = Install::new();
-    let _d = install.serve(&[]);
+    let install = spawn_app(&[]);
     install.drop_file("a.txt", &hundesteuer_txt("Max"));
     wait_for("delivery", LONG, || {
         (install.delivered().len() == 1).then_some(())
@@ -184,8 +180,8 @@ fn the_same_bytes_dropped_twice_are_filed_once() {
 
 #[test]
 fn bad_input_is_quarantined_with_a_german_reason_and_the_daemon_stays_up() {
-    let install = Install::new();
-    let d = install.serve(&[]);
+    let d = spawn_app(&[]);
+    let install = &*d;
     let good = bauantrag_pdf();
     let encrypted = {
         let src = install.path("plain.pdf");
@@ -261,7 +257,8 @@ fn bad_input_is_quarantined_with_a_german_reason_and_the_daemon_stays_up() {
         let text = std::fs::read_to_string(reason_file).expect("reason");
         assert!(text.contains(reason), "{name}: {text}");
     }
-    // The daemon is still up and answers.
+    // The daemon is still up and answers (parsers run in the sandbox, never in the daemon).
+    assert!(d.is_running(), "the daemon ended");
     let health = reqwest::blocking::get(d.url("/health")).expect("health");
     assert!(health.status().is_success());
     let processed_or_quarantined =
@@ -301,8 +298,8 @@ fn crc32(data: &[u8]) -> u32 {
 
 #[test]
 fn api_upload_review_and_assignment() {
-    let install = Install::new();
-    let d = install.serve(&[]);
+    let d = spawn_app(&[]);
+    let install = &*d;
     let client = reqwest::blocking::Client::new();
     // Without a token: refused.
     let r = client.get(d.url("/api/review")).send().expect("send");

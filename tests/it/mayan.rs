@@ -1,187 +1,15 @@
-//! The Mayan EDMS target against a real Mayan EDMS 4.12 (installed from PyPI and started by
-//! `tests/services/mayan.sh start`, which writes `POSTSTELLE_TEST_MAYAN_*` to
-//! `/var/tmp/poststelle-mayan/run/env`; `deploy/test.sh` exports them).
+//! The Mayan EDMS target against a real Mayan EDMS 4.12 ([`crate::harness::mayan`]).
 //!
 //! Everything is checked by reading back through Mayan's own REST API: the document exists
 //! once, with the configured type, in the mailbox's cabinet, and its file downloads byte-equal.
+//! Redelivery, error classification and re-assignment are checked for Mayan as for every other
+//! target by the compliance suite ([`crate::compliance`]).
 
-mod common;
-
-use poststelle::config::Settings;
-use poststelle::deliver::{Delivery, DeliveryError, DeliveryItem};
+use crate::harness;
+use crate::harness::mayan::{Mayan, SERIAL, mayan};
+use poststelle::deliver::{DeliveryError, DeliveryItem};
 use poststelle::domain::{DocumentId, MailboxId};
-use serde_json::Value;
-use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
-
-/// The server is shared: tests that look at or stop it run one at a time.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-struct Mayan {
-    url: String,
-    user: String,
-    password: String,
-    control: Option<String>,
-    http: reqwest::Client,
-}
-
-/// The running Mayan, or `None` (with a loud message) outside CI; in CI its absence fails.
-fn mayan() -> Option<Mayan> {
-    let Ok(url) = std::env::var("POSTSTELLE_TEST_MAYAN_URL") else {
-        if std::env::var_os("CI").is_some() {
-            panic!(
-                "POSTSTELLE_TEST_MAYAN_URL is not set: in CI, deploy/test.sh must start Mayan EDMS \
-                 with tests/services/mayan.sh start"
-            );
-        }
-        eprintln!(
-            "\n!!!!! SKIPPED: no Mayan EDMS. Run `tests/services/mayan.sh start` and export the \
-             variables it prints (POSTSTELLE_TEST_MAYAN_URL, ...). !!!!!\n"
-        );
-        return None;
-    };
-    Some(Mayan {
-        url,
-        user: std::env::var("POSTSTELLE_TEST_MAYAN_USER").unwrap_or_else(|_| "admin".into()),
-        password: std::env::var("POSTSTELLE_TEST_MAYAN_PASSWORD").expect("password"),
-        control: std::env::var("POSTSTELLE_TEST_MAYAN_CONTROL").ok(),
-        http: reqwest::Client::new(),
-    })
-}
-
-impl Mayan {
-    async fn get(&self, path: &str) -> Value {
-        let r = self
-            .http
-            .get(format!("{}/api/v4{path}", self.url))
-            .basic_auth(&self.user, Some(&self.password))
-            .send()
-            .await
-            .expect("GET");
-        assert!(r.status().is_success(), "GET {path}: {}", r.status());
-        r.json().await.expect("json")
-    }
-
-    async fn get_bytes(&self, path: &str) -> Vec<u8> {
-        let r = self
-            .http
-            .get(format!("{}/api/v4{path}", self.url))
-            .basic_auth(&self.user, Some(&self.password))
-            .send()
-            .await
-            .expect("GET");
-        assert!(r.status().is_success(), "GET {path}: {}", r.status());
-        r.bytes().await.expect("bytes").to_vec()
-    }
-
-    async fn post(&self, path: &str, body: Value) -> Value {
-        let r = self
-            .http
-            .post(format!("{}/api/v4{path}", self.url))
-            .basic_auth(&self.user, Some(&self.password))
-            .json(&body)
-            .send()
-            .await
-            .expect("POST");
-        assert!(r.status().is_success(), "POST {path}: {}", r.status());
-        r.json().await.expect("json")
-    }
-
-    /// Every document labelled `label`, straight from the document list (not the search index).
-    async fn documents_labelled(&self, label: &str) -> Vec<Value> {
-        let mut out = Vec::new();
-        for page in 1..=50 {
-            let p = self
-                .get(&format!("/documents/?page={page}&page_size=100"))
-                .await;
-            out.extend(
-                p["results"]
-                    .as_array()
-                    .expect("results")
-                    .iter()
-                    .filter(|d| d["label"] == label)
-                    .cloned(),
-            );
-            if p["next"].is_null() {
-                break;
-            }
-        }
-        out
-    }
-
-    async fn cabinet_labels(&self, document: u64) -> Vec<String> {
-        let p = self.get(&format!("/documents/{document}/cabinets/")).await;
-        p["results"]
-            .as_array()
-            .expect("results")
-            .iter()
-            .map(|c| c["label"].as_str().expect("label").to_string())
-            .collect()
-    }
-
-    /// A document type of its own for this test run.
-    async fn document_type(&self, label: &str) -> u64 {
-        let t = self
-            .post("/document_types/", serde_json::json!({ "label": label }))
-            .await;
-        t["id"].as_u64().expect("id")
-    }
-
-    fn control(&self, cmd: &str) {
-        let script = self
-            .control
-            .as_deref()
-            .expect("POSTSTELLE_TEST_MAYAN_CONTROL");
-        let st = std::process::Command::new(script)
-            .arg(cmd)
-            .status()
-            .expect("run mayan.sh");
-        assert!(st.success(), "mayan.sh {cmd}");
-    }
-
-    /// A target configured the way an operator would: through the config file and env.
-    fn target(&self, extra: &str, password: &str) -> Arc<dyn Delivery> {
-        let text = format!(
-            r#"
-[municipality]
-name = "Musterstadt"
-
-[deliver]
-default_target = "mayan"
-
-[deliver.targets.mayan]
-kind = "mayan"
-url = "{url}"
-user = "{user}"
-timeout_secs = 10
-{extra}
-
-[review]
-mailbox = "review"
-name = "Klärung"
-
-[[mailboxes]]
-id = "63"
-name = "Bauordnung"
-
-[[mailboxes]]
-id = "51"
-name = "Jugend"
-"#,
-            url = self.url,
-            user = self.user,
-        );
-        let env = vec![(
-            "POSTSTELLE__DELIVER__TARGETS__MAYAN__PASSWORD".to_string(),
-            password.to_string(),
-        )];
-        let s = Settings::parse(Path::new("mayan-test.toml"), &text, &env).expect("config");
-        let t = s.deliver.targets.get("mayan").expect("target");
-        assert_eq!(t.kind(), "mayan");
-        poststelle::deliver::build("mayan", t).expect("target builds")
-    }
-}
 
 fn item(mailbox: &str, name: &str, bytes: &[u8]) -> DeliveryItem {
     DeliveryItem {
@@ -203,7 +31,7 @@ fn item(mailbox: &str, name: &str, bytes: &[u8]) -> DeliveryItem {
 /// A real one-page letter, unique to one test (so a stray duplicate cannot pass for ours).
 fn pdf_bytes(tag: &str) -> Vec<u8> {
     let subject = format!("Bauantrag Lindenweg 4, Vorgang {tag}");
-    common::letter_pdf(&common::din_letter(
+    harness::letter_pdf(&harness::din_letter(
         &[
             "Stadt Musterstadt",
             "Bauordnungsamt",
@@ -233,8 +61,7 @@ async fn assert_filed(m: &Mayan, it: &DeliveryItem, doc_type: u64, cabinet: &str
         "{d}"
     );
     assert_eq!(m.cabinet_labels(id).await, vec![cabinet.to_string()]);
-    let files = m.get(&format!("/documents/{id}/files/")).await;
-    let files = files["results"].as_array().expect("files");
+    let files = m.files(id).await;
     assert_eq!(files.len(), 1, "exactly one file: {files:?}");
     let file_id = files[0]["id"].as_u64().expect("file id");
     let downloaded = m
@@ -244,8 +71,10 @@ async fn assert_filed(m: &Mayan, it: &DeliveryItem, doc_type: u64, cabinet: &str
     id
 }
 
+/// Filed with the configured type and description, into the mailbox's cabinet, with our file.
+/// (That a retry finds it and a forward moves it is checked by `compliance::mayan`.)
 #[tokio::test]
-async fn mayan_files_once_into_cabinet_and_forward_moves() {
+async fn mayan_files_into_the_cabinet_with_type_description_and_file() {
     let Some(m) = mayan() else { return };
     let _g = SERIAL.lock().await;
     let tag = run_tag();
@@ -268,19 +97,6 @@ async fn mayan_files_once_into_cabinet_and_forward_moves() {
         "{}",
         r1.reference
     );
-
-    // A retried delivery (e.g. the acknowledgement was lost) finds it and changes nothing.
-    let r2 = target.deliver(&it).await.expect("retry");
-    assert!(r2.already_present);
-    assert_eq!(assert_filed(&m, &it, doc_type, &c63).await, id);
-
-    // Forward to another mailbox: moved to that cabinet, still one document.
-    let mut fwd = it.clone();
-    fwd.mailbox = MailboxId::parse("51").expect("mailbox");
-    fwd.mailbox_name = "Jugend".into();
-    let r3 = target.deliver(&fwd).await.expect("forward");
-    assert!(!r3.already_present);
-    assert_eq!(assert_filed(&m, &it, doc_type, &c51).await, id);
 }
 
 #[tokio::test]
@@ -360,11 +176,7 @@ async fn mayan_rejections_are_permanent() {
     let _g = SERIAL.lock().await;
     let it = item("63", "Bauordnung", &pdf_bytes("permanent"));
 
-    let wrong_password = m.target("document_type = \"Default\"", "not-the-password");
-    match wrong_password.deliver(&it).await {
-        Err(DeliveryError::Permanent(msg)) => assert!(msg.contains("HTTP 40"), "{msg}"),
-        other => panic!("wrong password: expected a permanent error, got {other:?}"),
-    }
+    // (A wrong password is one of the compliance suite's checks.)
     let unknown_type = m.target("document_type = \"Gibt es nicht\"", &m.password);
     match unknown_type.deliver(&it).await {
         Err(DeliveryError::Permanent(msg)) => assert!(msg.contains("Gibt es nicht"), "{msg}"),
@@ -392,7 +204,7 @@ async fn mayan_rejections_are_permanent() {
 async fn daemon_killed_mid_mayan_delivery_files_exactly_once() {
     let Some(m) = mayan() else { return };
     let _g = SERIAL.lock().await;
-    let install = common::Install::new();
+    let install = harness::Install::new();
     let mayan_env = [
         ("POSTSTELLE__DELIVER__DEFAULT_TARGET", "mayan".to_string()),
         (
@@ -414,7 +226,7 @@ async fn daemon_killed_mid_mayan_delivery_files_exactly_once() {
             "10".to_string(),
         ),
     ];
-    let bytes = common::bauantrag_pdf();
+    let bytes = harness::bauantrag_pdf();
     for (round, point) in ["mayan_after_create", "after_deliver"].iter().enumerate() {
         let marker = install.path(&format!("paused-{round}"));
         let marker_s = marker.display().to_string();
@@ -425,7 +237,7 @@ async fn daemon_killed_mid_mayan_delivery_files_exactly_once() {
         if round == 0 {
             install.drop_file("bauantrag.pdf", &bytes);
         }
-        common::wait_file(&marker, Duration::from_secs(180));
+        harness::wait_file(&marker, Duration::from_secs(180));
         d.kill();
     }
     let docs = install.documents();
@@ -439,7 +251,7 @@ async fn daemon_killed_mid_mayan_delivery_files_exactly_once() {
 
     let env: Vec<(&str, &str)> = mayan_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let _d = install.serve(&env);
-    common::wait_for("delivered", Duration::from_secs(180), || {
+    harness::wait_for("delivered", Duration::from_secs(180), || {
         (install.documents()[0]["state"] == "delivered").then_some(())
     });
     let it = DeliveryItem {

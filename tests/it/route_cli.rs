@@ -1,9 +1,7 @@
 //! `route --json` on real files: born-digital and scanned PDF, PNG, multi-page TIFF and text,
 //! read by the real pdf-extract / poppler / Tesseract (German) and routed by rules + model.
 
-mod common;
-
-use common::*;
+use crate::harness::*;
 use std::path::PathBuf;
 
 fn hundesteuer() -> Vec<Line<'static>> {

@@ -1,9 +1,8 @@
 //! Model versions: list, activate, rollback, hot reload in the running daemon, and refusal of
-//! model files in another format.
+//! model files in another format. The commands run as child processes (the CLI is what is
+//! tested); the daemon that reloads runs in-process.
 
-mod common;
-
-use common::*;
+use crate::harness::*;
 use std::time::Duration;
 
 /// A models dir with two versions (copies of the shared trained model), `a` active.
@@ -114,13 +113,13 @@ fn the_daemon_picks_up_an_activated_model_without_restart() {
     let install = Install::new();
     let (models, a, b) = two_versions(&install);
     let models_s = models.display().to_string();
-    let d = install.serve(&[("POSTSTELLE__CLASSIFY__MODELS", &models_s)]);
+    let d = install.spawn_app(&[("POSTSTELLE__CLASSIFY__MODELS", &models_s)]);
     let model_of = || -> Option<String> {
         let v: serde_json::Value = reqwest::blocking::get(d.url("/health")).ok()?.json().ok()?;
         v["model"].as_str().map(str::to_string)
     };
     assert_eq!(model_of().as_deref(), Some(a.as_str()));
-    let (ok, out) = run(&install, &models, &["model", "activate", &b]);
+    let (ok, out) = run(&d, &models, &["model", "activate", &b]);
     assert!(ok, "{out}");
     wait_for("new model in use", Duration::from_secs(30), || {
         (model_of().as_deref() == Some(b.as_str())).then_some(())

@@ -1,15 +1,11 @@
 //! The daemon end to end with HTTP delivery targets (conformance servers from
-//! tests/common/dms_servers.rs): a DMS that is down for a while and comes back, 5xx answers,
-//! hanging answers, dead letters after N attempts and their re-drive through the API, and a
-//! SIGKILL between the DMS's confirmation and our commit. Afterwards every document is on the
-//! server exactly once.
+//! [`crate::harness::dms_servers`]): a DMS that is down for a while and comes back, 5xx
+//! answers, hanging answers, dead letters after N attempts and their re-drive through the API,
+//! and a SIGKILL between the DMS's confirmation and our commit (a child process; the other
+//! tests run the daemon in-process). Afterwards every document is on the server exactly once.
 
-mod common;
-#[path = "common/dms_servers.rs"]
-mod dms_servers;
-
-use common::*;
-use dms_servers::*;
+use crate::harness::dms_servers::*;
+use crate::harness::*;
 use std::time::Duration;
 
 const LONG: Duration = Duration::from_secs(180);
@@ -67,8 +63,18 @@ fn target_env(
     v
 }
 
+fn pairs(env: &[(String, String)]) -> Vec<(&str, &str)> {
+    env.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect()
+}
+
+/// The daemon in-process with these settings.
+fn spawn(env: &[(String, String)]) -> TestApp {
+    spawn_app(&pairs(env))
+}
+
+/// The daemon as a child process (to be killed), with `extra` (pause points).
 fn serve(install: &Install, env: &[(String, String)], extra: &[(&str, &str)]) -> Daemon {
-    let mut all: Vec<(&str, &str)> = env.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let mut all = pairs(env);
     all.extend_from_slice(extra);
     install.serve(&all)
 }
@@ -86,7 +92,7 @@ fn all_in(install: &Install, n: usize, state: &str) -> bool {
     s.len() == n && s.iter().all(|x| x == state)
 }
 
-fn events(d: &Daemon, token: &str, id: &str) -> Vec<serde_json::Value> {
+fn events(d: &TestApp, token: &str, id: &str) -> Vec<serde_json::Value> {
     let v: serde_json::Value = reqwest::blocking::Client::new()
         .get(d.url(&format!("/api/documents/{id}")))
         .bearer_auth(token)
@@ -112,11 +118,11 @@ fn paperless_keys(url: &str) -> Vec<(&'static str, String)> {
 fn paperless_down_for_a_while_then_back_files_every_document_exactly_once() {
     let mut srv = paperless("PL-TOKEN");
     srv.down();
-    let install = Install::new();
     let keys = paperless_keys(&srv.url());
     let keys: Vec<(&str, &str)> = keys.iter().map(|(a, b)| (*a, b.as_str())).collect();
     let env = target_env("paperless", &keys, 30, 2);
-    let d = serve(&install, &env, &[]);
+    let d = spawn(&env);
+    let install = &*d;
     for n in ["Bello", "Rex", "Luna", "Hasso"] {
         install.drop_file(&format!("{n}.txt"), &letter(n));
     }
@@ -139,9 +145,9 @@ fn paperless_down_for_a_while_then_back_files_every_document_exactly_once() {
             .map(|x| x["attempts"].as_i64().unwrap_or(0))
             .sum()
     };
-    let before = attempts(&install);
+    let before = attempts(install);
     std::thread::sleep(Duration::from_secs(6));
-    let spent = attempts(&install) - before;
+    let spent = attempts(install) - before;
     // Without the breaker the 4 documents would spend an attempt every ~2 s each (about 12 in
     // these 6 s); with it only one probe per 2 s cool-down counts.
     assert!(
@@ -156,7 +162,7 @@ fn paperless_down_for_a_while_then_back_files_every_document_exactly_once() {
     }
     srv.up();
     wait_for("all delivered", LONG, || {
-        all_in(&install, 4, "delivered").then_some(())
+        all_in(install, 4, "delivered").then_some(())
     });
     std::thread::sleep(Duration::from_secs(2));
     let docs = srv.state.docs.lock().expect("lock").clone();
@@ -185,7 +191,6 @@ fn paperless_down_for_a_while_then_back_files_every_document_exactly_once() {
 fn dvelop_dead_letter_after_n_attempts_then_redrive_files_once() {
     let srv = dvelop("DV-KEY", "R1");
     srv.state.faults.lock().expect("lock").fail_path = Some("/o2m".into());
-    let install = Install::new();
     let url = format!("\"{}\"", srv.url());
     let env = target_env(
         "dvelop",
@@ -201,10 +206,11 @@ fn dvelop_dead_letter_after_n_attempts_then_redrive_files_once() {
         2,
         100,
     );
-    let d = serve(&install, &env, &[]);
+    let d = spawn(&env);
+    let install = &*d;
     install.drop_file("brief.txt", &letter("Bello"));
     wait_for("dead letter", LONG, || {
-        all_in(&install, 1, "dead_letter").then_some(())
+        all_in(install, 1, "dead_letter").then_some(())
     });
     let doc = install.documents()[0].clone();
     assert_eq!(doc["attempts"], 2);
@@ -222,7 +228,7 @@ fn dvelop_dead_letter_after_n_attempts_then_redrive_files_once() {
         .expect("redrive");
     assert!(r.status().is_success(), "{:?}", r.text());
     wait_for("delivered", LONG, || {
-        all_in(&install, 1, "delivered").then_some(())
+        all_in(install, 1, "delivered").then_some(())
     });
     let docs = srv.state.docs.lock().expect("lock").clone();
     assert_eq!(docs.len(), 1);
@@ -251,7 +257,6 @@ fn cmis_timeouts_and_errors_then_each_document_once() {
         f.fail_next = 2;
         f.status = 503;
     }
-    let install = Install::new();
     let root = format!("\"{}/cmis/browser/repo1/root\"", srv.url());
     let env = target_env(
         "cmis",
@@ -265,7 +270,7 @@ fn cmis_timeouts_and_errors_then_each_document_once() {
         30,
         100,
     );
-    let _d = serve(&install, &env, &[]);
+    let install = spawn(&env);
     for n in ["Bello", "Rex"] {
         install.drop_file(&format!("{n}.txt"), &letter(n));
     }
@@ -329,7 +334,6 @@ fn rest_target_500s_then_delivered_once() {
         f.fail_next = 3;
         f.status = 502;
     }
-    let install = Install::new();
     let url = format!(
         "\"{}/api/mailboxes/{{mailbox}}/documents/{{document_id}}\"",
         srv.url()
@@ -347,7 +351,7 @@ fn rest_target_500s_then_delivered_once() {
         30,
         100,
     );
-    let _d = serve(&install, &env, &[]);
+    let install = spawn(&env);
     install.drop_file("brief.txt", &letter("Rex"));
     wait_for("delivered", LONG, || {
         all_in(&install, 1, "delivered").then_some(())
