@@ -13,64 +13,49 @@ use std::sync::Arc;
 pub async fn route(settings: &Settings, json: bool, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
     let router = Arc::new(build_router(settings)?);
     let extractor = Extractor::new(std::env::current_exe()?, &settings.extract);
-    let mut failed = false;
-    for file in files {
-        let name = file.display().to_string();
-        let result: anyhow::Result<crate::domain::Decision> = async {
-            let ex = extract_file(&extractor, file).await?;
-            let r = router.clone();
-            Ok(tokio::task::spawn_blocking(move || r.route(&ex).decision).await?)
-        }
-        .await;
-        match result {
-            Ok(d) => {
-                if json {
-                    println!(
-                        "{}",
-                        serde_json::json!({
-                            "file": name, "mailbox": d.mailbox, "confidence": d.confidence,
-                            "decided_by": d.decided_by, "needs_review": d.needs_review, "explanation": d.explanation,
-                        })
-                    );
-                } else {
-                    let mb = d.mailbox.as_ref().map(|m| m.as_str()).unwrap_or("-");
-                    let mbname = d
-                        .mailbox
-                        .as_ref()
-                        .and_then(|m| settings.mailbox(m))
-                        .map(|m| m.name.as_str())
-                        .unwrap_or("");
-                    println!(
-                        "{name}: {mb} {mbname} ({:.0} %, {:?}){}",
-                        d.confidence * 100.0,
-                        d.decided_by,
-                        if d.needs_review { " -> Prüfung" } else { "" }
-                    );
-                    for h in &d.explanation.rules {
-                        println!(
-                            "    Regel {} [{}] {:?} {}",
-                            h.rule,
-                            h.zone,
-                            h.matched,
-                            h.position.clone().unwrap_or_default()
-                        );
-                    }
-                    if let Some(r) = &d.explanation.review_reason {
-                        println!("    {r}");
-                    }
-                }
+    Ok(each_file(&extractor, files, json, |name, ex| {
+        let r = router.clone();
+        async move {
+            let d = tokio::task::spawn_blocking(move || r.route(&ex).decision).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "file": name, "mailbox": d.mailbox, "confidence": d.confidence,
+                        "decided_by": d.decided_by, "needs_review": d.needs_review, "explanation": d.explanation,
+                    })
+                );
+                return Ok(());
             }
-            Err(e) => {
-                failed = true;
-                report_file_error(json, &name, &e);
+            let mb = d.mailbox.as_ref().map(|m| m.as_str()).unwrap_or("-");
+            let mbname = d
+                .mailbox
+                .as_ref()
+                .and_then(|m| settings.mailbox(m))
+                .map(|m| m.name.as_str())
+                .unwrap_or("");
+            println!(
+                "{name}: {mb} {mbname} ({:.0} %, {:?}){}",
+                d.confidence * 100.0,
+                d.decided_by,
+                if d.needs_review { " -> Prüfung" } else { "" }
+            );
+            for h in &d.explanation.rules {
+                println!(
+                    "    Regel {} [{}] {:?} {}",
+                    h.rule,
+                    h.zone,
+                    h.matched,
+                    h.position.clone().unwrap_or_default()
+                );
             }
+            if let Some(r) = &d.explanation.review_reason {
+                println!("    {r}");
+            }
+            Ok(())
         }
-    }
-    Ok(if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
     })
+    .await)
 }
 
 /// `extract`: a file's text as the daemon reads it (text layer or OCR), with its zones.
@@ -80,47 +65,64 @@ pub async fn extract(
     files: &[PathBuf],
 ) -> anyhow::Result<ExitCode> {
     let extractor = Extractor::new(std::env::current_exe()?, &settings.extract);
+    Ok(each_file(&extractor, files, json, |name, ex| async move {
+        let zones = extract::zones::find(&ex, &settings.address_markers);
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "file": name, "text": ex.text(), "method": ex.method, "pages": ex.pages,
+                    "page_count": ex.page_count, "address_field": zones.address, "subject": zones.subject,
+                })
+            );
+        } else {
+            println!(
+                "==> {name} ({:?}, {} of {} pages read)",
+                ex.method,
+                ex.pages.len(),
+                ex.page_count
+            );
+            println!(
+                "address field: {:?}\nsubject: {:?}\n{}",
+                zones.address,
+                zones.subject,
+                ex.text()
+            );
+        }
+        Ok(())
+    })
+    .await)
+}
+
+/// Extracts each file in turn and hands it to `each`. A file that fails is reported (a JSON
+/// line or a message on stderr) and the run goes on; the exit code says whether any failed.
+async fn each_file<F, Fut>(
+    extractor: &Extractor,
+    files: &[PathBuf],
+    json: bool,
+    mut each: F,
+) -> ExitCode
+where
+    F: FnMut(String, extract::Extraction) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
     let mut failed = false;
     for file in files {
         let name = file.display().to_string();
-        let result = extract_file(&extractor, file).await;
-        match result {
-            Ok(ex) => {
-                let zones = extract::zones::find(&ex, &settings.address_markers);
-                if json {
-                    println!(
-                        "{}",
-                        serde_json::json!({
-                            "file": name, "text": ex.text(), "method": ex.method, "pages": ex.pages,
-                            "page_count": ex.page_count, "address_field": zones.address, "subject": zones.subject,
-                        })
-                    );
-                } else {
-                    println!(
-                        "==> {name} ({:?}, {} of {} pages read)",
-                        ex.method,
-                        ex.pages.len(),
-                        ex.page_count
-                    );
-                    println!(
-                        "address field: {:?}\nsubject: {:?}\n{}",
-                        zones.address,
-                        zones.subject,
-                        ex.text()
-                    );
-                }
-            }
-            Err(e) => {
-                failed = true;
-                report_file_error(json, &name, &e);
-            }
+        let result = match extract_file(extractor, file).await {
+            Ok(ex) => each(name.clone(), ex).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            failed = true;
+            report_file_error(json, &name, &e);
         }
     }
-    Ok(if failed {
+    if failed {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
-    })
+    }
 }
 
 /// Reads, recognises and extracts one file as the daemon would (sandboxed).

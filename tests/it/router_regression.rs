@@ -26,25 +26,6 @@ Mit freundlichen Gruessen\r\n"
         .to_vec()
 }
 
-fn route_json(install: &Install, files: &[PathBuf]) -> Vec<serde_json::Value> {
-    let out = install
-        .command()
-        .arg("route")
-        .arg("--json")
-        .args(files)
-        .output()
-        .expect("route");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("json line"))
-        .collect()
-}
-
 #[test]
 fn route_json_and_daemon_agree_on_einvoice_and_recipient_address() {
     let install = Install::new();
@@ -62,7 +43,9 @@ fn route_json_and_daemon_agree_on_einvoice_and_recipient_address() {
             p
         })
         .collect();
-    let routed = route_json(&install, &paths);
+    let mut args = vec![std::ffi::OsString::from("route"), "--json".into()];
+    args.extend(paths.iter().map(|p| p.clone().into_os_string()));
+    let routed = install.json_lines(args);
     assert_eq!(routed.len(), 2, "{routed:?}");
     // The configured Leitweg-ID 05315000-63000-21 and the address bauordnung@ both mean 63.
     assert_eq!(routed[0]["decided_by"], "invoice", "{}", routed[0]);

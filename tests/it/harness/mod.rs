@@ -412,11 +412,16 @@ impl Install {
 
     /// `documents list --json`, parsed.
     pub fn documents(&self) -> Vec<serde_json::Value> {
-        let out = self
-            .command()
-            .args(["documents", "list", "--json", "--limit", "1000"])
-            .output()
-            .expect("documents");
+        self.json_lines(["documents", "list", "--json", "--limit", "1000"])
+    }
+
+    /// Runs a `poststelle` command that prints one JSON object per line; it must succeed.
+    pub fn json_lines<I, S>(&self, args: I) -> Vec<serde_json::Value>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let out = self.command().args(args).output().expect("poststelle");
         assert!(
             out.status.success(),
             "{}",
