@@ -373,6 +373,25 @@ user = "poststelle@musterstadt.de"
     }
 
     #[test]
+    fn imap_message_backoff_defaults_and_overrides() {
+        let pw = ("POSTSTELLE__INTAKE__IMAP__ACCOUNTS__0__PASSWORD", "s3cret");
+        let s = parse(&imap_config("127.0.0.1", "plain"), &[pw]).expect("defaults");
+        let a = &s.imap.accounts[0];
+        assert_eq!((a.retry_base.as_secs(), a.retry_max.as_secs()), (1, 3600));
+        let env = [
+            pw,
+            (
+                "POSTSTELLE__INTAKE__IMAP__ACCOUNTS__0__RETRY_BASE_SECS",
+                "7",
+            ),
+            ("POSTSTELLE__INTAKE__IMAP__ACCOUNTS__0__RETRY_MAX_SECS", "0"),
+        ];
+        let s = parse(&imap_config("127.0.0.1", "plain"), &env).expect("overrides");
+        let a = &s.imap.accounts[0];
+        assert_eq!((a.retry_base.as_secs(), a.retry_max.as_secs()), (7, 1));
+    }
+
+    #[test]
     fn mail_delivery_form_defaults_to_eml_and_is_validated() {
         let s = parse(MINIMAL, &[]).expect("default");
         assert_eq!(s.imap.deliver_as, MailDelivery::Eml);

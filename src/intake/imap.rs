@@ -453,7 +453,10 @@ impl ImapIntake {
             other => format!("Verarbeitung fehlgeschlagen: {other}"),
         };
         tracing::warn!(account = account.name, uid = key.uid, failures = previous + 1, error = %e, "e-mail attempt failed");
-        let policy = RetryPolicy::new(MESSAGE_BACKOFF, account.max_failures);
+        let policy = RetryPolicy::new(
+            Backoff::new(account.retry_base, account.retry_max),
+            account.max_failures,
+        );
         let jitter_key = format!("{}/{}/{}", account.name, key.uidvalidity, key.uid);
         match policy.decide(
             previous,
@@ -785,12 +788,6 @@ pub fn body_sha256(bytes: &[u8]) -> String {
         .unwrap_or(0);
     hex::encode(Sha256::digest(&bytes[start..]))
 }
-
-/// Delays between attempts at one message: 1 s doubling up to an hour.
-const MESSAGE_BACKOFF: Backoff = Backoff {
-    base: Duration::from_secs(1),
-    max: Duration::from_secs(3600),
-};
 
 /// Wording of the IMAP intake's reasons for giving up a message.
 struct MessageReasons;

@@ -103,6 +103,10 @@ struct RawImapAccount {
     poll_secs: u64,
     #[serde(default = "default_max_failures")]
     max_failures: u32,
+    #[serde(default = "default_retry_base")]
+    retry_base_secs: u64,
+    #[serde(default = "default_retry_max")]
+    retry_max_secs: u64,
 }
 
 fn default_tls() -> String {
@@ -122,6 +126,12 @@ fn default_poll() -> u64 {
 }
 fn default_max_failures() -> u32 {
     5
+}
+fn default_retry_base() -> u64 {
+    1
+}
+fn default_retry_max() -> u64 {
+    3600
 }
 
 /// The validated `[intake]` section.
@@ -220,6 +230,10 @@ pub struct ImapAccount {
     pub poll: Duration,
     /// Failed attempts before a message goes to quarantine.
     pub max_failures: u32,
+    /// Delay after a message's first failed attempt (doubling, with jitter).
+    pub retry_base: Duration,
+    /// Longest delay between attempts at one message.
+    pub retry_max: Duration,
 }
 
 /// Validates `[intake]`.
@@ -331,6 +345,8 @@ fn validate_imap(raw: RawImap, problems: &mut Problems) -> ImapSettings {
             acknowledge: a.acknowledge,
             poll: Duration::from_secs(a.poll_secs.max(1)),
             max_failures: a.max_failures.max(1),
+            retry_base: Duration::from_secs(a.retry_base_secs),
+            retry_max: Duration::from_secs(a.retry_max_secs.max(1)),
         });
     }
     let deliver_as = match raw.deliver_as.as_str() {

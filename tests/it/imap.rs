@@ -846,6 +846,8 @@ Message-ID: <bad@example.org>\r\n\r\nText\r\n"
                     acknowledge: true,
                     poll: Duration::from_secs(1),
                     max_failures: 3,
+                    retry_base: Duration::from_secs(1),
+                    retry_max: Duration::from_secs(3600),
                 }],
             },
             observers: vec![recorder.clone()],
