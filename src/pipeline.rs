@@ -106,17 +106,11 @@ impl Pipeline {
     }
 
     fn claim(&self, id: &DocumentId) -> bool {
-        match self.in_flight.lock() {
-            Ok(mut s) => s.insert(id.clone()),
-            Err(p) => p.into_inner().insert(id.clone()),
-        }
+        lock(&self.in_flight).insert(id.clone())
     }
 
     fn release(&self, id: &DocumentId) {
-        match self.in_flight.lock() {
-            Ok(mut s) => s.remove(id),
-            Err(p) => p.into_inner().remove(id),
-        };
+        lock(&self.in_flight).remove(id);
     }
 
     /// Loads the registry's active model when it differs from the one in use, so that
@@ -183,10 +177,7 @@ impl Pipeline {
         }
         tracker.close();
         tracker.wait().await;
-        let panicked = match panicked.lock() {
-            Ok(mut g) => g.take(),
-            Err(p) => p.into_inner().take(),
-        };
+        let panicked = lock(&panicked).take();
         match panicked {
             Some(what) => Err(anyhow::anyhow!("pipeline work panicked: {what}")),
             None => Ok(()),
@@ -212,14 +203,7 @@ impl Pipeline {
                     .or_else(|| payload.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "unknown panic".into());
                 tracing::error!(document = %id, panic = msg, "pipeline work panicked; stopping the daemon");
-                match panicked.lock() {
-                    Ok(mut g) => {
-                        g.get_or_insert(format!("document {id}: {msg}"));
-                    }
-                    Err(p) => {
-                        p.into_inner().get_or_insert(format!("document {id}: {msg}"));
-                    }
-                }
+                lock(&panicked).get_or_insert(format!("document {id}: {msg}"));
                 cancel.cancel();
             }
         });
@@ -482,11 +466,6 @@ impl Pipeline {
                 tracing::info!(document = %id, mailbox = %mailbox, reference = receipt.reference, "delivered");
             }
             Err(e) => {
-                let outcome = match e {
-                    DeliveryError::Permanent(msg) => Outcome::Permanent(msg),
-                    DeliveryError::Retriable(msg) => Outcome::Retry(msg),
-                    DeliveryError::RetryAfter(msg, d) => Outcome::RetryAfter(msg, d),
-                };
                 let log = DocumentLog {
                     store: &self.store,
                     id,
@@ -494,7 +473,7 @@ impl Pipeline {
                 };
                 match self
                     .delivery_retry
-                    .record(&log, doc.attempts, outcome, id.as_str())
+                    .record(&log, doc.attempts, Outcome::from(e), id.as_str())
                     .await?
                 {
                     Next::RetryAt {
@@ -539,6 +518,12 @@ impl Pipeline {
             Err(e) => tracing::error!(target, error = %e, "cannot resume waiting documents"),
         }
     }
+}
+
+/// The guarded value, also after a panic elsewhere poisoned the lock (the sets and slots it
+/// guards stay consistent: every update is a single call).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A document's side of the retry policy: in the outbox (`queued`) a failed delivery waits or

@@ -171,7 +171,15 @@ pub fn evaluate_holdout(
     let mut preds: [Vec<Prediction>; 4] = Default::default();
     for it in holdout {
         let z = from_text(&it.text, markers);
-        for (acc, p) in preds.iter_mut().zip(predict4(&z, &rule_only, &router, it)) {
+        let p = router
+            .classifier()
+            .model()
+            .map(|m| m.predict(&z))
+            .unwrap_or_default();
+        for (acc, p) in preds
+            .iter_mut()
+            .zip(predict4(&z, &p, &rule_only, &router, it))
+        {
             acc.push(p);
         }
     }
@@ -421,46 +429,57 @@ pub struct TwinChange {
 
 /// Four predictions for one text: rules alone, model alone, rules and model combined (the
 /// classifier), and the router's decision (what the daemon files; e-mail recipients count).
-/// `router` holds the classifier with the fold's calibrated model; `rule_only` has no model.
-fn predict4(zones: &Zones, rule_only: &Classifier, router: &Router, it: &Item) -> [Prediction; 4] {
-    let pred = |d: &crate::domain::Decision| Prediction {
+/// `router` holds the classifier with the fold's calibrated model; `rule_only` has no model;
+/// `model_probs` are that model's probabilities for `zones` (the caller often has its logits).
+fn predict4(
+    zones: &Zones,
+    model_probs: &[f64],
+    rule_only: &Classifier,
+    router: &Router,
+    it: &Item,
+) -> [Prediction; 4] {
+    let pred = |predicted: Option<String>, confidence: f64| Prediction {
         id: it.id.clone(),
         origin: it.origin.clone(),
         truth: it.mailbox.clone(),
-        predicted: d.mailbox.as_ref().map(|m| m.to_string()),
+        predicted,
+        confidence,
+    };
+    let decided = |d: &crate::domain::Decision| {
         // The evaluation's classifiers have threshold 0, so a review here is one no threshold
         // lifts (no evidence, addresses of several mailboxes): never straight through.
-        confidence: if d.decided_by == DecidedBy::Nothing || d.needs_review {
-            0.0
-        } else {
-            d.confidence
-        },
+        let straight = d.decided_by != DecidedBy::Nothing && !d.needs_review;
+        pred(
+            d.mailbox.as_ref().map(|m| m.to_string()),
+            if straight { d.confidence } else { 0.0 },
+        )
     };
-    let rules = rule_only.decide_with(zones, false);
-    let model_only = router
-        .classifier()
-        .model()
-        .map(|m| {
-            let classes = &m.meta.classes;
-            let p = m.predict(zones);
-            let (best, conf) = p
-                .iter()
-                .enumerate()
-                .max_by(|a, b| a.1.total_cmp(b.1))
-                .map(|(c, v)| (c, *v))
-                .unwrap_or((0, 0.0));
-            Prediction {
-                id: it.id.clone(),
-                origin: it.origin.clone(),
-                truth: it.mailbox.clone(),
-                predicted: classes.get(best).map(|c| c.to_string()),
-                confidence: conf,
-            }
-        })
-        .unwrap_or_else(|| pred(&rules));
+    let (best, conf) = model_probs
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(c, v)| (c, *v))
+        .unwrap_or((0, 0.0));
+    let classes = router.classifier().model().map(|m| &m.meta.classes);
+    let model_only = pred(
+        classes.and_then(|c| c.get(best)).map(|c| c.to_string()),
+        conf,
+    );
     let combined = router.classifier().decide_with(zones, false);
-    let routed = router.decide(zones, None, it.is_mail().then_some(it.text.as_str()), false);
-    [pred(&rules), model_only, pred(&combined), pred(&routed)]
+    let routed = router.with_recipients(it.is_mail().then_some(it.text.as_str()), combined.clone());
+    [
+        decided(&rule_only.decide_with(zones, false)),
+        model_only,
+        decided(&combined),
+        decided(&routed),
+    ]
+}
+
+/// A model's probabilities from its logits, at `temperature`.
+fn probs(logits: &[f32], temperature: f64) -> Vec<f64> {
+    let mut p = logits.to_vec();
+    softmax_in_place(&mut p, temperature as f32);
+    p.into_iter().map(f64::from).collect()
 }
 
 /// Runs stratified k-fold cross-validation. `twins` maps item ids to the OCR text of their
@@ -534,10 +553,21 @@ pub fn cross_validate(
         let Some(router) = routers.get(folds[i]) else {
             continue;
         };
-        let p = predict4(&zones[i], &rule_only, router, it);
+        let p = predict4(
+            &zones[i],
+            &probs(&logits[i], temperature),
+            &rule_only,
+            router,
+            it,
+        );
         if let Some(tz) = &twin_zones[i] {
             twin_clean.push(p[2].clone());
-            let tp = predict4(tz, &rule_only, router, it);
+            let twin_probs = router
+                .classifier()
+                .model()
+                .map(|m| m.predict(tz))
+                .unwrap_or_default();
+            let tp = predict4(tz, &twin_probs, &rule_only, router, it);
             if tp[2].predicted != p[2].predicted {
                 twin_changed.push(TwinChange {
                     id: it.id.clone(),

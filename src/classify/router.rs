@@ -126,7 +126,16 @@ impl Router {
         {
             return d;
         }
-        let decision = self.classifier.decide_with(zones, explain_model);
+        self.with_recipients(
+            mail_page1,
+            self.classifier.decide_with(zones, explain_model),
+        )
+    }
+
+    /// The classifier's `decision` after the recipient step: for an e-mail (`mail_page1`, its
+    /// header lines) a recipient address that belongs to a mailbox decides. Evaluation uses it
+    /// to route with a classifier decision it already has.
+    pub fn with_recipients(&self, mail_page1: Option<&str>, decision: Decision) -> Decision {
         match mail_page1 {
             Some(page1) => {
                 let recipients = crate::extract::mail::recipients_in_text(page1);

@@ -81,15 +81,24 @@ impl DeliveryError {
     pub fn is_retriable(&self) -> bool {
         !matches!(self, DeliveryError::Permanent(_))
     }
-}
 
-impl DeliveryError {
     /// The message without its kind.
     pub fn message(&self) -> &str {
         match self {
             DeliveryError::Retriable(m)
             | DeliveryError::Permanent(m)
             | DeliveryError::RetryAfter(m, _) => m,
+        }
+    }
+}
+
+/// A failed delivery as the retry policy sees it (the same three kinds).
+impl From<DeliveryError> for crate::retry::Outcome {
+    fn from(e: DeliveryError) -> Self {
+        match e {
+            DeliveryError::Retriable(m) => Self::Retry(m),
+            DeliveryError::Permanent(m) => Self::Permanent(m),
+            DeliveryError::RetryAfter(m, d) => Self::RetryAfter(m, d),
         }
     }
 }

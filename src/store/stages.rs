@@ -2,7 +2,7 @@
 //! input's fault waits for its backoff in the same state; after the last attempt the document
 //! becomes a dead letter that remembers its stage, so a re-drive resumes there.
 
-use super::{Result, Store, StoreError, fmt_time, insert_event, now_str, state_of};
+use super::{Result, Store, fmt_time};
 use crate::domain::{DocState, DocumentId};
 use chrono::{DateTime, Utc};
 
@@ -42,36 +42,20 @@ impl Store {
         attempts: i64,
         reason: &str,
     ) -> Result<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let current = state_of(&mut tx, id).await?;
-        if current != stage {
-            return Err(StoreError::Conflict {
-                id: id.to_string(),
-                state: current,
-                message: format!("cannot give up stage {stage}"),
-            });
-        }
-        sqlx::query(
-            "UPDATE documents SET state = ?, failed_stage = ?, attempts = ?, next_attempt_at = NULL, \
-             reason = ?, updated_at = ? WHERE id = ?",
-        )
-        .bind(DocState::DeadLetter.as_str())
-        .bind(stage.as_str())
-        .bind(attempts)
-        .bind(reason)
-        .bind(now_str())
-        .bind(id.as_str())
-        .execute(&mut *tx)
-        .await?;
-        insert_event(
-            &mut tx,
-            Some(id.as_str()),
+        self.transition(
+            id,
+            &[stage],
+            DocState::DeadLetter,
             "pipeline",
             "dead_letter",
-            &serde_json::json!({"stage": stage, "attempts": attempts, "reason": reason}),
+            serde_json::json!({"stage": stage, "attempts": attempts, "reason": reason}),
+            |q| q.push_str(", failed_stage = ?, attempts = ?, next_attempt_at = NULL, reason = ?"),
+            vec![
+                stage.as_str().to_string(),
+                attempts.to_string(),
+                reason.to_string(),
+            ],
         )
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        .await
     }
 }
