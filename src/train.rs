@@ -164,22 +164,12 @@ pub fn evaluate_holdout(
     let mut model = Model::train(&examples(train, classes, markers), classes.to_vec(), params)?;
     model.meta.temperature = temperature;
     let rule_only = Classifier::new(rules.clone(), None, classes.to_vec(), 0.0);
-    let router = Router::new(
-        Arc::new(rule_only.with_model(Some(Arc::new(model)))),
-        routing.clone(),
-    );
+    let router = Router::new(Arc::new(rule_only), routing.clone());
     let mut preds: [Vec<Prediction>; 4] = Default::default();
     for it in holdout {
         let z = from_text(&it.text, markers);
-        let p = router
-            .classifier()
-            .model()
-            .map(|m| m.predict(&z))
-            .unwrap_or_default();
-        for (acc, p) in preds
-            .iter_mut()
-            .zip(predict4(&z, &p, &rule_only, &router, it))
-        {
+        let p = model.predict(&z);
+        for (acc, p) in preds.iter_mut().zip(predict4(&z, &p, classes, &router, it)) {
             acc.push(p);
         }
     }
@@ -429,12 +419,12 @@ pub struct TwinChange {
 
 /// Four predictions for one text: rules alone, model alone, rules and model combined (the
 /// classifier), and the router's decision (what the daemon files; e-mail recipients count).
-/// `router` holds the classifier with the fold's calibrated model; `rule_only` has no model;
-/// `model_probs` are that model's probabilities for `zones` (the caller often has its logits).
+/// `model_probs` are the held-out model's probabilities for `zones` over `classes`; `router`
+/// holds the rules (its classifier has no model: the probabilities are given).
 fn predict4(
     zones: &Zones,
     model_probs: &[f64],
-    rule_only: &Classifier,
+    classes: &[MailboxId],
     router: &Router,
     it: &Item,
 ) -> [Prediction; 4] {
@@ -460,15 +450,13 @@ fn predict4(
         .max_by(|a, b| a.1.total_cmp(b.1))
         .map(|(c, v)| (c, *v))
         .unwrap_or((0, 0.0));
-    let classes = router.classifier().model().map(|m| &m.meta.classes);
-    let model_only = pred(
-        classes.and_then(|c| c.get(best)).map(|c| c.to_string()),
-        conf,
-    );
-    let combined = router.classifier().decide_with(zones, false);
+    let model_only = pred(classes.get(best).map(|c| c.to_string()), conf);
+    let probs = classes.iter().cloned().zip(model_probs.iter().copied());
+    let classifier = router.classifier();
+    let combined = classifier.decide_given(zones, Some(probs.collect()), false);
     let routed = router.with_recipients(it.is_mail().then_some(it.text.as_str()), combined.clone());
     [
-        decided(&rule_only.decide_with(zones, false)),
+        decided(&classifier.decide_given(zones, None, false)),
         model_only,
         decided(&combined),
         decided(&routed),
@@ -484,8 +472,8 @@ fn probs(logits: &[f32], temperature: f64) -> Vec<f64> {
 
 /// Runs stratified k-fold cross-validation. `twins` maps item ids to the OCR text of their
 /// scanned twins; those are predicted by the same fold's model as their clean originals.
-/// Every prediction that counts goes through the same [`Classifier`] and [`Router`] the
-/// daemon uses, with the fold's model calibrated by the fitted temperature.
+/// Every prediction that counts goes through the same [`Classifier`] combination and [`Router`]
+/// the daemon uses, on the fold model's held-out probabilities at the fitted temperature.
 #[allow(clippy::too_many_arguments)]
 pub fn cross_validate(
     items: &[Item],
@@ -509,7 +497,7 @@ pub fn cross_validate(
         })
         .collect();
     let mut logits: Vec<Vec<f32>> = vec![Vec::new(); items.len()];
-    let mut models = Vec::with_capacity(k);
+    let mut twin_logits: Vec<Option<Vec<f32>>> = vec![None; items.len()];
     for f in 0..k {
         let train_items: Vec<Item> = items
             .iter()
@@ -525,49 +513,36 @@ pub fn cross_validate(
         for (i, fo) in folds.iter().enumerate() {
             if *fo == f {
                 logits[i] = model.logits(&model.features(&zones[i]));
+                twin_logits[i] = twin_zones[i]
+                    .as_ref()
+                    .map(|z| model.logits(&model.features(z)));
             }
         }
-        models.push(model);
     }
     let labels: Vec<Option<usize>> = items
         .iter()
         .map(|it| classes.iter().position(|c| c.as_str() == it.mailbox))
         .collect();
     let temperature = fit_temperature(&logits, &labels);
-    let rule_only = Classifier::new(rules.clone(), None, classes.to_vec(), 0.0);
-    let routers: Vec<Router> = models
-        .into_iter()
-        .map(|mut m| {
-            m.meta.temperature = temperature;
-            Router::new(
-                Arc::new(rule_only.with_model(Some(Arc::new(m)))),
-                routing.clone(),
-            )
-        })
-        .collect();
+    let router = Router::new(
+        Arc::new(Classifier::new(rules.clone(), None, classes.to_vec(), 0.0)),
+        routing.clone(),
+    );
     let mut clean: [Vec<Prediction>; 4] = Default::default();
     let mut twin_clean = Vec::new();
     let mut twin_changed = Vec::new();
     let mut scanned: [Vec<Prediction>; 4] = Default::default();
     for (i, it) in items.iter().enumerate() {
-        let Some(router) = routers.get(folds[i]) else {
-            continue;
-        };
         let p = predict4(
             &zones[i],
             &probs(&logits[i], temperature),
-            &rule_only,
-            router,
+            classes,
+            &router,
             it,
         );
-        if let Some(tz) = &twin_zones[i] {
+        if let (Some(tl), Some(tz)) = (&twin_logits[i], &twin_zones[i]) {
             twin_clean.push(p[2].clone());
-            let twin_probs = router
-                .classifier()
-                .model()
-                .map(|m| m.predict(tz))
-                .unwrap_or_default();
-            let tp = predict4(tz, &twin_probs, &rule_only, router, it);
+            let tp = predict4(tz, &probs(tl, temperature), classes, &router, it);
             if tp[2].predicted != p[2].predicted {
                 twin_changed.push(TwinChange {
                     id: it.id.clone(),

@@ -81,6 +81,26 @@ impl Classifier {
 
     /// Decides; `explain_model` = false skips naming the model's features (evaluation runs).
     pub fn decide_with(&self, zones: &Zones, explain_model: bool) -> Decision {
+        let model_probs: Option<BTreeMap<MailboxId, f64>> = self.model.as_ref().map(|m| {
+            m.meta
+                .classes
+                .iter()
+                .cloned()
+                .zip(m.predict(zones))
+                .collect()
+        });
+        self.decide_given(zones, model_probs, explain_model)
+    }
+
+    /// Decides with model probabilities computed elsewhere (evaluation has them from held-out
+    /// logits); `None` decides by the rules alone. The model's features are explained only
+    /// when this classifier holds the model and `explain_model` is set.
+    pub fn decide_given(
+        &self,
+        zones: &Zones,
+        model_probs: Option<BTreeMap<MailboxId, f64>>,
+        explain_model: bool,
+    ) -> Decision {
         let hits = self.rules.eval(zones);
         let rule_scores = RuleSet::scores(&hits);
         let threshold = self.threshold();
@@ -90,14 +110,6 @@ impl Classifier {
                 labels.push(m.clone());
             }
         }
-        let model_probs: Option<BTreeMap<MailboxId, f64>> = self.model.as_ref().map(|m| {
-            m.meta
-                .classes
-                .iter()
-                .cloned()
-                .zip(m.predict(zones))
-                .collect()
-        });
         if let Some(mp) = &model_probs {
             for m in mp.keys() {
                 if !labels.contains(m) {
