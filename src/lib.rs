@@ -11,13 +11,15 @@
 //! - [`deliver`]: delivery targets behind one trait, outbox with retries;
 //! - [`store`]: all SQL (documents, audit events, corrections, quarantine) and blobs;
 //! - [`outgoing`]: acknowledgements and digests over SMTP, queued in the store;
-//! - [`api`]: the HTTP API (axum);
+//! - [`api`]: the HTTP API (axum) and the web desk;
+//! - [`auth`]: identities and roles (who may see and do what);
 //! - [`pipeline`]: the workers that move documents from state to state;
 //! - [`train`]: corpus loading, training, evaluation, model versions;
 //! - [`config`], [`domain`], [`app`], [`faults`]: settings, shared types, wiring, test hooks.
 
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod classify;
 pub mod cli;
 pub mod config;
