@@ -28,6 +28,39 @@ fn count_files(dir: &Path) -> usize {
 }
 
 #[test]
+fn health_without_a_token_says_only_that_the_daemon_is_up() {
+    let install = spawn_app(&[]);
+    install.drop_file("mail.txt", &hundesteuer_txt("Bello"));
+    wait_for("a delivery", LONG, || {
+        (install.delivered().len() == 1).then_some(())
+    });
+    let anonymous: serde_json::Value = reqwest::blocking::get(install.url("/health"))
+        .expect("health")
+        .json()
+        .expect("json");
+    assert_eq!(anonymous, serde_json::json!({"status": "ok"}));
+    let with_token: serde_json::Value = reqwest::blocking::Client::new()
+        .get(install.url("/health"))
+        .bearer_auth(&install.token)
+        .send()
+        .expect("health")
+        .json()
+        .expect("json");
+    assert_eq!(with_token["status"], "ok");
+    assert_eq!(with_token["documents"]["delivered"], 1, "{with_token}");
+    let wrong = reqwest::blocking::Client::new()
+        .get(install.url("/health"))
+        .bearer_auth("wrong")
+        .send()
+        .expect("health");
+    assert_eq!(
+        wrong.status(),
+        401,
+        "a wrong token is refused, not served anonymously"
+    );
+}
+
+#[test]
 fn scans_dropped_into_the_hot_folder_land_in_the_right_mailbox_with_sidecar() {
     let install = spawn_app(&[]);
     let scan = scan_pdf(&noisy(render(&bauantrag_pdf(), 300), 10), 300);

@@ -115,7 +115,14 @@ fn the_daemon_picks_up_an_activated_model_without_restart() {
     let models_s = models.display().to_string();
     let d = install.spawn_app(&[("POSTSTELLE__CLASSIFY__MODELS", &models_s)]);
     let model_of = || -> Option<String> {
-        let v: serde_json::Value = reqwest::blocking::get(d.url("/health")).ok()?.json().ok()?;
+        // The model is told only to a caller with a token.
+        let v: serde_json::Value = reqwest::blocking::Client::new()
+            .get(d.url("/health"))
+            .bearer_auth(&d.token)
+            .send()
+            .ok()?
+            .json()
+            .ok()?;
         v["model"].as_str().map(str::to_string)
     };
     assert_eq!(model_of().as_deref(), Some(a.as_str()));
