@@ -4,7 +4,7 @@ use super::render;
 use crate::api::ApiState;
 use askama::Template;
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::Query;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
@@ -33,8 +33,7 @@ struct NextQuery {
     next: Option<String>,
 }
 
-async fn form(State(s): State<ApiState>, Query(q): Query<NextQuery>) -> Response {
-    let _ = &s;
+async fn form(Query(q): Query<NextQuery>) -> Response {
     render(&LoginPage {
         town: "Musterstadt".into(),
         message: None,

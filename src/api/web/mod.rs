@@ -172,6 +172,22 @@ pub fn error_page(
     (status, render(&page)).into_response()
 }
 
+/// A desk that is not built yet: its frame and a note saying so.
+#[derive(Template)]
+#[template(path = "placeholder.html", config = "src/api/web/askama.toml")]
+struct Placeholder {
+    chrome: Chrome,
+    text: &'static str,
+}
+
+/// The page of a desk that is not built yet, in the frame of `who`.
+pub fn placeholder(who: &Identity, title: &str, path: &str) -> Response {
+    render(&Placeholder {
+        chrome: Chrome::new(who, title, path),
+        text: "Diese Seite folgt.",
+    })
+}
+
 /// The landing page of each role.
 pub fn landing(role: Role) -> &'static str {
     match role {

@@ -1,8 +1,7 @@
-//! Prüfkorb: `/pruefkorb`.
+//! Prüfkorb: `/pruefkorb` (not built yet: the frame with a note).
 
-use super::{Chrome, Signed, render};
+use super::{Signed, placeholder};
 use crate::api::ApiState;
-use askama::Template;
 use axum::Router;
 use axum::response::Response;
 use axum::routing::get;
@@ -12,16 +11,6 @@ pub fn routes() -> Router<ApiState> {
     Router::new().route("/pruefkorb", get(page))
 }
 
-#[derive(Template)]
-#[template(path = "placeholder.html", config = "src/api/web/askama.toml")]
-struct Page {
-    chrome: Chrome,
-    text: &'static str,
-}
-
 async fn page(Signed(who): Signed) -> Response {
-    render(&Page {
-        chrome: Chrome::new(&who, "Prüfkorb", "/pruefkorb"),
-        text: "Diese Seite folgt.",
-    })
+    placeholder(&who, "Prüfkorb", "/pruefkorb")
 }
