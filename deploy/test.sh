@@ -4,6 +4,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 deploy/setup.sh --no-run
+# Packages only the tests need: the font test letters are rendered with (DejaVu Sans).
+test_packages=(fonts-dejavu-core)
+missing=()
+for p in "${test_packages[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo_cmd=""
+  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  echo "installing: ${missing[*]}"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
 # The outgoing-mail tests run a real SMTP server (aiosmtpd) and make certificates with openssl.
 python3 -c "import aiosmtpd" 2>/dev/null || python3 -m pip install --quiet aiosmtpd
 # Tesseract inside the tests: one thread each (parallelism comes from documents).

@@ -139,17 +139,55 @@ pub fn letter_pdf(lines: &[Line<'_>]) -> Vec<u8> {
     ])
 }
 
+/// The folder of the one font test letters are rendered with: DejaVu Sans (Debian's
+/// `fonts-dejavu-core`), whatever else the machine has. The letters name the PDF base font
+/// Helvetica, which fontconfig would otherwise map to whichever clone is installed (Liberation
+/// Sans, Nimbus Sans, ...), so that the scans a test makes would differ between machines.
+/// `POSTSTELLE_TEST_FONT_DIR` names another folder, to check that reading does not hinge on
+/// the font (e.g. `/usr/share/fonts/truetype/liberation2`).
+pub const LETTER_FONT_DIR: &str = "/usr/share/fonts/truetype/dejavu";
+
+/// A fontconfig file that knows only the fonts of [`LETTER_FONT_DIR`] (written once per run).
+fn letter_fonts() -> PathBuf {
+    static FILE: OnceLock<PathBuf> = OnceLock::new();
+    FILE.get_or_init(|| {
+        let fonts = std::env::var("POSTSTELLE_TEST_FONT_DIR")
+            .unwrap_or_else(|_| LETTER_FONT_DIR.to_string());
+        assert!(
+            Path::new(&fonts).is_dir(),
+            "font folder {fonts} missing (Debian package fonts-dejavu-core)"
+        );
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("test-fonts-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("cache")).expect("font cache dir");
+        let file = dir.join("fonts.conf");
+        let conf = format!(
+            "<?xml version=\"1.0\"?>\n<!DOCTYPE fontconfig SYSTEM \"fonts.dtd\">\n<fontconfig>\n  \
+             <dir>{fonts}</dir>\n  <cachedir>{}</cachedir>\n</fontconfig>\n",
+            dir.join("cache").display()
+        );
+        std::fs::write(&file, conf).expect("fonts.conf");
+        file
+    })
+    .clone()
+}
+
 /// Renders page 1 of a PDF to an 8-bit gray image (as a scanner would deliver it).
 pub fn render(pdf: &[u8], dpi: u32) -> image::GrayImage {
     let dir = tempfile::tempdir().expect("tempdir");
     let p = dir.path().join("in.pdf");
     std::fs::write(&p, pdf).expect("write");
     let out = Command::new("pdftoppm")
+        .env("FONTCONFIG_FILE", letter_fonts())
         .args(["-gray", "-r", &dpi.to_string(), "-f", "1", "-l", "1"])
         .arg(&p)
         .output()
         .expect("pdftoppm");
-    assert!(out.status.success());
+    assert!(
+        out.status.success(),
+        "pdftoppm: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     image::load_from_memory(&out.stdout)
         .expect("pgm")
         .to_luma8()
