@@ -193,9 +193,15 @@ impl Application {
             });
         }
         if let Some(listener) = self.listener {
+            let auth = crate::auth::Authenticator::new(
+                self.pipeline.store.clone(),
+                self.settings.auth.clone(),
+                self.settings.api.token.clone(),
+            );
             let router = api::router(ApiState {
                 pipeline: self.pipeline.clone(),
                 intake: self.intake.clone(),
+                auth,
             });
             let c = cancel.clone();
             tracing::info!(addr = ?listener.local_addr().ok(), "API listening");

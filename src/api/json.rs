@@ -1,5 +1,9 @@
 //! The JSON API under `/api`. Every route needs an [`Identity`] (a bearer token or a session);
-//! without one it answers 401.
+//! without one it answers 401. Roles are enforced here: a department (`fachbereich`) sees only
+//! documents in its own mailboxes (any other answers 404, as if it did not exist), the review
+//! queue, uploads and the quarantine list are the Poststelle's (403 for others), re-drives and
+//! other people's tokens are the admins'. The `actor` of every audit event is the identity's
+//! name, never a name from the request body.
 
 use super::{ApiError, ApiState};
 use crate::auth::Identity;
@@ -21,6 +25,46 @@ pub fn routes() -> Router<ApiState> {
         .route("/review", get(review))
         .route("/quarantine", get(quarantine))
         .route("/mailboxes", get(mailboxes))
+        .route("/me", get(me))
+        .route("/tokens", get(tokens).post(create_token))
+        .route("/tokens/{id}", axum::routing::delete(revoke_token))
+}
+
+/// 403 unless the identity may work as the Poststelle.
+fn need_poststelle(who: &Identity) -> Result<(), ApiError> {
+    if who.is_poststelle() {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(
+            "Diese Aktion ist der Poststelle vorbehalten.".into(),
+        ))
+    }
+}
+
+/// 403 unless the identity is an admin.
+fn need_admin(who: &Identity) -> Result<(), ApiError> {
+    if who.is_admin() {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(
+            "Diese Aktion ist der Verwaltung (Rolle admin) vorbehalten.".into(),
+        ))
+    }
+}
+
+/// The document, if `who` may see it; otherwise 404, as if it did not exist.
+pub async fn visible_document(
+    s: &ApiState,
+    who: &Identity,
+    id: &DocumentId,
+) -> Result<crate::store::DocumentRow, ApiError> {
+    match s.pipeline.store.get(id).await {
+        Ok(doc) if who.sees_document(&doc) => Ok(doc),
+        Ok(_) | Err(crate::store::StoreError::NotFound(_)) => {
+            Err(ApiError::NotFound(format!("Dokument {id} nicht gefunden.")))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -29,11 +73,12 @@ struct UploadQuery {
 }
 
 async fn upload(
-    _who: Identity,
+    who: Identity,
     State(s): State<ApiState>,
     Query(q): Query<UploadQuery>,
     req: Request,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    need_poststelle(&who)?;
     let max = s.pipeline.settings.upload_max_bytes;
     let is_multipart = req
         .headers()
@@ -77,7 +122,7 @@ async fn upload(
     let name = crate::intake::safe_name(&name);
     match s
         .intake
-        .ingest("upload", &name, &bytes, max)
+        .ingest_by("upload", who.actor(), &name, &bytes, max)
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
     {
@@ -109,7 +154,7 @@ struct ListQuery {
 }
 
 async fn list(
-    _who: Identity,
+    who: Identity,
     State(s): State<ApiState>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -120,11 +165,15 @@ async fn list(
         ),
         None => None,
     };
-    let docs = s
-        .pipeline
-        .store
-        .list(state, q.limit.unwrap_or(100).clamp(1, 1000))
-        .await?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let docs = if who.sees_all() {
+        s.pipeline.store.list(state, limit).await?
+    } else {
+        s.pipeline
+            .store
+            .list_in_mailboxes(&who.mailboxes, state, limit)
+            .await?
+    };
     Ok(Json(serde_json::json!({"documents": docs})))
 }
 
@@ -134,12 +183,12 @@ fn parse_id(id: &str) -> Result<DocumentId, ApiError> {
 }
 
 async fn show(
-    _who: Identity,
+    who: Identity,
     State(s): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let id = parse_id(&id)?;
-    let doc = s.pipeline.store.get(&id).await?;
+    let doc = visible_document(&s, &who, &id).await?;
     let events = s.pipeline.store.events(&id).await?;
     let explanation = doc.decision.as_ref().map(|d| d.explanation.clone());
     let metadata = s.pipeline.store.metadata(&id).await?;
@@ -154,9 +203,10 @@ async fn show(
 }
 
 async fn review(
-    _who: Identity,
+    who: Identity,
     State(s): State<ApiState>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    need_poststelle(&who)?;
     let docs = s.pipeline.store.list(Some(DocState::Review), 1000).await?;
     let items: Vec<serde_json::Value> = docs
         .iter()
@@ -175,25 +225,30 @@ async fn review(
 #[derive(Debug, Deserialize)]
 struct AssignBody {
     mailbox: String,
-    actor: Option<String>,
     origin: Option<String>,
 }
 
+/// Assigns a document to a mailbox: the Poststelle any document it may decide; a department
+/// only a document in its own mailboxes (forwarding it, a correction).
 async fn assign(
-    _who: Identity,
+    who: Identity,
     State(s): State<ApiState>,
     Path(id): Path<String>,
     Json(body): Json<AssignBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let id = parse_id(&id)?;
+    visible_document(&s, &who, &id).await?;
     let mailbox = MailboxId::parse(&body.mailbox)
         .filter(|m| s.pipeline.settings.mailboxes.iter().any(|mb| &mb.id == m))
         .ok_or_else(|| ApiError::BadRequest(format!("Unbekanntes Postfach „{}“.", body.mailbox)))?;
-    let actor = body.actor.unwrap_or_else(|| "api".into());
-    let origin = body.origin.unwrap_or_else(|| "review".into());
+    let origin = if who.sees_all() {
+        body.origin.unwrap_or_else(|| "review".into())
+    } else {
+        "forward".into()
+    };
     s.pipeline
         .store
-        .assign(&id, &mailbox, &actor, &origin)
+        .assign(&id, &mailbox, who.actor(), &origin)
         .await?;
     s.pipeline.wake.notify_one();
     Ok(Json(
@@ -202,20 +257,22 @@ async fn assign(
 }
 
 async fn redrive(
-    _who: Identity,
+    who: Identity,
     State(s): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    need_admin(&who)?;
     let id = parse_id(&id)?;
-    let state = s.pipeline.store.redrive(&id, "api").await?;
+    let state = s.pipeline.store.redrive(&id, who.actor()).await?;
     s.pipeline.wake.notify_one();
     Ok(Json(serde_json::json!({"id": id, "state": state})))
 }
 
 async fn quarantine(
-    _who: Identity,
+    who: Identity,
     State(s): State<ApiState>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    need_poststelle(&who)?;
     Ok(Json(
         serde_json::json!({"quarantine": s.pipeline.store.quarantine_entries(500).await?}),
     ))
@@ -231,4 +288,89 @@ async fn mailboxes(_who: Identity, State(s): State<ApiState>) -> Json<serde_json
     Json(
         serde_json::json!({"mailboxes": list, "review": {"id": st.review.id, "name": st.review.name}}),
     )
+}
+
+/// Who the caller is: name, role, mailboxes, how signed in.
+async fn me(who: Identity) -> Json<serde_json::Value> {
+    let via = match &who.via {
+        crate::auth::Via::Session { .. } => "session",
+        crate::auth::Via::Token => "token",
+        crate::auth::Via::GlobalToken => "global_token",
+    };
+    Json(serde_json::json!({
+        "name": who.name, "role": who.role, "mailboxes": who.mailboxes, "via": via,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+struct TokensQuery {
+    user: Option<String>,
+}
+
+/// The caller's tokens; an admin may ask for another account's (`?user=`) or all (`?user=*`).
+async fn tokens(
+    who: Identity,
+    State(s): State<ApiState>,
+    Query(q): Query<TokensQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let user = match q.user.as_deref() {
+        Some(u) if u != who.name => {
+            need_admin(&who)?;
+            (u != "*").then_some(u)
+        }
+        _ => Some(who.name.as_str()),
+    };
+    Ok(Json(
+        serde_json::json!({"tokens": s.pipeline.store.tokens(user).await?}),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+struct NewToken {
+    label: String,
+    user: Option<String>,
+}
+
+/// Creates a token for the caller (or, for an admin, for `user`). The token is in this answer
+/// only; the store keeps its hash.
+async fn create_token(
+    who: Identity,
+    State(s): State<ApiState>,
+    Json(body): Json<NewToken>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let user = body.user.clone().unwrap_or_else(|| who.name.clone());
+    if user != who.name {
+        need_admin(&who)?;
+    }
+    if who.via == crate::auth::Via::GlobalToken && body.user.is_none() {
+        return Err(ApiError::BadRequest(
+            "Das globale Token gehört keinem Benutzer: bitte „user“ angeben.".into(),
+        ));
+    }
+    let label = body.label.trim();
+    if label.is_empty() || label.chars().count() > 100 {
+        return Err(ApiError::BadRequest(
+            "Bitte eine Bezeichnung mit 1 bis 100 Zeichen angeben.".into(),
+        ));
+    }
+    let (id, token) = s.auth.create_token(&user, label, who.actor()).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({"id": id, "user": user, "label": label, "token": token})),
+    ))
+}
+
+/// Revokes a token: one's own, or any for an admin (404 for another's token otherwise).
+async fn revoke_token(
+    who: Identity,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let not_found = || ApiError::NotFound(format!("Token {id} nicht gefunden."));
+    let token = s.pipeline.store.token(&id).await?.ok_or_else(not_found)?;
+    if token.user_name != who.name && !who.is_admin() {
+        return Err(not_found());
+    }
+    let revoked = s.pipeline.store.revoke_token(&id, who.actor()).await?;
+    Ok(Json(serde_json::json!({"id": id, "revoked": revoked})))
 }

@@ -29,6 +29,8 @@ pub struct ApiState {
     pub pipeline: Arc<Pipeline>,
     /// Intake for uploads.
     pub intake: Intake,
+    /// Logins, sessions and tokens.
+    pub auth: crate::auth::Authenticator,
 }
 
 /// API errors mapped to status codes.
@@ -37,6 +39,9 @@ pub enum ApiError {
     /// 401.
     #[error("Nicht angemeldet: gültiges API-Token erforderlich.")]
     Unauthorized,
+    /// 403: signed in, but the role does not allow it (or the CSRF token is missing).
+    #[error("{0}")]
+    Forbidden(String),
     /// 404.
     #[error("{0}")]
     NotFound(String),
@@ -58,6 +63,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match self {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -80,6 +86,21 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict { id, state, .. } => ApiError::Conflict(format!(
                 "Dokument {id} ist im Zustand „{state}“; diese Aktion ist dort nicht möglich."
             )),
+            StoreError::UnknownUser(_) => ApiError::NotFound(e.to_string()),
+            StoreError::Exists(_) => ApiError::Conflict(e.to_string()),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::auth::authenticator::AuthError> for ApiError {
+    fn from(e: crate::auth::authenticator::AuthError) -> Self {
+        use crate::auth::authenticator::AuthError;
+        match e {
+            AuthError::Store(s) => s.into(),
+            AuthError::Password(crate::auth::password::PasswordError::Weak(m)) => {
+                ApiError::BadRequest(m.into())
+            }
             other => ApiError::Internal(other.to_string()),
         }
     }

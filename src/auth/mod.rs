@@ -11,9 +11,20 @@
 //!   any other document answers 404, its content, page images and blobs included;
 //! - `admin`: everything, plus models, users, dead letters and targets.
 
+pub mod authenticator;
+pub mod password;
+pub mod settings;
+
+pub use authenticator::{Authenticator, LoginOutcome};
+
 use crate::domain::MailboxId;
 use crate::store::DocumentRow;
 use serde::{Deserialize, Serialize};
+
+/// Compares secrets in time independent of where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
 
 /// A role, as stored and as given on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

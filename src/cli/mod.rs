@@ -3,11 +3,13 @@
 //! - [`route`]: `route` and `extract` (what the daemon would read and decide, nothing stored);
 //! - [`train`]: `train` (with the promotion rule from [`crate::train::judge_promotion`]) and `eval`;
 //! - [`admin`]: `check-config`, `documents`, `model`, `digest` and the shutdown signal;
+//! - [`users`]: `users` (accounts and API tokens of the web desk and the API);
 //! - [`worker`]: the hidden `extract-worker`, the sandboxed child that parses input.
 
 pub mod admin;
 pub mod route;
 pub mod train;
+pub mod users;
 pub mod worker;
 
 use crate::app::Application;
@@ -97,6 +99,11 @@ pub enum Command {
     Documents {
         #[command(subcommand)]
         command: DocumentsCommand,
+    },
+    /// Accounts of the web desk and the API, and their API tokens.
+    Users {
+        #[command(subcommand)]
+        command: users::UsersCommand,
     },
     /// Model versions.
     Model {
@@ -214,6 +221,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: DocumentsCommand::List { json, state, limit },
         } => admin::documents_list(&load(&cli.config)?, json, state.as_deref(), limit).await,
         Command::Model { command } => admin::model(&load(&cli.config)?, command),
+        Command::Users { command } => users::run(&load(&cli.config)?, command).await,
         Command::Digest { send } => admin::digest(load(&cli.config)?, send).await,
         Command::ExtractWorker { .. } => bail!("extract-worker is handled before start-up"),
     }

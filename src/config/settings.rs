@@ -9,6 +9,7 @@ use super::loader;
 use super::mailboxes::{self, MailboxSettings, RawMailbox, RawMunicipality, RawReview};
 use super::problem::{ConfigError, Problems, suggest};
 use crate::api::settings::{self as api, ApiSettings, RawApi};
+use crate::auth::settings::{self as auth, AuthSettings, RawAuth};
 use crate::classify::settings::{
     self as classify, ClassifySettings, EinvoiceSettings, RawClassify, RawEinvoice,
 };
@@ -48,6 +49,8 @@ pub struct Settings {
     pub deliver: DeliverSettings,
     /// HTTP API settings.
     pub api: ApiSettings,
+    /// Logins, sessions and the directory.
+    pub auth: AuthSettings,
     /// The review mailbox (a person in the Poststelle decides).
     pub review: MailboxSettings,
     /// The department mailboxes, in config order.
@@ -67,6 +70,7 @@ const SECTIONS: &[&str] = &[
     "classify",
     "deliver",
     "api",
+    "auth",
     "review",
     "mailboxes",
     "outgoing",
@@ -149,6 +153,7 @@ struct RawSections {
     classify: RawClassify,
     deliver: RawDeliver,
     api: RawApi,
+    auth: RawAuth,
     review: RawReview,
     mailboxes: Vec<RawMailbox>,
     outgoing: RawOutgoing,
@@ -168,6 +173,7 @@ impl RawSections {
         let classify = section(t, "classify", problems);
         let deliver = section(t, "deliver", problems);
         let api = section(t, "api", problems);
+        let auth = section(t, "auth", problems);
         let review = required(
             t,
             "review",
@@ -185,6 +191,7 @@ impl RawSections {
             classify: classify?,
             deliver: deliver?,
             api: api?,
+            auth: auth?,
             review: review?,
             mailboxes: mailboxes?,
             outgoing: outgoing?,
@@ -251,6 +258,7 @@ fn validate(path: &Path, table: toml::Table, problems: &mut Problems) -> Option<
         classify: classify::validate(raw.classify, problems),
         deliver: deliver::validate(raw.deliver, problems),
         api: api::validate(raw.api, problems),
+        auth: auth::validate(raw.auth, problems),
         review: town.review,
         mailboxes: town.mailboxes,
         outgoing: outgoing::validate(raw.outgoing, problems),

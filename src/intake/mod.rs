@@ -57,6 +57,19 @@ impl Intake {
         bytes: &[u8],
         max_bytes: u64,
     ) -> Result<Outcome, IntakeError> {
+        self.ingest_by(source, source, name, bytes, max_bytes).await
+    }
+
+    /// Like [`Intake::ingest`], with the person or machine that handed the file in as the
+    /// `received` event's actor (an upload's account).
+    pub async fn ingest_by(
+        &self,
+        source: &str,
+        actor: &str,
+        name: &str,
+        bytes: &[u8],
+        max_bytes: u64,
+    ) -> Result<Outcome, IntakeError> {
         if bytes.len() as u64 > max_bytes {
             let reason = format!(
                 "Die Datei ist mit {} MB größer als die erlaubten {} MB.",
@@ -84,7 +97,7 @@ impl Intake {
                     media_type: media.mime().to_string(),
                     size_bytes: bytes.len() as i64,
                 },
-                source,
+                actor,
             )
             .await?;
         self.wake.notify_one();

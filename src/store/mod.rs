@@ -11,6 +11,7 @@ pub mod metadata;
 pub mod outgoing;
 pub mod settings;
 mod stages;
+pub mod users;
 
 use crate::domain::{DecidedBy, Decision, DocState, DocumentId, MailboxId};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -37,6 +38,12 @@ pub enum StoreError {
     /// No such document.
     #[error("document {0} not found")]
     NotFound(String),
+    /// No such account.
+    #[error("Benutzer „{0}“ gibt es nicht.")]
+    UnknownUser(String),
+    /// The name is taken.
+    #[error("{0} gibt es schon.")]
+    Exists(String),
     /// The change is not allowed in the document's current state.
     #[error("document {id} is {state}: {message}")]
     Conflict {
@@ -279,6 +286,40 @@ impl Store {
                 .await?
             }
         };
+        rows.iter().map(doc_from_row).collect()
+    }
+
+    /// Documents in `mailboxes` (what a department sees: queued, delivered or dead letters
+    /// there), newest first; `state` narrows further.
+    pub async fn list_in_mailboxes(
+        &self,
+        mailboxes: &[MailboxId],
+        state: Option<DocState>,
+        limit: i64,
+    ) -> Result<Vec<DocumentRow>> {
+        if mailboxes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let marks = vec!["?"; mailboxes.len()].join(", ");
+        let visible = [DocState::Queued, DocState::Delivered, DocState::DeadLetter];
+        let states: Vec<DocState> = match state {
+            Some(s) if visible.contains(&s) => vec![s],
+            Some(_) => return Ok(Vec::new()),
+            None => visible.to_vec(),
+        };
+        let state_marks = vec!["?"; states.len()].join(", ");
+        let sql = format!(
+            "SELECT {DOC_COLUMNS} FROM documents WHERE mailbox IN ({marks}) AND state IN ({state_marks}) \
+             ORDER BY created_at DESC, id DESC LIMIT ?"
+        );
+        let mut q = sqlx::query(&sql);
+        for m in mailboxes {
+            q = q.bind(m.as_str());
+        }
+        for st in &states {
+            q = q.bind(st.as_str());
+        }
+        let rows = q.bind(limit).fetch_all(&self.pool).await?;
         rows.iter().map(doc_from_row).collect()
     }
 

@@ -412,7 +412,10 @@ fn api_upload_review_and_assignment() {
         .iter()
         .find(|e| e["kind"] == "assigned")
         .expect("assigned");
-    assert_eq!(assigned["actor"], "frau.meier");
+    assert_eq!(
+        assigned["actor"], "api",
+        "the actor is the identity (the global token), never a name from the body"
+    );
     // Unknown mailbox: a clear German error.
     let r = client
         .post(d.url(&format!("/api/documents/{id}/assign")))

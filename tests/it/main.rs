@@ -13,6 +13,7 @@
 
 mod harness;
 
+mod auth;
 mod compliance;
 mod daemon;
 mod dms_connectors;

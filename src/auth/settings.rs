@@ -1,0 +1,82 @@
+//! The `[auth]` section: sessions, the login throttle, cookies and (optionally) the directory.
+
+use crate::config::problem::Problems;
+use serde::Deserialize;
+
+/// `[auth]` as it stands in the file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAuth {
+    session_minutes: u64,
+    max_failures: u32,
+    lockout_minutes: u64,
+    secure_cookies: bool,
+}
+
+impl Default for RawAuth {
+    fn default() -> Self {
+        Self {
+            session_minutes: 480,
+            max_failures: 5,
+            lockout_minutes: 15,
+            secure_cookies: false,
+        }
+    }
+}
+
+/// Login and session settings.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// A session ends this long after the login (a working day by default).
+    pub session_minutes: u64,
+    /// Failed logins of one name in a row before it is locked.
+    pub max_failures: u32,
+    /// How long a locked name stays locked.
+    pub lockout_minutes: u64,
+    /// Mark cookies `Secure` (the desk is served over TLS, e.g. behind a reverse proxy). Also
+    /// set for a request that arrives with `X-Forwarded-Proto: https`.
+    pub secure_cookies: bool,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        validate(
+            RawAuth::default(),
+            &mut Problems::new(std::path::Path::new(""), ""),
+        )
+    }
+}
+
+/// Validates `[auth]`.
+pub fn validate(raw: RawAuth, problems: &mut Problems) -> AuthSettings {
+    if raw.session_minutes == 0 || raw.session_minutes > 7 * 24 * 60 {
+        problems.push_key(
+            &["auth", "session_minutes"],
+            format!(
+                "auth.session_minutes = {} is outside 1..=10080 (one week)",
+                raw.session_minutes
+            ),
+            None,
+        );
+    }
+    if raw.max_failures == 0 {
+        problems.push_key(
+            &["auth", "max_failures"],
+            "auth.max_failures must be at least 1".to_string(),
+            None,
+        );
+    }
+    if raw.lockout_minutes == 0 {
+        problems.push_key(
+            &["auth", "lockout_minutes"],
+            "auth.lockout_minutes must be at least 1".to_string(),
+            None,
+        );
+    }
+    AuthSettings {
+        session_minutes: raw.session_minutes.clamp(1, 7 * 24 * 60),
+        max_failures: raw.max_failures.max(1),
+        lockout_minutes: raw.lockout_minutes.max(1),
+        secure_cookies: raw.secure_cookies,
+    }
+}
