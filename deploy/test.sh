@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 deploy/setup.sh --no-run
 # Packages only the tests need: the font test letters are rendered with (DejaVu Sans).
-test_packages=(fonts-dejavu-core)
+test_packages=(fonts-dejavu-core slapd ldap-utils)
 missing=()
 for p in "${test_packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -109,6 +109,11 @@ impl Authenticator {
         }
         let user = self.store.user(username).await?;
         let local = user.as_ref().filter(|u| u.source == "local");
+        if local.is_none()
+            && let Some(directory) = &self.settings.ldap
+        {
+            return self.directory_login(directory, username, password).await;
+        }
         let stored = local
             .and_then(|u| u.password_hash.clone())
             .unwrap_or_else(|| password::dummy_hash().to_string());
@@ -120,22 +125,60 @@ impl Authenticator {
             None => None,
         };
         let Some(user) = signed_in else {
-            let until = (Utc::now() + Duration::minutes(self.settings.lockout_minutes as i64))
-                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-            tracing::info!(user = username, "login refused");
-            return Ok(
-                match self
-                    .store
-                    .record_login_failure(username, self.settings.max_failures, &until)
-                    .await?
-                {
-                    Some(until) => LoginOutcome::Locked { until },
-                    None => LoginOutcome::Refused,
-                },
-            );
+            return self.refused(username).await;
         };
         self.store.clear_login_failures(username).await?;
         self.start_session(&user).await
+    }
+
+    /// A login of a name that has no local account, against the directory.
+    async fn directory_login(
+        &self,
+        directory: &super::ldap::LdapSettings,
+        username: &str,
+        password: &str,
+    ) -> Result<LoginOutcome, AuthError> {
+        let found = match super::ldap::login(directory, username, password).await {
+            Ok(found) => found,
+            Err(e) => return Ok(LoginOutcome::DirectoryDown(e.to_string())),
+        };
+        let user = match found {
+            Some(d) => {
+                let mailboxes: Vec<MailboxId> = d
+                    .mailboxes
+                    .iter()
+                    .filter_map(|m| MailboxId::parse(m))
+                    .collect();
+                self.store
+                    .sync_directory_user(username, d.role, &mailboxes, d.display_name.as_deref())
+                    .await?
+            }
+            None => None,
+        };
+        match user {
+            Some(u) => {
+                self.store.clear_login_failures(username).await?;
+                self.start_session(&u).await
+            }
+            None => self.refused(username).await,
+        }
+    }
+
+    /// Counts a refused login; the answer says whether the name is locked now.
+    async fn refused(&self, username: &str) -> Result<LoginOutcome, AuthError> {
+        let until = (Utc::now() + Duration::minutes(self.settings.lockout_minutes as i64))
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        tracing::info!(user = username, "login refused");
+        Ok(
+            match self
+                .store
+                .record_login_failure(username, self.settings.max_failures, &until)
+                .await?
+            {
+                Some(until) => LoginOutcome::Locked { until },
+                None => LoginOutcome::Refused,
+            },
+        )
     }
 
     async fn start_session(&self, user: &UserRow) -> Result<LoginOutcome, AuthError> {

@@ -12,6 +12,7 @@
 //! - `admin`: everything, plus models, users, dead letters and targets.
 
 pub mod authenticator;
+pub mod ldap;
 pub mod password;
 pub mod settings;
 

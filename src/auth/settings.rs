@@ -1,5 +1,6 @@
 //! The `[auth]` section: sessions, the login throttle, cookies and (optionally) the directory.
 
+use super::ldap::LdapSettings;
 use crate::config::problem::Problems;
 use serde::Deserialize;
 
@@ -11,6 +12,7 @@ pub struct RawAuth {
     max_failures: u32,
     lockout_minutes: u64,
     secure_cookies: bool,
+    ldap: Option<LdapSettings>,
 }
 
 impl Default for RawAuth {
@@ -20,6 +22,7 @@ impl Default for RawAuth {
             max_failures: 5,
             lockout_minutes: 15,
             secure_cookies: false,
+            ldap: None,
         }
     }
 }
@@ -36,6 +39,8 @@ pub struct AuthSettings {
     /// Mark cookies `Secure` (the desk is served over TLS, e.g. behind a reverse proxy). Also
     /// set for a request that arrives with `X-Forwarded-Proto: https`.
     pub secure_cookies: bool,
+    /// `[auth.ldap]`: sign-in against LDAP / Active Directory, roles from its groups.
+    pub ldap: Option<LdapSettings>,
 }
 
 impl Default for AuthSettings {
@@ -73,7 +78,43 @@ pub fn validate(raw: RawAuth, problems: &mut Problems) -> AuthSettings {
             None,
         );
     }
+    if let Some(l) = &raw.ldap {
+        if !(l.url.starts_with("ldap://") || l.url.starts_with("ldaps://")) {
+            problems.push_key(
+                &["auth", "ldap", "url"],
+                format!(
+                    "auth.ldap.url \"{}\" is not an ldap:// or ldaps:// URL",
+                    l.url
+                ),
+                None,
+            );
+        }
+        if !l.user_dn.contains("{username}") {
+            problems.push_key(
+                &["auth", "ldap", "user_dn"],
+                "auth.ldap.user_dn must contain {username}".to_string(),
+                Some("e.g. \"uid={username},ou=people,dc=musterstadt,dc=de\"".into()),
+            );
+        }
+        for g in &l.groups {
+            if let Some(m) = g
+                .mailboxes
+                .iter()
+                .find(|m| crate::domain::MailboxId::parse(m).is_none())
+            {
+                problems.push_key(
+                    &["auth", "ldap", "groups"],
+                    format!(
+                        "auth.ldap.groups: \"{m}\" of group \"{}\" is not a mailbox id",
+                        g.group
+                    ),
+                    None,
+                );
+            }
+        }
+    }
     AuthSettings {
+        ldap: raw.ldap,
         session_minutes: raw.session_minutes.clamp(1, 7 * 24 * 60),
         max_failures: raw.max_failures.max(1),
         lockout_minutes: raw.lockout_minutes.max(1),

@@ -126,7 +126,7 @@ pub enum Command {
     /// Internal: extract one file in a sandboxed child process.
     #[command(hide = true)]
     ExtractWorker {
-        /// The job (`extract`, `searchable-pdf`, `mail-pdf`).
+        /// The job (`extract`, `searchable-pdf`, `mail-pdf`, `page-image:N`).
         #[arg(long, default_value = "extract")]
         job: String,
         /// The input's media type.

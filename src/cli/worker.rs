@@ -28,6 +28,9 @@ pub fn run(job: &str, media: &str, options: &str, out: &Path, file: &Path) -> Ex
         extract::Job::Extract => extract::run_worker(file, media, &opts, out),
         extract::Job::SearchablePdf => extract::run_searchable_worker(file, media, &opts, out),
         extract::Job::MailPdf => extract::run_mail_pdf_worker(file, &opts, out),
+        extract::Job::PageImage(page) => {
+            extract::run_page_image_worker(file, media, page, &opts, out)
+        }
     };
     match run {
         Ok(()) => ExitCode::SUCCESS,

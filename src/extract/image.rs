@@ -108,7 +108,7 @@ pub fn decode_pnm_gray(bytes: &[u8], max_pixels: u64) -> Result<Gray, ExtractErr
 }
 
 /// Iterates over the pages of a TIFF, each decoded to grayscale.
-fn tiff_pages(
+pub(crate) fn tiff_pages(
     bytes: &[u8],
     max_pixels: u64,
 ) -> Result<impl Iterator<Item = Result<Gray, ExtractError>> + '_, ExtractError> {

@@ -21,6 +21,7 @@ pub mod mail;
 pub mod metadata;
 pub mod ocr;
 pub mod pdf;
+pub mod preview;
 pub mod searchable;
 pub mod settings;
 pub mod textpdf;
@@ -292,6 +293,10 @@ pub enum ExtractError {
     /// An XML file that is not well-formed or breaks the reader's limits.
     #[error("broken XML: {0}")]
     BrokenXml(String),
+    /// A page image was asked for that the document does not have (a page beyond its last, an
+    /// e-mail or a text file).
+    #[error("no page image: {0}")]
+    NoPageImage(String),
 }
 
 impl ExtractError {
@@ -322,6 +327,7 @@ impl ExtractError {
                 "Die XML-Datei ist keine E-Rechnung (Wurzelelement „{root}“); angenommen werden nur XRechnung/EN 16931 im UBL-Format (Invoice, CreditNote) und im CII-Format (CrossIndustryInvoice)."
             ),
             ExtractError::BrokenXml(_) => "Die XML-Datei ist nicht wohlgeformt, zu groß oder enthält eine DTD bzw. unbekannte Entitäten; sie wurde nicht gelesen.".into(),
+            ExtractError::NoPageImage(_) => "Für diese Seite gibt es kein Seitenbild.".into(),
         }
     }
 
@@ -492,6 +498,33 @@ impl Extractor {
             .await
     }
 
+    /// Draws page `page` (1-based) of the scan or PDF at `path` as a PNG for the web desk, in
+    /// the sandbox under the limits of extraction; returns the PNG's bytes.
+    pub async fn page_image(
+        &self,
+        path: &Path,
+        media: MediaType,
+        page: u32,
+    ) -> Result<Vec<u8>, ExtractError> {
+        let out_dir = tempfile::Builder::new()
+            .prefix("poststelle-page")
+            .tempdir()
+            .map_err(|e| ExtractError::Io(e.to_string()))?;
+        let json = self
+            .run(
+                Job::PageImage(page),
+                path,
+                media,
+                out_dir.path(),
+                self.timeout,
+            )
+            .await?;
+        serde_json::from_slice::<Result<(), ExtractError>>(&json)
+            .map_err(|e| ExtractError::Crashed(format!("unreadable worker result: {e}")))??;
+        std::fs::read(out_dir.path().join("result.png"))
+            .map_err(|e| ExtractError::Io(e.to_string()))
+    }
+
     /// Runs a job that writes `result.pdf`; returns the PDF's bytes.
     async fn pdf_job(
         &self,
@@ -526,7 +559,7 @@ impl Extractor {
         let mut cmd = tokio::process::Command::new(&self.exe);
         cmd.arg("extract-worker")
             .arg("--job")
-            .arg(job.as_str())
+            .arg(job.as_arg())
             .arg("--media")
             .arg(media.mime())
             .arg("--options")
@@ -607,23 +640,29 @@ pub enum Job {
     SearchablePdf,
     /// Make the delivery PDF of an e-mail (written as `result.pdf`, like the searchable PDF).
     MailPdf,
+    /// Draw one page (1-based) as a PNG for people to look at (written as `result.png`).
+    PageImage(u32),
 }
 
 impl Job {
     /// The name on the worker's command line.
-    pub fn as_str(self) -> &'static str {
+    pub fn as_arg(self) -> String {
         match self {
-            Job::Extract => "extract",
-            Job::SearchablePdf => "searchable-pdf",
-            Job::MailPdf => "mail-pdf",
+            Job::Extract => "extract".into(),
+            Job::SearchablePdf => "searchable-pdf".into(),
+            Job::MailPdf => "mail-pdf".into(),
+            Job::PageImage(n) => format!("page-image:{n}"),
         }
     }
 
-    /// Parses [`Job::as_str`].
+    /// Parses [`Job::as_arg`].
     pub fn parse(s: &str) -> Option<Self> {
+        if let Some(n) = s.strip_prefix("page-image:") {
+            return n.parse().ok().filter(|n| *n >= 1).map(Job::PageImage);
+        }
         [Job::Extract, Job::SearchablePdf, Job::MailPdf]
             .into_iter()
-            .find(|j| j.as_str() == s)
+            .find(|j| j.as_arg() == s)
     }
 }
 
@@ -665,6 +704,24 @@ pub fn run_mail_pdf_worker(path: &Path, opts: &ExtractOptions, out: &Path) -> st
         std::fs::write(&pdf, made).map_err(|e| ExtractError::Io(e.to_string()))
     })
     .unwrap_or_else(|p| panic_error(MediaType::Eml, p));
+    write_result(&result, out)
+}
+
+/// The worker side of [`Job::PageImage`]: writes the page's PNG to `result.png` beside `out`
+/// and the JSON result to `out`.
+pub fn run_page_image_worker(
+    path: &Path,
+    media: MediaType,
+    page: u32,
+    opts: &ExtractOptions,
+    out: &Path,
+) -> std::io::Result<()> {
+    let png = out.with_file_name("result.png");
+    let result = std::panic::catch_unwind(|| {
+        let made = preview::page_png(path, media, page, opts)?;
+        std::fs::write(&png, made).map_err(|e| ExtractError::Io(e.to_string()))
+    })
+    .unwrap_or_else(|p| panic_error(media, p));
     write_result(&result, out)
 }
 

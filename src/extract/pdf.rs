@@ -98,7 +98,7 @@ fn embedded_invoice(doc: &lopdf::Document) -> Option<crate::domain::InvoiceInfo>
 }
 
 /// Renders one page to an 8-bit grayscale PGM with poppler's `pdftoppm`.
-fn render_page(path: &Path, page: u32, dpi: u32) -> Result<Vec<u8>, String> {
+pub(crate) fn render_page(path: &Path, page: u32, dpi: u32) -> Result<Vec<u8>, String> {
     let out = Command::new("pdftoppm")
         .args([
             "-gray",

@@ -506,6 +506,69 @@ impl Store {
         Ok(())
     }
 
+    /// A department sends a document back to the Poststelle (it was not theirs): it returns to
+    /// the review queue with `reason` as its review reason. The document stays where it was
+    /// filed until the Poststelle assigns it again; that assignment re-delivers it (the
+    /// target's re-assignment rules) and is the correction the model learns from.
+    pub async fn send_back(
+        &self,
+        id: &DocumentId,
+        from: &MailboxId,
+        reason: &str,
+        actor: &str,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let row = doc_columns(&mut tx, id, "state, mailbox, decision").await?;
+        let state = parse_state(&row.try_get::<String, _>("state")?)?;
+        let current: Option<String> = row.try_get("mailbox")?;
+        if !matches!(
+            state,
+            DocState::Delivered | DocState::Queued | DocState::DeadLetter
+        ) || current.as_deref() != Some(from.as_str())
+        {
+            return Err(StoreError::Conflict {
+                id: id.to_string(),
+                state,
+                message: "only documents queued or delivered in this mailbox can be sent back"
+                    .into(),
+            });
+        }
+        let mut decision: Option<Decision> = row
+            .try_get::<Option<String>, _>("decision")?
+            .map(|j| serde_json::from_str(&j))
+            .transpose()?;
+        let text = format!("Vom Fachbereich {from} zurückgegeben: {reason}");
+        if let Some(d) = decision.as_mut() {
+            d.needs_review = true;
+            d.explanation.review_reason = Some(text.clone());
+            // The department said it is not theirs: it is no longer the proposal.
+            d.explanation.candidates.retain(|c| &c.mailbox != from);
+            d.mailbox = d.explanation.candidates.first().map(|c| c.mailbox.clone());
+            d.confidence = d.explanation.candidates.first().map_or(0.0, |c| c.score);
+        }
+        let now = now_str();
+        sqlx::query(
+            "UPDATE documents SET state = ?, decision = ?, attempts = 0, next_attempt_at = NULL, \
+             reason = NULL, failed_stage = NULL, updated_at = ? WHERE id = ?",
+        )
+        .bind(DocState::Review.as_str())
+        .bind(decision.map(|d| serde_json::to_string(&d)).transpose()?)
+        .bind(&now)
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        insert_event(
+            &mut tx,
+            Some(id.as_str()),
+            actor,
+            "sent_back",
+            &serde_json::json!({"from": from, "reason": reason}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// The target confirmed the document: `queued -> delivered`.
     pub async fn mark_delivered(
         &self,

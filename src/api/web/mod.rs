@@ -3,7 +3,9 @@
 //!
 //! One module per desk:
 //! - [`login`]: `/login`, `/logout` (Anmeldung);
-//! - [`review`]: `/pruefkorb` and `/pruefkorb/{id}` (Prüfkorb, role `poststelle`), page images;
+//! - [`review`]: `/pruefkorb` and `/pruefkorb/{id}` (Prüfkorb, role `poststelle`);
+//! - [`document`]: what every desk shows of a document: page images
+//!   (`/dokumente/{id}/seite/{n}`), the explanation in sentences, the deciding words marked;
 //! - [`inbox`]: `/eingang` (a department's mailboxes: send back, forward);
 //! - [`dashboard`]: `/uebersicht` (Übersicht, server-rendered SVG charts);
 //! - [`admin`]: `/verwaltung/...` (models, quarantine, dead letters, users, tokens, targets);
@@ -16,6 +18,7 @@
 
 pub mod admin;
 pub mod dashboard;
+pub mod document;
 pub mod inbox;
 pub mod login;
 pub mod review;
@@ -39,6 +42,7 @@ pub fn routes() -> Router<ApiState> {
         .route("/static/desk.js", get(js))
         .merge(login::routes())
         .merge(review::routes())
+        .merge(document::routes())
         .merge(inbox::routes())
         .merge(dashboard::routes())
         .merge(admin::routes())

@@ -1,16 +1,149 @@
-//! Hochladen: `/hochladen` (not built yet: the frame with a note).
+//! Hochladen: `/hochladen`, a form (drag and drop where the browser offers it) for letters
+//! that arrive outside the scanner. The file goes through the same intake as the upload API:
+//! committed before the page answers, duplicates found by their SHA-256, unreadable files
+//! quarantined with their reason. Role `poststelle` (and `admin`).
+//!
+//! The form is `multipart/form-data`; its CSRF token travels in the query (`?csrf=`), which
+//! the central check reads for forms it cannot parse.
 
-use super::{Signed, placeholder};
+use super::document::unless_poststelle;
+use super::{Chrome, Signed, error_page, render};
 use crate::api::ApiState;
+use crate::intake::Outcome;
+use askama::Template;
 use axum::Router;
+use axum::extract::{Multipart, State};
+use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
 
 /// The routes.
 pub fn routes() -> Router<ApiState> {
-    Router::new().route("/hochladen", get(page))
+    Router::new().route("/hochladen", get(form).post(submit))
 }
 
-async fn page(Signed(who): Signed) -> Response {
-    placeholder(&who, "Hochladen", "/hochladen")
+/// What became of one file.
+#[derive(Debug, Clone)]
+pub struct Result_ {
+    /// File name.
+    pub name: String,
+    /// German sentence.
+    pub text: String,
+    /// Link to the document, if one was made.
+    pub link: Option<String>,
+    /// Whether it went wrong.
+    pub problem: bool,
+}
+
+#[derive(Template)]
+#[template(path = "upload.html", config = "src/api/web/askama.toml")]
+struct Page {
+    chrome: Chrome,
+    results: Vec<Result_>,
+    max_mb: u64,
+}
+
+fn page(who: &crate::auth::Identity, s: &ApiState, results: Vec<Result_>) -> Response {
+    render(&Page {
+        chrome: Chrome::new(who, "Hochladen", "/hochladen"),
+        results,
+        max_mb: s.pipeline.settings.upload_max_bytes.div_ceil(1024 * 1024),
+    })
+}
+
+async fn form(Signed(who): Signed, State(s): State<ApiState>) -> Response {
+    if let Some(r) = unless_poststelle(&who) {
+        return r;
+    }
+    page(&who, &s, Vec::new())
+}
+
+async fn submit(Signed(who): Signed, State(s): State<ApiState>, mut mp: Multipart) -> Response {
+    if let Some(r) = unless_poststelle(&who) {
+        return r;
+    }
+    let max = s.pipeline.settings.upload_max_bytes;
+    let mut results = Vec::new();
+    loop {
+        let field = match mp.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => {
+                return error_page(
+                    Some(&who),
+                    StatusCode::BAD_REQUEST,
+                    format!("Der Upload ist abgebrochen oder zu groß: {e}"),
+                );
+            }
+        };
+        if field.name() != Some("file") {
+            continue;
+        }
+        let name = crate::intake::safe_name(field.file_name().unwrap_or("upload"));
+        let bytes = match field.bytes().await {
+            Ok(b) => b,
+            Err(e) => {
+                return error_page(
+                    Some(&who),
+                    StatusCode::BAD_REQUEST,
+                    format!("Der Upload ist abgebrochen oder zu groß: {e}"),
+                );
+            }
+        };
+        if bytes.is_empty() && name == "upload" {
+            continue;
+        }
+        let outcome = s
+            .intake
+            .ingest_by("upload", who.actor(), &name, &bytes, max)
+            .await;
+        let r = match outcome {
+            Ok(Outcome::New(id)) => Result_ {
+                name,
+                text: "angenommen; wird gelesen und zugeordnet.".into(),
+                link: Some(format!("/eingang/{id}")),
+                problem: false,
+            },
+            Ok(Outcome::Duplicate(id)) => Result_ {
+                name,
+                text: "war schon da (gleicher Inhalt); nicht noch einmal angenommen.".into(),
+                link: Some(format!("/eingang/{id}")),
+                problem: false,
+            },
+            Ok(Outcome::Quarantined(reason)) => {
+                if let Err(e) = s
+                    .intake
+                    .quarantine("upload", &name, &reason, "", None, Some(&bytes))
+                    .await
+                {
+                    tracing::error!(error = %e, "quarantining an upload failed");
+                }
+                Result_ {
+                    name,
+                    text: format!("in Quarantäne: {reason}"),
+                    link: None,
+                    problem: true,
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "upload intake failed");
+                Result_ {
+                    name,
+                    text: "konnte nicht gespeichert werden; bitte erneut versuchen.".into(),
+                    link: None,
+                    problem: true,
+                }
+            }
+        };
+        results.push(r);
+    }
+    s.pipeline.wake.notify_one();
+    if results.is_empty() {
+        return error_page(
+            Some(&who),
+            StatusCode::BAD_REQUEST,
+            "Bitte mindestens eine Datei auswählen.",
+        );
+    }
+    page(&who, &s, results)
 }

@@ -5,11 +5,12 @@
 //!
 //! The servers the daemon talks to live in the submodules: [`dms_servers`] (conformance servers
 //! for d.velop, CMIS, Paperless-ngx and a generic REST DMS, plus a fault-injecting proxy),
-//! [`dovecot`] (IMAP), [`smtp`] (aiosmtpd) and [`mayan`] (the real Mayan EDMS started by
-//! `tests/services/mayan.sh`).
+//! [`dovecot`] (IMAP), [`ldap`] (OpenLDAP slapd), [`smtp`] (aiosmtpd) and [`mayan`] (the real
+//! Mayan EDMS started by `tests/services/mayan.sh`).
 
 pub mod dms_servers;
 pub mod dovecot;
+pub mod ldap;
 pub mod mayan;
 pub mod smtp;
 
@@ -143,9 +144,14 @@ pub fn letter_pdf(lines: &[Line<'_>]) -> Vec<u8> {
 /// `fonts-dejavu-core`), whatever else the machine has. The letters name the PDF base font
 /// Helvetica, which fontconfig would otherwise map to whichever clone is installed (Liberation
 /// Sans, Nimbus Sans, ...), so that the scans a test makes would differ between machines.
-/// `POSTSTELLE_TEST_FONT_DIR` names another folder, to check that reading does not hinge on
-/// the font (e.g. `/usr/share/fonts/truetype/liberation2`).
+/// `POSTSTELLE_TEST_FONT_DIR` and `POSTSTELLE_TEST_FONT_FAMILY` name another folder and family,
+/// to check that reading does not hinge on the font (e.g. `/usr/share/fonts/truetype/liberation2`
+/// and `Liberation Sans`).
 pub const LETTER_FONT_DIR: &str = "/usr/share/fonts/truetype/dejavu";
+
+/// The family every font of a test letter is mapped to. Without this rule fontconfig would pick
+/// any face of [`LETTER_FONT_DIR`] for "Helvetica" (seen: DejaVu Math TeX Gyre, a serif face).
+pub const LETTER_FONT_FAMILY: &str = "DejaVu Sans";
 
 /// A fontconfig file that knows only the fonts of [`LETTER_FONT_DIR`] (written once per run).
 fn letter_fonts() -> PathBuf {
@@ -153,6 +159,8 @@ fn letter_fonts() -> PathBuf {
     FILE.get_or_init(|| {
         let fonts = std::env::var("POSTSTELLE_TEST_FONT_DIR")
             .unwrap_or_else(|_| LETTER_FONT_DIR.to_string());
+        let family = std::env::var("POSTSTELLE_TEST_FONT_FAMILY")
+            .unwrap_or_else(|_| LETTER_FONT_FAMILY.to_string());
         assert!(
             Path::new(&fonts).is_dir(),
             "font folder {fonts} missing (Debian package fonts-dejavu-core)"
@@ -163,7 +171,10 @@ fn letter_fonts() -> PathBuf {
         let file = dir.join("fonts.conf");
         let conf = format!(
             "<?xml version=\"1.0\"?>\n<!DOCTYPE fontconfig SYSTEM \"fonts.dtd\">\n<fontconfig>\n  \
-             <dir>{fonts}</dir>\n  <cachedir>{}</cachedir>\n</fontconfig>\n",
+             <dir>{fonts}</dir>\n  <cachedir>{}</cachedir>\n  \
+             <match target=\"pattern\"><edit name=\"family\" mode=\"assign\" \
+             binding=\"strong\"><string>{family}</string></edit></match>\n\
+             </fontconfig>\n",
             dir.join("cache").display()
         );
         std::fs::write(&file, conf).expect("fonts.conf");
@@ -367,6 +378,16 @@ impl Install {
     /// Pause points (`POSTSTELLE_PAUSE_AT`) are read from the process environment, which tests
     /// share: a test that stops the daemon at one needs a child process ([`Install::serve`]).
     pub fn spawn_app(self, extra: &[(&str, &str)]) -> TestApp {
+        self.spawn_app_with(extra, |_| {})
+    }
+
+    /// [`Install::spawn_app`] with the loaded settings changed by `edit` first (for sections
+    /// that environment overrides cannot express, such as lists of tables).
+    pub fn spawn_app_with(
+        self,
+        extra: &[(&str, &str)],
+        edit: impl FnOnce(&mut Settings),
+    ) -> TestApp {
         let mut env: Vec<(String, String)> = self
             .env()
             .into_iter()
@@ -381,8 +402,9 @@ impl Install {
             );
             env.push((k.to_string(), v.to_string()));
         }
-        let settings = Settings::load_with_env(&repo().join("config/musterstadt.toml"), &env)
+        let mut settings = Settings::load_with_env(&repo().join("config/musterstadt.toml"), &env)
             .unwrap_or_else(|e| panic!("test configuration invalid:\n{e}"));
+        edit(&mut settings);
         TestApp::start(self, settings)
     }
 

@@ -1,0 +1,296 @@
+//! The web desk over HTTP (pages, forms, page images), with real accounts and a scanned letter
+//! read by real Tesseract: a department sends a misrouted letter back, the Poststelle sees it
+//! in the Prüfkorb with the deciding words marked on the page image and assigns it; another
+//! department gets 404 for it everywhere; forms without the CSRF token are refused.
+
+use crate::auth::{Session, add_user, browser, sign_in};
+use crate::harness::*;
+use std::time::Duration;
+
+const LONG: Duration = Duration::from_secs(180);
+
+/// A scanned one-page Bauantrag (300 dpi, a little noise) as a PDF, as a scanner makes it.
+pub fn scanned_bauantrag() -> Vec<u8> {
+    scan_pdf(&noisy(render(&bauantrag_pdf(), 300), 8), 300)
+}
+
+fn get(d: &TestApp, s: &Session, path: &str) -> reqwest::blocking::Response {
+    browser()
+        .get(d.url(path))
+        .header("Cookie", &s.cookie)
+        .send()
+        .expect("get")
+}
+
+fn post(
+    d: &TestApp,
+    s: &Session,
+    path: &str,
+    form: &[(&str, &str)],
+) -> reqwest::blocking::Response {
+    browser()
+        .post(d.url(path))
+        .header("Cookie", &s.cookie)
+        .form(form)
+        .send()
+        .expect("post")
+}
+
+fn document(d: &TestApp, id: &str) -> serde_json::Value {
+    reqwest::blocking::Client::new()
+        .get(d.url(&format!("/api/documents/{id}")))
+        .bearer_auth(&d.token)
+        .send()
+        .expect("document")
+        .json()
+        .expect("json")
+}
+
+fn wait_state(d: &TestApp, id: &str, state: &str) -> serde_json::Value {
+    wait_for(state, LONG, || {
+        let doc = document(d, id);
+        (doc["state"] == state).then_some(doc)
+    })
+}
+
+#[test]
+fn sent_back_by_a_department_then_decided_in_the_review_station() {
+    let d = spawn_app(&[]);
+    add_user(&d, "p.post", "poststelle", &[]);
+    add_user(&d, "b.bau", "fachbereich", &["63"]);
+    add_user(&d, "o.ordnung", "fachbereich", &["32"]);
+    d.drop_file("scan-0001.pdf", &scanned_bauantrag());
+    let delivered = wait_for("delivery", LONG, || {
+        let docs = d.documents();
+        docs.iter()
+            .find(|x| x["state"] == "delivered")
+            .map(|x| x["id"].as_str().expect("id").to_string())
+    });
+    let id = delivered.as_str();
+    assert_eq!(document(&d, id)["mailbox"], "63");
+
+    // The department sees it in its inbox, with the page image.
+    let bau = sign_in(&d, "b.bau");
+    let inbox = get(&d, &bau, "/eingang").text().expect("html");
+    assert!(inbox.contains(&format!("/eingang/{id}")), "{inbox}");
+    let page = get(&d, &bau, &format!("/eingang/{id}"));
+    assert_eq!(page.status(), 200);
+    let img = get(&d, &bau, &format!("/dokumente/{id}/seite/1"));
+    assert_eq!(img.status(), 200);
+    assert_eq!(img.headers()["content-type"], "image/png");
+    let png = image::load_from_memory(&img.bytes().expect("bytes")).expect("a PNG");
+    assert!(
+        png.width() >= 600 && png.height() > png.width(),
+        "an A4 page"
+    );
+    assert_eq!(
+        get(&d, &bau, &format!("/dokumente/{id}/seite/2")).status(),
+        404,
+        "a one-page letter has no page 2"
+    );
+
+    // Another department: 404 in the UI, for the page image and in the API.
+    let ord = sign_in(&d, "o.ordnung");
+    for path in [
+        format!("/eingang/{id}"),
+        format!("/dokumente/{id}/seite/1"),
+        format!("/api/documents/{id}"),
+    ] {
+        assert_eq!(get(&d, &ord, &path).status(), 404, "{path}");
+    }
+    assert!(!get(&d, &ord, "/eingang").text().expect("html").contains(id));
+    let r = post(
+        &d,
+        &ord,
+        &format!("/eingang/{id}/zurueck"),
+        &[("csrf", ord.csrf.as_str()), ("reason", "nicht unseres")],
+    );
+    assert_eq!(r.status(), 404, "no sending back what one cannot see");
+    // A department has no review station.
+    assert_eq!(get(&d, &bau, "/pruefkorb").status(), 403);
+
+    // Sending back without the CSRF token is refused; with it, the letter is in review.
+    let reason = "Kein Bauantrag bei uns, bitte Stadtplanung";
+    let r = post(
+        &d,
+        &bau,
+        &format!("/eingang/{id}/zurueck"),
+        &[("reason", reason)],
+    );
+    assert_eq!(r.status(), 403);
+    assert_eq!(document(&d, id)["state"], "delivered");
+    let r = post(
+        &d,
+        &bau,
+        &format!("/eingang/{id}/zurueck"),
+        &[("csrf", bau.csrf.as_str()), ("reason", reason)],
+    );
+    assert_eq!(r.status(), 303, "{:?}", r.text());
+    let doc = wait_state(&d, id, "review");
+    let sent = doc["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .find(|e| e["kind"] == "sent_back")
+        .expect("sent_back event")
+        .clone();
+    assert_eq!(sent["actor"], "b.bau");
+    assert_eq!(sent["detail"]["reason"], reason);
+
+    // The Poststelle sees it in the Prüfkorb with the department's reason ...
+    let post_s = sign_in(&d, "p.post");
+    let list = get(&d, &post_s, "/pruefkorb").text().expect("html");
+    assert!(list.contains(&format!("/pruefkorb/{id}")), "{list}");
+    assert!(list.contains(reason), "{list}");
+    // ... and on the item page the deciding words marked on the page image.
+    let item = get(&d, &post_s, &format!("/pruefkorb/{id}"))
+        .text()
+        .expect("html");
+    assert!(item.contains("<svg class=\"page-image\""), "{item}");
+    assert!(
+        item.contains(&format!("href=\"/dokumente/{id}/seite/1\"")),
+        "{item}"
+    );
+    let marked: Vec<&str> = item
+        .split("data-word=\"")
+        .skip(1)
+        .filter_map(|s| s.split('"').next())
+        .collect();
+    assert!(
+        marked
+            .iter()
+            .any(|w| w.contains("Bauantrag") || w.contains("Wintergarten")),
+        "marked words: {marked:?}"
+    );
+    assert!(
+        item.contains("data-mailbox=\"61\""),
+        "every mailbox is offered"
+    );
+    assert!(
+        item.contains("Regel „"),
+        "the explanation in sentences: {item}"
+    );
+
+    // A decision without the CSRF token is refused; with it the letter goes to 61.
+    let r = post(
+        &d,
+        &post_s,
+        &format!("/pruefkorb/{id}/zuordnen"),
+        &[("mailbox", "61")],
+    );
+    assert_eq!(r.status(), 403);
+    let r = post(
+        &d,
+        &post_s,
+        &format!("/pruefkorb/{id}/zuordnen"),
+        &[
+            ("csrf", post_s.csrf.as_str()),
+            ("mailbox", "61 Stadtplanung"),
+        ],
+    );
+    assert_eq!(r.status(), 303);
+    assert_eq!(
+        r.headers()["location"],
+        "/pruefkorb?erledigt=1",
+        "the queue is empty now"
+    );
+    let doc = wait_state(&d, id, "delivered");
+    assert_eq!(doc["mailbox"], "61");
+    let assigned = doc["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .rfind(|e| e["kind"] == "assigned")
+        .expect("assigned")
+        .clone();
+    assert_eq!(assigned["actor"], "p.post");
+    assert_eq!(assigned["detail"]["origin"], "review");
+    assert!(d.delivered().iter().any(|(m, _)| m == "61"));
+    // The department that sent it back no longer sees it.
+    assert_eq!(get(&d, &bau, &format!("/eingang/{id}")).status(), 404);
+}
+
+#[test]
+fn a_note_keeps_an_unassignable_item_in_the_queue_and_uploads_go_through_intake() {
+    let d = spawn_app(&[]);
+    add_user(&d, "p.post", "poststelle", &[]);
+    let s = sign_in(&d, "p.post");
+    // Upload through the page: multipart, CSRF token in the query.
+    let blank = png(&image::GrayImage::from_pixel(
+        1240,
+        1754,
+        image::Luma([255]),
+    ));
+    let upload = |csrf: Option<&str>| {
+        let form = reqwest::blocking::multipart::Form::new().part(
+            "file",
+            reqwest::blocking::multipart::Part::bytes(blank.clone()).file_name("leer.png"),
+        );
+        let url = match csrf {
+            Some(c) => d.url(&format!("/hochladen?csrf={c}")),
+            None => d.url("/hochladen"),
+        };
+        browser()
+            .post(url)
+            .header("Cookie", &s.cookie)
+            .multipart(form)
+            .send()
+            .expect("upload")
+    };
+    assert_eq!(upload(None).status(), 403);
+    let r = upload(Some(&s.csrf));
+    assert_eq!(r.status(), 200);
+    let html = r.text().expect("html");
+    assert!(html.contains("„leer.png“ angenommen"), "{html}");
+    let again = upload(Some(&s.csrf)).text().expect("html");
+    assert!(again.contains("war schon da"), "{again}");
+    let id = wait_for("review", LONG, || {
+        d.documents()
+            .iter()
+            .find(|x| x["state"] == "review")
+            .map(|x| x["id"].as_str().expect("id").to_string())
+    });
+    let item = get(&d, &s, &format!("/pruefkorb/{id}"))
+        .text()
+        .expect("html");
+    assert!(item.contains("Kein lesbarer Text"), "{item}");
+    let r = post(
+        &d,
+        &s,
+        &format!("/pruefkorb/{id}/notiz"),
+        &[
+            ("csrf", s.csrf.as_str()),
+            ("note", "Leere Seite, Absender anrufen"),
+        ],
+    );
+    assert_eq!(r.status(), 303);
+    assert_eq!(document(&d, &id)["state"], "review");
+    let item = get(&d, &s, &format!("/pruefkorb/{id}"))
+        .text()
+        .expect("html");
+    assert!(item.contains("Leere Seite, Absender anrufen"), "{item}");
+    let doc = document(&d, &id);
+    let note = doc["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .find(|e| e["kind"] == "review_note")
+        .expect("note event")
+        .clone();
+    assert_eq!(note["actor"], "p.post");
+    // An unknown mailbox is not assigned.
+    let r = post(
+        &d,
+        &s,
+        &format!("/pruefkorb/{id}/zuordnen"),
+        &[("csrf", s.csrf.as_str()), ("mailbox", "99")],
+    );
+    assert_eq!(r.status(), 303);
+    assert!(
+        r.headers()["location"]
+            .to_str()
+            .expect("location")
+            .contains("fehler")
+    );
+    assert_eq!(document(&d, &id)["state"], "review");
+}
