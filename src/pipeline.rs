@@ -89,7 +89,12 @@ impl Pipeline {
         }
     }
 
-    /// The router in force.
+    /// The delivery targets' circuit breakers (for the admin page).
+    pub fn breakers(&self) -> &Breakers {
+        &self.breakers
+    }
+
+    /// The router in use (rules, model, recipients).
     pub fn router(&self) -> Arc<Router> {
         match self.router.read() {
             Ok(g) => g.clone(),
@@ -450,11 +455,11 @@ impl Pipeline {
                     self.resume_target(&mb.target).await;
                 }
             }
-            Err(DeliveryError::Retriable(_)) => {
-                self.note_failure(&mb.target, None);
+            Err(DeliveryError::Retriable(e)) => {
+                self.note_failure(&mb.target, None, e);
             }
-            Err(DeliveryError::RetryAfter(_, d)) => {
-                self.note_failure(&mb.target, Some(*d));
+            Err(DeliveryError::RetryAfter(e, d)) => {
+                self.note_failure(&mb.target, Some(*d), e);
             }
         }
         match result {
@@ -493,8 +498,8 @@ impl Pipeline {
         Ok(())
     }
 
-    fn note_failure(&self, target: &str, retry_after: Option<Duration>) {
-        if let Some(pause) = self.breakers.failure(target, retry_after) {
+    fn note_failure(&self, target: &str, retry_after: Option<Duration>, error: &str) {
+        if let Some(pause) = self.breakers.failure(target, retry_after, error) {
             tracing::warn!(target, pause = ?pause, "delivery target paused (circuit breaker)");
         }
     }

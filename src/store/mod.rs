@@ -11,6 +11,7 @@ pub mod metadata;
 pub mod outgoing;
 pub mod settings;
 mod stages;
+pub mod stats;
 pub mod users;
 
 use crate::domain::{DecidedBy, Decision, DocState, DocumentId, MailboxId};
@@ -662,6 +663,40 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(to)
+    }
+
+    /// Tries a quarantined document again (e.g. after a timeout under load): `quarantined ->
+    /// received`, so that extraction runs anew on the stored original.
+    pub async fn retry_quarantined(&self, id: &DocumentId, actor: &str) -> Result<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let row = doc_columns(&mut tx, id, "state").await?;
+        let state = parse_state(&row.try_get::<String, _>("state")?)?;
+        if state != DocState::Quarantined {
+            return Err(StoreError::Conflict {
+                id: id.to_string(),
+                state,
+                message: "only quarantined documents can be tried again".into(),
+            });
+        }
+        sqlx::query(
+            "UPDATE documents SET state = ?, reason = NULL, failed_stage = NULL, attempts = 0, \
+             next_attempt_at = NULL, updated_at = ? WHERE id = ?",
+        )
+        .bind(DocState::Received.as_str())
+        .bind(now_str())
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        insert_event(
+            &mut tx,
+            Some(id.as_str()),
+            actor,
+            "quarantine_retried",
+            &serde_json::json!({}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Marks a document unreadable and records the quarantine entry (one transaction).

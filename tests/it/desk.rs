@@ -294,3 +294,111 @@ fn a_note_keeps_an_unassignable_item_in_the_queue_and_uploads_go_through_intake(
     );
     assert_eq!(document(&d, &id)["state"], "review");
 }
+
+fn model_in_use(d: &TestApp) -> Option<String> {
+    let v: serde_json::Value = reqwest::blocking::Client::new()
+        .get(d.url("/health"))
+        .bearer_auth(&d.token)
+        .send()
+        .ok()?
+        .json()
+        .ok()?;
+    v["model"].as_str().map(str::to_string)
+}
+
+#[test]
+fn the_admin_page_activates_and_rolls_back_models_and_retries_quarantine() {
+    let install = Install::new();
+    let (models, a, b) = crate::models::two_versions(&install);
+    let models_s = models.display().to_string();
+    let d = install.spawn_app(&[("POSTSTELLE__CLASSIFY__MODELS", &models_s)]);
+    add_user(&d, "i.admin", "admin", &[]);
+    add_user(&d, "b.bau", "fachbereich", &["63"]);
+    let bau = sign_in(&d, "b.bau");
+    assert_eq!(get(&d, &bau, "/verwaltung").status(), 403);
+    let s = sign_in(&d, "i.admin");
+    let html = get(&d, &s, "/verwaltung").text().expect("html");
+    assert!(html.contains(&format!("data-model=\"{b}\"")), "{html}");
+    assert!(html.contains("data-target=\"dms\""), "{html}");
+    assert_eq!(model_in_use(&d).as_deref(), Some(a.as_str()));
+
+    // Activate the other version: in use at once, and the page says so.
+    let r = post(&d, &s, "/verwaltung/modelle/aktivieren", &[("version", &b)]);
+    assert_eq!(r.status(), 403, "no CSRF token, no change");
+    let r = post(
+        &d,
+        &s,
+        "/verwaltung/modelle/aktivieren",
+        &[("csrf", s.csrf.as_str()), ("version", &b)],
+    );
+    assert_eq!(r.status(), 303);
+    assert_eq!(model_in_use(&d).as_deref(), Some(b.as_str()));
+    assert_eq!(
+        std::fs::read_to_string(models.join("ACTIVE"))
+            .expect("ACTIVE")
+            .trim(),
+        b
+    );
+    let r = post(
+        &d,
+        &s,
+        "/verwaltung/modelle/aktivieren",
+        &[("csrf", s.csrf.as_str()), ("version", "../../etc/passwd")],
+    );
+    assert_eq!(r.status(), 400);
+    // Roll back: the first version again.
+    let r = post(
+        &d,
+        &s,
+        "/verwaltung/modelle/zuruecksetzen",
+        &[("csrf", s.csrf.as_str())],
+    );
+    assert_eq!(r.status(), 303);
+    assert_eq!(model_in_use(&d).as_deref(), Some(a.as_str()));
+
+    // A broken PDF is quarantined; "erneut versuchen" reads it again (and quarantines it again,
+    // with the retry in its audit trail); the original can be downloaded.
+    let broken = b"%PDF-1.7\n1 0 obj << /Type /Catalog >> endobj\ntrailer <<>>\n%%EOF\n";
+    d.drop_file("kaputt.pdf", broken);
+    let id = wait_for("quarantine", LONG, || {
+        d.documents()
+            .iter()
+            .find(|x| x["state"] == "quarantined")
+            .map(|x| x["id"].as_str().expect("id").to_string())
+    });
+    let html = get(&d, &s, "/verwaltung").text().expect("html");
+    assert!(html.contains(&format!("data-retry=\"{id}\"")), "{html}");
+    let link = html
+        .split("href=\"/verwaltung/quarantaene/")
+        .nth(1)
+        .and_then(|x| x.split('"').next())
+        .expect("download link");
+    let file = get(&d, &s, &format!("/verwaltung/quarantaene/{link}"));
+    assert_eq!(file.status(), 200);
+    assert_eq!(file.bytes().expect("bytes").as_ref(), broken.as_slice());
+    let r = post(
+        &d,
+        &s,
+        &format!("/verwaltung/quarantaene/{id}/erneut"),
+        &[("csrf", s.csrf.as_str())],
+    );
+    assert_eq!(r.status(), 303);
+    let doc = wait_for("quarantined again", LONG, || {
+        let doc = document(&d, &id);
+        let kinds: Vec<String> = doc["events"]
+            .as_array()?
+            .iter()
+            .filter_map(|e| e["kind"].as_str().map(str::to_string))
+            .collect();
+        let retried = kinds.iter().position(|k| k == "quarantine_retried")?;
+        (doc["state"] == "quarantined" && kinds.len() > retried + 1).then_some(doc)
+    });
+    let retried = doc["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .find(|e| e["kind"] == "quarantine_retried")
+        .expect("retried")
+        .clone();
+    assert_eq!(retried["actor"], "i.admin");
+}

@@ -6,7 +6,7 @@ use crate::harness::*;
 use std::time::Duration;
 
 /// A models dir with two versions (copies of the shared trained model), `a` active.
-fn two_versions(install: &Install) -> (std::path::PathBuf, String, String) {
+pub fn two_versions(install: &Install) -> (std::path::PathBuf, String, String) {
     let shared = models_dir();
     let active = std::fs::read_to_string(shared.join("ACTIVE"))
         .expect("ACTIVE")

@@ -1,16 +1,613 @@
-//! Verwaltung: `/verwaltung` (not built yet: the frame with a note).
+//! Verwaltung (role `admin`): `/verwaltung` shows model versions with their metrics
+//! (activate, roll back), the quarantine with reasons (download, "erneut versuchen"), dead
+//! letters (re-drive), accounts (lock, unlock), API tokens (revoke) and each delivery target's
+//! state (circuit breaker open or closed, last error). Every action is a form post with the
+//! CSRF token, recorded in the audit trail under the admin's name.
 
-use super::{Signed, placeholder};
+use super::document::time_de;
+use super::inbox::state_de;
+use super::{Chrome, Signed, error_page, render};
 use crate::api::ApiState;
-use axum::Router;
-use axum::response::Response;
-use axum::routing::get;
+use crate::auth::Identity;
+use crate::domain::{DocState, DocumentId};
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use serde::Deserialize;
+
+/// Rows per list at most.
+const MAX_ROWS: i64 = 200;
 
 /// The routes.
 pub fn routes() -> Router<ApiState> {
-    Router::new().route("/verwaltung", get(page))
+    Router::new()
+        .route("/verwaltung", get(page))
+        .route("/verwaltung/modelle/aktivieren", post(activate))
+        .route("/verwaltung/modelle/zuruecksetzen", post(rollback))
+        .route("/verwaltung/quarantaene/{entry}/datei", get(download))
+        .route(
+            "/verwaltung/quarantaene/{id}/erneut",
+            post(retry_quarantined),
+        )
+        .route("/verwaltung/unzustellbar/{id}/erneut", post(redrive))
+        .route("/verwaltung/benutzer/{name}/sperren", post(lock_user))
+        .route("/verwaltung/benutzer/{name}/entsperren", post(unlock_user))
+        .route("/verwaltung/tokens/{id}/widerrufen", post(revoke_token))
 }
 
-async fn page(Signed(who): Signed) -> Response {
-    placeholder(&who, "Verwaltung", "/verwaltung")
+/// A German 403 page unless `who` is an admin.
+fn unless_admin(who: &Identity) -> Option<Response> {
+    (!who.is_admin()).then(|| {
+        error_page(
+            Some(who),
+            StatusCode::FORBIDDEN,
+            "Diese Seite ist der Verwaltung (Rolle admin) vorbehalten.",
+        )
+    })
+}
+
+fn failed(who: &Identity, e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "admin page: action failed");
+    error_page(
+        Some(who),
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Die Aktion ist fehlgeschlagen; Einzelheiten stehen im Protokoll des Dienstes.",
+    )
+}
+
+/// One model version.
+#[derive(Debug, Clone)]
+pub struct ModelRow {
+    /// Version id.
+    pub version: String,
+    /// Whether it is in use.
+    pub active: bool,
+    /// When it was trained.
+    pub created: String,
+    /// Training items.
+    pub items: String,
+    /// Top-1 accuracy (cross-validated, rules + model), "95,8 %".
+    pub top1: String,
+    /// Straight-through share at the threshold.
+    pub straight: String,
+    /// The review threshold.
+    pub threshold: String,
+    /// Why it cannot be used, if so.
+    pub problem: String,
+}
+
+/// One quarantine entry.
+#[derive(Debug, Clone)]
+pub struct QuarantineRow {
+    /// Entry id.
+    pub entry: i64,
+    /// Document id, when the input became a document.
+    pub document: Option<String>,
+    /// Whether it can be tried again (its document is still quarantined).
+    pub retry: bool,
+    /// File name.
+    pub name: String,
+    /// Channel.
+    pub source: String,
+    /// Why.
+    pub reason: String,
+    /// When.
+    pub at: String,
+    /// Whether a file can be downloaded.
+    pub file: bool,
+}
+
+/// One dead letter.
+#[derive(Debug, Clone)]
+pub struct DeadRow {
+    /// Document id.
+    pub id: String,
+    /// File name.
+    pub name: String,
+    /// Mailbox.
+    pub mailbox: String,
+    /// Why.
+    pub reason: String,
+    /// The stage a re-drive resumes.
+    pub stage: &'static str,
+}
+
+/// One account.
+#[derive(Debug, Clone)]
+pub struct UserRow {
+    /// Name.
+    pub name: String,
+    /// Role in German.
+    pub role: &'static str,
+    /// Mailboxes.
+    pub mailboxes: String,
+    /// "lokal" or "Verzeichnis".
+    pub source: &'static str,
+    /// Locked.
+    pub disabled: bool,
+}
+
+/// One token.
+#[derive(Debug, Clone)]
+pub struct TokenRow {
+    /// Id.
+    pub id: String,
+    /// Owner.
+    pub user: String,
+    /// Label.
+    pub label: String,
+    /// Made.
+    pub created: String,
+    /// Last used.
+    pub used: String,
+    /// Revoked.
+    pub revoked: bool,
+}
+
+/// One delivery target.
+#[derive(Debug, Clone)]
+pub struct TargetRow {
+    /// Name.
+    pub name: String,
+    /// Its mailboxes.
+    pub mailboxes: String,
+    /// "geschlossen (in Betrieb)" or "offen (pausiert noch 40 s)".
+    pub state: String,
+    /// Whether it is paused.
+    pub open: bool,
+    /// Failures in a row.
+    pub failures: u32,
+    /// Last error.
+    pub last_error: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin.html", config = "src/api/web/askama.toml")]
+struct Page {
+    chrome: Chrome,
+    notice: Option<String>,
+    models: Vec<ModelRow>,
+    quarantine: Vec<QuarantineRow>,
+    dead: Vec<DeadRow>,
+    users: Vec<UserRow>,
+    tokens: Vec<TokenRow>,
+    targets: Vec<TargetRow>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PageQuery {
+    ok: Option<String>,
+}
+
+fn percent(v: &serde_json::Value) -> String {
+    v.as_f64()
+        .map(|x| format!("{:.1} %", x * 100.0).replace('.', ","))
+        .unwrap_or_else(|| "–".into())
+}
+
+async fn page(
+    Signed(who): Signed,
+    State(s): State<ApiState>,
+    Query(q): Query<PageQuery>,
+) -> Response {
+    if let Some(r) = unless_admin(&who) {
+        return r;
+    }
+    let settings = &s.pipeline.settings;
+    let registry = crate::train::Registry::new(&settings.classify.models);
+    let models = match tokio::task::spawn_blocking(move || registry.list()).await {
+        Ok(list) => list,
+        Err(e) => return failed(&who, e),
+    };
+    let models = models
+        .into_iter()
+        .map(|v| {
+            let m = v.meta.clone().unwrap_or_default();
+            let combined = &m["metrics"]["combined"];
+            ModelRow {
+                version: v.version,
+                active: v.active,
+                created: m["created_at"].as_str().map(time_de).unwrap_or_default(),
+                items: m["items"]
+                    .as_u64()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default(),
+                top1: percent(&combined["top1"]),
+                straight: percent(&combined["straight_through"]),
+                threshold: m["threshold"]
+                    .as_f64()
+                    .map(super::document::german_decimal)
+                    .unwrap_or_else(|| "–".into()),
+                problem: v.problem.unwrap_or_default(),
+            }
+        })
+        .collect();
+    let store = &s.pipeline.store;
+    let entries = match store.quarantine_entries(MAX_ROWS).await {
+        Ok(e) => e,
+        Err(e) => return failed(&who, e),
+    };
+    let mut quarantine = Vec::new();
+    for e in entries {
+        let doc_state = match e.document_id.as_deref().and_then(DocumentId::parse) {
+            Some(id) => store.get(&id).await.ok().map(|d| d.state),
+            None => None,
+        };
+        quarantine.push(QuarantineRow {
+            entry: e.id,
+            retry: doc_state == Some(DocState::Quarantined),
+            file: e.document_id.is_some()
+                || e.path
+                    .as_deref()
+                    .is_some_and(|p| std::path::Path::new(p).is_file()),
+            document: e.document_id,
+            name: e.original_name,
+            source: super::review::source_de(&e.source).to_string(),
+            reason: e.reason,
+            at: time_de(&e.at),
+        });
+    }
+    let dead = match store.list(Some(DocState::DeadLetter), MAX_ROWS).await {
+        Ok(d) => d,
+        Err(e) => return failed(&who, e),
+    }
+    .into_iter()
+    .map(|d| DeadRow {
+        id: d.id.to_string(),
+        name: d.original_name,
+        mailbox: d
+            .mailbox
+            .as_ref()
+            .map(|m| super::document::mailbox_label(settings, m))
+            .unwrap_or_default(),
+        reason: d.reason.unwrap_or_default(),
+        stage: state_de(d.failed_stage.unwrap_or(DocState::Queued)),
+    })
+    .collect();
+    let users = match store.users().await {
+        Ok(u) => u,
+        Err(e) => return failed(&who, e),
+    }
+    .into_iter()
+    .map(|u| UserRow {
+        role: u.role.label_de(),
+        mailboxes: u
+            .mailboxes
+            .iter()
+            .map(|m| m.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        source: if u.source == "local" {
+            "lokal"
+        } else {
+            "Verzeichnis"
+        },
+        disabled: u.disabled,
+        name: u.name,
+    })
+    .collect();
+    let tokens = match store.tokens(None).await {
+        Ok(t) => t,
+        Err(e) => return failed(&who, e),
+    }
+    .into_iter()
+    .map(|t| TokenRow {
+        id: t.id,
+        user: t.user_name,
+        label: t.label,
+        created: time_de(&t.created_at),
+        used: t.last_used_at.as_deref().map(time_de).unwrap_or_default(),
+        revoked: t.revoked_at.is_some(),
+    })
+    .collect();
+    let targets = s
+        .pipeline
+        .targets
+        .keys()
+        .map(|name| {
+            let st = s.pipeline.breakers().status(name);
+            let mailboxes = settings
+                .mailboxes
+                .iter()
+                .chain(std::iter::once(&settings.review))
+                .filter(|m| &m.target == name)
+                .map(|m| m.id.to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
+            TargetRow {
+                name: name.clone(),
+                mailboxes,
+                state: match st.paused_for {
+                    Some(p) => format!("offen: pausiert noch {} s", p.as_secs().max(1)),
+                    None if st.failures > 0 => "geschlossen, mit Fehlern".into(),
+                    None => "geschlossen: in Betrieb".into(),
+                },
+                open: st.paused_for.is_some(),
+                failures: st.failures,
+                last_error: st.last_error.unwrap_or_default(),
+            }
+        })
+        .collect();
+    let notice = q.ok.map(|o| match o.as_str() {
+        "modell" => "Das Modell ist aktiviert; neue Dokumente werden damit zugeordnet.".into(),
+        "quarantaene" => "Das Dokument wird erneut gelesen.".into(),
+        "unzustellbar" => "Das Dokument wird erneut bearbeitet.".into(),
+        "benutzer" => "Das Konto ist geändert.".into(),
+        "token" => "Das Token ist widerrufen.".into(),
+        _ => "Erledigt.".into(),
+    });
+    render(&Page {
+        chrome: Chrome::new(&who, "Verwaltung", "/verwaltung"),
+        notice,
+        models,
+        quarantine,
+        dead,
+        users,
+        tokens,
+        targets,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct VersionForm {
+    version: String,
+}
+
+async fn activate(
+    Signed(who): Signed,
+    State(s): State<ApiState>,
+    Form(f): Form<VersionForm>,
+) -> Response {
+    if let Some(r) = unless_admin(&who) {
+        return r;
+    }
+    let version = f.version.trim().to_string();
+    let plausible = !version.is_empty()
+        && version
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !plausible {
+        return error_page(
+            Some(&who),
+            StatusCode::BAD_REQUEST,
+            "Unbekannte Modellversion.",
+        );
+    }
+    let registry = crate::train::Registry::new(&s.pipeline.settings.classify.models);
+    let v = version.clone();
+    match tokio::task::spawn_blocking(move || registry.activate(&v)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            return error_page(
+                Some(&who),
+                StatusCode::CONFLICT,
+                format!("Die Version kann nicht aktiviert werden: {e}"),
+            );
+        }
+        Err(e) => return failed(&who, e),
+    }
+    model_changed(&s, &who, "model_activated", &version).await
+}
+
+async fn rollback(Signed(who): Signed, State(s): State<ApiState>) -> Response {
+    if let Some(r) = unless_admin(&who) {
+        return r;
+    }
+    let registry = crate::train::Registry::new(&s.pipeline.settings.classify.models);
+    let version = match tokio::task::spawn_blocking(move || registry.rollback()).await {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => {
+            return error_page(
+                Some(&who),
+                StatusCode::CONFLICT,
+                format!("Kein Zurücksetzen möglich: {e}"),
+            );
+        }
+        Err(e) => return failed(&who, e),
+    };
+    model_changed(&s, &who, "model_rolled_back", &version).await
+}
+
+/// Records the change in the audit trail and puts the model in use at once.
+async fn model_changed(s: &ApiState, who: &Identity, kind: &str, version: &str) -> Response {
+    if let Err(e) = s
+        .pipeline
+        .store
+        .log_event(
+            None,
+            who.actor(),
+            kind,
+            serde_json::json!({"version": version}),
+        )
+        .await
+    {
+        return failed(who, e);
+    }
+    s.pipeline.reload_model_if_changed().await;
+    tracing::info!(
+        version,
+        actor = who.actor(),
+        kind,
+        "model changed on the admin page"
+    );
+    Redirect::to("/verwaltung?ok=modell#modelle").into_response()
+}
+
+async fn download(
+    Signed(who): Signed,
+    State(s): State<ApiState>,
+    Path(entry): Path<i64>,
+) -> Response {
+    if let Some(r) = unless_admin(&who) {
+        return r;
+    }
+    let not_found = || error_page(Some(&who), StatusCode::NOT_FOUND, "Datei nicht gefunden.");
+    let entries = match s.pipeline.store.quarantine_entries(i64::MAX).await {
+        Ok(e) => e,
+        Err(e) => return failed(&who, e),
+    };
+    let Some(e) = entries.into_iter().find(|e| e.id == entry) else {
+        return not_found();
+    };
+    let path = match e.document_id.as_deref().and_then(DocumentId::parse) {
+        Some(id) => match s.pipeline.store.get(&id).await {
+            Ok(d) => s.pipeline.blobs.path(&d.sha256),
+            Err(_) => return not_found(),
+        },
+        None => match e.path {
+            Some(p) => std::path::PathBuf::from(p),
+            None => return not_found(),
+        },
+    };
+    let Ok(bytes) = tokio::fs::read(&path).await else {
+        return not_found();
+    };
+    let name: String = e
+        .original_name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    (
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
+        bytes,
+    )
+        .into_response()
+}
+
+async fn retry_quarantined(
+    Signed(who): Signed,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(r) = unless_admin(&who) {
+        return r;
+    }
+    let Some(id) = DocumentId::parse(&id) else {
+        return error_page(
+            Some(&who),
+            StatusCode::NOT_FOUND,
+            "Dokument nicht gefunden.",
+        );
+    };
+    match s.pipeline.store.retry_quarantined(&id, who.actor()).await {
+        Ok(()) => {}
+        Err(crate::store::StoreError::NotFound(_)) => {
+            return error_page(
+                Some(&who),
+                StatusCode::NOT_FOUND,
+                "Dokument nicht gefunden.",
+            );
+        }
+        Err(crate::store::StoreError::Conflict { .. }) => {
+            return error_page(
+                Some(&who),
+                StatusCode::CONFLICT,
+                "Das Dokument ist nicht mehr in Quarantäne.",
+            );
+        }
+        Err(e) => return failed(&who, e),
+    }
+    s.pipeline.wake.notify_one();
+    Redirect::to("/verwaltung?ok=quarantaene#quarantaene").into_response()
+}
+
+async fn redrive(
+    Signed(who): Signed,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(r) = unless_admin(&who) {
+        return r;
+    }
+    let Some(id) = DocumentId::parse(&id) else {
+        return error_page(
+            Some(&who),
+            StatusCode::NOT_FOUND,
+            "Dokument nicht gefunden.",
+        );
+    };
+    match s.pipeline.store.redrive(&id, who.actor()).await {
+        Ok(_) => {}
+        Err(crate::store::StoreError::Conflict { .. }) => {
+            return error_page(
+                Some(&who),
+                StatusCode::CONFLICT,
+                "Das Dokument ist nicht mehr unzustellbar.",
+            );
+        }
+        Err(e) => return failed(&who, e),
+    }
+    s.pipeline.wake.notify_one();
+    Redirect::to("/verwaltung?ok=unzustellbar#unzustellbar").into_response()
+}
+
+async fn set_disabled(s: &ApiState, who: &Identity, name: &str, disabled: bool) -> Response {
+    if let Some(r) = unless_admin(who) {
+        return r;
+    }
+    if disabled && name == who.name {
+        return error_page(
+            Some(who),
+            StatusCode::CONFLICT,
+            "Das eigene Konto kann nicht gesperrt werden.",
+        );
+    }
+    match s
+        .pipeline
+        .store
+        .set_user_disabled(name, disabled, who.actor())
+        .await
+    {
+        Ok(()) => Redirect::to("/verwaltung?ok=benutzer#benutzer").into_response(),
+        Err(crate::store::StoreError::UnknownUser(_)) => {
+            error_page(Some(who), StatusCode::NOT_FOUND, "Konto nicht gefunden.")
+        }
+        Err(e) => failed(who, e),
+    }
+}
+
+async fn lock_user(
+    Signed(who): Signed,
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+) -> Response {
+    set_disabled(&s, &who, &name, true).await
+}
+
+async fn unlock_user(
+    Signed(who): Signed,
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+) -> Response {
+    set_disabled(&s, &who, &name, false).await
+}
+
+async fn revoke_token(
+    Signed(who): Signed,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(r) = unless_admin(&who) {
+        return r;
+    }
+    match s.pipeline.store.revoke_token(&id, who.actor()).await {
+        Ok(true) => Redirect::to("/verwaltung?ok=token#tokens").into_response(),
+        Ok(false) => error_page(Some(&who), StatusCode::NOT_FOUND, "Token nicht gefunden."),
+        Err(e) => failed(&who, e),
+    }
 }
