@@ -4,8 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 deploy/setup.sh --no-run
-# Packages only the tests need: the font test letters are rendered with (DejaVu Sans).
-test_packages=(fonts-dejavu-core slapd ldap-utils)
+# Packages only the tests need: the font test letters are rendered with (DejaVu Sans), OpenLDAP,
+# and headless Chromium with its WebDriver server for the browser tests of the web desk.
+test_packages=(fonts-dejavu-core slapd ldap-utils chromium chromium-driver)
+# npm fetches axe-core (below); a Node.js from elsewhere that brings its own npm is fine.
+command -v npm >/dev/null || test_packages+=(npm)
 missing=()
 for p in "${test_packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -19,6 +22,13 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 # The outgoing-mail tests run a real SMTP server (aiosmtpd) and make certificates with openssl.
 python3 -c "import aiosmtpd" 2>/dev/null || python3 -m pip install --quiet aiosmtpd
+# The browser tests check pages with axe-core: from npm, cached outside the repository (unless
+# POSTSTELLE_TEST_AXE already names an axe.min.js).
+if [ -z "${POSTSTELLE_TEST_AXE:-}" ]; then
+  axe_dir=/var/tmp/poststelle-axe
+  export POSTSTELLE_TEST_AXE="$axe_dir/node_modules/axe-core/axe.min.js"
+  [ -f "$POSTSTELLE_TEST_AXE" ] || npm install --prefix "$axe_dir" --no-audit --no-fund axe-core@4
+fi
 # Tesseract inside the tests: one thread each (parallelism comes from documents).
 export OMP_THREAD_LIMIT=1
 cargo fmt --all -- --check

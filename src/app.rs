@@ -202,11 +202,15 @@ impl Application {
                 pipeline: self.pipeline.clone(),
                 intake: self.intake.clone(),
                 auth,
+                training: Default::default(),
             });
             let c = cancel.clone();
             tracing::info!(addr = ?listener.local_addr().ok(), "API listening");
             tasks.spawn(async move {
-                if let Err(e) = axum::serve(listener, router)
+                // The peer address lets `/metrics` answer local scrapers without a token.
+                let service =
+                    router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+                if let Err(e) = axum::serve(listener, service)
                     .with_graceful_shutdown(async move { c.cancelled().await })
                     .await
                 {

@@ -3,12 +3,14 @@
 //! - [`auth`]: the middleware that turns a session cookie or a bearer token into an
 //!   [`Identity`](crate::auth::Identity) (and checks CSRF tokens of browser posts);
 //! - [`json`]: the JSON API (`/api/...`): documents, review queue, assignment, re-drive;
-//! - [`web`]: the German pages of the web desk, server-rendered with askama.
+//! - [`web`]: the German pages of the web desk, server-rendered with askama;
+//! - [`metrics`]: `/metrics` in the Prometheus text format (admins and local scrapers).
 //!
 //! Error messages for people are German; the JSON shape is `{"error": "..."}`.
 
 pub mod auth;
 pub mod json;
+pub mod metrics;
 pub mod settings;
 pub mod web;
 
@@ -31,6 +33,8 @@ pub struct ApiState {
     pub intake: Intake,
     /// Logins, sessions and tokens.
     pub auth: crate::auth::Authenticator,
+    /// The training run started on the admin page, if any (one at a time).
+    pub training: web::admin::Training,
 }
 
 /// API errors mapped to status codes.
@@ -106,11 +110,12 @@ impl From<crate::auth::authenticator::AuthError> for ApiError {
     }
 }
 
-/// Builds the router: `/health`, `/api/...`, the web desk and its static assets.
+/// Builds the router: `/health`, `/metrics`, `/api/...`, the web desk and its static assets.
 pub fn router(state: ApiState) -> Router {
     let max = state.pipeline.settings.upload_max_bytes as usize;
     Router::new()
         .route("/health", get(health))
+        .route("/metrics", get(metrics::metrics))
         .nest("/api", json::routes())
         .merge(web::routes())
         .layer(axum::middleware::from_fn_with_state(

@@ -23,20 +23,72 @@ pub fn corpus(settings: &Settings, data: Option<&Path>) -> anyhow::Result<Vec<cr
     Ok(items)
 }
 
-/// `train`: trains a new version on the corpus and the corrections people made, and activates
-/// it when [`judge_promotion`] finds it not worse than the active one (or with `force`).
-pub async fn train(
+/// A step of a training run, for people watching it (the admin page).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrainStep {
+    /// Reading the corpus and the corrections.
+    Loading,
+    /// Cross-validating and training the new version (the long part).
+    Fitting,
+    /// Comparing it with the active version.
+    Judging,
+}
+
+impl TrainStep {
+    /// The step in German.
+    pub fn label_de(self) -> &'static str {
+        match self {
+            TrainStep::Loading => "Korpus und Korrekturen werden gelesen",
+            TrainStep::Fitting => "Kreuzvalidierung und Training laufen",
+            TrainStep::Judging => "Vergleich mit der aktiven Version",
+        }
+    }
+}
+
+/// What a training run made.
+#[derive(Debug, Clone)]
+pub struct TrainOutcome {
+    /// The new version (kept in the registry whether activated or not).
+    pub version: String,
+    /// Training items, corrections among them, and corrections newer than the active model.
+    pub items: usize,
+    /// Corrections among the items.
+    pub corrections: usize,
+    /// Corrections the active version never learned.
+    pub recent: usize,
+    /// Seconds the training took.
+    pub seconds: f64,
+    /// Cross-validated top-1 (rules + model).
+    pub top1: f64,
+    /// Straight-through share at the threshold.
+    pub straight_through: f64,
+    /// The review threshold chosen.
+    pub threshold: Option<f64>,
+    /// On the recent corrections: (count, new version right, active version right).
+    pub recent_verdict: Option<(usize, usize, usize)>,
+    /// Whether it is the active version now.
+    pub activated: bool,
+    /// Why it was not activated (or was only by force).
+    pub problems: Vec<String>,
+}
+
+/// Trains a new version on the corpus and the corrections people made, and activates it when
+/// [`judge_promotion`] finds it not worse than the active one (or with `force`). `step` is told
+/// each step as it begins.
+pub async fn train_version(
     settings: &Settings,
     data: Option<&Path>,
     force: bool,
     folds: usize,
-) -> anyhow::Result<ExitCode> {
+    step: &(dyn Fn(TrainStep) + Send + Sync),
+) -> anyhow::Result<TrainOutcome> {
+    step(TrainStep::Loading);
     let mut items = corpus(settings, data)?;
     let reg = Registry::new(&settings.classify.models);
     let current = match reg.load_active() {
         Ok(m) => m,
         Err(e) => {
-            println!("the active model cannot be read ({e}); the new version will replace it");
+            tracing::warn!(error = %e, "the active model cannot be read; the new version will replace it");
             None
         }
     };
@@ -62,23 +114,12 @@ pub async fn train(
     let rules = Arc::new(RuleSet::load_dir(&settings.classify.rules, &[])?);
     let routing = router_settings(settings);
     let started = std::time::Instant::now();
+    step(TrainStep::Fitting);
     let (mut model, report) =
         crate::train::fit(&items, &settings.mailbox_ids(), &rules, &routing, folds)?;
     let version = reg.add(&mut model)?;
-    println!(
-        "trained {version} on {} items ({} corrections, {} recent) in {:.1} s: top-1 {:.1} %, straight-through {:.1} % at threshold {}",
-        items.len(),
-        items.iter().filter(|i| i.origin == "correction").count(),
-        recent.len(),
-        started.elapsed().as_secs_f64(),
-        report.combined.top1 * 100.0,
-        report.combined.straight_through * 100.0,
-        report
-            .combined
-            .threshold
-            .map(|t| format!("{t:.3}"))
-            .unwrap_or_else(|| "-".into())
-    );
+    let seconds = started.elapsed().as_secs_f64();
+    step(TrainStep::Judging);
     let active = current.map(|m| {
         let classifier = Classifier::new(
             rules.clone(),
@@ -89,21 +130,9 @@ pub async fn train(
         Router::new(Arc::new(classifier), routing.clone())
     });
     let verdict = judge_promotion(active.as_ref(), &report, &items, &recent);
-    if let Some((n, new_ok, old_ok)) = verdict.recent {
-        println!(
-            "recent corrections ({n}): new version right on {new_ok} (held out in cross-validation), active version right on {old_ok}"
-        );
-    }
-    if verdict.problems.is_empty() || force {
+    let activated = verdict.problems.is_empty() || force;
+    if activated {
         reg.activate(&version)?;
-        println!(
-            "activated {version}{}",
-            if verdict.problems.is_empty() {
-                ""
-            } else {
-                " (forced)"
-            }
-        );
         if let Ok(store) = crate::store::Store::open(&settings.store.url).await {
             store
                 .record_model(
@@ -114,10 +143,61 @@ pub async fn train(
                 )
                 .await?;
         }
+    }
+    Ok(TrainOutcome {
+        version,
+        items: items.len(),
+        corrections: items.iter().filter(|i| i.origin == "correction").count(),
+        recent: recent.len(),
+        seconds,
+        top1: report.combined.top1,
+        straight_through: report.combined.straight_through,
+        threshold: report.combined.threshold,
+        recent_verdict: verdict.recent,
+        activated,
+        problems: verdict.problems,
+    })
+}
+
+/// `train`: [`train_version`], reported on the terminal.
+pub async fn train(
+    settings: &Settings,
+    data: Option<&Path>,
+    force: bool,
+    folds: usize,
+) -> anyhow::Result<ExitCode> {
+    let o = train_version(settings, data, force, folds, &|_| {}).await?;
+    let version = &o.version;
+    println!(
+        "trained {version} on {} items ({} corrections, {} recent) in {:.1} s: top-1 {:.1} %, straight-through {:.1} % at threshold {}",
+        o.items,
+        o.corrections,
+        o.recent,
+        o.seconds,
+        o.top1 * 100.0,
+        o.straight_through * 100.0,
+        o.threshold
+            .map(|t| format!("{t:.3}"))
+            .unwrap_or_else(|| "-".into())
+    );
+    if let Some((n, new_ok, old_ok)) = o.recent_verdict {
+        println!(
+            "recent corrections ({n}): new version right on {new_ok} (held out in cross-validation), active version right on {old_ok}"
+        );
+    }
+    if o.activated {
+        println!(
+            "activated {version}{}",
+            if o.problems.is_empty() {
+                ""
+            } else {
+                " (forced)"
+            }
+        );
     } else {
         println!(
             "NOT activated: {}.\nThe version is kept; activate it anyway with `poststelle model activate {version}` or `train --force`.",
-            verdict.problems.join("; ")
+            o.problems.join("; ")
         );
     }
     Ok(ExitCode::SUCCESS)

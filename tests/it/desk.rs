@@ -356,6 +356,37 @@ fn the_admin_page_activates_and_rolls_back_models_and_retries_quarantine() {
     assert_eq!(r.status(), 303);
     assert_eq!(model_in_use(&d).as_deref(), Some(a.as_str()));
 
+    // Train now: runs in the background, the page shows its progress, then the result; a
+    // third version exists, active when it is not worse than the one in use.
+    let r = post(
+        &d,
+        &s,
+        "/verwaltung/modelle/trainieren",
+        &[("csrf", s.csrf.as_str())],
+    );
+    assert_eq!(r.status(), 303);
+    let page = wait_for("training done", LONG, || {
+        let html = get(&d, &s, "/verwaltung").text().ok()?;
+        html.contains("Training von i.admin fertig").then_some(html)
+    });
+    assert_eq!(
+        page.matches("data-model=\"").count(),
+        3,
+        "a third version: {page}"
+    );
+    let newest = page
+        .split("data-model=\"")
+        .nth(1)
+        .and_then(|x| x.split('"').next())
+        .expect("newest version")
+        .to_string();
+    if page.contains("Die Version ist aktiv") {
+        assert_eq!(model_in_use(&d).as_deref(), Some(newest.as_str()));
+    } else {
+        assert!(page.contains("Nicht aktiviert"), "{page}");
+        assert_eq!(model_in_use(&d).as_deref(), Some(a.as_str()));
+    }
+
     // A broken PDF is quarantined; "erneut versuchen" reads it again (and quarantines it again,
     // with the retry in its audit trail); the original can be downloaded.
     let broken = b"%PDF-1.7\n1 0 obj << /Type /Catalog >> endobj\ntrailer <<>>\n%%EOF\n";

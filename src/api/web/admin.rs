@@ -9,6 +9,7 @@ use super::inbox::state_de;
 use super::{Chrome, Signed, error_page, render};
 use crate::api::ApiState;
 use crate::auth::Identity;
+use crate::cli::train::{TrainOutcome, TrainStep};
 use crate::domain::{DocState, DocumentId};
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -17,6 +18,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use serde::Deserialize;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 /// Rows per list at most.
 const MAX_ROWS: i64 = 200;
@@ -27,6 +30,7 @@ pub fn routes() -> Router<ApiState> {
         .route("/verwaltung", get(page))
         .route("/verwaltung/modelle/aktivieren", post(activate))
         .route("/verwaltung/modelle/zuruecksetzen", post(rollback))
+        .route("/verwaltung/modelle/trainieren", post(train))
         .route("/verwaltung/quarantaene/{entry}/datei", get(download))
         .route(
             "/verwaltung/quarantaene/{id}/erneut",
@@ -47,6 +51,141 @@ fn unless_admin(who: &Identity) -> Option<Response> {
             "Diese Seite ist der Verwaltung (Rolle admin) vorbehalten.",
         )
     })
+}
+
+/// The training run started on the admin page: one at a time, its progress shown on the page.
+#[derive(Debug, Clone, Default)]
+pub struct Training(Arc<Mutex<TrainState>>);
+
+/// Where a training run stands.
+#[derive(Debug, Clone, Default)]
+pub enum TrainState {
+    /// None started since the daemon began.
+    #[default]
+    Idle,
+    /// Running: the step, since when, started by whom.
+    Running {
+        /// The current step.
+        step: TrainStep,
+        /// Start of the run.
+        since: Instant,
+        /// Who started it.
+        by: String,
+    },
+    /// Finished.
+    Done {
+        /// What it made.
+        outcome: TrainOutcome,
+        /// Who started it.
+        by: String,
+    },
+    /// Failed.
+    Failed {
+        /// Why.
+        error: String,
+        /// Who started it.
+        by: String,
+    },
+}
+
+impl Training {
+    fn get(&self) -> TrainState {
+        match self.0.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    fn set(&self, state: TrainState) {
+        match self.0.lock() {
+            Ok(mut g) => *g = state,
+            Err(p) => *p.into_inner() = state,
+        }
+    }
+
+    /// Starts `Running` unless a run is going; false when one is.
+    fn begin(&self, by: &str) -> bool {
+        let mut g = match self.0.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if matches!(*g, TrainState::Running { .. }) {
+            return false;
+        }
+        *g = TrainState::Running {
+            step: TrainStep::Loading,
+            since: Instant::now(),
+            by: by.to_string(),
+        };
+        true
+    }
+
+    fn step(&self, step: TrainStep) {
+        if let Ok(mut g) = self.0.lock()
+            && let TrainState::Running { step: s, .. } = &mut *g
+        {
+            *s = step;
+        }
+    }
+}
+
+/// The training run as the page shows it.
+#[derive(Debug, Clone)]
+pub struct TrainView {
+    /// Running now (the page reloads itself while so).
+    pub running: bool,
+    /// What to say, in German.
+    pub text: String,
+    /// Whether it went wrong or the version was not activated.
+    pub problem: bool,
+}
+
+fn train_view(state: TrainState) -> Option<TrainView> {
+    match state {
+        TrainState::Idle => None,
+        TrainState::Running { step, since, by } => Some(TrainView {
+            running: true,
+            text: format!(
+                "Training läuft seit {} s (gestartet von {by}): {}.",
+                since.elapsed().as_secs(),
+                step.label_de()
+            ),
+            problem: false,
+        }),
+        TrainState::Done { outcome: o, by } => {
+            let numbers = format!(
+                "Version {} aus {} Beispielen ({} Korrekturen) in {:.0} s: Treffer {:.1} %, automatisch zugestellt {:.1} %",
+                o.version,
+                o.items,
+                o.corrections,
+                o.seconds,
+                o.top1 * 100.0,
+                o.straight_through * 100.0
+            )
+            .replace('.', ",");
+            Some(if o.activated {
+                TrainView {
+                    running: false,
+                    text: format!("Training von {by} fertig. {numbers}. Die Version ist aktiv."),
+                    problem: false,
+                }
+            } else {
+                TrainView {
+                    running: false,
+                    text: format!(
+                        "Training von {by} fertig. {numbers}. Nicht aktiviert, weil sie schlechter ist: {}",
+                        o.problems.join("; ")
+                    ),
+                    problem: true,
+                }
+            })
+        }
+        TrainState::Failed { error, by } => Some(TrainView {
+            running: false,
+            text: format!("Das Training (gestartet von {by}) ist fehlgeschlagen: {error}"),
+            problem: true,
+        }),
+    }
 }
 
 fn failed(who: &Identity, e: impl std::fmt::Display) -> Response {
@@ -169,6 +308,7 @@ pub struct TargetRow {
 struct Page {
     chrome: Chrome,
     notice: Option<String>,
+    training: Option<TrainView>,
     models: Vec<ModelRow>,
     quarantine: Vec<QuarantineRow>,
     dead: Vec<DeadRow>,
@@ -337,11 +477,13 @@ async fn page(
         "unzustellbar" => "Das Dokument wird erneut bearbeitet.".into(),
         "benutzer" => "Das Konto ist geändert.".into(),
         "token" => "Das Token ist widerrufen.".into(),
+        "training" => "Das Training ist gestartet.".into(),
         _ => "Erledigt.".into(),
     });
     render(&Page {
         chrome: Chrome::new(&who, "Verwaltung", "/verwaltung"),
         notice,
+        training: train_view(s.training.get()),
         models,
         quarantine,
         dead,
@@ -390,6 +532,87 @@ async fn activate(
         Err(e) => return failed(&who, e),
     }
     model_changed(&s, &who, "model_activated", &version).await
+}
+
+/// Folds of the cross-validation a training run from the page uses (as `poststelle train`).
+const TRAIN_FOLDS: usize = 5;
+
+/// Starts a training run in the background (its own thread: training is CPU work); the page
+/// shows its progress. The new version is activated only when it is not worse.
+async fn train(Signed(who): Signed, State(s): State<ApiState>) -> Response {
+    if let Some(r) = unless_admin(&who) {
+        return r;
+    }
+    if !s.training.begin(who.actor()) {
+        return error_page(
+            Some(&who),
+            StatusCode::CONFLICT,
+            "Es läuft schon ein Training; bitte warten, bis es fertig ist.",
+        );
+    }
+    if let Err(e) = s
+        .pipeline
+        .store
+        .log_event(None, who.actor(), "training_started", serde_json::json!({}))
+        .await
+    {
+        s.training.set(TrainState::Idle);
+        return failed(&who, e);
+    }
+    let training = s.training.clone();
+    let pipeline = s.pipeline.clone();
+    let by = who.actor().to_string();
+    let handle = tokio::runtime::Handle::current();
+    let started = std::thread::Builder::new()
+        .name("poststelle-train".into())
+        .spawn(move || {
+            let settings = pipeline.settings.clone();
+            let progress = training.clone();
+            let result = handle.block_on(crate::cli::train::train_version(
+                &settings,
+                None,
+                false,
+                TRAIN_FOLDS,
+                &move |step| progress.step(step),
+            ));
+            match result {
+                Ok(outcome) => {
+                    tracing::info!(
+                        version = outcome.version,
+                        activated = outcome.activated,
+                        by,
+                        "training from the admin page finished"
+                    );
+                    let detail = serde_json::json!({
+                        "version": outcome.version, "activated": outcome.activated,
+                        "top1": outcome.top1, "straight_through": outcome.straight_through,
+                    });
+                    handle.block_on(async {
+                        if let Err(e) = pipeline
+                            .store
+                            .log_event(None, &by, "model_trained", detail)
+                            .await
+                        {
+                            tracing::error!(error = %e, "recording the training failed");
+                        }
+                        pipeline.reload_model_if_changed().await;
+                    });
+                    training.set(TrainState::Done { outcome, by });
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, by, "training from the admin page failed");
+                    training.set(TrainState::Failed {
+                        error: format!("{e:#}"),
+                        by,
+                    });
+                }
+            }
+        });
+    if let Err(e) = started {
+        s.training.set(TrainState::Idle);
+        return failed(&who, e);
+    }
+    Redirect::to("/verwaltung?ok=training#modelle").into_response()
 }
 
 async fn rollback(Signed(who): Signed, State(s): State<ApiState>) -> Response {

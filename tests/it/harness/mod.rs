@@ -6,8 +6,10 @@
 //! The servers the daemon talks to live in the submodules: [`dms_servers`] (conformance servers
 //! for d.velop, CMIS, Paperless-ngx and a generic REST DMS, plus a fault-injecting proxy),
 //! [`dovecot`] (IMAP), [`ldap`] (OpenLDAP slapd), [`smtp`] (aiosmtpd) and [`mayan`] (the real
-//! Mayan EDMS started by `tests/services/mayan.sh`).
+//! Mayan EDMS started by `tests/services/mayan.sh`). [`browser`] drives a real headless Chromium
+//! over WebDriver and checks pages with axe-core, for tests of the web desk.
 
+pub mod browser;
 pub mod dms_servers;
 pub mod dovecot;
 pub mod ldap;

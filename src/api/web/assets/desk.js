@@ -68,4 +68,8 @@
       }
     });
   }
+  // Verwaltung: while a training runs, the page shows its progress anew every 3 seconds.
+  if (document.querySelector("[data-training-running]")) {
+    window.setTimeout(function () { window.location.reload(); }, 3000);
+  }
 })();
