@@ -266,6 +266,7 @@ impl Outgoing {
             address: self.settings.from_address.clone(),
             name: self.settings.from_name.clone(),
             municipality: self.recipients.municipality.clone(),
+            desk_url: self.settings.desk_url.clone(),
         }
     }
 

@@ -16,6 +16,7 @@ pub struct RawOutgoing {
     enabled: bool,
     from_address: String,
     from_name: String,
+    desk_url: Option<String>,
     max_attempts: u32,
     retry_base_secs: u64,
     retry_max_secs: u64,
@@ -30,6 +31,7 @@ impl Default for RawOutgoing {
             enabled: false,
             from_address: String::new(),
             from_name: "Poststelle".into(),
+            desk_url: None,
             max_attempts: 8,
             retry_base_secs: 30,
             retry_max_secs: 3600,
@@ -163,6 +165,9 @@ pub struct OutgoingSettings {
     pub from_address: String,
     /// Sender display name.
     pub from_name: String,
+    /// The web desk's address as staff reach it (e.g. `https://poststelle.musterstadt.local`):
+    /// digests link to the Eingang and the Prüfkorb there. None: no links.
+    pub desk_url: Option<String>,
     /// Send attempts before a mail is given up (state `dead`).
     pub max_attempts: u32,
     /// First retry delay (doubles per attempt).
@@ -267,10 +272,24 @@ pub fn validate(raw: RawOutgoing, problems: &mut Problems) -> OutgoingSettings {
         SmtpTls::StartTls => 587,
         SmtpTls::Plain => 25,
     });
+    let desk_url = raw
+        .desk_url
+        .map(|u| u.trim().trim_end_matches('/').to_string())
+        .filter(|u| !u.is_empty());
+    if let Some(u) = &desk_url
+        && !(u.starts_with("https://") || u.starts_with("http://"))
+    {
+        problems.push_key(
+            &["outgoing", "desk_url"],
+            format!("outgoing.desk_url \"{u}\" is not an http(s) address"),
+            Some("e.g. \"https://poststelle.musterstadt.local\"".into()),
+        );
+    }
     OutgoingSettings {
         enabled: raw.enabled,
         from_address: raw.from_address,
         from_name: raw.from_name,
+        desk_url,
         max_attempts: raw.max_attempts.max(1),
         retry_base: Duration::from_secs(raw.retry_base_secs.max(1)),
         retry_max: Duration::from_secs(raw.retry_max_secs.max(1)),

@@ -58,6 +58,8 @@ pub struct Sender {
     pub name: String,
     /// The town's name (signature).
     pub municipality: String,
+    /// The web desk's address (digests link to it), if configured.
+    pub desk_url: Option<String>,
 }
 
 /// `15.03.2026, 14:05 Uhr` in Berlin time.
@@ -224,6 +226,13 @@ pub fn digest_text(
             nummer = vorgangsnummer(&it.document_id),
             file = one_line(&it.original_name, 100),
         ));
+        if let Some(url) = &sender.desk_url {
+            let page = match what {
+                DigestFor::Department { .. } => "eingang",
+                DigestFor::Review { .. } => "pruefkorb",
+            };
+            body.push_str(&format!("     Ansehen: {url}/{page}/{}\n", it.document_id));
+        }
         if let DigestFor::Review { .. } = what {
             if let Some(m) = &it.mailbox {
                 body.push_str(&format!("     Vorschlag: Postfach {m}\n"));
@@ -233,6 +242,14 @@ pub fn digest_text(
             }
         }
         body.push('\n');
+    }
+    if let Some(url) = &sender.desk_url {
+        body.push_str(&match what {
+            DigestFor::Department { .. } => format!(
+                "Alle Eingänge im Eingang der Poststelle: {url}/eingang\nFalsch zugeordnet? Dort mit einem Klick weiterleiten oder an die Poststelle zurückgeben.\n\n"
+            ),
+            DigestFor::Review { .. } => format!("Zum Prüfkorb: {url}/pruefkorb\n\n"),
+        });
     }
     body.push_str(&format!(
         "Diese Übersicht wurde automatisch erstellt.\n\nMit freundlichen Grüßen\n{}\nStadtverwaltung {}\n",
@@ -266,4 +283,56 @@ pub fn digest_message(
         recipients: to.to_vec(),
         message: msg.formatted(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::DocumentId;
+
+    fn item(id: &DocumentId) -> DigestItem {
+        DigestItem {
+            document_id: id.clone(),
+            at: "2026-12-04T08:15:00.000Z".into(),
+            original_name: "scan-0001.pdf".into(),
+            subject: Some("Bauantrag Wintergarten".into()),
+            confidence: Some(0.97),
+            mailbox: None,
+            review_reason: None,
+        }
+    }
+
+    #[test]
+    fn digests_link_to_the_desk_when_its_address_is_known() {
+        let id = DocumentId::new();
+        let mut sender = Sender {
+            address: "poststelle@musterstadt.de".into(),
+            name: "Poststelle".into(),
+            municipality: "Musterstadt".into(),
+            desk_url: Some("https://poststelle.musterstadt.local".into()),
+        };
+        let dept = DigestFor::Department {
+            id: "63".into(),
+            name: "Bauordnung".into(),
+        };
+        let now = Utc::now();
+        let (_, body) = digest_text(&sender, &dept, &[item(&id)], now, now);
+        assert!(
+            body.contains(&format!(
+                "Ansehen: https://poststelle.musterstadt.local/eingang/{id}"
+            )),
+            "{body}"
+        );
+        assert!(
+            body.contains("Eingang der Poststelle: https://poststelle.musterstadt.local/eingang\n")
+        );
+        let review = DigestFor::Review {
+            name: "Prüfung".into(),
+        };
+        let (_, body) = digest_text(&sender, &review, &[item(&id)], now, now);
+        assert!(body.contains(&format!("/pruefkorb/{id}")), "{body}");
+        sender.desk_url = None;
+        let (_, body) = digest_text(&sender, &dept, &[item(&id)], now, now);
+        assert!(!body.contains("http"), "no address, no links: {body}");
+    }
 }

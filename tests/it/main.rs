@@ -17,6 +17,8 @@ mod auth;
 mod compliance;
 mod daemon;
 mod desk;
+mod desk_browser;
+mod desk_dashboard;
 mod dms_connectors;
 mod dms_daemon;
 mod imap;
