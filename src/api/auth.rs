@@ -98,11 +98,20 @@ pub async fn authenticate(
         && !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
         && req.uri().path() != "/login"
     {
+        let page = !req.uri().path().starts_with("/api/");
+        let who = req.extensions().get::<Identity>().cloned();
         let (ok, back) = csrf_given(req, &expected).await?;
         if !ok {
-            return Err(ApiError::Forbidden(
-                "Das Sicherheitsmerkmal des Formulars fehlt oder ist abgelaufen. Bitte laden Sie die Seite neu.".into(),
-            ));
+            let msg = "Das Sicherheitsmerkmal des Formulars fehlt oder ist abgelaufen. Bitte laden Sie die Seite neu.";
+            // People at the desk get a page in its frame; the JSON API answers JSON.
+            if page {
+                return Ok(super::web::error_page(
+                    who.as_ref(),
+                    axum::http::StatusCode::FORBIDDEN,
+                    msg,
+                ));
+            }
+            return Err(ApiError::Forbidden(msg.into()));
         }
         req = back;
     }

@@ -543,7 +543,10 @@ impl Store {
             d.needs_review = true;
             d.explanation.review_reason = Some(text.clone());
             // The department said it is not theirs: it is no longer the proposal.
-            d.explanation.candidates.retain(|c| &c.mailbox != from);
+            // Candidates without evidence are no proposal either.
+            d.explanation
+                .candidates
+                .retain(|c| &c.mailbox != from && c.score > 0.0);
             d.mailbox = d.explanation.candidates.first().map(|c| c.mailbox.clone());
             d.confidence = d.explanation.candidates.first().map_or(0.0, |c| c.score);
         }

@@ -3,8 +3,10 @@
 //! used the way a person does, with the keyboard and the mouse. The daemon runs in-process.
 
 use crate::auth::{PASSWORD, add_user};
+use crate::desk::scanned_bauantrag;
 use crate::harness::browser::{Browser, keys};
 use crate::harness::*;
+use serde_json::{Value, json};
 use std::time::Duration;
 
 /// The path of a URL (`http://host:port/path?query` -> `/path`).
@@ -74,4 +76,504 @@ fn login_page_in_a_real_browser_is_accessible_and_signs_in() {
     assert!(who.contains("p.post"), "{who}");
     assert!(b.find_all("[role=alert]").is_empty(), "{}", b.page_source());
     b.save_screenshot("pruefkorb-leer");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers for the flows below: sign in and out through the forms, read the status of the page
+// shown, ask the JSON API (global token) about a document, wait for documents to settle.
+
+/// Long enough for real OCR of a scanned page while other tests run in parallel.
+const LONG: Duration = Duration::from_secs(240);
+
+/// A broken PDF (no pages): read, refused, quarantined.
+const BROKEN_PDF: &[u8] = b"%PDF-1.7\n1 0 obj << /Type /Catalog >> endobj\ntrailer <<>>\n%%EOF\n";
+
+/// A blank A4 page as PNG at 150 dpi: no readable text, so it lands in the Prüfkorb.
+fn blank_page() -> Vec<u8> {
+    png(&image::GrayImage::from_pixel(
+        1240,
+        1754,
+        image::Luma([255]),
+    ))
+}
+
+/// Waits until the current page's path satisfies `ok` and the page has loaded (so that its
+/// script listens for keys); returns the path.
+fn settle(b: &Browser, what: &str, ok: impl Fn(&str) -> bool) -> String {
+    wait_for(what, Duration::from_secs(30), || {
+        let url = b.current_url();
+        let path = path_of(&url).to_string();
+        let ready = b.execute("return document.readyState;", vec![]) == json!("complete");
+        (ok(&path) && ready).then_some(path)
+    })
+}
+
+/// Runs `act` (which submits a form or follows a link) and waits until another document has
+/// replaced the current one and has loaded, also when the URL stays the same.
+fn next_page(b: &Browser, act: impl FnOnce()) {
+    b.execute("document.documentElement.dataset.vorher = '1';", vec![]);
+    act();
+    wait_for("the next page", Duration::from_secs(30), || {
+        let fresh = b.execute(
+            "return document.readyState === 'complete' && document.documentElement !== null \
+             && document.documentElement.dataset.vorher === undefined;",
+            vec![],
+        );
+        (fresh == json!(true)).then_some(())
+    });
+}
+
+/// The HTTP status of the page shown (Navigation Timing's `responseStatus`).
+fn status(b: &Browser) -> u64 {
+    b.execute(
+        "const n = performance.getEntriesByType('navigation')[0];\n\
+         return n ? n.responseStatus : null;",
+        vec![],
+    )
+    .as_u64()
+    .unwrap_or_else(|| panic!("no navigation status on {}", b.current_url()))
+}
+
+/// The visible text of the page.
+fn body_text(b: &Browser) -> String {
+    b.find("body").text()
+}
+
+/// Signs `user` in through the login form (Enter in the password field); the path landed on.
+fn sign_in_as(b: &Browser, d: &TestApp, user: &str, password: &str) -> String {
+    b.goto(&d.url("/login"));
+    let name = b.find("#username");
+    name.clear();
+    name.send_keys(user);
+    b.find("#password")
+        .send_keys(&format!("{password}{}", keys::ENTER));
+    let landed = settle(b, "the landing page", |p| p != "/login");
+    let who = b.find("header.top .who").text();
+    assert!(who.contains(user), "signed in as {user}? {who}");
+    landed
+}
+
+/// Signs out with the frame's "Abmelden" button; back on the login page.
+fn sign_out(b: &Browser) {
+    let button = b.find("header.top form.who button[type=submit]");
+    assert_eq!(button.text(), "Abmelden");
+    button.click();
+    settle(b, "the login page after signing out", |p| p == "/login");
+    assert!(b.find_all("header.top").is_empty(), "{}", b.page_source());
+}
+
+/// `GET /api/documents/{id}` with the global token.
+fn document(d: &TestApp, id: &str) -> Value {
+    reqwest::blocking::Client::new()
+        .get(d.url(&format!("/api/documents/{id}")))
+        .bearer_auth(&d.token)
+        .send()
+        .expect("document")
+        .json()
+        .expect("json")
+}
+
+/// Waits until document `id` is in `state`; the document then.
+fn wait_state(d: &TestApp, id: &str, state: &str) -> Value {
+    wait_for(&format!("{id} {state}"), LONG, || {
+        let doc = document(d, id);
+        if doc["state"] == state {
+            return Some(doc);
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        None
+    })
+}
+
+/// Waits until a document named `name` is in `state` (`documents list`); its id.
+fn wait_named(d: &TestApp, name: &str, state: &str) -> String {
+    wait_for(&format!("{name} {state}"), LONG, || {
+        let found = d
+            .documents()
+            .into_iter()
+            .find(|x| x["original_name"] == name && x["state"] == state)
+            .and_then(|x| x["id"].as_str().map(str::to_string));
+        if found.is_none() {
+            std::thread::sleep(Duration::from_millis(400));
+        }
+        found
+    })
+}
+
+/// The events of `kind` of a document (JSON API).
+fn events_of(doc: &Value, kind: &str) -> Vec<Value> {
+    doc["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["kind"] == kind)
+        .cloned()
+        .collect()
+}
+
+/// Copies a screenshot into the repository's `docs/screenshots/` (for the README) when
+/// `POSTSTELLE_UPDATE_SCREENSHOTS=1`; otherwise test runs leave the checkout as it is.
+fn keep_for_docs(shot: &std::path::Path, name: &str) {
+    if std::env::var("POSTSTELLE_UPDATE_SCREENSHOTS").as_deref() != Ok("1") {
+        return;
+    }
+    let dir = repo().join("docs/screenshots");
+    std::fs::create_dir_all(&dir).expect("docs/screenshots");
+    let to = dir.join(name);
+    std::fs::copy(shot, &to).expect("copy screenshot");
+    println!("screenshot: {}", to.display());
+}
+
+/// The model in use according to `/health`.
+fn model_in_use(d: &TestApp) -> Option<String> {
+    let v: Value = reqwest::blocking::Client::new()
+        .get(d.url("/health"))
+        .bearer_auth(&d.token)
+        .send()
+        .ok()?
+        .json()
+        .ok()?;
+    v["model"].as_str().map(str::to_string)
+}
+
+#[test]
+fn review_by_keyboard_and_send_back_in_a_real_browser() {
+    let d = spawn_app(&[]);
+    add_user(&d, "p.post", "poststelle", &[]);
+    add_user(&d, "b.bau", "fachbereich", &["63"]);
+    add_user(&d, "o.ordnung", "fachbereich", &["32"]);
+    d.drop_file("scan-0001.pdf", &scanned_bauantrag());
+    let b = Browser::start();
+    let id = wait_named(&d, "scan-0001.pdf", "delivered");
+    assert_eq!(document(&d, &id)["mailbox"], "63");
+
+    // The department finds it in its inbox and opens it.
+    assert_eq!(sign_in_as(&b, &d, "b.bau", PASSWORD), "/eingang");
+    let link = b.find(&format!("a[data-document=\"{id}\"]"));
+    assert_eq!(link.text(), "scan-0001.pdf");
+    b.assert_no_axe_violations("eingang");
+    link.click();
+    assert_eq!(
+        settle(&b, "the inbox item", |p| p.starts_with("/eingang/")),
+        format!("/eingang/{id}")
+    );
+    b.find("svg.page-image");
+    b.assert_no_axe_violations("eingang-dokument");
+
+    // Sends it back by keyboard only: Tab to the reason, type it, Tab to "Zurückgeben", Enter.
+    let reason = "Kein Bauantrag bei uns, bitte Stadtplanung";
+    let focused = |b: &Browser| {
+        b.execute(
+            "const a = document.activeElement;\n\
+             return a ? (a.id || a.tagName.toLowerCase() + ':' + a.textContent.trim()) : '';",
+            vec![],
+        )
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+    };
+    let mut tabs = 0;
+    while focused(&b) != "grund" {
+        tabs += 1;
+        assert!(tabs <= 40, "Tab never reached the reason field");
+        b.send_keys_to_active(keys::TAB);
+    }
+    println!("the reason field after {tabs} Tab presses");
+    b.send_keys_to_active(reason);
+    b.send_keys_to_active(keys::TAB);
+    assert_eq!(focused(&b), "button:Zurückgeben");
+    b.send_keys_to_active(keys::ENTER);
+    settle(&b, "the inbox after sending back", |p| p == "/eingang");
+    let notice = b.find("[role=status]").text();
+    assert!(!notice.is_empty(), "a notice after sending back");
+    let doc = wait_state(&d, &id, "review");
+    let sent = events_of(&doc, "sent_back");
+    assert_eq!(sent.len(), 1, "{doc}");
+    assert_eq!(sent[0]["actor"], "b.bau");
+    assert_eq!(sent[0]["detail"]["reason"], reason);
+    sign_out(&b);
+
+    // Another department: 404 for the page and for the JSON API in the same session.
+    assert_eq!(sign_in_as(&b, &d, "o.ordnung", PASSWORD), "/eingang");
+    assert!(
+        b.find_all(&format!("a[data-document=\"{id}\"]")).is_empty(),
+        "{}",
+        b.page_source()
+    );
+    b.goto(&d.url(&format!("/eingang/{id}")));
+    assert_eq!(status(&b), 404);
+    assert_eq!(b.find("h1").text(), "Nicht gefunden");
+    b.assert_no_axe_violations("nicht-gefunden");
+    b.goto(&d.url(&format!("/api/documents/{id}")));
+    assert_eq!(status(&b), 404);
+    let text = body_text(&b);
+    assert!(text.contains("nicht gefunden"), "{text}");
+    assert!(!text.contains("Wintergarten"), "{text}");
+    b.goto(&d.url("/eingang"));
+    sign_out(&b);
+
+    // The Poststelle lands on the Prüfkorb and opens the oldest item with j, Enter.
+    assert_eq!(sign_in_as(&b, &d, "p.post", PASSWORD), "/pruefkorb");
+    b.find(&format!("a[data-item=\"{id}\"]"));
+    b.assert_no_axe_violations("pruefkorb");
+    b.send_keys_to_active("j");
+    assert_eq!(focused(&b), "a:scan-0001.pdf", "j selects the oldest item");
+    b.send_keys_to_active(keys::ENTER);
+    assert_eq!(
+        settle(&b, "the review item", |p| p.starts_with("/pruefkorb/")),
+        format!("/pruefkorb/{id}")
+    );
+    b.find(&format!("[data-review-item=\"{id}\"]"));
+    let hits = b.find_all("svg.page-image rect.hit");
+    assert!(
+        !hits.is_empty(),
+        "deciding words marked: {}",
+        b.page_source()
+    );
+    let words: Vec<String> = hits.iter().filter_map(|h| h.attr("data-word")).collect();
+    println!("marked words: {words:?}");
+    let text = body_text(&b);
+    assert!(text.contains(reason), "the reason is shown: {text}");
+    b.assert_no_axe_violations("pruefkorb-eintrag");
+    let shot = b.save_screenshot("pruefkorb-eintrag");
+    keep_for_docs(&shot, "pruefkorb.png");
+
+    // Decide for 61 (Stadtplanung): its number key if it is among the choices, else the
+    // search field (/).
+    let key = b
+        .find_all("form.choices button[data-mailbox=\"61\"]")
+        .first()
+        .and_then(|c| c.attr("data-key"));
+    match &key {
+        Some(k) => {
+            println!("mailbox 61 is choice {k}");
+            b.send_keys_to_active(k);
+        }
+        None => {
+            println!("mailbox 61 is no choice: searching with /");
+            b.send_keys_to_active("/");
+            assert_eq!(focused(&b), "alle", "/ focuses the search field");
+            b.send_keys_to_active(&format!("61{}", keys::ENTER));
+        }
+    }
+    settle(&b, "the Prüfkorb after deciding", |p| p == "/pruefkorb");
+    let doc = wait_state(&d, &id, "delivered");
+    assert_eq!(doc["mailbox"], "61", "{doc}");
+    let assigned = events_of(&doc, "assigned");
+    let last = assigned.last().expect("an assigned event");
+    assert_eq!(last["actor"], "p.post", "{doc}");
+    assert_eq!(last["detail"]["origin"], "review", "{doc}");
+    wait_for("delivery to 61", LONG, || {
+        d.delivered().iter().any(|(m, _)| m == "61").then_some(())
+    });
+}
+
+#[test]
+fn ldap_user_signs_in_in_a_real_browser() {
+    let ldap = crate::ldap::start();
+    let url = ldap.url();
+    let d = Install::new().spawn_app_with(&[("POSTSTELLE__AUTH__MAX_FAILURES", "2")], |s| {
+        s.auth.ldap = Some(crate::ldap::settings(&url))
+    });
+    let b = Browser::start();
+
+    // erika (Bauamt: department, mailboxes 63 and 61) signs in with her directory password.
+    assert_eq!(sign_in_as(&b, &d, "erika", "bau-geheim-1"), "/eingang");
+    let intro = b.find("main p").text();
+    assert!(
+        intro.contains("63") && intro.contains("61"),
+        "her mailboxes: {intro}"
+    );
+    let nav: Vec<String> = b
+        .find_all("header.top nav a")
+        .iter()
+        .map(|a| a.text())
+        .collect();
+    assert_eq!(nav, ["Eingang"], "a department's navigation");
+    b.assert_no_axe_violations("eingang-ldap");
+    sign_out(&b);
+
+    // Wrong passwords for max: an alert each time, counted; the second locks the name.
+    b.goto(&d.url("/login"));
+    b.find("#username").send_keys("max");
+    let try_password = |password: &str| {
+        next_page(&b, || {
+            b.find("#password")
+                .send_keys(&format!("{password}{}", keys::ENTER))
+        });
+        assert_eq!(path_of(&b.current_url()), "/login");
+        assert_eq!(b.find("#username").attr("value").as_deref(), Some("max"));
+        (status(&b), b.find("[role=alert]").text())
+    };
+    let (code, alert) = try_password("falsch");
+    assert_eq!(code, 401, "{alert}");
+    assert!(
+        alert.contains("Benutzername oder Passwort ist falsch"),
+        "{alert}"
+    );
+    let (code, alert) = try_password("falsch");
+    assert_eq!(code, 429, "{alert}");
+    assert!(alert.contains("gesperrt"), "{alert}");
+    b.assert_no_axe_violations("anmeldung-gesperrt");
+    // Locked even with the right password.
+    let (code, alert) = try_password("zwei-gruppen-2");
+    assert_eq!(code, 429, "{alert}");
+    assert!(alert.contains("gesperrt"), "{alert}");
+    assert!(b.find_all("header.top").is_empty(), "not signed in");
+}
+
+#[test]
+fn admin_activates_rolls_back_and_retries_quarantine_in_a_real_browser() {
+    let install = Install::new();
+    let (models, a, v2) = crate::models::two_versions(&install);
+    let models_s = models.display().to_string();
+    let d = install.spawn_app(&[("POSTSTELLE__CLASSIFY__MODELS", &models_s)]);
+    add_user(&d, "i.admin", "admin", &[]);
+    let b = Browser::start();
+    sign_in_as(&b, &d, "i.admin", PASSWORD);
+    b.goto(&d.url("/verwaltung"));
+    b.find(&format!("tr[data-model=\"{v2}\"]"));
+    b.assert_no_axe_violations("verwaltung");
+    assert_eq!(model_in_use(&d).as_deref(), Some(a.as_str()));
+    let active = |b: &Browser, v: &str| {
+        b.find(&format!("tr[data-model=\"{v}\"]"))
+            .text()
+            .contains("(aktiv)")
+    };
+    assert!(active(&b, &a));
+
+    // Activate the second version with its button.
+    b.find(&format!("button[data-activate=\"{v2}\"]")).click();
+    settle(&b, "the admin page again", |p| p == "/verwaltung");
+    assert!(active(&b, &v2), "{}", b.page_source());
+    assert!(!active(&b, &a));
+    assert!(
+        b.find_all(&format!("button[data-activate=\"{v2}\"]"))
+            .is_empty()
+    );
+    assert!(!b.find("[role=status]").text().is_empty(), "a notice");
+    assert_eq!(model_in_use(&d).as_deref(), Some(v2.as_str()));
+    b.assert_no_axe_violations("verwaltung-aktiviert");
+
+    // Roll back: the first version again.
+    b.find("button[data-rollback]").click();
+    settle(&b, "the admin page after the rollback", |p| {
+        p == "/verwaltung"
+    });
+    assert!(active(&b, &a), "{}", b.page_source());
+    assert_eq!(model_in_use(&d).as_deref(), Some(a.as_str()));
+
+    // A broken PDF ends in quarantine; its retry button reads it again.
+    d.drop_file("kaputt.pdf", BROKEN_PDF);
+    let id = wait_named(&d, "kaputt.pdf", "quarantined");
+    b.goto(&d.url("/verwaltung"));
+    let retry = b.find(&format!("button[data-retry=\"{id}\"]"));
+    assert!(retry.text().contains("kaputt.pdf"), "{}", retry.text());
+    b.assert_no_axe_violations("verwaltung-quarantaene");
+    retry.click();
+    settle(&b, "the admin page after the retry", |p| p == "/verwaltung");
+    let doc = wait_for("quarantine_retried", LONG, || {
+        let doc = document(&d, &id);
+        if events_of(&doc, "quarantine_retried").is_empty() {
+            std::thread::sleep(Duration::from_millis(300));
+            return None;
+        }
+        Some(doc)
+    });
+    let retried = events_of(&doc, "quarantine_retried");
+    assert_eq!(retried[0]["actor"], "i.admin", "{doc}");
+}
+
+#[test]
+fn a_form_without_csrf_is_refused_in_a_real_browser() {
+    let d = spawn_app(&[]);
+    add_user(&d, "p.post", "poststelle", &[]);
+    d.drop_file("leer.png", &blank_page());
+    let b = Browser::start();
+    let id = wait_named(&d, "leer.png", "review");
+    assert_eq!(sign_in_as(&b, &d, "p.post", PASSWORD), "/pruefkorb");
+    let item = d.url(&format!("/pruefkorb/{id}"));
+    b.goto(&item);
+    b.find(&format!("[data-review-item=\"{id}\"]"));
+
+    // The assign form (search field) loses its hidden CSRF field; submitted, it is refused.
+    let left = b.execute(
+        "const f = document.getElementById('alle').form;\n\
+         f.querySelector('input[name=csrf]').remove();\n\
+         return f.querySelectorAll('input[name=csrf]').length;",
+        vec![],
+    );
+    assert_eq!(left, json!(0));
+    b.find("#alle").send_keys("61");
+    next_page(&b, || {
+        b.find("form.stack[action$=\"/zuordnen\"] button[type=submit]")
+            .click()
+    });
+    assert_eq!(
+        path_of(&b.current_url()),
+        format!("/pruefkorb/{id}/zuordnen")
+    );
+    assert_eq!(status(&b), 403);
+    let text = body_text(&b);
+    assert!(text.contains("Sicherheitsmerkmal"), "{text}");
+    b.save_screenshot("csrf-abgelehnt");
+    assert_eq!(document(&d, &id)["state"], "review");
+
+    // The same form with its token goes through.
+    b.goto(&item);
+    b.find("#alle").send_keys("61");
+    b.find("form.stack[action$=\"/zuordnen\"] button[type=submit]")
+        .click();
+    settle(&b, "the Prüfkorb after deciding", |p| p == "/pruefkorb");
+    let doc = wait_state(&d, &id, "delivered");
+    assert_eq!(doc["mailbox"], "61");
+}
+
+#[test]
+fn every_page_is_accessible() {
+    let d = spawn_app(&[]);
+    add_user(&d, "i.admin", "admin", &[]);
+    d.drop_file("scan-0002.pdf", &scanned_bauantrag());
+    d.drop_file("kaputt.pdf", BROKEN_PDF);
+    let b = Browser::start();
+    sign_in_as(&b, &d, "i.admin", PASSWORD);
+
+    // Hochladen: the form, then a blank page uploaded through the file field.
+    b.goto(&d.url("/hochladen"));
+    b.find("#datei");
+    b.assert_no_axe_violations("hochladen");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("leer.png");
+    std::fs::write(&file, blank_page()).expect("write");
+    b.find("#datei").send_keys(&file.display().to_string());
+    b.find("form[data-dropzone] button[type=submit]").click();
+    let result = b.find("[role=status]").text();
+    assert!(result.contains("„leer.png“ angenommen"), "{result}");
+    b.assert_no_axe_violations("hochladen-ergebnis");
+
+    let delivered = wait_named(&d, "scan-0002.pdf", "delivered");
+    let review = wait_named(&d, "leer.png", "review");
+    wait_named(&d, "kaputt.pdf", "quarantined");
+
+    let pages = [
+        ("/verwaltung".to_string(), "verwaltung-alles"),
+        ("/eingang".to_string(), "eingang-alles"),
+        (format!("/eingang/{delivered}"), "eingang-dokument-alles"),
+        ("/pruefkorb".to_string(), "pruefkorb-alles"),
+        (format!("/pruefkorb/{review}"), "pruefkorb-eintrag-alles"),
+        ("/uebersicht".to_string(), "uebersicht"),
+    ];
+    for (path, name) in &pages {
+        b.goto(&d.url(path));
+        assert_eq!(status(&b), 200, "{path}");
+        assert_eq!(path_of(&b.current_url()), path);
+        b.find("main h1");
+        b.assert_no_axe_violations(name);
+    }
+    let placeholder = body_text(&b).contains("Diese Seite folgt.");
+    if placeholder {
+        println!("/uebersicht is still a placeholder");
+    }
+    let shot = b.save_screenshot("uebersicht");
+    keep_for_docs(&shot, "uebersicht.png");
 }

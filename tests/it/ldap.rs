@@ -23,11 +23,11 @@ const GROUP_DATA: &[(&str, &[&str])] = &[
     ("kantine", &["kurt", "erika"]),
 ];
 
-fn start() -> Slapd {
+pub(crate) fn start() -> Slapd {
     Slapd::start(PEOPLE_DATA, GROUP_DATA)
 }
 
-fn settings(url: &str) -> LdapSettings {
+pub(crate) fn settings(url: &str) -> LdapSettings {
     LdapSettings {
         url: url.to_string(),
         starttls: false,

@@ -129,9 +129,10 @@ pub fn explanation_sentences(settings: &Settings, d: &Decision) -> Vec<String> {
                 german_decimal(d.confidence)
             ));
         }
-        (None, _) => out.push(
+        (None, _) if e.rules.is_empty() && e.candidates.is_empty() => out.push(
             "Es gibt keinen Vorschlag: das Dokument enthält keine verwertbaren Hinweise.".into(),
         ),
+        (None, _) => out.push("Es gibt keinen Vorschlag; eine Person entscheidet.".into()),
     }
     if let Some(b) = &e.basis {
         out.push(b.clone());
@@ -196,11 +197,10 @@ pub fn explanation_sentences(settings: &Settings, d: &Decision) -> Vec<String> {
 /// A rule zone's name in German.
 fn zone_de(zone: &str) -> &str {
     match zone {
-        "address" | "address_field" => "Anschriftfeld",
+        "address" => "Anschriftfeld",
         "subject" => "Betreff",
-        "body" => "Text",
-        "all" | "text" => "gesamter Text",
-        "header" => "Briefkopf",
+        "page1" => "Seite 1",
+        "any" => "gesamter Text",
         other => other,
     }
 }

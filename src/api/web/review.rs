@@ -287,7 +287,8 @@ async fn item(
             if choices.len() == 3 {
                 break;
             }
-            if settings.mailboxes.iter().any(|m| m.id == c.mailbox) {
+            // A candidate without evidence is no proposal: pressing 1 must not guess.
+            if c.score > 0.0 && settings.mailboxes.iter().any(|m| m.id == c.mailbox) {
                 choices.push(Choice {
                     id: c.mailbox.to_string(),
                     label: mailbox_label(settings, &c.mailbox),
