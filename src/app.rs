@@ -208,8 +208,7 @@ impl Application {
             tracing::info!(addr = ?listener.local_addr().ok(), "API listening");
             tasks.spawn(async move {
                 // The peer address lets `/metrics` answer local scrapers without a token.
-                let service =
-                    router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+                let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
                 if let Err(e) = axum::serve(listener, service)
                     .with_graceful_shutdown(async move { c.cancelled().await })
                     .await

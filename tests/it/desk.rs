@@ -407,6 +407,34 @@ fn the_admin_page_activates_and_rolls_back_models_and_retries_quarantine() {
     let file = get(&d, &s, &format!("/verwaltung/quarantaene/{link}"));
     assert_eq!(file.status(), 200);
     assert_eq!(file.bytes().expect("bytes").as_ref(), broken.as_slice());
+    // The Poststelle sees the quarantine list and may download; a department may not.
+    add_user(&d, "p.post", "poststelle", &[]);
+    let p = sign_in(&d, "p.post");
+    let list = get(&d, &p, "/quarantaene").text().expect("html");
+    assert!(list.contains("kaputt.pdf"), "{list}");
+    assert_eq!(
+        get(&d, &p, &format!("/verwaltung/quarantaene/{link}"))
+            .bytes()
+            .expect("bytes")
+            .as_ref(),
+        broken.as_slice()
+    );
+    assert_eq!(get(&d, &bau, "/quarantaene").status(), 403);
+    assert_eq!(
+        get(&d, &bau, &format!("/verwaltung/quarantaene/{link}")).status(),
+        403
+    );
+    assert_eq!(
+        post(
+            &d,
+            &p,
+            &format!("/verwaltung/quarantaene/{id}/erneut"),
+            &[("csrf", p.csrf.as_str())]
+        )
+        .status(),
+        403,
+        "trying again is the admins'"
+    );
     let r = post(
         &d,
         &s,

@@ -1,4 +1,5 @@
-//! Verwaltung (role `admin`): `/verwaltung` shows model versions with their metrics
+//! Verwaltung (role `admin`) and the quarantine list (`/quarantaene`, also for the Poststelle,
+//! which may download what is there). `/verwaltung` shows model versions with their metrics
 //! (activate, roll back), the quarantine with reasons (download, "erneut versuchen"), dead
 //! letters (re-drive), accounts (lock, unlock), API tokens (revoke) and each delivery target's
 //! state (circuit breaker open or closed, last error). Every action is a form post with the
@@ -31,6 +32,7 @@ pub fn routes() -> Router<ApiState> {
         .route("/verwaltung/modelle/aktivieren", post(activate))
         .route("/verwaltung/modelle/zuruecksetzen", post(rollback))
         .route("/verwaltung/modelle/trainieren", post(train))
+        .route("/quarantaene", get(quarantine_page))
         .route("/verwaltung/quarantaene/{entry}/datei", get(download))
         .route(
             "/verwaltung/quarantaene/{id}/erneut",
@@ -366,30 +368,10 @@ async fn page(
         })
         .collect();
     let store = &s.pipeline.store;
-    let entries = match store.quarantine_entries(MAX_ROWS).await {
-        Ok(e) => e,
+    let quarantine = match quarantine_rows(&s).await {
+        Ok(q) => q,
         Err(e) => return failed(&who, e),
     };
-    let mut quarantine = Vec::new();
-    for e in entries {
-        let doc_state = match e.document_id.as_deref().and_then(DocumentId::parse) {
-            Some(id) => store.get(&id).await.ok().map(|d| d.state),
-            None => None,
-        };
-        quarantine.push(QuarantineRow {
-            entry: e.id,
-            retry: doc_state == Some(DocState::Quarantined),
-            file: e.document_id.is_some()
-                || e.path
-                    .as_deref()
-                    .is_some_and(|p| std::path::Path::new(p).is_file()),
-            document: e.document_id,
-            name: e.original_name,
-            source: super::review::source_de(&e.source).to_string(),
-            reason: e.reason,
-            at: time_de(&e.at),
-        });
-    }
     let dead = match store.list(Some(DocState::DeadLetter), MAX_ROWS).await {
         Ok(d) => d,
         Err(e) => return failed(&who, e),
@@ -534,6 +516,56 @@ async fn activate(
     model_changed(&s, &who, "model_activated", &version).await
 }
 
+/// The quarantine entries, newest first, as the pages show them.
+async fn quarantine_rows(s: &ApiState) -> Result<Vec<QuarantineRow>, crate::store::StoreError> {
+    let store = &s.pipeline.store;
+    let mut rows = Vec::new();
+    for e in store.quarantine_entries(MAX_ROWS).await? {
+        let doc_state = match e.document_id.as_deref().and_then(DocumentId::parse) {
+            Some(id) => store.get(&id).await.ok().map(|d| d.state),
+            None => None,
+        };
+        rows.push(QuarantineRow {
+            entry: e.id,
+            retry: doc_state == Some(DocState::Quarantined),
+            file: e.document_id.is_some()
+                || e.path
+                    .as_deref()
+                    .is_some_and(|p| std::path::Path::new(p).is_file()),
+            document: e.document_id,
+            name: e.original_name,
+            source: super::review::source_de(&e.source).to_string(),
+            reason: e.reason,
+            at: time_de(&e.at),
+        });
+    }
+    Ok(rows)
+}
+
+#[derive(Template)]
+#[template(path = "quarantine.html", config = "src/api/web/askama.toml")]
+struct QuarantinePage {
+    chrome: Chrome,
+    quarantine: Vec<QuarantineRow>,
+    admin: bool,
+}
+
+/// `/quarantaene`: what could not be read, with the reason (Poststelle and admins); the
+/// original can be downloaded; trying again is the admins' (on `/verwaltung`).
+async fn quarantine_page(Signed(who): Signed, State(s): State<ApiState>) -> Response {
+    if let Some(r) = super::document::unless_poststelle(&who) {
+        return r;
+    }
+    match quarantine_rows(&s).await {
+        Ok(quarantine) => render(&QuarantinePage {
+            chrome: Chrome::new(&who, "Quarantäne", "/quarantaene"),
+            quarantine,
+            admin: who.is_admin(),
+        }),
+        Err(e) => failed(&who, e),
+    }
+}
+
 /// Folds of the cross-validation a training run from the page uses (as `poststelle train`).
 const TRAIN_FOLDS: usize = 5;
 
@@ -664,7 +696,7 @@ async fn download(
     State(s): State<ApiState>,
     Path(entry): Path<i64>,
 ) -> Response {
-    if let Some(r) = unless_admin(&who) {
+    if let Some(r) = super::document::unless_poststelle(&who) {
         return r;
     }
     let not_found = || error_page(Some(&who), StatusCode::NOT_FOUND, "Datei nicht gefunden.");

@@ -8,7 +8,8 @@
 //!   (`/dokumente/{id}/seite/{n}`), the explanation in sentences, the deciding words marked;
 //! - [`inbox`]: `/eingang` (a department's mailboxes: send back, forward);
 //! - [`dashboard`]: `/uebersicht` (Übersicht, server-rendered SVG charts);
-//! - [`admin`]: `/verwaltung/...` (models, quarantine, dead letters, users, tokens, targets);
+//! - [`admin`]: `/verwaltung/...` (models, quarantine, dead letters, users, tokens, targets),
+//!   `/quarantaene` (the quarantine list for the Poststelle);
 //! - [`upload`]: `/hochladen` (Hochladen).
 //!
 //! Every page handler takes [`Signed`] (a redirect to `/login` without a session) and builds its
@@ -102,11 +103,12 @@ pub struct Chrome {
 impl Chrome {
     /// The frame for `who` on the page at `current` (its path, e.g. `/pruefkorb`).
     pub fn new(who: &Identity, title: impl Into<String>, current: &str) -> Chrome {
-        let all: [(&'static str, &'static str, bool); 5] = [
+        let all: [(&'static str, &'static str, bool); 6] = [
             ("/pruefkorb", "Prüfkorb", who.is_poststelle()),
             ("/eingang", "Eingang", true),
             ("/uebersicht", "Übersicht", who.is_poststelle()),
             ("/hochladen", "Hochladen", who.is_poststelle()),
+            ("/quarantaene", "Quarantäne", who.is_poststelle()),
             ("/verwaltung", "Verwaltung", who.is_admin()),
         ];
         let nav = all
@@ -174,22 +176,6 @@ pub fn error_page(
         message: message.into(),
     };
     (status, render(&page)).into_response()
-}
-
-/// A desk that is not built yet: its frame and a note saying so.
-#[derive(Template)]
-#[template(path = "placeholder.html", config = "src/api/web/askama.toml")]
-struct Placeholder {
-    chrome: Chrome,
-    text: &'static str,
-}
-
-/// The page of a desk that is not built yet, in the frame of `who`.
-pub fn placeholder(who: &Identity, title: &str, path: &str) -> Response {
-    render(&Placeholder {
-        chrome: Chrome::new(who, title, path),
-        text: "Diese Seite folgt.",
-    })
 }
 
 /// The landing page of each role.
