@@ -67,7 +67,7 @@ fn login_page_in_a_real_browser_is_accessible_and_signs_in() {
     user.send_keys("p.post");
     b.find("#password")
         .send_keys(&format!("{PASSWORD}{}", keys::ENTER));
-    let landed = wait_for("the landing page", Duration::from_secs(10), || {
+    let landed = wait_for("the landing page", Duration::from_secs(60), || {
         let url = b.current_url();
         (path_of(&url) != "/login").then_some(url)
     });
@@ -443,8 +443,9 @@ fn admin_activates_rolls_back_and_retries_quarantine_in_a_real_browser() {
     assert!(active(&b, &a));
 
     // Activate the second version with its button.
-    b.find(&format!("button[data-activate=\"{v2}\"]")).click();
-    settle(&b, "the admin page again", |p| p == "/verwaltung");
+    // The page answers on the same path: wait for the new document, not just the path.
+    let button = b.find(&format!("button[data-activate=\"{v2}\"]"));
+    next_page(&b, || button.click());
     assert!(active(&b, &v2), "{}", b.page_source());
     assert!(!active(&b, &a));
     assert!(
@@ -456,10 +457,8 @@ fn admin_activates_rolls_back_and_retries_quarantine_in_a_real_browser() {
     b.assert_no_axe_violations("verwaltung-aktiviert");
 
     // Roll back: the first version again.
-    b.find("button[data-rollback]").click();
-    settle(&b, "the admin page after the rollback", |p| {
-        p == "/verwaltung"
-    });
+    let button = b.find("button[data-rollback]");
+    next_page(&b, || button.click());
     assert!(active(&b, &a), "{}", b.page_source());
     assert_eq!(model_in_use(&d).as_deref(), Some(a.as_str()));
 
@@ -470,8 +469,7 @@ fn admin_activates_rolls_back_and_retries_quarantine_in_a_real_browser() {
     let retry = b.find(&format!("button[data-retry=\"{id}\"]"));
     assert!(retry.text().contains("kaputt.pdf"), "{}", retry.text());
     b.assert_no_axe_violations("verwaltung-quarantaene");
-    retry.click();
-    settle(&b, "the admin page after the retry", |p| p == "/verwaltung");
+    next_page(&b, || retry.click());
     let doc = wait_for("quarantine_retried", LONG, || {
         let doc = document(&d, &id);
         if events_of(&doc, "quarantine_retried").is_empty() {

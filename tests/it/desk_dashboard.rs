@@ -197,7 +197,7 @@ fn the_overview_with_every_chart_filled_passes_axe_in_a_real_browser() {
     b.find("#username").send_keys("a.admin");
     b.find("#password")
         .send_keys(&format!("{PASSWORD}{}", keys::ENTER));
-    wait_for("the Übersicht", Duration::from_secs(10), || {
+    wait_for("the Übersicht", Duration::from_secs(60), || {
         b.current_url().contains("/uebersicht").then_some(())
     });
     assert_eq!(b.title(), "Übersicht – Poststelle");

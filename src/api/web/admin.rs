@@ -7,7 +7,7 @@
 
 use super::document::time_de;
 use super::inbox::state_de;
-use super::{Chrome, Signed, error_page, render};
+use super::{Chrome, Signed, error_page, failed, no_document, render, store_failure};
 use crate::api::ApiState;
 use crate::auth::Identity;
 use crate::cli::train::{TrainOutcome, TrainStep};
@@ -188,15 +188,6 @@ fn train_view(state: TrainState) -> Option<TrainView> {
             problem: true,
         }),
     }
-}
-
-fn failed(who: &Identity, e: impl std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "admin page: action failed");
-    error_page(
-        Some(who),
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "Die Aktion ist fehlgeschlagen; Einzelheiten stehen im Protokoll des Dienstes.",
-    )
 }
 
 /// One model version.
@@ -753,29 +744,10 @@ async fn retry_quarantined(
         return r;
     }
     let Some(id) = DocumentId::parse(&id) else {
-        return error_page(
-            Some(&who),
-            StatusCode::NOT_FOUND,
-            "Dokument nicht gefunden.",
-        );
+        return no_document(&who);
     };
-    match s.pipeline.store.retry_quarantined(&id, who.actor()).await {
-        Ok(()) => {}
-        Err(crate::store::StoreError::NotFound(_)) => {
-            return error_page(
-                Some(&who),
-                StatusCode::NOT_FOUND,
-                "Dokument nicht gefunden.",
-            );
-        }
-        Err(crate::store::StoreError::Conflict { .. }) => {
-            return error_page(
-                Some(&who),
-                StatusCode::CONFLICT,
-                "Das Dokument ist nicht mehr in Quarantäne.",
-            );
-        }
-        Err(e) => return failed(&who, e),
+    if let Err(e) = s.pipeline.store.retry_quarantined(&id, who.actor()).await {
+        return store_failure(&who, e, "Das Dokument ist nicht mehr in Quarantäne.");
     }
     s.pipeline.wake.notify_one();
     Redirect::to("/verwaltung?ok=quarantaene#quarantaene").into_response()
@@ -790,22 +762,10 @@ async fn redrive(
         return r;
     }
     let Some(id) = DocumentId::parse(&id) else {
-        return error_page(
-            Some(&who),
-            StatusCode::NOT_FOUND,
-            "Dokument nicht gefunden.",
-        );
+        return no_document(&who);
     };
-    match s.pipeline.store.redrive(&id, who.actor()).await {
-        Ok(_) => {}
-        Err(crate::store::StoreError::Conflict { .. }) => {
-            return error_page(
-                Some(&who),
-                StatusCode::CONFLICT,
-                "Das Dokument ist nicht mehr unzustellbar.",
-            );
-        }
-        Err(e) => return failed(&who, e),
+    if let Err(e) = s.pipeline.store.redrive(&id, who.actor()).await {
+        return store_failure(&who, e, "Das Dokument ist nicht mehr unzustellbar.");
     }
     s.pipeline.wake.notify_one();
     Redirect::to("/verwaltung?ok=unzustellbar#unzustellbar").into_response()

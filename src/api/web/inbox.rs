@@ -12,7 +12,7 @@ use super::document::{
     self, PageView, Span, explanation_sentences, mailbox_label, page_views, time_de,
 };
 use super::review::{Option_, mailbox_from_form, source_de};
-use super::{Chrome, Signed, error_page, render};
+use super::{Chrome, Signed, error_page, failed, no_document, render, store_failure};
 use crate::api::ApiState;
 use crate::api::json::visible_document;
 use crate::auth::Identity;
@@ -108,15 +108,6 @@ async fn visible(
     }
 }
 
-fn store_error(who: &Identity, e: impl std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "page: store failed");
-    error_page(
-        Some(who),
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "Die Daten konnten nicht gelesen werden.",
-    )
-}
-
 async fn list(
     Signed(who): Signed,
     State(s): State<ApiState>,
@@ -126,7 +117,7 @@ async fn list(
     let since = chrono::Utc::now() - chrono::Duration::days(days);
     let docs = match visible(&s, &who).await {
         Ok(d) => d,
-        Err(e) => return store_error(&who, e),
+        Err(e) => return failed(&who, e),
     };
     let settings = &s.pipeline.settings;
     let rows = docs
@@ -200,12 +191,10 @@ struct ItemQuery {
 
 /// The document if `who` sees it in the inbox (their mailbox and a state of the inbox).
 async fn inbox_document(s: &ApiState, who: &Identity, id: &str) -> Result<DocumentRow, Response> {
-    let not_found = || error_page(Some(who), StatusCode::NOT_FOUND, "Dokument nicht gefunden.");
-    let id = DocumentId::parse(id).ok_or_else(not_found)?;
-    let doc = visible_document(s, who, &id)
+    let id = DocumentId::parse(id).ok_or_else(|| no_document(who))?;
+    visible_document(s, who, &id)
         .await
-        .map_err(|_| not_found())?;
-    Ok(doc)
+        .map_err(|_| no_document(who))
 }
 
 async fn item(
@@ -293,14 +282,13 @@ async fn forward(
         .await
     {
         Ok(()) => {}
-        Err(crate::store::StoreError::Conflict { .. }) => {
-            return error_page(
-                Some(&who),
-                StatusCode::CONFLICT,
+        Err(e) => {
+            return store_failure(
+                &who,
+                e,
                 "Das Dokument kann in seinem jetzigen Zustand nicht weitergeleitet werden.",
             );
         }
-        Err(e) => return store_error(&who, e),
     }
     s.pipeline.wake.notify_one();
     tracing::info!(document = %doc.id, mailbox = %mailbox, actor = who.actor(), "forwarded from the inbox");
@@ -340,14 +328,13 @@ async fn send_back(
         .await
     {
         Ok(()) => {}
-        Err(crate::store::StoreError::Conflict { .. }) => {
-            return error_page(
-                Some(&who),
-                StatusCode::CONFLICT,
+        Err(e) => {
+            return store_failure(
+                &who,
+                e,
                 "Das Dokument kann in seinem jetzigen Zustand nicht zurückgegeben werden.",
             );
         }
-        Err(e) => return store_error(&who, e),
     }
     tracing::info!(document = %doc.id, from = %from, actor = who.actor(), "sent back to the Poststelle");
     Redirect::to("/eingang?erledigt=zurueck").into_response()

@@ -178,6 +178,33 @@ pub fn error_page(
     (status, render(&page)).into_response()
 }
 
+/// A failure people cannot mend: logged, and a German 500 page.
+pub fn failed(who: &Identity, e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "page: action failed");
+    error_page(
+        Some(who),
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Die Aktion ist fehlgeschlagen; Einzelheiten stehen im Protokoll des Dienstes.",
+    )
+}
+
+/// The German 404 page for a document that does not exist or is not the person's to see.
+pub fn no_document(who: &Identity) -> Response {
+    error_page(Some(who), StatusCode::NOT_FOUND, "Dokument nicht gefunden.")
+}
+
+/// A store error as a page: a missing document 404, a document in a state where the action
+/// is not possible 409 with `conflict`, anything else [`failed`].
+pub fn store_failure(who: &Identity, e: crate::store::StoreError, conflict: &str) -> Response {
+    match e {
+        crate::store::StoreError::NotFound(_) => no_document(who),
+        crate::store::StoreError::Conflict { .. } => {
+            error_page(Some(who), StatusCode::CONFLICT, conflict)
+        }
+        other => failed(who, other),
+    }
+}
+
 /// The landing page of each role.
 pub fn landing(role: Role) -> &'static str {
     match role {

@@ -10,9 +10,8 @@ use super::document::{
     self, PageView, Span, explanation_sentences, german_decimal, mailbox_label, page_views,
     time_de, unless_poststelle, waiting_de,
 };
-use super::{Chrome, Signed, error_page, render};
+use super::{Chrome, Signed, error_page, failed, no_document, render};
 use crate::api::ApiState;
-use crate::auth::Identity;
 use crate::domain::{DocState, DocumentId, MailboxId};
 use crate::store::DocumentRow;
 use askama::Template;
@@ -111,15 +110,6 @@ async fn queue(s: &ApiState) -> Result<Vec<DocumentRow>, crate::store::StoreErro
     Ok(docs)
 }
 
-fn store_error(who: &Identity, e: impl std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "page: store failed");
-    error_page(
-        Some(who),
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "Die Daten konnten nicht gelesen werden.",
-    )
-}
-
 async fn list(
     Signed(who): Signed,
     State(s): State<ApiState>,
@@ -130,7 +120,7 @@ async fn list(
     }
     let docs = match queue(&s).await {
         Ok(d) => d,
-        Err(e) => return store_error(&who, e),
+        Err(e) => return failed(&who, e),
     };
     let settings = &s.pipeline.settings;
     let rows = docs
@@ -265,11 +255,11 @@ async fn item(
     let doc = match s.pipeline.store.get(&id).await {
         Ok(d) if d.state == DocState::Review => d,
         Ok(_) | Err(crate::store::StoreError::NotFound(_)) => return not_found(),
-        Err(e) => return store_error(&who, e),
+        Err(e) => return failed(&who, e),
     };
     let docs = match queue(&s).await {
         Ok(d) => d,
-        Err(e) => return store_error(&who, e),
+        Err(e) => return failed(&who, e),
     };
     let pos = docs.iter().position(|d| d.id == doc.id).unwrap_or(0);
     let prev = pos
@@ -323,7 +313,7 @@ async fn item(
                 format!("{} ({what}, {}): {text}", e.actor, time_de(&e.at))
             })
             .collect(),
-        Err(e) => return store_error(&who, e),
+        Err(e) => return failed(&who, e),
     };
     let conf = decision
         .map(|d| d.confidence)
@@ -390,11 +380,7 @@ async fn assign(
         return r;
     }
     let Some(id) = DocumentId::parse(&id) else {
-        return error_page(
-            Some(&who),
-            StatusCode::NOT_FOUND,
-            "Dokument nicht gefunden.",
-        );
+        return no_document(&who);
     };
     let Some(mailbox) = mailbox_from_form(&s, &f.mailbox) else {
         return Redirect::to(&format!("/pruefkorb/{id}?fehler=postfach")).into_response();
@@ -408,7 +394,7 @@ async fn assign(
                 "Dieses Dokument liegt nicht mehr im Prüfkorb (schon entschieden?).",
             );
         }
-        Err(e) => return store_error(&who, e),
+        Err(e) => return failed(&who, e),
     }
     let next = match queue(&s).await {
         Ok(docs) => {
@@ -418,7 +404,7 @@ async fn assign(
                 .or_else(|| docs.iter().find(|d| d.id != id));
             after.map(|d| d.id.to_string())
         }
-        Err(e) => return store_error(&who, e),
+        Err(e) => return failed(&who, e),
     };
     if let Err(e) = s
         .pipeline
@@ -426,7 +412,7 @@ async fn assign(
         .assign(&id, &mailbox, who.actor(), "review")
         .await
     {
-        return store_error(&who, e);
+        return failed(&who, e);
     }
     s.pipeline.wake.notify_one();
     tracing::info!(document = %id, mailbox = %mailbox, actor = who.actor(), "assigned in the review station");
@@ -451,11 +437,7 @@ async fn note(
         return r;
     }
     let Some(id) = DocumentId::parse(&id) else {
-        return error_page(
-            Some(&who),
-            StatusCode::NOT_FOUND,
-            "Dokument nicht gefunden.",
-        );
+        return no_document(&who);
     };
     let note = f.note.trim();
     if note.is_empty() || note.chars().count() > 500 {
@@ -474,7 +456,7 @@ async fn note(
                 "Dieses Dokument liegt nicht (mehr) im Prüfkorb.",
             );
         }
-        Err(e) => return store_error(&who, e),
+        Err(e) => return failed(&who, e),
     }
     if let Err(e) = s
         .pipeline
@@ -487,7 +469,7 @@ async fn note(
         )
         .await
     {
-        return store_error(&who, e);
+        return failed(&who, e);
     }
     Redirect::to(&format!("/pruefkorb/{id}?notiert=1")).into_response()
 }

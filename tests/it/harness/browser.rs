@@ -36,7 +36,7 @@ pub const AXE_DEFAULT: &str = "/var/tmp/poststelle-axe/node_modules/axe-core/axe
 pub const AXE_TAGS: [&str; 4] = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"];
 
 /// How long [`Browser::find`] waits for an element to appear.
-pub const FIND_TIMEOUT: Duration = Duration::from_secs(5);
+pub const FIND_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The key under which WebDriver returns an element reference.
 const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
