@@ -22,6 +22,83 @@ use crate::domain::MailboxId;
 use crate::store::DocumentRow;
 use serde::{Deserialize, Serialize};
 
+/// Why an account cannot be made as asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AccountError {
+    /// A name with other characters or too long.
+    #[error("invalid name {0:?}: letters, digits, '.', '_', '-', '@', at most 64")]
+    InvalidName(String),
+    /// Not a role.
+    #[error("unknown role {0:?} (poststelle, fachbereich, admin)")]
+    UnknownRole(String),
+    /// Not a configured mailbox.
+    #[error("unknown mailbox {0:?} (see config)")]
+    UnknownMailbox(String),
+    /// A department without a mailbox.
+    #[error("a fachbereich account needs at least one --mailbox")]
+    NoMailbox,
+    /// Mailboxes for a role that sees all of them.
+    #[error("--mailbox is only for role fachbereich (the other roles see every mailbox)")]
+    MailboxNotAllowed,
+}
+
+impl AccountError {
+    /// The reason in German, for the admin page.
+    pub fn reason_de(&self) -> String {
+        match self {
+            AccountError::InvalidName(n) => format!(
+                "Der Name „{n}“ ist ungültig: erlaubt sind Buchstaben, Ziffern, „.“, „_“, „-“, „@“, höchstens 64 Zeichen."
+            ),
+            AccountError::UnknownRole(r) => format!("Unbekannte Rolle „{r}“."),
+            AccountError::UnknownMailbox(m) => format!("Unbekanntes Postfach „{m}“."),
+            AccountError::NoMailbox => {
+                "Ein Konto der Rolle Fachbereich braucht mindestens ein Postfach.".into()
+            }
+            AccountError::MailboxNotAllowed => {
+                "Postfächer gibt es nur für die Rolle Fachbereich; die anderen Rollen sehen alle."
+                    .into()
+            }
+        }
+    }
+}
+
+/// Whether `name` is a login name an account may have.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
+}
+
+/// Checks a new account's name, role and mailboxes (ids of `known` mailboxes) as the command
+/// line and the admin page give them.
+pub fn check_account(
+    name: &str,
+    role: &str,
+    mailboxes: &[String],
+    known: &[MailboxId],
+) -> Result<(Role, Vec<MailboxId>), AccountError> {
+    if !valid_name(name) {
+        return Err(AccountError::InvalidName(name.to_string()));
+    }
+    let role = Role::parse(role).ok_or_else(|| AccountError::UnknownRole(role.to_string()))?;
+    let mut ids = Vec::new();
+    for m in mailboxes.iter().map(|m| m.trim()).filter(|m| !m.is_empty()) {
+        let id = MailboxId::parse(m)
+            .filter(|id| known.contains(id))
+            .ok_or_else(|| AccountError::UnknownMailbox(m.to_string()))?;
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    match role {
+        Role::Fachbereich if ids.is_empty() => Err(AccountError::NoMailbox),
+        Role::Poststelle | Role::Admin if !ids.is_empty() => Err(AccountError::MailboxNotAllowed),
+        _ => Ok((role, ids)),
+    }
+}
+
 /// Compares secrets in time independent of where they differ.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0

@@ -4,12 +4,11 @@
 //! or is asked on the terminal (not echoed). Directory (LDAP) accounts appear by themselves at
 //! their first login.
 
-use crate::auth::Role;
 use crate::auth::authenticator::{AuthError, Authenticator};
 use crate::config::Settings;
 use crate::domain::MailboxId;
 use crate::store::Store;
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Subcommand;
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
@@ -70,15 +69,6 @@ pub enum UsersCommand {
     },
 }
 
-/// Whether `name` is a login name an account may have.
-pub fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
-}
-
 fn read_password() -> anyhow::Result<String> {
     if let Ok(p) = std::env::var(PASSWORD_ENV) {
         return Ok(p);
@@ -135,30 +125,8 @@ pub async fn run(settings: &Settings, command: UsersCommand) -> anyhow::Result<E
             mailboxes,
             display_name,
         } => {
-            if !valid_name(&name) {
-                bail!("invalid name {name:?}: letters, digits, '.', '_', '-', '@', at most 64");
-            }
-            let role = Role::parse(&role).with_context(|| {
-                format!("unknown role {role:?} (poststelle, fachbereich, admin)")
-            })?;
-            let mut ids = Vec::new();
-            for m in &mailboxes {
-                let id = MailboxId::parse(m)
-                    .filter(|id| settings.mailboxes.iter().any(|mb| &mb.id == id))
-                    .with_context(|| format!("unknown mailbox {m:?} (see config)"))?;
-                ids.push(id);
-            }
-            match role {
-                Role::Fachbereich if ids.is_empty() => {
-                    bail!("a fachbereich account needs at least one --mailbox")
-                }
-                Role::Poststelle | Role::Admin if !ids.is_empty() => {
-                    bail!(
-                        "--mailbox is only for role fachbereich (the other roles see every mailbox)"
-                    )
-                }
-                _ => {}
-            }
+            let known: Vec<MailboxId> = settings.mailboxes.iter().map(|m| m.id.clone()).collect();
+            let (role, ids) = crate::auth::check_account(&name, &role, &mailboxes, &known)?;
             let password = read_password()?;
             match auth
                 .add_local_user(
@@ -236,7 +204,7 @@ pub async fn run(settings: &Settings, command: UsersCommand) -> anyhow::Result<E
 
 #[cfg(test)]
 mod tests {
-    use super::valid_name;
+    use crate::auth::valid_name;
 
     #[test]
     fn names_are_plain() {

@@ -461,3 +461,125 @@ fn the_admin_page_activates_and_rolls_back_models_and_retries_quarantine() {
         .clone();
     assert_eq!(retried["actor"], "i.admin");
 }
+
+#[test]
+fn accounts_made_on_the_admin_page_sign_in_and_make_their_own_tokens() {
+    let d = spawn_app(&[]);
+    add_user(&d, "i.admin", "admin", &[]);
+    let admin = sign_in(&d, "i.admin");
+    let add = |form: &[(&str, &str)]| {
+        let mut f = vec![("csrf", admin.csrf.as_str())];
+        f.extend_from_slice(form);
+        post(&d, &admin, "/verwaltung/benutzer/anlegen", &f)
+    };
+    // Refused with a German reason: a department without a mailbox, a short password, a bad
+    // name, an unknown mailbox.
+    for (form, needle) in [
+        (
+            vec![
+                ("name", "b.bau"),
+                ("role", "fachbereich"),
+                ("password", crate::auth::PASSWORD),
+            ],
+            "mindestens ein Postfach",
+        ),
+        (
+            vec![
+                ("name", "b.bau"),
+                ("role", "fachbereich"),
+                ("mailboxes", "63"),
+                ("password", "kurz"),
+            ],
+            "mindestens 10 Zeichen",
+        ),
+        (
+            vec![
+                ("name", "b bau"),
+                ("role", "admin"),
+                ("password", crate::auth::PASSWORD),
+            ],
+            "ungültig",
+        ),
+        (
+            vec![
+                ("name", "b.bau"),
+                ("role", "fachbereich"),
+                ("mailboxes", "63, 99"),
+                ("password", crate::auth::PASSWORD),
+            ],
+            "Unbekanntes Postfach „99“",
+        ),
+    ] {
+        let r = add(&form);
+        assert_eq!(r.status(), 400, "{form:?}");
+        let html = r.text().expect("html");
+        assert!(html.contains(needle), "{form:?}: {html}");
+    }
+    let r = add(&[
+        ("name", "b.bau"),
+        ("role", "fachbereich"),
+        ("mailboxes", "63, 61"),
+        ("password", crate::auth::PASSWORD),
+    ]);
+    assert_eq!(r.status(), 303);
+    let r = add(&[
+        ("name", "b.bau"),
+        ("role", "admin"),
+        ("password", crate::auth::PASSWORD),
+    ]);
+    assert_eq!(r.status(), 409, "a name is taken once");
+    // The new account signs in with its role and mailboxes ...
+    let bau = sign_in(&d, "b.bau");
+    let me: serde_json::Value = get(&d, &bau, "/api/me").json().expect("json");
+    assert_eq!(me["role"], "fachbereich");
+    assert_eq!(me["mailboxes"], serde_json::json!(["63", "61"]));
+    // ... and makes a token on its own page, shown once, that works until revoked.
+    let r = post(
+        &d,
+        &bau,
+        "/konto/tokens",
+        &[("csrf", bau.csrf.as_str()), ("label", "Skript")],
+    );
+    assert_eq!(r.status(), 200);
+    let html = r.text().expect("html");
+    let token = html
+        .split("data-new-token>")
+        .nth(1)
+        .and_then(|x| x.split('<').next())
+        .expect("the new token")
+        .to_string();
+    assert!(token.starts_with("pst_"), "{token}");
+    let me_by_token = || {
+        reqwest::blocking::Client::new()
+            .get(d.url("/api/me"))
+            .bearer_auth(&token)
+            .send()
+            .expect("me")
+    };
+    let me: serde_json::Value = me_by_token().json().expect("json");
+    assert_eq!(me["name"], "b.bau");
+    let page = get(&d, &bau, "/konto").text().expect("html");
+    assert!(!page.contains(&token), "shown once only");
+    let id = page
+        .split("/konto/tokens/")
+        .nth(1)
+        .and_then(|x| x.split('/').next())
+        .expect("token id")
+        .to_string();
+    // Another person cannot revoke it; the owner can.
+    let r = post(
+        &d,
+        &admin,
+        &format!("/konto/tokens/{id}/widerrufen"),
+        &[("csrf", admin.csrf.as_str())],
+    );
+    assert_eq!(r.status(), 404);
+    let r = post(
+        &d,
+        &bau,
+        &format!("/konto/tokens/{id}/widerrufen"),
+        &[("csrf", bau.csrf.as_str())],
+    );
+    assert_eq!(r.status(), 303);
+    assert_eq!(me_by_token().status(), 401);
+}

@@ -556,6 +556,7 @@ fn every_page_is_accessible() {
     let pages = [
         ("/verwaltung".to_string(), "verwaltung-alles"),
         ("/quarantaene".to_string(), "quarantaene"),
+        ("/konto".to_string(), "konto"),
         ("/eingang".to_string(), "eingang-alles"),
         (format!("/eingang/{delivered}"), "eingang-dokument-alles"),
         ("/pruefkorb".to_string(), "pruefkorb-alles"),

@@ -39,6 +39,7 @@ pub fn routes() -> Router<ApiState> {
             post(retry_quarantined),
         )
         .route("/verwaltung/unzustellbar/{id}/erneut", post(redrive))
+        .route("/verwaltung/benutzer/anlegen", post(add_user))
         .route("/verwaltung/benutzer/{name}/sperren", post(lock_user))
         .route("/verwaltung/benutzer/{name}/entsperren", post(unlock_user))
         .route("/verwaltung/tokens/{id}/widerrufen", post(revoke_token))
@@ -449,6 +450,7 @@ async fn page(
         "quarantaene" => "Das Dokument wird erneut gelesen.".into(),
         "unzustellbar" => "Das Dokument wird erneut bearbeitet.".into(),
         "benutzer" => "Das Konto ist geändert.".into(),
+        "angelegt" => "Das Konto ist angelegt.".into(),
         "token" => "Das Token ist widerrufen.".into(),
         "training" => "Das Training ist gestartet.".into(),
         _ => "Erledigt.".into(),
@@ -793,6 +795,61 @@ async fn set_disabled(s: &ApiState, who: &Identity, name: &str, disabled: bool) 
             error_page(Some(who), StatusCode::NOT_FOUND, "Konto nicht gefunden.")
         }
         Err(e) => failed(who, e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct NewUserForm {
+    name: String,
+    role: String,
+    #[serde(default)]
+    mailboxes: String,
+    password: String,
+}
+
+/// Makes a local account (as `poststelle users add` does).
+async fn add_user(
+    Signed(who): Signed,
+    State(s): State<ApiState>,
+    Form(f): Form<NewUserForm>,
+) -> Response {
+    if let Some(r) = unless_admin(&who) {
+        return r;
+    }
+    let bad = |msg: String| error_page(Some(&who), StatusCode::BAD_REQUEST, msg);
+    let known: Vec<_> = s
+        .pipeline
+        .settings
+        .mailboxes
+        .iter()
+        .map(|m| m.id.clone())
+        .collect();
+    let mailboxes: Vec<String> = f
+        .mailboxes
+        .split([',', ' ', ';'])
+        .map(str::to_string)
+        .collect();
+    let (role, ids) = match crate::auth::check_account(f.name.trim(), &f.role, &mailboxes, &known) {
+        Ok(x) => x,
+        Err(e) => return bad(e.reason_de()),
+    };
+    match s
+        .auth
+        .add_local_user(f.name.trim(), role, &ids, &f.password, None, who.actor())
+        .await
+    {
+        Ok(()) => Redirect::to("/verwaltung?ok=angelegt#benutzer").into_response(),
+        Err(crate::auth::authenticator::AuthError::Password(
+            crate::auth::password::PasswordError::Weak(m),
+        )) => bad(m.to_string()),
+        Err(crate::auth::authenticator::AuthError::Store(crate::store::StoreError::Exists(_))) => {
+            error_page(
+                Some(&who),
+                StatusCode::CONFLICT,
+                format!("Ein Konto „{}“ gibt es schon.", f.name.trim()),
+            )
+        }
+        Err(e) => failed(&who, e),
     }
 }
 

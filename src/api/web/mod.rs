@@ -3,6 +3,7 @@
 //!
 //! One module per desk:
 //! - [`login`]: `/login`, `/logout` (Anmeldung);
+//! - [`account`]: `/konto` (Mein Konto: one's own API tokens);
 //! - [`review`]: `/pruefkorb` and `/pruefkorb/{id}` (Prüfkorb, role `poststelle`);
 //! - [`document`]: what every desk shows of a document: page images
 //!   (`/dokumente/{id}/seite/{n}`), the explanation in sentences, the deciding words marked;
@@ -17,6 +18,7 @@
 //! carries as hidden field `csrf`). Responses carry a `Content-Security-Policy` that allows no
 //! inline script or style.
 
+pub mod account;
 pub mod admin;
 pub mod dashboard;
 pub mod document;
@@ -42,6 +44,7 @@ pub fn routes() -> Router<ApiState> {
         .route("/static/desk.css", get(css))
         .route("/static/desk.js", get(js))
         .merge(login::routes())
+        .merge(account::routes())
         .merge(review::routes())
         .merge(document::routes())
         .merge(inbox::routes())
