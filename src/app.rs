@@ -203,6 +203,9 @@ impl Application {
                 intake: self.intake.clone(),
                 auth,
                 training: Default::default(),
+                page_images: Arc::new(tokio::sync::Semaphore::new(
+                    std::thread::available_parallelism().map_or(2, |n| n.get()),
+                )),
             });
             let c = cancel.clone();
             tracing::info!(addr = ?listener.local_addr().ok(), "API listening");

@@ -35,6 +35,8 @@ pub struct ApiState {
     pub auth: crate::auth::Authenticator,
     /// The training run started on the admin page, if any (one at a time).
     pub training: web::admin::Training,
+    /// Page images drawn at once at most (each is a sandboxed worker process).
+    pub page_images: Arc<tokio::sync::Semaphore>,
 }
 
 /// API errors mapped to status codes.

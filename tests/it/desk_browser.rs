@@ -318,12 +318,22 @@ fn review_by_keyboard_and_send_back_in_a_real_browser() {
     b.assert_no_axe_violations("pruefkorb");
     b.send_keys_to_active("j");
     assert_eq!(focused(&b), "a:scan-0001.pdf", "j selects the oldest item");
+    // Timings are printed for the record (how long a person waits), never asserted.
+    let opened = std::time::Instant::now();
     b.send_keys_to_active(keys::ENTER);
     assert_eq!(
         settle(&b, "the review item", |p| p.starts_with("/pruefkorb/")),
         format!("/pruefkorb/{id}")
     );
     b.find(&format!("[data-review-item=\"{id}\"]"));
+    b.execute(
+        "return Array.from(document.images).every(function (i) { return i.complete; });",
+        vec![],
+    );
+    println!(
+        "timing: review item opened in {} ms",
+        opened.elapsed().as_millis()
+    );
     let hits = b.find_all("svg.page-image rect.hit");
     assert!(
         !hits.is_empty(),
@@ -340,6 +350,7 @@ fn review_by_keyboard_and_send_back_in_a_real_browser() {
 
     // Decide for 61 (Stadtplanung): its number key if it is among the choices, else the
     // search field (/).
+    let deciding = std::time::Instant::now();
     let key = b
         .find_all("form.choices button[data-mailbox=\"61\"]")
         .first()
@@ -357,7 +368,15 @@ fn review_by_keyboard_and_send_back_in_a_real_browser() {
         }
     }
     settle(&b, "the Prüfkorb after deciding", |p| p == "/pruefkorb");
+    println!(
+        "timing: decided by keyboard, next page shown after {} ms",
+        deciding.elapsed().as_millis()
+    );
     let doc = wait_state(&d, &id, "delivered");
+    println!(
+        "timing: delivered {} ms after the key",
+        deciding.elapsed().as_millis()
+    );
     assert_eq!(doc["mailbox"], "61", "{doc}");
     let assigned = events_of(&doc, "assigned");
     let last = assigned.last().expect("an assigned event");

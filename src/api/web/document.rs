@@ -6,7 +6,7 @@
 //! Every route here checks that the signed-in person may see the document (department
 //! isolation): another department's document answers 404 like one that does not exist.
 
-use super::{Signed, error_page};
+use super::{Signed, error_page, failed};
 use crate::api::ApiState;
 use crate::api::json::visible_document;
 use crate::auth::Identity;
@@ -62,6 +62,10 @@ async fn page_image(
         return not_found();
     }
     let path = s.pipeline.blobs.path(&doc.sha256);
+    // One worker process per page image: no more at once than the machine has cores.
+    let Ok(_permit) = s.page_images.acquire().await else {
+        return failed(&who, "page image limiter closed");
+    };
     match s.pipeline.extractor.page_image(&path, media, page).await {
         Ok(png) => (
             [
