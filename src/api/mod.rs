@@ -76,10 +76,14 @@ impl IntoResponse for ApiError {
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        if status == StatusCode::INTERNAL_SERVER_ERROR {
+        let text = if status == StatusCode::INTERNAL_SERVER_ERROR {
+            // The detail goes to the log, never to the caller.
             tracing::error!(error = %self, "API internal error");
-        }
-        (status, Json(serde_json::json!({"error": self.to_string()}))).into_response()
+            "Interner Fehler; Einzelheiten stehen im Protokoll des Dienstes.".to_string()
+        } else {
+            self.to_string()
+        };
+        (status, Json(serde_json::json!({"error": text}))).into_response()
     }
 }
 

@@ -73,9 +73,17 @@ pub fn plausible_username(name: &str) -> bool {
     !name.is_empty() && name.len() <= MAX_USERNAME && !name.chars().any(char::is_control)
 }
 
+/// Password hashes computed at once at most: argon2id is made to be slow, and a burst of
+/// logins must not occupy every core of the machine that also reads the post.
+static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, AuthError> {
+    let _permit = HASHING
+        .acquire()
+        .await
+        .map_err(|e| AuthError::Task(e.to_string()))?;
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| AuthError::Task(e.to_string()))
@@ -104,7 +112,10 @@ impl Authenticator {
         if !plausible_username(username) || password.is_empty() {
             return Ok(LoginOutcome::Refused);
         }
-        if let Some(until) = self.store.login_locked_until(username).await? {
+        // Failures are counted and names locked whatever their case: a directory compares
+        // names without case, so "Erika" must not be a second chance for a locked "erika".
+        let key = username.to_lowercase();
+        if let Some(until) = self.store.login_locked_until(&key).await? {
             return Ok(LoginOutcome::Locked { until });
         }
         let user = self.store.user(username).await?;
@@ -112,7 +123,8 @@ impl Authenticator {
         if local.is_none()
             && let Some(directory) = &self.settings.ldap
         {
-            return self.directory_login(directory, username, password).await;
+            // Directory accounts are kept under the name in lower case (one row a person).
+            return self.directory_login(directory, &key, password).await;
         }
         let stored = local
             .and_then(|u| u.password_hash.clone())
@@ -125,9 +137,9 @@ impl Authenticator {
             None => None,
         };
         let Some(user) = signed_in else {
-            return self.refused(username).await;
+            return self.refused(&key).await;
         };
-        self.store.clear_login_failures(username).await?;
+        self.store.clear_login_failures(&key).await?;
         self.start_session(&user).await
     }
 

@@ -28,6 +28,9 @@ pub enum AccountError {
     /// A name with other characters or too long.
     #[error("invalid name {0:?}: letters, digits, '.', '_', '-', '@', at most 64")]
     InvalidName(String),
+    /// A name the daemon uses for its own audit events.
+    #[error("the name {0:?} is reserved for the daemon's own audit events")]
+    Reserved(String),
     /// Not a role.
     #[error("unknown role {0:?} (poststelle, fachbereich, admin)")]
     UnknownRole(String),
@@ -48,6 +51,9 @@ impl AccountError {
         match self {
             AccountError::InvalidName(n) => format!(
                 "Der Name „{n}“ ist ungültig: erlaubt sind Buchstaben, Ziffern, „.“, „_“, „-“, „@“, höchstens 64 Zeichen."
+            ),
+            AccountError::Reserved(n) => format!(
+                "Der Name „{n}“ ist für die eigenen Einträge des Dienstes im Protokoll reserviert."
             ),
             AccountError::UnknownRole(r) => format!("Unbekannte Rolle „{r}“."),
             AccountError::UnknownMailbox(m) => format!("Unbekanntes Postfach „{m}“."),
@@ -71,6 +77,22 @@ pub fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
 }
 
+/// Names the daemon writes into the audit trail for its own work; no account may have one.
+pub const RESERVED_NAMES: [&str; 12] = [
+    "api",
+    "system",
+    "pipeline",
+    "outbox",
+    "outgoing",
+    "intake",
+    "hot_folder",
+    "imap",
+    "upload",
+    "ldap",
+    "cli",
+    "admin",
+];
+
 /// Checks a new account's name, role and mailboxes (ids of `known` mailboxes) as the command
 /// line and the admin page give them.
 pub fn check_account(
@@ -81,6 +103,9 @@ pub fn check_account(
 ) -> Result<(Role, Vec<MailboxId>), AccountError> {
     if !valid_name(name) {
         return Err(AccountError::InvalidName(name.to_string()));
+    }
+    if RESERVED_NAMES.contains(&name.to_ascii_lowercase().as_str()) {
+        return Err(AccountError::Reserved(name.to_string()));
     }
     let role = Role::parse(role).ok_or_else(|| AccountError::UnknownRole(role.to_string()))?;
     let mut ids = Vec::new();

@@ -89,6 +89,16 @@ pub fn validate(raw: RawAuth, problems: &mut Problems) -> AuthSettings {
                 None,
             );
         }
+        if l.url.starts_with("ldap://") && !l.starttls && !loopback_url(&l.url) {
+            problems.push_key(
+                &["auth", "ldap", "url"],
+                format!(
+                    "auth.ldap.url \"{}\" would send passwords in clear text",
+                    l.url
+                ),
+                Some("use ldaps://, or starttls = true".into()),
+            );
+        }
         if !l.user_dn.contains("{username}") {
             problems.push_key(
                 &["auth", "ldap", "user_dn"],
@@ -119,5 +129,42 @@ pub fn validate(raw: RawAuth, problems: &mut Problems) -> AuthSettings {
         max_failures: raw.max_failures.max(1),
         lockout_minutes: raw.lockout_minutes.max(1),
         secure_cookies: raw.secure_cookies,
+    }
+}
+
+/// Whether an `ldap://` URL names this machine (where clear text never leaves it).
+fn loopback_url(url: &str) -> bool {
+    let rest = url.trim_start_matches("ldap://");
+    let host = if let Some(v6) = rest.strip_prefix('[') {
+        v6.split(']').next().unwrap_or_default()
+    } else {
+        rest.split([':', '/']).next().unwrap_or_default()
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loopback_url;
+
+    #[test]
+    fn clear_text_ldap_only_to_this_machine() {
+        for ok in [
+            "ldap://127.0.0.1:389",
+            "ldap://localhost",
+            "ldap://[::1]:389/",
+        ] {
+            assert!(loopback_url(ok), "{ok}");
+        }
+        for far in [
+            "ldap://dc1.musterstadt.local",
+            "ldap://10.0.0.5:389",
+            "ldap://127.0.0.1.evil",
+        ] {
+            assert!(!loopback_url(far), "{far}");
+        }
     }
 }

@@ -277,13 +277,35 @@ fn a_directory_person_signs_in_through_the_login_form_with_the_role_of_the_group
         .expect("users list");
     let listed = String::from_utf8_lossy(&out.stdout);
     assert!(listed.lines().any(|l| l.starts_with("erika")), "{listed}");
-    // Wrong passwords are refused and counted: the second locks the name.
+    // Wrong passwords are refused and counted, whatever the name's case: the second locks it.
     assert_eq!(post_login(&d, "max", "falsch").status(), 401);
-    assert_eq!(post_login(&d, "max", "falsch").status(), 429);
+    assert_eq!(post_login(&d, "Max", "falsch").status(), 429);
+    assert_eq!(
+        post_login(&d, "MAX", "zwei-gruppen-2").status(),
+        429,
+        "another spelling is no second chance"
+    );
     assert_eq!(
         post_login(&d, "max", "zwei-gruppen-2").status(),
         429,
         "locked even with the right password"
+    );
+    // A disabled directory account stays disabled under any spelling.
+    let out = d
+        .command()
+        .args(["users", "disable", "erika"])
+        .output()
+        .expect("users disable");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(post_login(&d, "erika", "bau-geheim-1").status(), 401);
+    assert_eq!(
+        post_login(&d, "Erika", "bau-geheim-1").status(),
+        429,
+        "refused, and counted as the same name (the second failure locks it)"
     );
     // A person of no mapped group is refused.
     assert_eq!(post_login(&d, "kurt", "kantine-geheim-4").status(), 401);

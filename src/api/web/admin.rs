@@ -253,6 +253,8 @@ pub struct DeadRow {
 pub struct UserRow {
     /// Name.
     pub name: String,
+    /// Name as a URL path segment (directory names may hold any character).
+    pub name_url: String,
     /// Role in German.
     pub role: &'static str,
     /// Mailboxes.
@@ -400,6 +402,7 @@ async fn page(
             "Verzeichnis"
         },
         disabled: u.disabled,
+        name_url: super::encode_component(&u.name).replace('/', "%2F"),
         name: u.name,
     })
     .collect();
@@ -593,13 +596,17 @@ async fn train(Signed(who): Signed, State(s): State<ApiState>) -> Response {
         .spawn(move || {
             let settings = pipeline.settings.clone();
             let progress = training.clone();
-            let result = handle.block_on(crate::cli::train::train_version(
-                &settings,
-                None,
-                false,
-                TRAIN_FOLDS,
-                &move |step| progress.step(step),
-            ));
+            // A panic in training must not leave the page saying "running" for ever.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                handle.block_on(crate::cli::train::train_version(
+                    &settings,
+                    None,
+                    false,
+                    TRAIN_FOLDS,
+                    &move |step| progress.step(step),
+                ))
+            }))
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("das Training ist abgestürzt")));
             match result {
                 Ok(outcome) => {
                     tracing::info!(

@@ -52,7 +52,10 @@ struct FormQuery {
 /// Only a path of this site: no scheme, no `//host`, no backslash tricks.
 fn local_path(next: Option<&str>) -> Option<String> {
     let n = next?.trim();
-    (n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') && !n.contains("://"))
+    // Browsers drop tabs and line breaks from URLs ("/\t/evil" becomes "//evil"): no control
+    // characters or spaces at all.
+    let plain = !n.chars().any(|c| c.is_control() || c.is_whitespace());
+    (plain && n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') && !n.contains("://"))
         .then(|| n.to_string())
 }
 
@@ -245,6 +248,9 @@ mod tests {
             "/\\evil",
             "pruefkorb",
             "",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/ /evil.example",
         ] {
             assert_eq!(local_path(Some(bad)), None, "{bad}");
         }
