@@ -10,7 +10,8 @@
 //!
 //! CSRF: a request with a session whose method changes something (anything but GET, HEAD,
 //! OPTIONS) must carry the session's CSRF token as header `X-CSRF-Token`, as query parameter
-//! `csrf`, or as field `csrf` of an urlencoded form; otherwise 403. Token requests need none
+//! `csrf`, or as field `csrf` of an urlencoded form; otherwise 403. Two forms check their own:
+//! the login form (a double-submit cookie) and the upload form (its first multipart field). Token requests need none
 //! (a browser never sends them on its own).
 
 use super::{ApiError, ApiState};
@@ -93,10 +94,12 @@ pub async fn authenticate(
             Via::Session { csrf } => Some(csrf.clone()),
             _ => None,
         });
-    // The login form has its own double-submit token (see `web::login`).
+    // The login form has its own double-submit token (see `web::login`); the upload form's
+    // token is its first multipart field, which the upload page checks before it reads a file
+    // (so that the token never stands in a URL and the body is not read twice).
     if let Some(expected) = csrf
         && !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
-        && req.uri().path() != "/login"
+        && !matches!(req.uri().path(), "/login" | super::web::upload::PATH)
     {
         let page = !req.uri().path().starts_with("/api/");
         let who = req.extensions().get::<Identity>().cloned();

@@ -222,22 +222,24 @@ fn a_note_keeps_an_unassignable_item_in_the_queue_and_uploads_go_through_intake(
         image::Luma([255]),
     ));
     let upload = |csrf: Option<&str>| {
-        let form = reqwest::blocking::multipart::Form::new().part(
+        let mut form = reqwest::blocking::multipart::Form::new();
+        if let Some(c) = csrf {
+            form = form.text("csrf", c.to_string());
+        }
+        let form = form.part(
             "file",
             reqwest::blocking::multipart::Part::bytes(blank.clone()).file_name("leer.png"),
         );
-        let url = match csrf {
-            Some(c) => d.url(&format!("/hochladen?csrf={c}")),
-            None => d.url("/hochladen"),
-        };
         browser()
-            .post(url)
+            .post(d.url("/hochladen"))
             .header("Cookie", &s.cookie)
             .multipart(form)
             .send()
             .expect("upload")
     };
     assert_eq!(upload(None).status(), 403);
+    assert_eq!(upload(Some("falsch")).status(), 403);
+    assert!(d.documents().is_empty(), "nothing refused was taken in");
     let r = upload(Some(&s.csrf));
     assert_eq!(r.status(), 200);
     let html = r.text().expect("html");

@@ -3,12 +3,14 @@
 //! committed before the page answers, duplicates found by their SHA-256, unreadable files
 //! quarantined with their reason. Role `poststelle` (and `admin`).
 //!
-//! The form is `multipart/form-data`; its CSRF token travels in the query (`?csrf=`), which
-//! the central check reads for forms it cannot parse.
+//! The form is `multipart/form-data`; its CSRF token is the form's first field (`csrf`), checked
+//! here before any file is read (the central check leaves this one path to the page, so that the
+//! token never stands in a URL).
 
 use super::document::unless_poststelle;
 use super::{Chrome, Signed, error_page, render};
 use crate::api::ApiState;
+use crate::auth::constant_time_eq;
 use crate::intake::Outcome;
 use askama::Template;
 use axum::Router;
@@ -17,9 +19,12 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
 
+/// The page's path.
+pub const PATH: &str = "/hochladen";
+
 /// The routes.
 pub fn routes() -> Router<ApiState> {
-    Router::new().route("/hochladen", get(form).post(submit))
+    Router::new().route(PATH, get(form).post(submit))
 }
 
 /// What became of one file.
@@ -64,6 +69,9 @@ async fn submit(Signed(who): Signed, State(s): State<ApiState>, mut mp: Multipar
     }
     let max = s.pipeline.settings.upload_max_bytes;
     let mut results = Vec::new();
+    // A session must show its CSRF token first (the form's first field); a token identity
+    // (scanner software) has none and needs none.
+    let mut csrf_ok = who.csrf().is_none();
     loop {
         let field = match mp.next_field().await {
             Ok(Some(f)) => f,
@@ -76,8 +84,22 @@ async fn submit(Signed(who): Signed, State(s): State<ApiState>, mut mp: Multipar
                 );
             }
         };
+        if field.name() == Some("csrf") {
+            let given = field.text().await.unwrap_or_default();
+            csrf_ok = who
+                .csrf()
+                .is_none_or(|t| constant_time_eq(t.as_bytes(), given.trim().as_bytes()));
+            continue;
+        }
         if field.name() != Some("file") {
             continue;
+        }
+        if !csrf_ok {
+            return error_page(
+                Some(&who),
+                StatusCode::FORBIDDEN,
+                "Das Sicherheitsmerkmal des Formulars fehlt oder ist abgelaufen. Bitte laden Sie die Seite neu.",
+            );
         }
         let name = crate::intake::safe_name(field.file_name().unwrap_or("upload"));
         let bytes = match field.bytes().await {
@@ -136,6 +158,13 @@ async fn submit(Signed(who): Signed, State(s): State<ApiState>, mut mp: Multipar
             }
         };
         results.push(r);
+    }
+    if !csrf_ok {
+        return error_page(
+            Some(&who),
+            StatusCode::FORBIDDEN,
+            "Das Sicherheitsmerkmal des Formulars fehlt oder ist abgelaufen. Bitte laden Sie die Seite neu.",
+        );
     }
     s.pipeline.wake.notify_one();
     if results.is_empty() {
