@@ -36,9 +36,12 @@ pub fn routes() -> Router<ApiState> {
         .route("/verwaltung/quarantaene/{entry}/datei", get(download))
         .route(
             "/verwaltung/quarantaene/{id}/erneut",
-            post(retry_quarantined),
+            post(|w, s, p| again(Again::Quarantine, w, s, p)),
         )
-        .route("/verwaltung/unzustellbar/{id}/erneut", post(redrive))
+        .route(
+            "/verwaltung/unzustellbar/{id}/erneut",
+            post(|w, s, p| again(Again::DeadLetter, w, s, p)),
+        )
         .route("/verwaltung/benutzer/anlegen", post(add_user))
         .route("/verwaltung/benutzer/{name}/sperren", post(lock_user))
         .route("/verwaltung/benutzer/{name}/entsperren", post(unlock_user))
@@ -744,25 +747,17 @@ async fn download(
         .into_response()
 }
 
-async fn retry_quarantined(
-    Signed(who): Signed,
-    State(s): State<ApiState>,
-    Path(id): Path<String>,
-) -> Response {
-    if let Some(r) = unless_admin(&who) {
-        return r;
-    }
-    let Some(id) = DocumentId::parse(&id) else {
-        return no_document(&who);
-    };
-    if let Err(e) = s.pipeline.store.retry_quarantined(&id, who.actor()).await {
-        return store_failure(&who, e, "Das Dokument ist nicht mehr in Quarantäne.");
-    }
-    s.pipeline.wake.notify_one();
-    Redirect::to("/verwaltung?ok=quarantaene#quarantaene").into_response()
+/// What "erneut" means on the admin page.
+#[derive(Debug, Clone, Copy)]
+enum Again {
+    /// Read a quarantined document anew.
+    Quarantine,
+    /// Resume a dead letter where it failed.
+    DeadLetter,
 }
 
-async fn redrive(
+async fn again(
+    what: Again,
     Signed(who): Signed,
     State(s): State<ApiState>,
     Path(id): Path<String>,
@@ -773,11 +768,24 @@ async fn redrive(
     let Some(id) = DocumentId::parse(&id) else {
         return no_document(&who);
     };
-    if let Err(e) = s.pipeline.store.redrive(&id, who.actor()).await {
-        return store_failure(&who, e, "Das Dokument ist nicht mehr unzustellbar.");
+    let store = &s.pipeline.store;
+    let (result, conflict, done) = match what {
+        Again::Quarantine => (
+            store.retry_quarantined(&id, who.actor()).await,
+            "Das Dokument ist nicht mehr in Quarantäne.",
+            "/verwaltung?ok=quarantaene#quarantaene",
+        ),
+        Again::DeadLetter => (
+            store.redrive(&id, who.actor()).await.map(|_| ()),
+            "Das Dokument ist nicht mehr unzustellbar.",
+            "/verwaltung?ok=unzustellbar#unzustellbar",
+        ),
+    };
+    if let Err(e) = result {
+        return store_failure(&who, e, conflict);
     }
     s.pipeline.wake.notify_one();
-    Redirect::to("/verwaltung?ok=unzustellbar#unzustellbar").into_response()
+    Redirect::to(done).into_response()
 }
 
 async fn set_disabled(s: &ApiState, who: &Identity, name: &str, disabled: bool) -> Response {
