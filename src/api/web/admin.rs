@@ -49,7 +49,7 @@ pub fn routes() -> Router<ApiState> {
 }
 
 /// A German 403 page unless `who` is an admin.
-fn unless_admin(who: &Identity) -> Option<Response> {
+pub fn unless_admin(who: &Identity) -> Option<Response> {
     (!who.is_admin()).then(|| {
         error_page(
             Some(who),
