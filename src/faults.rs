@@ -28,14 +28,29 @@ pub fn panic_point(name: &str) {
     }
 }
 
-/// Stops here forever when `POSTSTELLE_PAUSE_AT` names this point.
+/// Stops here when `POSTSTELLE_PAUSE_AT` names this point: forever, or, with
+/// `POSTSTELLE_PAUSE_RESUME=<file>`, until that file exists (a test acts in between, e.g.
+/// re-assigns a document while its delivery is in flight).
 pub async fn pause_point(name: &str) {
     if std::env::var("POSTSTELLE_PAUSE_AT").ok().as_deref() != Some(name) {
         return;
     }
-    tracing::warn!(point = name, "paused at test hook; waiting to be killed");
     if let Ok(marker) = std::env::var("POSTSTELLE_PAUSE_MARKER") {
         let _ = std::fs::write(marker, name);
     }
-    std::future::pending::<()>().await;
+    match std::env::var("POSTSTELLE_PAUSE_RESUME") {
+        Ok(resume) => {
+            tracing::warn!(
+                point = name,
+                "paused at test hook; waiting for the resume file"
+            );
+            while !std::path::Path::new(&resume).exists() {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+        Err(_) => {
+            tracing::warn!(point = name, "paused at test hook; waiting to be killed");
+            std::future::pending::<()>().await;
+        }
+    }
 }

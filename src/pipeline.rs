@@ -465,10 +465,22 @@ impl Pipeline {
         match result {
             Ok(receipt) => {
                 pause_point(points::AFTER_DELIVER).await;
-                self.store
-                    .mark_delivered(id, target.name(), &receipt.reference)
-                    .await?;
-                tracing::info!(document = %id, mailbox = %mailbox, reference = receipt.reference, "delivered");
+                if self
+                    .store
+                    .mark_delivered(id, target.name(), &receipt.reference, &mailbox)
+                    .await?
+                {
+                    tracing::info!(document = %id, mailbox = %mailbox, reference = receipt.reference, "delivered");
+                } else {
+                    // A person re-assigned it while it was on its way: the next pass delivers
+                    // it to its new mailbox (or it waits in review).
+                    tracing::info!(document = %id, mailbox = %mailbox, "delivered, but re-assigned meanwhile");
+                    self.wake.notify_one();
+                }
+            }
+            Err(_) if self.reassigned_meanwhile(id, &mailbox).await? => {
+                // The failed attempt was for a mailbox the document no longer has: not counted.
+                tracing::info!(document = %id, mailbox = %mailbox, "delivery failed, but re-assigned meanwhile");
             }
             Err(e) => {
                 let log = DocumentLog {
@@ -496,6 +508,16 @@ impl Pipeline {
             }
         }
         Ok(())
+    }
+
+    /// Whether the document left `mailbox` (re-assigned or sent back) since its delivery began.
+    async fn reassigned_meanwhile(
+        &self,
+        id: &DocumentId,
+        mailbox: &crate::domain::MailboxId,
+    ) -> anyhow::Result<bool> {
+        let now = self.store.get(id).await?;
+        Ok(now.state != DocState::Queued || now.mailbox.as_ref() != Some(mailbox))
     }
 
     fn note_failure(&self, target: &str, retry_after: Option<Duration>, error: &str) {

@@ -573,24 +573,62 @@ impl Store {
         Ok(())
     }
 
-    /// The target confirmed the document: `queued -> delivered`.
+    /// The target confirmed the document in `mailbox`: `queued -> delivered`. When a person
+    /// re-assigned the document while this delivery was in flight (its mailbox is another one
+    /// now, or it was sent back to review), the delivery is recorded but the state stays: the
+    /// document is delivered again to its new mailbox (the target's re-assignment rules), or
+    /// waits in review. Returns whether the document is delivered now.
     pub async fn mark_delivered(
         &self,
         id: &DocumentId,
         target: &str,
         reference: &str,
-    ) -> Result<()> {
-        self.transition(
-            id,
-            &[DocState::Queued],
-            DocState::Delivered,
-            "outbox",
-            "delivered",
-            serde_json::json!({"target": target, "reference": reference}),
-            |q| q.push_str(", delivery_ref = ?, next_attempt_at = NULL"),
-            vec![reference.to_string()],
-        )
-        .await
+        mailbox: &MailboxId,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let row = doc_columns(&mut tx, id, "state, mailbox").await?;
+        let state = parse_state(&row.try_get::<String, _>("state")?)?;
+        let current: Option<String> = row.try_get("mailbox")?;
+        let detail =
+            serde_json::json!({"target": target, "reference": reference, "mailbox": mailbox});
+        let delivered = match state {
+            DocState::Queued if current.as_deref() == Some(mailbox.as_str()) => {
+                sqlx::query(
+                    "UPDATE documents SET state = ?, delivery_ref = ?, next_attempt_at = NULL, \
+                     updated_at = ? WHERE id = ?",
+                )
+                .bind(DocState::Delivered.as_str())
+                .bind(reference)
+                .bind(now_str())
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?;
+                insert_event(&mut tx, Some(id.as_str()), "outbox", "delivered", &detail).await?;
+                true
+            }
+            DocState::Queued | DocState::Review => {
+                // Re-assigned or sent back while in flight: the target has it in `mailbox`,
+                // the document's decision is another one now.
+                insert_event(
+                    &mut tx,
+                    Some(id.as_str()),
+                    "outbox",
+                    "delivered_superseded",
+                    &detail,
+                )
+                .await?;
+                false
+            }
+            other => {
+                return Err(StoreError::Conflict {
+                    id: id.to_string(),
+                    state: other,
+                    message: "cannot go to delivered".into(),
+                });
+            }
+        };
+        tx.commit().await?;
+        Ok(delivered)
     }
 
     /// A delivery attempt failed; schedule the next one.
@@ -1125,7 +1163,8 @@ mod tests {
         };
         // Not queued yet: delivery confirmation must be refused.
         assert!(matches!(
-            s.mark_delivered(&id, "fs", "x").await,
+            s.mark_delivered(&id, "fs", "x", &MailboxId::parse("63").expect("id"))
+                .await,
             Err(StoreError::Conflict { .. })
         ));
         s.set_extracted(&id, "text", "{}", serde_json::json!({}))

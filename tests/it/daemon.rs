@@ -430,3 +430,67 @@ fn api_upload_review_and_assignment() {
             .contains("Unbekanntes Postfach")
     );
 }
+
+/// A person re-assigns a letter while its delivery is on its way (between the target's answer
+/// and the store's record): the letter must end delivered in the new mailbox, never marked
+/// delivered there while the target has it only in the old one.
+#[test]
+fn a_reassignment_while_the_delivery_is_in_flight_ends_in_the_new_mailbox() {
+    let install = Install::new();
+    let marker = install.path("paused");
+    let resume = install.path("resume");
+    let (marker_s, resume_s) = (marker.display().to_string(), resume.display().to_string());
+    let _d = install.serve(&[
+        ("POSTSTELLE_PAUSE_AT", "after_deliver"),
+        ("POSTSTELLE_PAUSE_MARKER", &marker_s),
+        ("POSTSTELLE_PAUSE_RESUME", &resume_s),
+    ]);
+    install.drop_file("brief.txt", &hundesteuer_txt("Luna"));
+    wait_file(&marker, LONG);
+    let doc = &install.documents()[0];
+    let id = doc["id"].as_str().expect("id").to_string();
+    assert_eq!(doc["mailbox"], "22", "{doc}");
+    assert_eq!(doc["state"], "queued");
+    // The target has it in 22; now a person moves it to 21 (Stadtkasse).
+    let r = reqwest::blocking::Client::new()
+        .post(format!(
+            "http://127.0.0.1:{}/api/documents/{id}/assign",
+            install.port
+        ))
+        .bearer_auth(&install.token)
+        .json(&serde_json::json!({"mailbox": "21"}))
+        .send()
+        .expect("assign");
+    assert!(r.status().is_success(), "{:?}", r.text());
+    std::fs::write(&resume, b"go").expect("resume");
+    let doc = wait_for("delivered to 21", LONG, || {
+        let doc = install.documents().into_iter().next()?;
+        (doc["state"] == "delivered" && doc["mailbox"] == "21").then_some(doc)
+    });
+    let delivered = install.delivered();
+    assert_eq!(
+        delivered
+            .iter()
+            .map(|(m, _)| m.as_str())
+            .collect::<Vec<_>>(),
+        ["21"],
+        "filed once, in the new mailbox: {delivered:?} {doc}"
+    );
+    let events: serde_json::Value = reqwest::blocking::Client::new()
+        .get(format!(
+            "http://127.0.0.1:{}/api/documents/{id}",
+            install.port
+        ))
+        .bearer_auth(&install.token)
+        .send()
+        .expect("document")
+        .json()
+        .expect("json");
+    let kinds: Vec<&str> = events["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert!(kinds.contains(&"delivered_superseded"), "{kinds:?}");
+}

@@ -498,10 +498,16 @@ async fn document(
     };
     store.set_decision(&id, &decision).await.expect("decided");
     if !review {
-        store
-            .mark_delivered(&id, "dms", "ref")
+        let delivered = store
+            .mark_delivered(
+                &id,
+                "dms",
+                "ref",
+                &MailboxId::parse(mailbox).expect("mailbox"),
+            )
             .await
             .expect("delivered");
+        assert!(delivered);
     }
     id
 }
