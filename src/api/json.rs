@@ -122,7 +122,7 @@ async fn upload(
     let name = crate::intake::safe_name(&name);
     match s
         .intake
-        .ingest_by("upload", who.actor(), &name, &bytes, max)
+        .upload(who.actor(), &name, &bytes, max)
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
     {
@@ -137,13 +137,7 @@ async fn upload(
                 Json(serde_json::json!({"id": id, "duplicate": true, "state": doc.state})),
             ))
         }
-        Outcome::Quarantined(reason) => {
-            s.intake
-                .quarantine("upload", &name, &reason, "", None, Some(&bytes))
-                .await
-                .map_err(|e| ApiError::Internal(e.to_string()))?;
-            Err(ApiError::Unprocessable(reason))
-        }
+        Outcome::Quarantined(reason) => Err(ApiError::Unprocessable(reason)),
     }
 }
 

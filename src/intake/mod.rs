@@ -107,6 +107,25 @@ impl Intake {
         })
     }
 
+    /// An upload (API or the desk's Hochladen page) by `actor`: committed like every input, or,
+    /// when refused, quarantined with its bytes and reason before this returns.
+    pub async fn upload(
+        &self,
+        actor: &str,
+        name: &str,
+        bytes: &[u8],
+        max_bytes: u64,
+    ) -> Result<Outcome, IntakeError> {
+        let outcome = self
+            .ingest_by("upload", actor, name, bytes, max_bytes)
+            .await?;
+        if let Outcome::Quarantined(reason) = &outcome {
+            self.quarantine("upload", name, reason, "", None, Some(bytes))
+                .await?;
+        }
+        Ok(outcome)
+    }
+
     /// Records a refused input: store row plus `<name>` and `<name>.reason.txt` in the
     /// quarantine folder. `original` is moved there if given, else `bytes` are written.
     pub async fn quarantine(

@@ -816,24 +816,26 @@ impl Store {
 
     /// Quarantine entries, newest first.
     pub async fn quarantine_entries(&self, limit: i64) -> Result<Vec<QuarantineEntry>> {
-        let rows = sqlx::query("SELECT id, document_id, source, original_name, reason, detail, path, at FROM quarantine ORDER BY id DESC LIMIT ?")
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(QuarantineEntry {
-                    id: r.try_get("id")?,
-                    document_id: r.try_get("document_id")?,
-                    source: r.try_get("source")?,
-                    original_name: r.try_get("original_name")?,
-                    reason: r.try_get("reason")?,
-                    detail: r.try_get("detail")?,
-                    path: r.try_get("path")?,
-                    at: r.try_get("at")?,
-                })
-            })
-            .collect()
+        let rows = sqlx::query(&format!(
+            "SELECT {QUARANTINE_COLUMNS} FROM quarantine ORDER BY id DESC LIMIT ?"
+        ))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(quarantine_from_row).collect()
+    }
+
+    /// One quarantine entry by its id.
+    pub async fn quarantine_entry(&self, id: i64) -> Result<Option<QuarantineEntry>> {
+        sqlx::query(&format!(
+            "SELECT {QUARANTINE_COLUMNS} FROM quarantine WHERE id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(quarantine_from_row)
+        .transpose()
     }
 
     /// Appends an audit event not tied to a state change.
@@ -990,6 +992,21 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
+}
+
+const QUARANTINE_COLUMNS: &str = "id, document_id, source, original_name, reason, detail, path, at";
+
+fn quarantine_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<QuarantineEntry> {
+    Ok(QuarantineEntry {
+        id: r.try_get("id")?,
+        document_id: r.try_get("document_id")?,
+        source: r.try_get("source")?,
+        original_name: r.try_get("original_name")?,
+        reason: r.try_get("reason")?,
+        detail: r.try_get("detail")?,
+        path: r.try_get("path")?,
+        at: r.try_get("at")?,
+    })
 }
 
 /// The named columns of one document inside a transaction (`NotFound` when there is none).

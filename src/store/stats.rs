@@ -77,18 +77,25 @@ const STAGE_KINDS: [&str; 7] = [
 impl Store {
     /// Documents received since `since`, per day and source.
     pub async fn intake_by_day(&self, since: DateTime<Utc>) -> Result<Vec<DayCount>> {
-        let rows = sqlx::query(
-            "SELECT substr(created_at, 1, 10) AS day, source, COUNT(*) AS n FROM documents \
-             WHERE created_at >= ? GROUP BY substr(created_at, 1, 10), source ORDER BY day, source",
+        self.day_counts(
+            "SELECT substr(created_at, 1, 10) AS day, source AS key, COUNT(*) AS n FROM documents \
+             WHERE created_at >= ? GROUP BY substr(created_at, 1, 10), source ORDER BY day, key",
+            since,
         )
-        .bind(fmt_time(since))
-        .fetch_all(&self.pool)
-        .await?;
+        .await
+    }
+
+    /// Runs a query that yields `day`, `key` and `n` for rows since `since`.
+    async fn day_counts(&self, sql: &str, since: DateTime<Utc>) -> Result<Vec<DayCount>> {
+        let rows = sqlx::query(sql)
+            .bind(fmt_time(since))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|r| {
                 Ok(DayCount {
                     day: r.try_get("day")?,
-                    key: r.try_get("source")?,
+                    key: r.try_get("key")?,
                     count: r.try_get("n")?,
                 })
             })
@@ -181,22 +188,12 @@ impl Store {
     /// People's corrections (review decisions and re-assignments) since `since`, per day and
     /// the mailbox they chose.
     pub async fn corrections_by_day(&self, since: DateTime<Utc>) -> Result<Vec<DayCount>> {
-        let rows = sqlx::query(
-            "SELECT substr(at, 1, 10) AS day, to_mailbox, COUNT(*) AS n FROM corrections \
-             WHERE at >= ? GROUP BY substr(at, 1, 10), to_mailbox ORDER BY day, to_mailbox",
+        self.day_counts(
+            "SELECT substr(at, 1, 10) AS day, to_mailbox AS key, COUNT(*) AS n FROM corrections \
+             WHERE at >= ? GROUP BY substr(at, 1, 10), to_mailbox ORDER BY day, key",
+            since,
         )
-        .bind(fmt_time(since))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(DayCount {
-                    day: r.try_get("day")?,
-                    key: r.try_get("to_mailbox")?,
-                    count: r.try_get("n")?,
-                })
-            })
-            .collect()
+        .await
     }
 
     /// Quarantine entries (unreadable documents and inputs) since `since`.

@@ -703,12 +703,10 @@ async fn download(
         return r;
     }
     let not_found = || error_page(Some(&who), StatusCode::NOT_FOUND, "Datei nicht gefunden.");
-    let entries = match s.pipeline.store.quarantine_entries(i64::MAX).await {
-        Ok(e) => e,
+    let e = match s.pipeline.store.quarantine_entry(entry).await {
+        Ok(Some(e)) => e,
+        Ok(None) => return not_found(),
         Err(e) => return failed(&who, e),
-    };
-    let Some(e) = entries.into_iter().find(|e| e.id == entry) else {
-        return not_found();
     };
     let path = match e.document_id.as_deref().and_then(DocumentId::parse) {
         Some(id) => match s.pipeline.store.get(&id).await {

@@ -11,7 +11,7 @@
 use super::document::{
     self, PageView, Span, explanation_sentences, mailbox_label, page_views, time_de,
 };
-use super::review::{Option_, mailbox_from_form, source_de};
+use super::review::{MailboxOption, mailbox_from_form, source_de};
 use super::{Chrome, Signed, error_page, failed, no_document, render, store_failure};
 use crate::api::ApiState;
 use crate::api::json::visible_document;
@@ -179,7 +179,7 @@ struct ItemPage {
     sentences: Vec<String>,
     pages: Vec<PageView>,
     text: Vec<Vec<Span>>,
-    all: Vec<Option_>,
+    all: Vec<MailboxOption>,
     can_correct: bool,
     error: Option<String>,
 }
@@ -219,7 +219,7 @@ async fn item(
         .mailboxes
         .iter()
         .filter(|m| Some(&m.id) != current.as_ref())
-        .map(|m| Option_ {
+        .map(|m| MailboxOption {
             id: m.id.to_string(),
             label: format!("{} {}", m.id, m.name),
         })

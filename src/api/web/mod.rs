@@ -101,6 +101,8 @@ pub struct Chrome {
     pub role: &'static str,
     /// The CSRF token for forms (empty for token identities, which need none).
     pub csrf: String,
+    /// The page shown is the person's own (`/konto`, linked from their name).
+    pub own_page: bool,
 }
 
 impl Chrome {
@@ -129,6 +131,7 @@ impl Chrome {
             user: who.name.clone(),
             role: who.role.label_de(),
             csrf: who.csrf().unwrap_or_default().to_string(),
+            own_page: current == "/konto",
         }
     }
 }

@@ -196,7 +196,7 @@ pub struct Choice {
 
 /// An entry of the list of all mailboxes.
 #[derive(Debug, Clone)]
-pub struct Option_ {
+pub struct MailboxOption {
     /// Mailbox id.
     pub id: String,
     /// "63 Bauordnung".
@@ -214,7 +214,7 @@ struct ItemPage {
     light: Light,
     confidence: String,
     choices: Vec<Choice>,
-    all: Vec<Option_>,
+    all: Vec<MailboxOption>,
     sentences: Vec<String>,
     pages: Vec<PageView>,
     text: Vec<Vec<Span>>,
@@ -291,7 +291,7 @@ async fn item(
     let all = settings
         .mailboxes
         .iter()
-        .map(|m| Option_ {
+        .map(|m| MailboxOption {
             id: m.id.to_string(),
             label: format!("{} {}", m.id, m.name),
         })

@@ -29,7 +29,7 @@ pub fn routes() -> Router<ApiState> {
 
 /// What became of one file.
 #[derive(Debug, Clone)]
-pub struct Result_ {
+pub struct UploadResult {
     /// File name.
     pub name: String,
     /// German sentence.
@@ -44,11 +44,11 @@ pub struct Result_ {
 #[template(path = "upload.html", config = "src/api/web/askama.toml")]
 struct Page {
     chrome: Chrome,
-    results: Vec<Result_>,
+    results: Vec<UploadResult>,
     max_mb: u64,
 }
 
-fn page(who: &crate::auth::Identity, s: &ApiState, results: Vec<Result_>) -> Response {
+fn page(who: &crate::auth::Identity, s: &ApiState, results: Vec<UploadResult>) -> Response {
     render(&Page {
         chrome: Chrome::new(who, "Hochladen", "/hochladen"),
         results,
@@ -115,41 +115,29 @@ async fn submit(Signed(who): Signed, State(s): State<ApiState>, mut mp: Multipar
         if bytes.is_empty() && name == "upload" {
             continue;
         }
-        let outcome = s
-            .intake
-            .ingest_by("upload", who.actor(), &name, &bytes, max)
-            .await;
+        let outcome = s.intake.upload(who.actor(), &name, &bytes, max).await;
         let r = match outcome {
-            Ok(Outcome::New(id)) => Result_ {
+            Ok(Outcome::New(id)) => UploadResult {
                 name,
                 text: "angenommen; wird gelesen und zugeordnet.".into(),
                 link: Some(format!("/eingang/{id}")),
                 problem: false,
             },
-            Ok(Outcome::Duplicate(id)) => Result_ {
+            Ok(Outcome::Duplicate(id)) => UploadResult {
                 name,
                 text: "war schon da (gleicher Inhalt); nicht noch einmal angenommen.".into(),
                 link: Some(format!("/eingang/{id}")),
                 problem: false,
             },
-            Ok(Outcome::Quarantined(reason)) => {
-                if let Err(e) = s
-                    .intake
-                    .quarantine("upload", &name, &reason, "", None, Some(&bytes))
-                    .await
-                {
-                    tracing::error!(error = %e, "quarantining an upload failed");
-                }
-                Result_ {
-                    name,
-                    text: format!("in Quarantäne: {reason}"),
-                    link: None,
-                    problem: true,
-                }
-            }
+            Ok(Outcome::Quarantined(reason)) => UploadResult {
+                name,
+                text: format!("in Quarantäne: {reason}"),
+                link: None,
+                problem: true,
+            },
             Err(e) => {
                 tracing::error!(error = %e, "upload intake failed");
-                Result_ {
+                UploadResult {
                     name,
                     text: "konnte nicht gespeichert werden; bitte erneut versuchen.".into(),
                     link: None,
@@ -166,7 +154,6 @@ async fn submit(Signed(who): Signed, State(s): State<ApiState>, mut mp: Multipar
             "Das Sicherheitsmerkmal des Formulars fehlt oder ist abgelaufen. Bitte laden Sie die Seite neu.",
         );
     }
-    s.pipeline.wake.notify_one();
     if results.is_empty() {
         return error_page(
             Some(&who),
