@@ -81,7 +81,8 @@ pub struct Application {
 }
 
 impl Application {
-    /// Builds everything; `exe` is the binary whose `extract-worker` command reads files.
+    /// Builds everything; `exe` is the binary whose `extract-worker` command reads files (the
+    /// sandboxed workers of `extract::pool`).
     pub async fn build(settings: Settings, exe: PathBuf) -> anyhow::Result<Application> {
         let settings = Arc::new(settings);
         let store = Store::open(&settings.store.url)

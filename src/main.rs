@@ -7,15 +7,8 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::ExtractWorker {
-        job,
-        media,
-        options,
-        out,
-        file,
-    } = &cli.command
-    {
-        return cli::worker::run(job, media, options, out, file);
+    if let Command::ExtractWorker { options } = &cli.command {
+        return cli::worker::serve(options);
     }
     tracing_subscriber::fmt()
         .with_env_filter(

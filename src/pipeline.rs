@@ -15,7 +15,8 @@ use crate::config::Settings;
 use crate::deliver::breaker::{Breakers, Gate};
 use crate::deliver::{Delivery, DeliveryError, DeliveryItem};
 use crate::domain::{DocState, DocumentId};
-use crate::extract::{ExtractError, Extraction, Extractor, MediaType};
+use crate::extract::pool::Urgency;
+use crate::extract::{ExtractError, Extraction, Extractor, MediaType, Page};
 use crate::faults::{pause_point, points};
 use crate::retry::{AttemptLog, Backoff, Next, Outcome, Reasons, RetryPolicy};
 use crate::store::blobs::BlobStore;
@@ -24,7 +25,7 @@ use crate::store::{DocumentRow, Store};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -46,7 +47,6 @@ pub struct Pipeline {
     /// Wakes the workers.
     pub wake: Arc<Notify>,
     in_flight: Mutex<HashSet<DocumentId>>,
-    extract_slots: Semaphore,
     breakers: Breakers,
     delivery_retry: RetryPolicy,
     stage_retry: RetryPolicy,
@@ -63,7 +63,6 @@ impl Pipeline {
         settings: Arc<Settings>,
         wake: Arc<Notify>,
     ) -> Self {
-        let workers = settings.extract.workers;
         let breakers = Breakers::new(
             settings.deliver.breaker_threshold,
             settings.deliver.breaker_cooldown,
@@ -82,7 +81,6 @@ impl Pipeline {
             settings,
             wake,
             in_flight: Mutex::new(HashSet::new()),
-            extract_slots: Semaphore::new(workers),
             breakers,
             delivery_retry,
             stage_retry,
@@ -220,12 +218,19 @@ impl Pipeline {
         cancel: &CancellationToken,
         panicked: &Arc<Mutex<Option<String>>>,
     ) -> Result<(), crate::store::StoreError> {
-        for state in [
-            DocState::Received,
-            DocState::Extracted,
-            DocState::Classified,
-        ] {
-            for id in self.store.ids_in_state(state, 64).await? {
+        // Received documents: the longest waiting and the newest, so that a letter arriving
+        // while a backlog drains reaches the worker pool (which alternates between the two).
+        let mut ids = self.store.ids_in_state(DocState::Received, 32).await?;
+        for id in self.store.newest_in_state(DocState::Received, 32).await? {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        for state in [DocState::Extracted, DocState::Classified] {
+            ids.extend(self.store.ids_in_state(state, 64).await?);
+        }
+        {
+            for id in ids {
                 if !self.claim(&id) {
                     continue;
                 }
@@ -317,10 +322,11 @@ impl Pipeline {
         let media = MediaType::from_mime(&doc.media_type)
             .ok_or_else(|| anyhow::anyhow!("unknown media type {}", doc.media_type))?;
         let path = self.blobs.path(&doc.sha256);
-        let permit = self.extract_slots.acquire().await?;
         let started = std::time::Instant::now();
-        let result = self.extractor.extract(&path, media).await;
-        drop(permit);
+        let result = self
+            .extractor
+            .extract(&path, media, Urgency::route(arrived_ms(doc)))
+            .await;
         match result {
             Ok(ex) => {
                 let text = ex.text();
@@ -635,40 +641,77 @@ impl Pipeline {
         {
             return self.mail_rendition(doc, original).await;
         }
-        #[derive(serde::Deserialize)]
-        struct Kind {
-            method: crate::extract::Method,
-            page_count: u32,
-            #[serde(default)]
-            invoice: Option<serde_json::Value>,
-        }
         // A scanned ZUGFeRD PDF keeps its bytes: the embedded XML is the invoice.
-        let (scanned, pages) = match self.store.extraction(&doc.id).await? {
-            Some(j) => {
-                let k = serde_json::from_str::<Kind>(&j)?;
-                (
-                    k.method == crate::extract::Method::Ocr && k.invoice.is_none(),
-                    k.page_count,
-                )
-            }
-            None => (false, 1),
+        let ex: Option<Extraction> = match self.store.extraction(&doc.id).await? {
+            Some(j) => Some(serde_json::from_str(&j)?),
+            None => None,
         };
-        let media = MediaType::from_mime(&doc.media_type);
-        let Some(media) = media.filter(|_| scanned) else {
+        let Some(ex) =
+            ex.filter(|e| e.method == crate::extract::Method::Ocr && e.invoice.is_none())
+        else {
+            return Ok(original);
+        };
+        let Some(media) = MediaType::from_mime(&doc.media_type) else {
             return Ok(original);
         };
         let path = self.blobs.path(&doc.sha256);
-        let permit = self.extract_slots.acquire().await?;
         let started = std::time::Instant::now();
-        // A TIFF's page count is only known as far as routing read it.
-        let pages = match media {
-            MediaType::Tiff => self.settings.extract.max_pages,
-            _ => pages,
+        let urgency = Urgency::background(arrived_ms(doc));
+        let made = match self.remaining_pages(doc, &ex, media, urgency).await {
+            Ok(pages) => {
+                // Pages recognised for the PDF alone: routing read the others.
+                let later = pages.len().saturating_sub(ex.pages.len());
+                self.extractor
+                    .searchable_pdf(&path, media, &pages, urgency)
+                    .await
+                    .map(|(pdf, made)| {
+                        let detail = serde_json::json!({
+                            "pages": made.pages, "text_pages": made.text_pages,
+                            "recognised_after_routing": later, "pdfa": made.pdfa,
+                            "pdfa_obstacles": made.pdfa_obstacles,
+                        });
+                        (pdf, detail)
+                    })
+            }
+            Err(e) => Err(e),
         };
-        let made = self.extractor.searchable_pdf(&path, media, pages).await;
-        drop(permit);
         self.link_rendition(doc, original, "searchable_pdf", started, made)
             .await
+    }
+
+    /// Every page of a scan recognised once: the pages routing read come from its extraction,
+    /// the rest are recognised now, in the background (after page 1 of newer documents), all at
+    /// once so that idle workers share them. A page that cannot be read gets no text layer.
+    async fn remaining_pages(
+        &self,
+        doc: &DocumentRow,
+        ex: &Extraction,
+        media: MediaType,
+        urgency: Urgency,
+    ) -> Result<Vec<Page>, ExtractError> {
+        let mut pages = ex.pages.clone();
+        let read = pages.len() as u32;
+        let last = ex.page_count.min(self.settings.extract.max_pages);
+        if last <= read {
+            return Ok(pages);
+        }
+        let path = self.blobs.path(&doc.sha256);
+        let jobs = (read + 1..=last).map(|n| {
+            let path = path.clone();
+            async move { (n, self.extractor.ocr_page(&path, media, n, urgency).await) }
+        });
+        for (n, result) in futures::future::join_all(jobs).await {
+            match result {
+                Ok(Some(page)) => pages.push(page),
+                Ok(None) => {}
+                Err(e) if e.is_input_fault() => {
+                    tracing::warn!(document = %doc.id, page = n, error = %e, "page not recognised; it gets no text layer");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        pages.sort_by_key(|p| p.number);
+        Ok(pages)
     }
 
     /// Stores a made rendition (or, when the input cannot be rendered, records that the original
@@ -679,10 +722,10 @@ impl Pipeline {
         original: Rendition,
         kind: &str,
         started: std::time::Instant,
-        made: Result<Vec<u8>, ExtractError>,
+        made: Result<(Vec<u8>, serde_json::Value), ExtractError>,
     ) -> anyhow::Result<Rendition> {
         let (rendition, detail) = match made {
-            Ok(pdf) => {
+            Ok((pdf, made)) => {
                 let blobs = self.blobs.clone();
                 let size = pdf.len();
                 let sha = tokio::task::spawn_blocking(move || blobs.put(&pdf)).await??;
@@ -691,10 +734,16 @@ impl Pipeline {
                         sha256: sha.clone(),
                         media_type: MediaType::Pdf.mime().to_string(),
                     },
-                    serde_json::json!({
-                        "kind": kind, "sha256": sha, "size_bytes": size,
-                        "millis": started.elapsed().as_millis() as u64,
-                    }),
+                    {
+                        let mut detail = serde_json::json!({
+                            "kind": kind, "sha256": sha, "size_bytes": size,
+                            "millis": started.elapsed().as_millis() as u64,
+                        });
+                        if let (Some(d), Some(m)) = (detail.as_object_mut(), made.as_object()) {
+                            d.extend(m.clone());
+                        }
+                        detail
+                    },
                 )
             }
             Err(e) if e.is_input_fault() => {
@@ -722,13 +771,22 @@ impl Pipeline {
         original: Rendition,
     ) -> anyhow::Result<Rendition> {
         let path = self.blobs.path(&doc.sha256);
-        let permit = self.extract_slots.acquire().await?;
         let started = std::time::Instant::now();
-        let made = self.extractor.mail_pdf(&path).await;
-        drop(permit);
+        let made = self
+            .extractor
+            .mail_pdf(&path, Urgency::background(arrived_ms(doc)))
+            .await
+            .map(|pdf| (pdf, serde_json::json!({})));
         self.link_rendition(doc, original, "mail_pdf", started, made)
             .await
     }
+}
+
+/// When the document arrived, in milliseconds since 1970 (its place in the worker queue).
+fn arrived_ms(doc: &DocumentRow) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(&doc.created_at)
+        .map(|t| t.timestamp_millis())
+        .unwrap_or(0)
 }
 
 /// The JSON sidecar delivered with a document: metadata, decision and explanation.

@@ -123,23 +123,13 @@ pub enum Command {
         #[arg(long)]
         online: bool,
     },
-    /// Internal: extract one file in a sandboxed child process.
+    /// Internal: a sandboxed worker that reads one job per line from standard input (see
+    /// `extract::pool`).
     #[command(hide = true)]
     ExtractWorker {
-        /// The job (`extract`, `searchable-pdf`, `mail-pdf`, `page-image:N`).
-        #[arg(long, default_value = "extract")]
-        job: String,
-        /// The input's media type.
-        #[arg(long)]
-        media: String,
         /// Extraction options as JSON.
         #[arg(long)]
         options: String,
-        /// Where the result goes.
-        #[arg(long)]
-        out: PathBuf,
-        /// The input.
-        file: PathBuf,
     },
 }
 

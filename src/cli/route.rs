@@ -131,7 +131,7 @@ async fn extract_file(extractor: &Extractor, file: &Path) -> anyhow::Result<extr
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {name}"))?;
     let media = extract::sniff(&bytes, &name).map_err(|e| anyhow::anyhow!(e.reason_de()))?;
     extractor
-        .extract(file, media)
+        .extract(file, media, extract::pool::Urgency::interactive())
         .await
         .map_err(|e| anyhow::anyhow!("{} ({e})", e.reason_de()))
 }

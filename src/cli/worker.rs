@@ -1,20 +1,12 @@
 //! The hidden `extract-worker` command: the sandboxed child process in which every parser runs
-//! (PDF, images, OCR, e-mail). It writes its result to a file and exits.
+//! (PDF, images, OCR, e-mail). It stays up for many jobs (one per line on standard input, see
+//! [`crate::extract::pool`]), keeping its OCR engine loaded, and writes each result to a file.
 
-use crate::extract::{self, MediaType};
-use std::path::Path;
+use crate::extract;
 use std::process::ExitCode;
 
-/// Runs one job of the sandboxed extract worker (a child process the daemon starts).
-pub fn run(job: &str, media: &str, options: &str, out: &Path, file: &Path) -> ExitCode {
-    let Some(job) = extract::Job::parse(job) else {
-        eprintln!("unknown job {job}");
-        return ExitCode::FAILURE;
-    };
-    let Some(media) = MediaType::from_mime(media) else {
-        eprintln!("unknown media type {media}");
-        return ExitCode::FAILURE;
-    };
+/// Serves jobs until standard input closes.
+pub fn serve(options: &str) -> ExitCode {
     let opts: extract::ExtractOptions = match serde_json::from_str(options) {
         Ok(o) => o,
         Err(e) => {
@@ -24,18 +16,13 @@ pub fn run(job: &str, media: &str, options: &str, out: &Path, file: &Path) -> Ex
     };
     // Parser panics are caught and reported as results; keep stderr quiet about them.
     std::panic::set_hook(Box::new(|_| {}));
-    let run = match job {
-        extract::Job::Extract => extract::run_worker(file, media, &opts, out),
-        extract::Job::SearchablePdf => extract::run_searchable_worker(file, media, &opts, out),
-        extract::Job::MailPdf => extract::run_mail_pdf_worker(file, &opts, out),
-        extract::Job::PageImage(page) => {
-            extract::run_page_image_worker(file, media, page, &opts, out)
-        }
-    };
-    match run {
+    let served = extract::pool::serve(|job, media, file, out, pages| {
+        extract::run_job(job, media, file, out, pages, &opts)
+    });
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("cannot write result: {e}");
+            eprintln!("worker stopped: {e}");
             ExitCode::FAILURE
         }
     }

@@ -40,7 +40,6 @@ pub fn extract(
         MediaType::Tiff => Box::new(tiff_pages(bytes, opts.max_image_pixels)?),
         _ => Box::new(std::iter::once(decode_single(bytes, opts.max_image_pixels))),
     };
-    let mut engine = super::ocr::Engine::new(opts)?;
     let mut pages = Vec::new();
     let mut seen = 0u32;
     for img in images {
@@ -54,7 +53,7 @@ pub fn extract(
             Err(_) => break,
         };
         let dpi = img.dpi.filter(|d| (70..=1200).contains(d)).unwrap_or(300);
-        let page = engine.recognize(&img, seen, dpi)?;
+        let page = super::ocr::with_engine(opts, |e| e.recognize(&img, seen, dpi))?;
         let enough = count_alnum(&page.text) >= opts.min_text_chars;
         pages.push(page);
         if enough {
@@ -64,13 +63,30 @@ pub fn extract(
     if pages.is_empty() {
         return Err(ExtractError::BrokenImage("no page in image".into()));
     }
+    // The searchable PDF recognises the pages routing did not read: it needs the count.
+    let page_count = match media {
+        MediaType::Tiff => tiff_page_count(bytes, opts.max_pages).max(pages.len() as u32),
+        _ => pages.len() as u32,
+    };
     Ok(Extraction {
         media_type: media,
         method: Method::Ocr,
-        page_count: pages.len() as u32,
+        page_count,
         pages,
         invoice: None,
     })
+}
+
+/// Pages of a TIFF (at most `cap`), counted from its directory chain without decoding pixels.
+pub(crate) fn tiff_page_count(bytes: &[u8], cap: u32) -> u32 {
+    let Ok(mut dec) = tiff::decoder::Decoder::new(Cursor::new(bytes)) else {
+        return 1;
+    };
+    let mut n = 1;
+    while n < cap && dec.more_images() && dec.next_image().is_ok() {
+        n += 1;
+    }
+    n
 }
 
 /// Decodes the first (only) frame of a PNG/JPEG (or PNM) to grayscale.

@@ -21,6 +21,8 @@ pub mod mail;
 pub mod metadata;
 pub mod ocr;
 pub mod pdf;
+pub mod pdfa;
+pub mod pool;
 pub mod preview;
 pub mod searchable;
 pub mod settings;
@@ -438,205 +440,189 @@ pub fn plain_text(bytes: &[u8]) -> Extraction {
     }
 }
 
-/// Runs extraction in a child process with a time limit, a memory limit and its own process
-/// group (so renderers it starts die with it).
+/// Runs parsers in the sandbox: long-lived worker processes ([`pool`]) with a time limit per
+/// job, a memory limit and their own process group (so renderers they start die with them).
 #[derive(Debug, Clone)]
 pub struct Extractor {
     /// The `poststelle` executable (its hidden `extract-worker` command does the work).
     pub exe: PathBuf,
-    /// Options passed to the worker.
+    /// Options passed to the workers.
     pub options: ExtractOptions,
-    /// Wall-clock limit.
+    /// Wall-clock limit per job.
     pub timeout: Duration,
     /// Address-space limit in bytes (0 = none).
     pub memory_limit: u64,
+    pool: pool::Pool,
 }
 
 impl Extractor {
-    /// Builds an extractor from settings; `exe` is normally `std::env::current_exe()`.
+    /// Builds an extractor from settings; `exe` is normally `std::env::current_exe()`. Its pool
+    /// has `settings.workers` workers, started when first needed.
     pub fn new(exe: PathBuf, settings: &settings::ExtractSettings) -> Self {
+        let options: ExtractOptions = settings.into();
+        let pool = pool::Pool::new(
+            pool::WorkerCommand {
+                exe: exe.clone(),
+                options: serde_json::to_string(&options).unwrap_or_default(),
+                memory_limit: settings.memory_limit_bytes,
+            },
+            settings.workers,
+        );
         Self {
             exe,
-            options: settings.into(),
+            options,
             timeout: settings.timeout,
             memory_limit: settings.memory_limit_bytes,
+            pool,
         }
     }
 
-    /// Extracts the file at `path` (of type `media`).
-    pub async fn extract(&self, path: &Path, media: MediaType) -> Result<Extraction, ExtractError> {
-        let out_dir = tempfile::Builder::new()
-            .prefix("poststelle-extract")
-            .tempdir()
-            .map_err(|e| ExtractError::Io(e.to_string()))?;
-        let json = self
-            .run(Job::Extract, path, media, out_dir.path(), self.timeout)
-            .await?;
-        serde_json::from_slice::<Result<Extraction, ExtractError>>(&json)
-            .map_err(|e| ExtractError::Crashed(format!("unreadable worker result: {e}")))?
+    /// Process ids of the idle workers (for tests).
+    pub fn worker_pids(&self) -> Vec<u32> {
+        self.pool.worker_pids()
     }
 
-    /// Makes the searchable PDF (page images + OCR text layer) of the scan at `path`, under
-    /// the memory limit of extraction and its time limit per page (`pages` as far as known;
-    /// at most ten times the extraction limit); returns the PDF's bytes.
+    /// Extracts the file at `path` (of type `media`): page 1 first, more pages only while text
+    /// is missing.
+    pub async fn extract(
+        &self,
+        path: &Path,
+        media: MediaType,
+        urgency: pool::Urgency,
+    ) -> Result<Extraction, ExtractError> {
+        let json = self
+            .run(Job::Extract, path, media, None, urgency)
+            .await?
+            .json;
+        decode(&json)
+    }
+
+    /// Recognises page `page` (1-based) of a scan; `None` when the scan has no such page.
+    pub async fn ocr_page(
+        &self,
+        path: &Path,
+        media: MediaType,
+        page: u32,
+        urgency: pool::Urgency,
+    ) -> Result<Option<Page>, ExtractError> {
+        let json = self
+            .run(Job::OcrPage(page), path, media, None, urgency)
+            .await?
+            .json;
+        decode(&json)
+    }
+
+    /// Makes the searchable PDF (page images + invisible text layer, PDF/A-2b where the input
+    /// allows) of the scan at `path` from its recognised `pages`; returns the PDF's bytes and
+    /// what was made.
     pub async fn searchable_pdf(
         &self,
         path: &Path,
         media: MediaType,
-        pages: u32,
-    ) -> Result<Vec<u8>, ExtractError> {
-        let timeout = self
-            .timeout
-            .saturating_mul(pages.clamp(1, self.options.max_pages.clamp(1, 10)));
-        self.pdf_job(Job::SearchablePdf, path, media, timeout).await
+        pages: &[Page],
+        urgency: pool::Urgency,
+    ) -> Result<(Vec<u8>, searchable::Made), ExtractError> {
+        let io = |e: std::io::Error| ExtractError::Io(e.to_string());
+        let input = tempfile::Builder::new()
+            .prefix("poststelle-pages")
+            .tempdir()
+            .map_err(io)?;
+        let list = input.path().join("pages.json");
+        let json = serde_json::to_vec(pages).map_err(|e| ExtractError::Io(e.to_string()))?;
+        std::fs::write(&list, json).map_err(io)?;
+        let done = self
+            .run(Job::SearchablePdf, path, media, Some(&list), urgency)
+            .await?;
+        let made: searchable::Made = decode(&done.json)?;
+        let pdf = std::fs::read(done.dir.path().join("result.pdf")).map_err(io)?;
+        Ok((pdf, made))
     }
 
     /// Makes the delivery PDF of the e-mail at `path` (header fields, body, list of
-    /// attachments; see [`mail::render_pdf`]) in the sandbox, under the limits of extraction.
-    pub async fn mail_pdf(&self, path: &Path) -> Result<Vec<u8>, ExtractError> {
-        self.pdf_job(Job::MailPdf, path, MediaType::Eml, self.timeout)
-            .await
+    /// attachments; see [`mail::render_pdf`]) in the sandbox; returns the PDF's bytes.
+    pub async fn mail_pdf(
+        &self,
+        path: &Path,
+        urgency: pool::Urgency,
+    ) -> Result<Vec<u8>, ExtractError> {
+        let done = self
+            .run(Job::MailPdf, path, MediaType::Eml, None, urgency)
+            .await?;
+        decode::<()>(&done.json)?;
+        std::fs::read(done.dir.path().join("result.pdf"))
+            .map_err(|e| ExtractError::Io(e.to_string()))
     }
 
     /// Draws page `page` (1-based) of the scan or PDF at `path` as a PNG for the web desk, in
-    /// the sandbox under the limits of extraction; returns the PNG's bytes.
+    /// the sandbox ahead of other work (a person waits); returns the PNG's bytes.
     pub async fn page_image(
         &self,
         path: &Path,
         media: MediaType,
         page: u32,
     ) -> Result<Vec<u8>, ExtractError> {
-        let out_dir = tempfile::Builder::new()
-            .prefix("poststelle-page")
-            .tempdir()
-            .map_err(|e| ExtractError::Io(e.to_string()))?;
-        let json = self
+        let done = self
             .run(
                 Job::PageImage(page),
                 path,
                 media,
-                out_dir.path(),
-                self.timeout,
+                None,
+                pool::Urgency::interactive(),
             )
             .await?;
-        serde_json::from_slice::<Result<(), ExtractError>>(&json)
-            .map_err(|e| ExtractError::Crashed(format!("unreadable worker result: {e}")))??;
-        std::fs::read(out_dir.path().join("result.png"))
+        decode::<()>(&done.json)?;
+        std::fs::read(done.dir.path().join("result.png"))
             .map_err(|e| ExtractError::Io(e.to_string()))
     }
 
-    /// Runs a job that writes `result.pdf`; returns the PDF's bytes.
-    async fn pdf_job(
-        &self,
-        job: Job,
-        path: &Path,
-        media: MediaType,
-        timeout: Duration,
-    ) -> Result<Vec<u8>, ExtractError> {
-        let out_dir = tempfile::Builder::new()
-            .prefix("poststelle-pdf")
-            .tempdir()
-            .map_err(|e| ExtractError::Io(e.to_string()))?;
-        let json = self.run(job, path, media, out_dir.path(), timeout).await?;
-        serde_json::from_slice::<Result<(), ExtractError>>(&json)
-            .map_err(|e| ExtractError::Crashed(format!("unreadable worker result: {e}")))??;
-        std::fs::read(out_dir.path().join("result.pdf"))
-            .map_err(|e| ExtractError::Io(e.to_string()))
-    }
-
-    /// Runs one worker job in the sandbox; returns the JSON result it wrote.
+    /// Runs one job on a pooled worker; returns its JSON result and the directory beside it
+    /// (files the job made).
     async fn run(
         &self,
         job: Job,
         path: &Path,
         media: MediaType,
-        out_dir: &Path,
-        timeout: Duration,
-    ) -> Result<Vec<u8>, ExtractError> {
-        let out = out_dir.join("result.json");
-        let opts =
-            serde_json::to_string(&self.options).map_err(|e| ExtractError::Io(e.to_string()))?;
-        let mut cmd = tokio::process::Command::new(&self.exe);
-        cmd.arg("extract-worker")
-            .arg("--job")
-            .arg(job.as_arg())
-            .arg("--media")
-            .arg(media.mime())
-            .arg("--options")
-            .arg(&opts)
-            .arg("--out")
-            .arg(&out)
-            .arg(path)
-            // One OCR thread per worker: parallelism comes from documents, not from inside Tesseract.
-            .env("OMP_THREAD_LIMIT", "1")
-            .env("TMPDIR", out_dir)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .process_group(0);
-        let limit = self.memory_limit;
-        // SAFETY: only async-signal-safe calls (setrlimit) between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                if limit > 0 {
-                    let rl = libc::rlimit {
-                        rlim_cur: limit as libc::rlim_t,
-                        rlim_max: limit as libc::rlim_t,
-                    };
-                    if libc::setrlimit(libc::RLIMIT_AS, &rl) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                }
-                Ok(())
-            });
-        }
-        let child = cmd
-            .spawn()
-            .map_err(|e| ExtractError::Io(format!("cannot start {}: {e}", self.exe.display())))?;
-        let pid = child.id();
-        let waited = tokio::time::timeout(timeout, child.wait_with_output()).await;
-        let output = match waited {
-            Ok(r) => r.map_err(|e| ExtractError::Io(e.to_string()))?,
-            Err(_) => {
-                if let Some(pid) = pid {
-                    // Kill the whole group: the worker and any renderer it started.
-                    // SAFETY: plain syscall on a process group we created.
-                    unsafe {
-                        libc::kill(-(pid as i32), libc::SIGKILL);
-                    }
-                }
-                return Err(ExtractError::Timeout(timeout.as_secs()));
-            }
+        pages: Option<&Path>,
+        urgency: pool::Urgency,
+    ) -> Result<JobOutput, ExtractError> {
+        let dir = tempfile::Builder::new()
+            .prefix("poststelle-job")
+            .tempdir()
+            .map_err(|e| ExtractError::Io(e.to_string()))?;
+        let out = dir.path().join("result.json");
+        let request = pool::Request {
+            job: job.as_arg(),
+            media: media.mime().to_string(),
+            file: path.to_path_buf(),
+            out: out.clone(),
+            pages: pages.map(Path::to_path_buf),
         };
-        match std::fs::read(&out) {
-            Ok(json) => Ok(json),
-            Err(_) => {
-                let stderr = String::from_utf8_lossy(&output.stderr);
-                let tail: String = stderr
-                    .chars()
-                    .rev()
-                    .take(400)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .collect();
-                Err(ExtractError::Crashed(format!(
-                    "{}; {}",
-                    output.status,
-                    tail.trim()
-                )))
-            }
-        }
+        self.pool.run(&request, self.timeout, urgency).await?;
+        let json = std::fs::read(&out)
+            .map_err(|e| ExtractError::Crashed(format!("the worker wrote no result: {e}")))?;
+        Ok(JobOutput { json, dir })
     }
 }
 
-/// What a worker process does.
+struct JobOutput {
+    json: Vec<u8>,
+    dir: tempfile::TempDir,
+}
+
+fn decode<T: serde::de::DeserializeOwned>(json: &[u8]) -> Result<T, ExtractError> {
+    serde_json::from_slice::<Result<T, ExtractError>>(json)
+        .map_err(|e| ExtractError::Crashed(format!("unreadable worker result: {e}")))?
+}
+
+/// What a worker does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Job {
     /// Extract text (the JSON result is an [`Extraction`]).
     Extract,
-    /// Make a searchable PDF (written next to the JSON result as `result.pdf`).
+    /// Recognise one page (1-based) of a scan (the JSON result is an `Option<Page>`).
+    OcrPage(u32),
+    /// Make a searchable PDF from the recognised pages (written next to the JSON result as
+    /// `result.pdf`; the result is a [`searchable::Made`]).
     SearchablePdf,
     /// Make the delivery PDF of an e-mail (written as `result.pdf`, like the searchable PDF).
     MailPdf,
@@ -645,10 +631,11 @@ pub enum Job {
 }
 
 impl Job {
-    /// The name on the worker's command line.
+    /// The name in a worker request.
     pub fn as_arg(self) -> String {
         match self {
             Job::Extract => "extract".into(),
+            Job::OcrPage(n) => format!("ocr-page:{n}"),
             Job::SearchablePdf => "searchable-pdf".into(),
             Job::MailPdf => "mail-pdf".into(),
             Job::PageImage(n) => format!("page-image:{n}"),
@@ -657,8 +644,12 @@ impl Job {
 
     /// Parses [`Job::as_arg`].
     pub fn parse(s: &str) -> Option<Self> {
+        let page = |n: &str| n.parse().ok().filter(|n: &u32| *n >= 1);
         if let Some(n) = s.strip_prefix("page-image:") {
-            return n.parse().ok().filter(|n| *n >= 1).map(Job::PageImage);
+            return page(n).map(Job::PageImage);
+        }
+        if let Some(n) = s.strip_prefix("ocr-page:") {
+            return page(n).map(Job::OcrPage);
         }
         [Job::Extract, Job::SearchablePdf, Job::MailPdf]
             .into_iter()
@@ -680,67 +671,48 @@ fn panic_error<T>(media: MediaType, p: Box<dyn std::any::Any + Send>) -> Result<
     })
 }
 
-/// The worker side of [`Job::SearchablePdf`]: writes the PDF to `result.pdf` beside `out` and
-/// the JSON result to `out`.
-pub fn run_searchable_worker(
-    path: &Path,
+/// The worker side of one job: runs it (panics are caught and reported as errors of the
+/// input), writes files it makes beside `out` and its JSON result to `out`.
+pub fn run_job(
+    job: Job,
     media: MediaType,
-    opts: &ExtractOptions,
-    out: &Path,
-) -> std::io::Result<()> {
-    let pdf = out.with_file_name("result.pdf");
-    let result = std::panic::catch_unwind(|| searchable::make(path, media, opts, &pdf))
-        .unwrap_or_else(|p| panic_error(media, p));
-    write_result(&result, out)
-}
-
-/// The worker side of [`Job::MailPdf`]: writes the e-mail's PDF to `result.pdf` beside `out`
-/// and the JSON result to `out`.
-pub fn run_mail_pdf_worker(path: &Path, opts: &ExtractOptions, out: &Path) -> std::io::Result<()> {
-    let pdf = out.with_file_name("result.pdf");
-    let result = std::panic::catch_unwind(|| {
-        let bytes = std::fs::read(path).map_err(|e| ExtractError::Io(e.to_string()))?;
-        let made = mail::render_pdf(&bytes, opts)?;
-        std::fs::write(&pdf, made).map_err(|e| ExtractError::Io(e.to_string()))
-    })
-    .unwrap_or_else(|p| panic_error(MediaType::Eml, p));
-    write_result(&result, out)
-}
-
-/// The worker side of [`Job::PageImage`]: writes the page's PNG to `result.png` beside `out`
-/// and the JSON result to `out`.
-pub fn run_page_image_worker(
     path: &Path,
-    media: MediaType,
-    page: u32,
-    opts: &ExtractOptions,
     out: &Path,
+    pages: Option<&Path>,
+    opts: &ExtractOptions,
 ) -> std::io::Result<()> {
-    let png = out.with_file_name("result.png");
-    let result = std::panic::catch_unwind(|| {
-        let made = preview::page_png(path, media, page, opts)?;
-        std::fs::write(&png, made).map_err(|e| ExtractError::Io(e.to_string()))
-    })
-    .unwrap_or_else(|p| panic_error(media, p));
-    write_result(&result, out)
+    let io = |e: std::io::Error| ExtractError::Io(e.to_string());
+    match job {
+        Job::Extract => guarded(media, out, || extract_in_process(path, media, opts)),
+        Job::OcrPage(n) => guarded(media, out, || ocr::page(path, media, n, opts)),
+        Job::SearchablePdf => guarded(media, out, || {
+            let pages: Vec<Page> = match pages {
+                Some(p) => {
+                    let json = std::fs::read(p).map_err(io)?;
+                    serde_json::from_slice(&json).map_err(|e| ExtractError::Io(e.to_string()))?
+                }
+                None => Vec::new(),
+            };
+            searchable::make(path, media, opts, &pages, &out.with_file_name("result.pdf"))
+        }),
+        Job::MailPdf => guarded(media, out, || {
+            let bytes = std::fs::read(path).map_err(io)?;
+            let made = mail::render_pdf(&bytes, opts)?;
+            std::fs::write(out.with_file_name("result.pdf"), made).map_err(io)
+        }),
+        Job::PageImage(n) => guarded(media, out, || {
+            let made = preview::page_png(path, media, n, opts)?;
+            std::fs::write(out.with_file_name("result.png"), made).map_err(io)
+        }),
+    }
 }
 
-fn write_result(result: &Result<(), ExtractError>, out: &Path) -> std::io::Result<()> {
-    let json = serde_json::to_vec(result).map_err(std::io::Error::other)?;
-    let tmp = out.with_extension("tmp");
-    std::fs::write(&tmp, json)?;
-    std::fs::rename(tmp, out)
-}
-
-/// The worker side: extracts one file and writes the JSON result to `out`. Panics are caught and
-/// reported as errors of the input.
-pub fn run_worker(
-    path: &Path,
+fn guarded<T: Serialize>(
     media: MediaType,
-    opts: &ExtractOptions,
     out: &Path,
+    work: impl FnOnce() -> Result<T, ExtractError>,
 ) -> std::io::Result<()> {
-    let result = std::panic::catch_unwind(|| extract_in_process(path, media, opts))
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
         .unwrap_or_else(|p| panic_error(media, p));
     let json = serde_json::to_vec(&result).map_err(std::io::Error::other)?;
     let tmp = out.with_extension("tmp");

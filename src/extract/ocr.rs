@@ -1,7 +1,82 @@
-//! Tesseract OCR with word boxes (TSV output), one engine per worker process.
+//! Tesseract OCR with word boxes (TSV output), one engine per worker process: loaded for the
+//! first page and kept for every later page and document the worker reads ([`with_engine`]).
 
 use super::image::Gray;
-use super::{ExtractError, ExtractOptions, Page, Word};
+use super::{ExtractError, ExtractOptions, MediaType, Page, Word};
+use std::cell::RefCell;
+use std::path::Path;
+
+thread_local! {
+    static ENGINE: RefCell<Option<Engine>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with this thread's engine, initialising it on first use (and again when the
+/// language or data directory changes).
+pub fn with_engine<T>(
+    opts: &ExtractOptions,
+    f: impl FnOnce(&mut Engine) -> Result<T, ExtractError>,
+) -> Result<T, ExtractError> {
+    let tessdata = opts.tessdata.as_ref().map(|p| p.display().to_string());
+    ENGINE.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let fits = slot
+            .as_ref()
+            .is_some_and(|e| e.language == opts.language && e.tessdata == tessdata);
+        if !fits {
+            *slot = None;
+            *slot = Some(Engine::new(opts)?);
+        }
+        match slot.as_mut() {
+            Some(engine) => f(engine),
+            None => Err(ExtractError::Ocr("no OCR engine".into())),
+        }
+    })
+}
+
+/// Recognises page `page` (1-based) of the scan at `path`; `None` when it has no such page.
+/// PDFs are rendered as 8-bit gray at the configured resolution; images are decoded.
+pub fn page(
+    path: &Path,
+    media: MediaType,
+    page: u32,
+    opts: &ExtractOptions,
+) -> Result<Option<Page>, ExtractError> {
+    let io = |e: std::io::Error| ExtractError::Io(e.to_string());
+    let (img, dpi) = match media {
+        MediaType::Pdf => {
+            let pgm = match super::pdf::render_page(path, page, opts.dpi) {
+                Ok(p) => p,
+                Err(e) if e.contains("Wrong page range") => return Ok(None),
+                Err(e) => return Err(ExtractError::BrokenPdf(e)),
+            };
+            (
+                super::image::decode_pnm_gray(&pgm, opts.max_image_pixels)?,
+                opts.dpi,
+            )
+        }
+        MediaType::Png | MediaType::Jpeg => {
+            if page != 1 {
+                return Ok(None);
+            }
+            let bytes = std::fs::read(path).map_err(io)?;
+            let img = super::image::decode_single(&bytes, opts.max_image_pixels)?;
+            (img, 300)
+        }
+        MediaType::Tiff => {
+            let bytes = std::fs::read(path).map_err(io)?;
+            let Some(img) = super::image::tiff_pages(&bytes, opts.max_image_pixels)?
+                .nth(page.saturating_sub(1) as usize)
+            else {
+                return Ok(None);
+            };
+            let img = img?;
+            let dpi = img.dpi.filter(|d| (70..=1200).contains(d)).unwrap_or(300);
+            (img, dpi)
+        }
+        MediaType::Text | MediaType::Xml | MediaType::Eml => return Ok(None),
+    };
+    with_engine(opts, |e| e.recognize(&img, page, dpi)).map(Some)
+}
 
 /// A Tesseract engine, initialised once and reused for every page of a document.
 pub struct Engine {

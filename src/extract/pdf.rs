@@ -54,7 +54,6 @@ pub fn extract(
         page_count.min(opts.max_pages)
     };
     let mut pages = Vec::new();
-    let mut engine = None;
     for n in 1..=last {
         let gray = match render_page(path, n, opts.dpi) {
             Ok(g) => g,
@@ -68,11 +67,7 @@ pub fn extract(
             Err(_) => break,
         };
         let img = super::image::decode_pnm_gray(&gray, opts.max_image_pixels)?;
-        let ocr = match engine.as_mut() {
-            Some(e) => e,
-            None => engine.insert(super::ocr::Engine::new(opts)?),
-        };
-        let page = ocr.recognize(&img, n, opts.dpi)?;
+        let page = super::ocr::with_engine(opts, |e| e.recognize(&img, n, opts.dpi))?;
         let enough = count_alnum(&page.text) >= opts.min_text_chars;
         pages.push(page);
         if enough {

@@ -38,7 +38,10 @@ impl Default for RawExtract {
             memory_limit_mb: 2048,
             max_pages: 30,
             max_image_megapixels: 80,
-            workers: 2,
+            // One worker per core: OCR is CPU-bound and each worker runs one OCR thread.
+            workers: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
             mail_max_attachments: 20,
             mail_max_depth: 3,
             mail_max_decoded_mb: 50,
@@ -68,7 +71,8 @@ pub struct ExtractSettings {
     pub max_pages: u32,
     /// Largest image accepted, in pixels (image bombs are refused before decoding).
     pub max_image_pixels: u64,
-    /// Documents extracted in parallel.
+    /// Sandboxed workers (long-lived processes, one OCR thread each; default: the number of
+    /// cores): pages recognised in parallel.
     pub workers: usize,
     /// Attachments per e-mail at most (nested messages count with their own).
     pub mail_max_attachments: u32,

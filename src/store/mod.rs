@@ -341,6 +341,22 @@ impl Store {
             .collect()
     }
 
+    /// Like [`Store::ids_in_state`], newest first.
+    pub async fn newest_in_state(&self, state: DocState, limit: i64) -> Result<Vec<DocumentId>> {
+        let rows = sqlx::query(
+            "SELECT id FROM documents WHERE state = ? AND (next_attempt_at IS NULL OR next_attempt_at <= ?) \
+             ORDER BY created_at DESC, id DESC LIMIT ?",
+        )
+        .bind(state.as_str())
+        .bind(now_str())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok(DocumentId::from_store(r.try_get("id")?)))
+            .collect()
+    }
+
     /// Queued documents whose next delivery attempt is due.
     pub async fn due_for_delivery(&self, limit: i64) -> Result<Vec<DocumentId>> {
         let rows = sqlx::query(

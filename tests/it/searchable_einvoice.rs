@@ -144,6 +144,92 @@ fn a_scanned_tiff_is_delivered_as_a_searchable_pdf_with_metadata() {
     assert_eq!(view["metadata"]["letter_date"], "2025-02-03", "{view}");
 }
 
+/// The API's view of a document: its row, metadata and audit events.
+fn show(d: &TestApp, id: &str) -> serde_json::Value {
+    reqwest::blocking::Client::new()
+        .get(d.url(&format!("/api/documents/{id}")))
+        .bearer_auth(&d.token)
+        .send()
+        .expect("show")
+        .json()
+        .expect("json")
+}
+
+fn event_detail(view: &serde_json::Value, kind: &str) -> serde_json::Value {
+    view["events"]
+        .as_array()
+        .and_then(|e| e.iter().find(|e| e["kind"] == kind))
+        .map(|e| {
+            let d = &e["detail"];
+            match d.as_str() {
+                Some(s) => serde_json::from_str(s).unwrap_or(serde_json::Value::Null),
+                None => d.clone(),
+            }
+        })
+        .unwrap_or_else(|| panic!("no {kind} event: {view}"))
+}
+
+#[test]
+fn a_scanned_pdf_keeps_its_page_images_gets_a_text_layer_and_each_page_is_read_once() {
+    let d = spawn_app(&[]);
+    let install = &*d;
+    let (p1, p2) = bauantrag_pages();
+    let p3 = noisy(
+        render(
+            &letter_pdf(&[
+                (25.0, 40.0, 14.0, "Anlage Lageplan"),
+                (
+                    25.0,
+                    55.0,
+                    11.0,
+                    "Grenzabstand zum Nachbargrundstück drei Meter.",
+                ),
+            ]),
+            300,
+        ),
+        8,
+    );
+    let scan = scan_pdf_pages(&[&p1, &p2, &p3], 300);
+    install.drop_file("scan-0004.pdf", &scan);
+    let delivered = wait_for("delivery", LONG, || {
+        let d = install.delivered();
+        (d.len() == 1).then_some(d)
+    });
+    let (mailbox, pdf) = &delivered[0];
+    assert_eq!(mailbox, "63");
+    let bytes = std::fs::read(pdf).expect("read");
+    // Every page is searchable (routing read page 1 only).
+    let text = tool("pdftotext", &["-enc", "UTF-8"], pdf, &["-"]).replace("-\n", "");
+    for word in ["Wintergarten", "Baubeschreibung", "Grenzabstand"] {
+        assert!(text.contains(word), "{word} missing: {text}");
+    }
+    // The page images are the scanner's own streams, byte for byte, and the PDF is the scan
+    // plus its text layer (font, text and PDF/A parts: a few kilobytes per page).
+    for page in [&p1, &p2, &p3] {
+        let jpeg = scan_jpeg(page);
+        assert!(
+            bytes.windows(jpeg.len()).any(|w| w == jpeg.as_slice()),
+            "a page image was re-encoded"
+        );
+    }
+    assert!(
+        bytes.len() < scan.len() + 60_000,
+        "{} bytes delivered for a {} byte scan",
+        bytes.len(),
+        scan.len()
+    );
+    // Each page was recognised once: routing read page 1, the PDF the other two.
+    let sc = sidecar(pdf);
+    let id = sc["document_id"].as_str().expect("id");
+    let view = show(&d, id);
+    let extracted = event_detail(&view, "extracted");
+    let linked = event_detail(&view, "rendition_linked");
+    assert_eq!(extracted["pages_read"], 1, "{extracted}");
+    assert_eq!(linked["recognised_after_routing"], 2, "{linked}");
+    assert_eq!(linked["text_pages"], 3, "{linked}");
+    assert_eq!(linked["pdfa"], true, "{linked}");
+}
+
 #[test]
 fn sigkill_after_delivering_a_searchable_pdf_redelivers_the_same_bytes() {
     let install = Install::new();

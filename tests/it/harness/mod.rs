@@ -240,20 +240,43 @@ pub fn tiff(pages: &[&image::GrayImage]) -> Vec<u8> {
 
 /// A scanned PDF: the page image as JPEG, no text layer.
 pub fn scan_pdf(img: &image::GrayImage, dpi: u32) -> Vec<u8> {
+    scan_pdf_pages(&[img], dpi)
+}
+
+/// The JPEG a scanned page is stored as in [`scan_pdf_pages`].
+pub fn scan_jpeg(img: &image::GrayImage) -> Vec<u8> {
     let mut jpeg = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 75)
         .encode_image(img)
         .expect("jpeg");
-    let (w, h) = (img.width(), img.height());
-    let (pw, ph) = (w as f32 * 72.0 / dpi as f32, h as f32 * 72.0 / dpi as f32);
-    let content = format!("q {pw:.2} 0 0 {ph:.2} 0 0 cm /Im0 Do Q");
-    write_pdf(&[
+    jpeg
+}
+
+/// A scanned PDF of several pages: each page one JPEG image, no text layer.
+pub fn scan_pdf_pages(pages: &[&image::GrayImage], dpi: u32) -> Vec<u8> {
+    let kids: Vec<String> = (0..pages.len())
+        .map(|i| format!("{} 0 R", 3 + 3 * i))
+        .collect();
+    let mut objects = vec![
         b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
-        format!("<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {pw:.2} {ph:.2}] /Resources << /XObject << /Im0 4 0 R >> >> /Contents 5 0 R >>").into_bytes(),
-        stream(&format!("/Type /XObject /Subtype /Image /Width {w} /Height {h} /ColorSpace /DeviceGray /BitsPerComponent 8 /Filter /DCTDecode"), &jpeg),
-        stream("", content.as_bytes()),
-    ])
+        format!(
+            "<< /Type /Pages /Kids [{}] /Count {} >>",
+            kids.join(" "),
+            pages.len()
+        )
+        .into_bytes(),
+    ];
+    for (i, img) in pages.iter().enumerate() {
+        let jpeg = scan_jpeg(img);
+        let (w, h) = (img.width(), img.height());
+        let (pw, ph) = (w as f32 * 72.0 / dpi as f32, h as f32 * 72.0 / dpi as f32);
+        let content = format!("q {pw:.2} 0 0 {ph:.2} 0 0 cm /Im0 Do Q");
+        let n = 3 + 3 * i;
+        objects.push(format!("<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {pw:.2} {ph:.2}] /Resources << /XObject << /Im0 {} 0 R >> >> /Contents {} 0 R >>", n + 1, n + 2).into_bytes());
+        objects.push(stream(&format!("/Type /XObject /Subtype /Image /Width {w} /Height {h} /ColorSpace /DeviceGray /BitsPerComponent 8 /Filter /DCTDecode"), &jpeg));
+        objects.push(stream("", content.as_bytes()));
+    }
+    write_pdf(&objects)
 }
 
 /// A DIN 5008 letter (form B) to a department, as lines for [`letter_pdf`].

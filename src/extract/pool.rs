@@ -1,0 +1,637 @@
+//! Long-lived sandboxed workers: one process per configured worker, each with its OCR engine
+//! loaded once and reused for many jobs, fed one job at a time over a pipe.
+//!
+//! The sandbox is the one every parser runs in ([`super::Extractor`]): its own process group,
+//! an address-space limit, one OCR thread, a private temporary directory. Every job keeps its
+//! own wall-clock limit: a worker that does not answer in time is killed with its whole process
+//! group (renderers it started included) and replaced; a worker that dies (crash, memory limit)
+//! is replaced as well, and only the job it was doing gets the reason. A worker is also retired
+//! after [`MAX_JOBS_PER_WORKER`] jobs, so that what a parser leaks cannot add up.
+//!
+//! Jobs wait for a free worker in three classes ([`Priority`]): a person waiting on the web
+//! desk first, then page 1 of newly arrived documents (routing waits for it), then the rest
+//! (later pages and renditions of documents already routed). Among the routing jobs the pool
+//! alternates between the newest and the oldest waiting document: a letter that arrives while a
+//! backlog drains is routed within a page's time, and the backlog still drains oldest first.
+
+use super::{ExtractError, Job, MediaType};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, ChildStdout};
+use tokio::sync::oneshot;
+
+/// Jobs a worker does before it is replaced by a fresh process.
+pub const MAX_JOBS_PER_WORKER: u32 = 200;
+
+/// How urgent a job is. Lower runs first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Priority {
+    /// A person waits for the result (a page image on the web desk).
+    Interactive = 0,
+    /// Page 1 of a document: its routing waits for it.
+    Route = 1,
+    /// Later pages, searchable PDFs and other renditions of routed documents.
+    Background = 2,
+}
+
+/// A job's place in the queue: its class and, within the class, an order key (the document's
+/// arrival time in milliseconds; page numbers may be added for the background class).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Urgency {
+    /// The class.
+    pub priority: Priority,
+    /// Order within the class: background jobs run smallest first; routing jobs alternate
+    /// between the smallest and the largest.
+    pub order: i64,
+}
+
+impl Urgency {
+    /// A job a person waits for.
+    pub fn interactive() -> Self {
+        Self {
+            priority: Priority::Interactive,
+            order: 0,
+        }
+    }
+
+    /// Page 1 of the document that arrived at `arrived_ms`.
+    pub fn route(arrived_ms: i64) -> Self {
+        Self {
+            priority: Priority::Route,
+            order: arrived_ms,
+        }
+    }
+
+    /// Background work of the document that arrived at `arrived_ms`.
+    pub fn background(arrived_ms: i64) -> Self {
+        Self {
+            priority: Priority::Background,
+            order: arrived_ms,
+        }
+    }
+}
+
+/// One job as sent to a worker (one JSON line on its standard input).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Request {
+    /// [`Job::as_arg`].
+    pub job: String,
+    /// The input's MIME type.
+    pub media: String,
+    /// The input file.
+    pub file: PathBuf,
+    /// Where the JSON result goes (files the job makes go beside it).
+    pub out: PathBuf,
+    /// A JSON file with the pages already recognised (for the searchable PDF).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pages: Option<PathBuf>,
+}
+
+/// How workers are started.
+#[derive(Debug, Clone)]
+pub struct WorkerCommand {
+    /// The `poststelle` executable.
+    pub exe: PathBuf,
+    /// Extraction options as JSON (the same for every job).
+    pub options: String,
+    /// Address-space limit in bytes (0 = none).
+    pub memory_limit: u64,
+}
+
+/// The pool of long-lived workers.
+#[derive(Debug, Clone)]
+pub struct Pool {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    command: WorkerCommand,
+    slots: Mutex<Slots>,
+    idle: Mutex<Vec<Worker>>,
+}
+
+#[derive(Debug)]
+struct Slots {
+    free: usize,
+    seq: u64,
+    /// Waiting jobs per class, keyed by (order, arrival sequence).
+    waiting: [BTreeMap<(i64, u64), oneshot::Sender<Slot>>; 3],
+    /// Whether the next routing job is the newest (else the oldest).
+    newest_next: bool,
+}
+
+impl Slots {
+    /// The next waiting job to hand a free worker to.
+    fn next_waiter(&mut self) -> Option<oneshot::Sender<Slot>> {
+        if let Some((_, tx)) = self.waiting[Priority::Interactive as usize].pop_first() {
+            return Some(tx);
+        }
+        let route = &mut self.waiting[Priority::Route as usize];
+        if !route.is_empty() {
+            let newest = self.newest_next;
+            self.newest_next = !newest;
+            let next = if newest {
+                route.pop_last()
+            } else {
+                route.pop_first()
+            };
+            return next.map(|(_, tx)| tx);
+        }
+        self.waiting[Priority::Background as usize]
+            .pop_first()
+            .map(|(_, tx)| tx)
+    }
+}
+
+/// The right to use one worker; handed on to the next waiting job when dropped.
+#[derive(Debug)]
+struct Slot {
+    inner: Option<Arc<Inner>>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.take() {
+            release(&inner);
+        }
+    }
+}
+
+fn release(inner: &Arc<Inner>) {
+    let mut slots = lock(&inner.slots);
+    while let Some(tx) = slots.next_waiter() {
+        match tx.send(Slot {
+            inner: Some(inner.clone()),
+        }) {
+            Ok(()) => return,
+            // The waiter gave up (its task was cancelled): try the next one.
+            Err(mut slot) => slot.inner = None,
+        }
+    }
+    slots.free += 1;
+}
+
+impl Pool {
+    /// A pool of at most `size` workers (at least 1), started on demand.
+    pub fn new(command: WorkerCommand, size: usize) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                command,
+                slots: Mutex::new(Slots {
+                    free: size.max(1),
+                    seq: 0,
+                    waiting: Default::default(),
+                    newest_next: true,
+                }),
+                idle: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    async fn acquire(&self, urgency: Urgency) -> Result<Slot, ExtractError> {
+        let rx = {
+            let mut slots = lock(&self.inner.slots);
+            if slots.free > 0 && slots.waiting.iter().all(|q| q.is_empty()) {
+                slots.free -= 1;
+                return Ok(Slot {
+                    inner: Some(self.inner.clone()),
+                });
+            }
+            let (tx, rx) = oneshot::channel();
+            slots.seq += 1;
+            let key = (urgency.order, slots.seq);
+            slots.waiting[urgency.priority as usize].insert(key, tx);
+            rx
+        };
+        rx.await
+            .map_err(|_| ExtractError::Io("worker pool closed".into()))
+    }
+
+    /// Runs one job on a worker under `timeout` (counted from when a worker takes it, not
+    /// while it waits); returns when the worker has written its result.
+    pub async fn run(
+        &self,
+        request: &Request,
+        timeout: Duration,
+        urgency: Urgency,
+    ) -> Result<(), ExtractError> {
+        let slot = self.acquire(urgency).await?;
+        let idle = lock(&self.inner.idle).pop();
+        let mut worker = match idle {
+            Some(w) => w,
+            None => Worker::spawn(&self.inner.command)?,
+        };
+        let result = worker.call(request, timeout).await;
+        match &result {
+            Ok(()) if worker.jobs < MAX_JOBS_PER_WORKER => lock(&self.inner.idle).push(worker),
+            Ok(()) => worker.retire().await,
+            Err(_) => worker.kill(),
+        }
+        drop(slot);
+        result
+    }
+
+    /// Process ids of the running workers (for tests and metrics).
+    pub fn worker_pids(&self) -> Vec<u32> {
+        lock(&self.inner.idle)
+            .iter()
+            .filter_map(|w| w.pid)
+            .collect()
+    }
+}
+
+/// One worker process.
+#[derive(Debug)]
+struct Worker {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    pid: Option<u32>,
+    jobs: u32,
+    stderr: Arc<Mutex<String>>,
+    alive: bool,
+    // Dropped (removed) with the worker: what a killed job left behind goes with it.
+    _tmp: tempfile::TempDir,
+}
+
+impl Worker {
+    fn spawn(command: &WorkerCommand) -> Result<Self, ExtractError> {
+        let io = |e: std::io::Error| ExtractError::Io(e.to_string());
+        let tmp = tempfile::Builder::new()
+            .prefix("poststelle-worker")
+            .tempdir()
+            .map_err(io)?;
+        let mut cmd = tokio::process::Command::new(&command.exe);
+        cmd.arg("extract-worker")
+            .arg("--options")
+            .arg(&command.options)
+            // One OCR thread per worker: parallelism comes from workers, not from inside
+            // Tesseract.
+            .env("OMP_THREAD_LIMIT", "1")
+            .env("TMPDIR", tmp.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .process_group(0);
+        let limit = command.memory_limit;
+        // SAFETY: only async-signal-safe calls (setrlimit) between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if limit > 0 {
+                    let rl = libc::rlimit {
+                        rlim_cur: limit as libc::rlim_t,
+                        rlim_max: limit as libc::rlim_t,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_AS, &rl) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().map_err(|e| {
+            ExtractError::Io(format!("cannot start {}: {e}", command.exe.display()))
+        })?;
+        let (Some(stdin), Some(stdout), Some(err)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            return Err(ExtractError::Io("worker pipes missing".into()));
+        };
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let tail = stderr.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(err).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let mut t = lock(&tail);
+                t.push_str(&line);
+                t.push('\n');
+                if t.len() > 4000 {
+                    let cut = t.len() - 2000;
+                    let cut = (cut..t.len())
+                        .find(|i| t.is_char_boundary(*i))
+                        .unwrap_or(t.len());
+                    t.drain(..cut);
+                }
+            }
+        });
+        let pid = child.id();
+        tracing::debug!(pid, "extraction worker started");
+        Ok(Self {
+            child,
+            stdin,
+            stdout: BufReader::new(stdout),
+            pid,
+            jobs: 0,
+            stderr,
+            alive: true,
+            _tmp: tmp,
+        })
+    }
+
+    async fn call(&mut self, request: &Request, timeout: Duration) -> Result<(), ExtractError> {
+        let mut line =
+            serde_json::to_string(request).map_err(|e| ExtractError::Io(e.to_string()))?;
+        line.push('\n');
+        self.jobs += 1;
+        lock(&self.stderr).clear();
+        let exchange = async {
+            self.stdin.write_all(line.as_bytes()).await?;
+            self.stdin.flush().await?;
+            let mut answer = String::new();
+            let n = self.stdout.read_line(&mut answer).await?;
+            Ok::<_, std::io::Error>((n, answer))
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Err(_) => {
+                self.kill();
+                Err(ExtractError::Timeout(timeout.as_secs()))
+            }
+            Ok(Ok((n, answer))) if n > 0 && answer.trim() == "done" => Ok(()),
+            Ok(other) => {
+                // The worker died (crash, memory limit) or said something unexpected.
+                let status =
+                    match tokio::time::timeout(Duration::from_secs(2), self.child.wait()).await {
+                        Ok(Ok(s)) => s.to_string(),
+                        _ => match other {
+                            Ok((_, answer)) => format!("unexpected answer {:?}", answer.trim()),
+                            Err(e) => e.to_string(),
+                        },
+                    };
+                self.kill();
+                // Give the stderr reader a moment to collect the last words.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let tail: String = {
+                    let t = lock(&self.stderr);
+                    let chars: Vec<char> = t.chars().collect();
+                    chars[chars.len().saturating_sub(400)..].iter().collect()
+                };
+                Err(ExtractError::Crashed(format!("{status}; {}", tail.trim())))
+            }
+        }
+    }
+
+    /// Kills the worker's whole process group (the worker and any renderer it started).
+    fn kill(&mut self) {
+        if !self.alive {
+            return;
+        }
+        self.alive = false;
+        if let Some(pid) = self.pid {
+            // SAFETY: plain syscall on a process group we created.
+            unsafe {
+                libc::kill(-(pid as i32), libc::SIGKILL);
+            }
+        }
+        let _ = self.child.start_kill();
+    }
+
+    /// Ends a worker that did its share: closing its input makes it exit.
+    async fn retire(mut self) {
+        let _ = self.stdin.shutdown().await;
+        if tokio::time::timeout(Duration::from_secs(5), self.child.wait())
+            .await
+            .is_err()
+        {
+            self.kill();
+        }
+        self.alive = false;
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        // A job whose task was cancelled (shutdown, a browser that went away) leaves no
+        // process behind.
+        self.kill();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The worker side: reads one [`Request`] per line from standard input, runs it with `run_job`
+/// and answers `done` on the protocol channel when its result is written. Standard output is
+/// redirected to standard error first, so that nothing a library prints can be mistaken for an
+/// answer. Returns when standard input closes.
+pub fn serve(
+    run_job: impl Fn(Job, MediaType, &Path, &Path, Option<&Path>) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    use std::io::{BufRead, Write};
+    use std::os::fd::FromRawFd;
+    // SAFETY: dup/dup2 on the process's own standard descriptors; the duplicate is owned by
+    // the File below and by nothing else.
+    let mut answers = unsafe {
+        let fd = libc::dup(1);
+        if fd < 0 || libc::dup2(2, 1) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        std::fs::File::from_raw_fd(fd)
+    };
+    let stdin = std::io::stdin();
+    for line in stdin.lock().lines() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let req: Request = serde_json::from_str(&line).map_err(std::io::Error::other)?;
+        let job = Job::parse(&req.job)
+            .ok_or_else(|| std::io::Error::other(format!("unknown job {}", req.job)))?;
+        let media = MediaType::from_mime(&req.media)
+            .ok_or_else(|| std::io::Error::other(format!("unknown media type {}", req.media)))?;
+        run_job(job, media, &req.file, &req.out, req.pages.as_deref())?;
+        trim_heap();
+        answers.write_all(b"done\n")?;
+        answers.flush()?;
+    }
+    Ok(())
+}
+
+/// Gives freed heap memory back to the system between jobs, so an idle worker does not keep
+/// the peak of its largest page.
+fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: glibc's malloc_trim has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slots() -> Slots {
+        Slots {
+            free: 0,
+            seq: 0,
+            waiting: Default::default(),
+            newest_next: true,
+        }
+    }
+
+    fn wait(s: &mut Slots, u: Urgency) -> oneshot::Receiver<Slot> {
+        let (tx, rx) = oneshot::channel();
+        s.seq += 1;
+        let key = (u.order, s.seq);
+        s.waiting[u.priority as usize].insert(key, tx);
+        rx
+    }
+
+    /// A stand-in worker: a shell script speaking the line protocol. It appends its pid to
+    /// `pids`, answers `done`, dies on a job whose file name contains "crash" and sleeps (in a
+    /// child process, like a renderer) on one that contains "hang".
+    fn script_pool(dir: &Path, size: usize) -> Pool {
+        use std::os::unix::fs::PermissionsExt;
+        let script = dir.join("worker.sh");
+        let pids = dir.join("pids");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\nwhile read -r line; do\n  echo $$ >> {pids}\n  case \"$line\" in\n    *crash*) echo dying >&2; exit 3 ;;\n    *hang*) sleep 30 ;;\n  esac\n  echo done\ndone\n",
+                pids = pids.display()
+            ),
+        )
+        .expect("script");
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        Pool::new(
+            WorkerCommand {
+                exe: script,
+                options: "{}".into(),
+                memory_limit: 0,
+            },
+            size,
+        )
+    }
+
+    fn request(name: &str) -> Request {
+        Request {
+            job: "extract".into(),
+            media: "image/png".into(),
+            file: PathBuf::from(name),
+            out: PathBuf::from("/nonexistent/result.json"),
+            pages: None,
+        }
+    }
+
+    fn pids(dir: &Path) -> Vec<String> {
+        std::fs::read_to_string(dir.join("pids"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_worker_serves_many_jobs_and_one_that_dies_or_hangs_is_replaced() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pool = script_pool(dir.path(), 1);
+        let t = Duration::from_secs(5);
+        for name in ["a.png", "b.png", "c.png"] {
+            pool.run(&request(name), t, Urgency::route(0))
+                .await
+                .expect("job");
+        }
+        let seen = pids(dir.path());
+        assert_eq!(seen.len(), 3);
+        assert!(seen.iter().all(|p| *p == seen[0]), "one process: {seen:?}");
+
+        let crashed = pool.run(&request("crash.png"), t, Urgency::route(0)).await;
+        match crashed {
+            Err(ExtractError::Crashed(why)) => {
+                assert!(why.contains("exit status: 3"), "{why}");
+                assert!(why.contains("dying"), "stderr kept: {why}");
+            }
+            other => panic!("expected a crash, got {other:?}"),
+        }
+        pool.run(&request("d.png"), t, Urgency::route(0))
+            .await
+            .expect("the next job runs on a fresh worker");
+        let seen = pids(dir.path());
+        assert_ne!(seen[4], seen[0], "replaced: {seen:?}");
+
+        let started = std::time::Instant::now();
+        let hung = pool
+            .run(
+                &request("hang.png"),
+                Duration::from_secs(1),
+                Urgency::route(0),
+            )
+            .await;
+        assert!(matches!(hung, Err(ExtractError::Timeout(1))), "{hung:?}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let hung_pid = pids(dir.path())[5].clone();
+        pool.run(&request("e.png"), t, Urgency::route(0))
+            .await
+            .expect("and again a fresh worker");
+        let seen = pids(dir.path());
+        assert_ne!(seen[6], hung_pid);
+        // The hung worker's whole process group is gone (its sleeping child included).
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let pgid = hung_pid.trim();
+        let living: Vec<String> = std::fs::read_dir("/proc")
+            .expect("proc")
+            .flatten()
+            .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+            .filter(|stat| {
+                // After the command's closing parenthesis: state, ppid, pgrp.
+                let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                f.len() > 2 && f[2] == pgid && f[0] != "Z"
+            })
+            .collect();
+        assert!(
+            living.is_empty(),
+            "the timed-out worker's process group was killed: {living:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn two_workers_run_two_jobs_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pool = script_pool(dir.path(), 2);
+        let t = Duration::from_secs(5);
+        let (ra, rb) = (request("a.png"), request("b.png"));
+        let (a, b) = tokio::join!(
+            pool.run(&ra, t, Urgency::route(0)),
+            pool.run(&rb, t, Urgency::background(0)),
+        );
+        a.expect("a");
+        b.expect("b");
+        let mut seen = pids(dir.path());
+        seen.dedup();
+        assert_eq!(seen.len(), 2, "{seen:?}");
+    }
+
+    #[test]
+    fn people_first_then_routing_alternating_newest_and_oldest_then_the_rest() {
+        let mut s = slots();
+        let mut rxs = vec![
+            ("bg-old", wait(&mut s, Urgency::background(1))),
+            ("route-1", wait(&mut s, Urgency::route(1))),
+            ("route-2", wait(&mut s, Urgency::route(2))),
+            ("route-3", wait(&mut s, Urgency::route(3))),
+            ("bg-new", wait(&mut s, Urgency::background(9))),
+            ("desk", wait(&mut s, Urgency::interactive())),
+        ];
+        let mut order = Vec::new();
+        while let Some(tx) = s.next_waiter() {
+            let _ = tx.send(Slot { inner: None });
+            let i = rxs
+                .iter_mut()
+                .position(|(_, rx)| rx.try_recv().is_ok())
+                .expect("one receiver got the slot");
+            order.push(rxs.remove(i).0);
+        }
+        assert_eq!(
+            order,
+            ["desk", "route-3", "route-1", "route-2", "bg-old", "bg-new"]
+        );
+    }
+}
