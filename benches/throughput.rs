@@ -1061,7 +1061,25 @@ fn throughput(opts: &Options) -> bool {
             })
         );
     }
+    keep_if_asked(install);
     valid
+}
+
+/// With `POSTSTELLE_BENCH_KEEP=1` a copy of the install (database, daemon log, delivered files)
+/// is kept for a look at the audit trail; its path is printed on stderr.
+fn keep_if_asked(install: Install) {
+    if std::env::var_os("POSTSTELLE_BENCH_KEEP").is_some() {
+        let to = std::env::temp_dir().join(format!("poststelle-bench-{}", std::process::id()));
+        let copied = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(install.dir.path())
+            .arg(&to)
+            .status()
+            .is_ok_and(|s| s.success());
+        if copied {
+            eprintln!("install kept: {}", to.display());
+        }
+    }
 }
 
 /// A letter dropped into a backlog of `m` documents, against one dropped into the idle daemon.

@@ -44,6 +44,14 @@ pub fn page(
     let io = |e: std::io::Error| ExtractError::Io(e.to_string());
     let (img, dpi) = match media {
         MediaType::Pdf => {
+            let bytes = std::fs::read(path).map_err(io)?;
+            let stored = lopdf::Document::load_mem(&bytes)
+                .ok()
+                .filter(|d| !d.is_encrypted())
+                .and_then(|d| super::pdf::stored_page_image(&d, page, opts.max_image_pixels));
+            if let Some((img, dpi)) = stored {
+                return with_engine(opts, |e| e.recognize(&img, page, dpi)).map(Some);
+            }
             let pgm = match super::pdf::render_page(path, page, opts.dpi) {
                 Ok(p) => p,
                 Err(e) if e.contains("Wrong page range") => return Ok(None),

@@ -1,5 +1,6 @@
 //! PDF: text layer first; pages without usable text are rendered (`pdftoppm`) and OCR'd.
 
+use super::image::Gray;
 use super::{ExtractError, ExtractOptions, Extraction, MediaType, Method, Page, count_alnum};
 use std::path::Path;
 use std::process::Command;
@@ -10,14 +11,15 @@ pub fn extract(
     path: &Path,
     opts: &ExtractOptions,
 ) -> Result<Extraction, ExtractError> {
-    let (page_count, encrypted, invoice) = match lopdf::Document::load_mem(bytes) {
-        Ok(doc) => (
+    let parsed = lopdf::Document::load_mem(bytes).ok();
+    let (page_count, encrypted, invoice) = match &parsed {
+        Some(doc) => (
             doc.get_pages().len() as u32,
             doc.is_encrypted(),
-            embedded_invoice(&doc),
+            embedded_invoice(doc),
         ),
         // Damaged structure: poppler may still reconstruct it; the renderer decides below.
-        Err(_) => (0, looks_encrypted(bytes), None),
+        None => (0, looks_encrypted(bytes), None),
     };
     if let Ok(pages) = pdf_extract::extract_text_from_mem_by_pages(bytes) {
         let first_ok = pages
@@ -55,19 +57,28 @@ pub fn extract(
     };
     let mut pages = Vec::new();
     for n in 1..=last {
-        let gray = match render_page(path, n, opts.dpi) {
-            Ok(g) => g,
-            Err(e) if n == 1 => {
-                return Err(if encrypted {
-                    ExtractError::Encrypted(e)
-                } else {
-                    ExtractError::BrokenPdf(e)
-                });
-            }
-            Err(_) => break,
+        let stored = parsed
+            .as_ref()
+            .filter(|d| !d.is_encrypted())
+            .and_then(|d| stored_page_image(d, n, opts.max_image_pixels));
+        let (img, dpi) = match stored {
+            Some(found) => found,
+            None => match render_page(path, n, opts.dpi) {
+                Ok(g) => (
+                    super::image::decode_pnm_gray(&g, opts.max_image_pixels)?,
+                    opts.dpi,
+                ),
+                Err(e) if n == 1 => {
+                    return Err(if encrypted {
+                        ExtractError::Encrypted(e)
+                    } else {
+                        ExtractError::BrokenPdf(e)
+                    });
+                }
+                Err(_) => break,
+            },
         };
-        let img = super::image::decode_pnm_gray(&gray, opts.max_image_pixels)?;
-        let page = super::ocr::with_engine(opts, |e| e.recognize(&img, n, opts.dpi))?;
+        let page = super::ocr::with_engine(opts, |e| e.recognize(&img, n, dpi))?;
         let enough = count_alnum(&page.text) >= opts.min_text_chars;
         pages.push(page);
         if enough {
@@ -90,6 +101,193 @@ fn embedded_invoice(doc: &lopdf::Document) -> Option<crate::domain::InvoiceInfo>
     super::einvoice::parse(&xml, Some("zugferd"))
         .ok()
         .map(|(info, _)| info)
+}
+
+/// Resolutions at which a page's stored image is read as it is; outside them the page is
+/// rendered at the configured resolution.
+const USABLE_DPI: std::ops::RangeInclusive<f32> = 240.0..=600.0;
+
+/// The image of page `page` (1-based) as the scanner stored it, with its resolution, when the
+/// page is nothing but one image covering it (as scanners write PDFs) at a usable resolution
+/// and in a form read here (8-bit JPEG, or Flate-compressed 8-bit or 1-bit gray / 8-bit RGB);
+/// else `None` and the page is rendered. Saves rendering and resampling a page that is
+/// already a bitmap.
+pub(crate) fn stored_page_image(
+    doc: &lopdf::Document,
+    page: u32,
+    max_pixels: u64,
+) -> Option<(Gray, u32)> {
+    use lopdf::Object;
+    let id = *doc.get_pages().get(&page)?;
+    let dict = doc.get_dictionary(id).ok()?;
+    let inherited = |key: &[u8]| -> Option<Object> {
+        let mut d = dict;
+        for _ in 0..32 {
+            if let Ok(v) = d.get(key) {
+                return doc.dereference(v).ok().map(|(_, o)| o.clone());
+            }
+            d = doc
+                .get_dictionary(d.get(b"Parent").ok()?.as_reference().ok()?)
+                .ok()?;
+        }
+        None
+    };
+    let num = |o: &Object| match o {
+        Object::Integer(i) => Some(*i as f32),
+        Object::Real(r) => Some(*r),
+        _ => None,
+    };
+    if inherited(b"Rotate").as_ref().and_then(num).unwrap_or(0.0) != 0.0 {
+        return None;
+    }
+    let media: Vec<f32> = inherited(b"MediaBox")?
+        .as_array()
+        .ok()?
+        .iter()
+        .filter_map(num)
+        .collect();
+    let [x0, y0, x1, y1] = media[..] else {
+        return None;
+    };
+    let (pw, ph) = (x1 - x0, y1 - y0);
+    // A scanner's content stream is a few operators; anything larger is not a bare image page.
+    let raw: usize = doc
+        .get_page_contents(id)
+        .iter()
+        .filter_map(|c| doc.get_object(*c).ok()?.as_stream().ok())
+        .map(|s| s.content.len())
+        .sum();
+    if raw > 4096 || pw <= 0.0 || ph <= 0.0 {
+        return None;
+    }
+    let content = doc.get_page_content(id).ok()?;
+    let ops = lopdf::content::Content::decode(&content).ok()?.operations;
+    let mut ctm = [1.0f32, 0.0, 0.0, 1.0, 0.0, 0.0];
+    let mut saved = Vec::new();
+    let mut drawn = None;
+    for op in &ops {
+        match op.operator.as_str() {
+            "q" => saved.push(ctm),
+            "Q" => ctm = saved.pop()?,
+            "cm" => {
+                let m: Vec<f32> = op.operands.iter().filter_map(num).collect();
+                let [a, b, c, d, e, f] = m[..] else {
+                    return None;
+                };
+                let t = ctm;
+                ctm = [
+                    a * t[0] + b * t[2],
+                    a * t[1] + b * t[3],
+                    c * t[0] + d * t[2],
+                    c * t[1] + d * t[3],
+                    e * t[0] + f * t[2] + t[4],
+                    e * t[1] + f * t[3] + t[5],
+                ];
+            }
+            "Do" if drawn.is_none() => {
+                drawn = Some((op.operands.first()?.as_name().ok()?.to_vec(), ctm))
+            }
+            _ => return None,
+        }
+    }
+    let (name, [a, b, c, d, e, f]) = drawn?;
+    let close = |x: f32, y: f32| (x - y).abs() <= 0.01 * pw.max(ph);
+    if b != 0.0 || c != 0.0 || !close(a, pw) || !close(d, ph) || !close(e, x0) || !close(f, y0) {
+        return None;
+    }
+    let resources = inherited(b"Resources")?;
+    let xobjects = resources.as_dict().ok()?.get(b"XObject").ok()?;
+    let (_, xobjects) = doc.dereference(xobjects).ok()?;
+    let (_, image) = doc
+        .dereference(xobjects.as_dict().ok()?.get(&name).ok()?)
+        .ok()?;
+    let image = image.as_stream().ok()?;
+    let idict = &image.dict;
+    if idict.get(b"Subtype").ok()?.as_name().ok()? != b"Image"
+        || idict.has(b"ImageMask")
+        || idict.has(b"Decode")
+        || idict.has(b"DecodeParms")
+    {
+        return None;
+    }
+    let w = u32::try_from(idict.get(b"Width").ok()?.as_i64().ok()?).ok()?;
+    let h = u32::try_from(idict.get(b"Height").ok()?.as_i64().ok()?).ok()?;
+    if w == 0 || h == 0 || u64::from(w) * u64::from(h) > max_pixels {
+        return None;
+    }
+    let dpi = w as f32 * 72.0 / pw;
+    let dpi_y = h as f32 * 72.0 / ph;
+    if !USABLE_DPI.contains(&dpi) || (dpi - dpi_y).abs() > 0.02 * dpi {
+        return None;
+    }
+    let components = match doc.dereference(idict.get(b"ColorSpace").ok()?).ok()?.1 {
+        Object::Name(n) if n == b"DeviceGray" => 1,
+        Object::Name(n) if n == b"DeviceRGB" => 3,
+        Object::Array(a) if a.first().and_then(|o| o.as_name().ok()) == Some(b"ICCBased") => {
+            let profile = doc.dereference(a.get(1)?).ok()?.1.as_stream().ok()?;
+            match profile.dict.get(b"N").ok()?.as_i64().ok()? {
+                1 => 1,
+                3 => 3,
+                _ => return None,
+            }
+        }
+        _ => return None,
+    };
+    let bits = idict.get(b"BitsPerComponent").ok()?.as_i64().ok()?;
+    let filters = image.filters().ok()?;
+    let pixels = match (filters.as_slice(), bits, components) {
+        ([b"DCTDecode"], 8, _) => {
+            let g = super::image::decode_single(&image.content, max_pixels).ok()?;
+            (g.width == w && g.height == h).then_some(g.pixels)?
+        }
+        ([b"FlateDecode"], 8 | 1, _) => {
+            let row = (w as usize * components * bits as usize).div_ceil(8);
+            let data = inflate(&image.content, row * h as usize)?;
+            match (bits, components) {
+                (8, 1) => data,
+                (8, _) => data
+                    .chunks_exact(3)
+                    .map(|p| {
+                        ((p[0] as u32 * 299 + p[1] as u32 * 587 + p[2] as u32 * 114) / 1000) as u8
+                    })
+                    .collect(),
+                (_, 1) => (0..h as usize)
+                    .flat_map(|y| {
+                        let data = &data;
+                        (0..w as usize).map(move |x| {
+                            if data[y * row + x / 8] & (0x80 >> (x % 8)) != 0 {
+                                255
+                            } else {
+                                0
+                            }
+                        })
+                    })
+                    .collect(),
+                _ => return None,
+            }
+        }
+        _ => return None,
+    };
+    (pixels.len() == w as usize * h as usize).then_some((
+        Gray {
+            width: w,
+            height: h,
+            pixels,
+            dpi: Some(dpi.round() as u32),
+        },
+        dpi.round() as u32,
+    ))
+}
+
+/// Inflates a zlib stream to exactly `expected` bytes; more (a bomb) or less is refused.
+fn inflate(data: &[u8], expected: usize) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut out = Vec::with_capacity(expected);
+    flate2::read::ZlibDecoder::new(data)
+        .take(expected as u64 + 1)
+        .read_to_end(&mut out)
+        .ok()?;
+    (out.len() == expected).then_some(out)
 }
 
 /// Renders one page to an 8-bit grayscale PGM with poppler's `pdftoppm`.
@@ -137,4 +335,119 @@ fn tidy(s: &str) -> String {
         out.push('\n');
     }
     out.trim_matches('\n').to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lopdf::{Document, Object, Stream, dictionary};
+
+    /// A one-page PDF whose page draws `image` with `content`.
+    fn pdf_with(image: Stream, content: &str, rotate: i64) -> Document {
+        let mut doc = Document::with_version("1.4");
+        let pages = doc.new_object_id();
+        let image = doc.add_object(image);
+        let content = doc.add_object(Stream::new(dictionary! {}, content.as_bytes().to_vec()));
+        let page = doc.add_object(dictionary! {
+            "Type" => "Page",
+            "Parent" => pages,
+            "MediaBox" => vec![0.into(), 0.into(), Object::Real(595.2), Object::Real(842.4)],
+            "Rotate" => rotate,
+            "Resources" => dictionary! { "XObject" => dictionary! { "Im0" => image } },
+            "Contents" => content,
+        });
+        doc.objects.insert(
+            pages,
+            Object::Dictionary(dictionary! {
+                "Type" => "Pages", "Kids" => vec![page.into()], "Count" => 1,
+            }),
+        );
+        let catalog = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages });
+        doc.trailer.set("Root", catalog);
+        doc
+    }
+
+    fn jpeg_image(w: u32, h: u32) -> Stream {
+        let mut img = image::GrayImage::from_pixel(w, h, image::Luma([255]));
+        img.put_pixel(3, 3, image::Luma([0]));
+        let mut jpeg = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut jpeg, image::ImageFormat::Jpeg)
+            .expect("jpeg");
+        Stream::new(
+            dictionary! {
+                "Type" => "XObject", "Subtype" => "Image", "Width" => w as i64,
+                "Height" => h as i64, "ColorSpace" => "DeviceGray", "BitsPerComponent" => 8,
+                "Filter" => "DCTDecode",
+            },
+            jpeg.into_inner(),
+        )
+    }
+
+    const FULL_PAGE: &str = "q 595.2 0 0 842.4 0 0 cm /Im0 Do Q";
+
+    #[test]
+    fn a_scanners_page_image_is_taken_as_it_is_stored() {
+        // 2480 x 3510 pixels on 595.2 x 842.4 pt: 300 dpi.
+        let doc = pdf_with(jpeg_image(2480, 3510), FULL_PAGE, 0);
+        let (img, dpi) = stored_page_image(&doc, 1, 100_000_000).expect("taken");
+        assert_eq!((img.width, img.height, dpi), (2480, 3510, 300));
+        assert!(
+            img.pixels.iter().any(|p| *p < 128),
+            "the dark pixel survives"
+        );
+        assert!(
+            stored_page_image(&doc, 2, 100_000_000).is_none(),
+            "no page 2"
+        );
+        assert!(
+            stored_page_image(&doc, 1, 1_000_000).is_none(),
+            "the pixel limit holds"
+        );
+    }
+
+    #[test]
+    fn pages_that_are_more_than_one_image_are_rendered() {
+        let text = format!("{FULL_PAGE} BT /F1 12 Tf (x) Tj ET");
+        for (doc, why) in [
+            (pdf_with(jpeg_image(2480, 3510), &text, 0), "text on top"),
+            (pdf_with(jpeg_image(2480, 3510), FULL_PAGE, 90), "rotated"),
+            (
+                pdf_with(jpeg_image(2480, 3510), "q 300 0 0 400 0 0 cm /Im0 Do Q", 0),
+                "covers part of the page",
+            ),
+            (pdf_with(jpeg_image(827, 1170), FULL_PAGE, 0), "100 dpi"),
+        ] {
+            assert!(stored_page_image(&doc, 1, 100_000_000).is_none(), "{why}");
+        }
+    }
+
+    #[test]
+    fn a_flate_bilevel_page_is_unpacked_and_a_bomb_is_refused() {
+        use std::io::Write;
+        let (w, h) = (2480u32, 3510u32);
+        let row = (w as usize).div_ceil(8);
+        let mut bits = vec![0xFFu8; row * h as usize];
+        bits[0] = 0x7F; // the first pixel is black
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        z.write_all(&bits).expect("zlib");
+        let stream = |data: Vec<u8>| {
+            Stream::new(
+                dictionary! {
+                    "Type" => "XObject", "Subtype" => "Image", "Width" => w as i64,
+                    "Height" => h as i64, "ColorSpace" => "DeviceGray",
+                    "BitsPerComponent" => 1, "Filter" => "FlateDecode",
+                },
+                data,
+            )
+        };
+        let doc = pdf_with(stream(z.finish().expect("zlib")), FULL_PAGE, 0);
+        let (img, _) = stored_page_image(&doc, 1, 100_000_000).expect("taken");
+        assert_eq!(img.pixels[0], 0);
+        assert_eq!(img.pixels[1], 255);
+        // More data than the image's size: refused, not inflated without end.
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        z.write_all(&vec![0u8; bits.len() * 4]).expect("zlib");
+        let doc = pdf_with(stream(z.finish().expect("zlib")), FULL_PAGE, 0);
+        assert!(stored_page_image(&doc, 1, 100_000_000).is_none());
+    }
 }

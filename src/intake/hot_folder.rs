@@ -40,8 +40,10 @@ impl HotFolder {
     /// Runs until cancelled.
     pub async fn run(mut self, cancel: CancellationToken) {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(16);
-        let watcher = notify::recommended_watcher(move |_res: notify::Result<notify::Event>| {
-            let _ = tx.try_send(());
+        let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            if res.as_ref().map_or(true, |e| announces_a_file(&e.kind)) {
+                let _ = tx.try_send(());
+            }
         })
         .and_then(|mut w| {
             w.watch(&self.settings.inbox, notify::RecursiveMode::NonRecursive)?;
@@ -164,5 +166,98 @@ impl HotFolder {
             // Committed already: the next scan recognises the bytes and moves it then.
             tracing::error!(file = %path.display(), error = %e, "could not move to processed");
         }
+    }
+}
+
+/// Whether a watcher event can mean a new or changed file in the inbox. Reading the inbox
+/// (the scan opens the directory and the files it takes) produces access events; reacting to
+/// those would make every scan trigger the next one, a loop that keeps a core busy.
+fn announces_a_file(kind: &notify::EventKind) -> bool {
+    use notify::EventKind;
+    use notify::event::{AccessKind, AccessMode, ModifyKind};
+    match kind {
+        EventKind::Create(_) | EventKind::Any | EventKind::Other => true,
+        EventKind::Modify(ModifyKind::Metadata(_)) => false,
+        EventKind::Modify(_) => true,
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) | EventKind::Remove(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::EventKind;
+    use notify::event::{
+        AccessKind, AccessMode, CreateKind, DataChange, MetadataKind, ModifyKind, RenameMode,
+    };
+
+    #[test]
+    fn only_events_that_can_bring_a_file_wake_the_scan() {
+        for kind in [
+            EventKind::Create(CreateKind::File),
+            EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+        ] {
+            assert!(announces_a_file(&kind), "{kind:?}");
+        }
+        for kind in [
+            EventKind::Access(AccessKind::Open(AccessMode::Any)),
+            EventKind::Access(AccessKind::Close(AccessMode::Read)),
+            EventKind::Access(AccessKind::Read),
+            EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime)),
+        ] {
+            assert!(!announces_a_file(&kind), "{kind:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_idle_hot_folder_does_not_keep_scanning() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            if let Ok(e) = res {
+                let _ = tx.send(e.kind);
+            }
+        })
+        .expect("watcher");
+        watcher
+            .watch(dir.path(), notify::RecursiveMode::NonRecursive)
+            .expect("watch");
+        std::fs::write(dir.path().join("brief.pdf"), b"%PDF-").expect("write");
+        // What a scan does: list the directory and read the file.
+        let _ = std::fs::read_dir(dir.path()).expect("list").count();
+        let _ = std::fs::read(dir.path().join("brief.pdf")).expect("read");
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let mut waking = Vec::new();
+        let mut seen = 0;
+        while let Ok(kind) = rx.try_recv() {
+            seen += 1;
+            if announces_a_file(&kind) {
+                waking.push(kind);
+            }
+        }
+        assert!(seen > 0, "the watcher reports");
+        assert!(!waking.is_empty(), "writing the file wakes the scan");
+        assert!(
+            waking
+                .iter()
+                .all(|k| !matches!(k, EventKind::Access(AccessKind::Open(_) | AccessKind::Read))),
+            "{waking:?}"
+        );
+        // Reading alone (a scan that takes nothing) wakes nothing.
+        let _ = std::fs::read_dir(dir.path()).expect("list").count();
+        let _ = std::fs::read(dir.path().join("brief.pdf")).expect("read");
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let mut after = Vec::new();
+        while let Ok(kind) = rx.try_recv() {
+            after.push(kind);
+        }
+        assert!(!after.is_empty(), "reading is reported: {after:?}");
+        assert!(
+            after.iter().all(|k| !announces_a_file(k)),
+            "a scan that only reads must not wake the next scan: {after:?}"
+        );
     }
 }
