@@ -676,6 +676,9 @@ Notes:
 """
 
 
+THROUGHPUT_MARKER = "<!-- throughput of scans: recorded from benches/throughput.rs; kept by baselines.py -->"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
@@ -715,7 +718,15 @@ def main():
     print("\nQuality (straight-through at precision >= 98 %)\n" + quality)
     print("\nRatios baseline / ours (to model alone / to rules + model)\n" + ratios)
     print("\nSpeed\n" + speed_t)
-    args.output.write_text(markdown(results), encoding="utf-8")
+    # The scan throughput section (benches/throughput.rs) is recorded by hand below a marker
+    # and kept when this script rewrites the file.
+    kept = ""
+    if args.output.exists():
+        old = args.output.read_text(encoding="utf-8")
+        at = old.find(THROUGHPUT_MARKER)
+        if at >= 0:
+            kept = "\n" + old[at:]
+    args.output.write_text(markdown(results) + kept, encoding="utf-8")
     print(f"\nwrote {args.output}", file=sys.stderr)
     if args.json:
         slim = dict(results)

@@ -1218,6 +1218,7 @@ fn backlog(opts: &Options, m: usize) -> bool {
             })
         );
     }
+    keep_if_asked(install);
     true
 }
 

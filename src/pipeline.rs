@@ -784,7 +784,7 @@ impl Pipeline {
 
 /// When the document arrived, in milliseconds since 1970 (its place in the worker queue).
 fn arrived_ms(doc: &DocumentRow) -> i64 {
-    chrono::DateTime::parse_from_rfc3339(&doc.created_at)
+    chrono::DateTime::parse_from_rfc3339(&doc.arrived_at)
         .map(|t| t.timestamp_millis())
         .unwrap_or(0)
 }

@@ -63,7 +63,12 @@ impl HotFolder {
         loop {
             if last_full.elapsed() >= self.settings.rescan || !self.seen.is_empty() {
                 last_full = Instant::now();
-                self.scan().await;
+                if self.scan().await {
+                    // Settled files are still waiting: look again at once (a file that
+                    // arrived meanwhile is seen, and may be taken, in the next pass).
+                    tokio::task::yield_now().await;
+                    continue;
+                }
             }
             tokio::select! {
                 _ = cancel.cancelled() => break,
@@ -78,15 +83,19 @@ impl HotFolder {
         drop(watcher);
     }
 
-    /// One pass over the inbox: take every file that has settled.
-    pub async fn scan(&mut self) {
+    /// One pass over the inbox: take settled files, at most [`TAKE_PER_PASS`] of them: the
+    /// newest first, then the oldest. A scanner that dumps a stack of a thousand files is taken
+    /// in short passes, and a letter dropped meanwhile is taken within a pass or two instead of
+    /// after the whole stack. Returns whether settled files are left for the next pass.
+    pub async fn scan(&mut self) -> bool {
         let entries = match std::fs::read_dir(&self.settings.inbox) {
             Ok(e) => e,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read inbox");
-                return;
+                return false;
             }
         };
+        let mut settled = Vec::new();
         let mut present = Vec::new();
         for entry in entries.flatten() {
             let path = entry.path();
@@ -105,8 +114,9 @@ impl HotFolder {
             match self.seen.get(&path) {
                 Some((len, mtime, since)) if (*len, *mtime) == key => {
                     if now.duration_since(*since) >= self.settings.settle {
-                        self.seen.remove(&path);
-                        self.take(&path, &name).await;
+                        // Ordered by when the file was first seen here: its arrival (a
+                        // renamed file keeps an older modification time).
+                        settled.push((*since, name, path));
                     }
                 }
                 _ => {
@@ -114,10 +124,21 @@ impl HotFolder {
                 }
             }
         }
+        let present: std::collections::HashSet<PathBuf> = present.into_iter().collect();
         self.seen.retain(|p, _| present.contains(p));
+        settled.sort();
+        let left = settled.len() > TAKE_PER_PASS;
+        let newest = if left { settled.pop() } else { None };
+        for (since, name, path) in newest.into_iter().chain(settled).take(TAKE_PER_PASS) {
+            self.seen.remove(&path);
+            let arrived = chrono::Utc::now()
+                - chrono::Duration::from_std(since.elapsed()).unwrap_or_default();
+            self.take(&path, &name, arrived).await;
+        }
+        left
     }
 
-    async fn take(&self, path: &Path, name: &str) {
+    async fn take(&self, path: &Path, name: &str, arrived: chrono::DateTime<chrono::Utc>) {
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
             Err(e) => {
@@ -127,7 +148,7 @@ impl HotFolder {
         };
         let outcome = match self
             .intake
-            .ingest(SOURCE, name, &bytes, self.settings.max_file_bytes)
+            .ingest_arrived(SOURCE, name, &bytes, self.settings.max_file_bytes, arrived)
             .await
         {
             Ok(o) => o,
@@ -168,6 +189,9 @@ impl HotFolder {
         }
     }
 }
+
+/// Files taken in one pass over the inbox at most (see [`HotFolder::scan`]).
+const TAKE_PER_PASS: usize = 16;
 
 /// Whether a watcher event can mean a new or changed file in the inbox. Reading the inbox
 /// (the scan opens the directory and the files it takes) produces access events; reacting to

@@ -60,6 +60,20 @@ impl Intake {
         self.ingest_by(source, source, name, bytes, max_bytes).await
     }
 
+    /// Like [`Intake::ingest`], for a file that reached its source at `arrived` (first seen in
+    /// the hot folder), before this commit.
+    pub async fn ingest_arrived(
+        &self,
+        source: &str,
+        name: &str,
+        bytes: &[u8],
+        max_bytes: u64,
+        arrived: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Outcome, IntakeError> {
+        self.commit(source, source, name, bytes, max_bytes, Some(arrived))
+            .await
+    }
+
     /// Like [`Intake::ingest`], with the person or machine that handed the file in as the
     /// `received` event's actor (an upload's account).
     pub async fn ingest_by(
@@ -69,6 +83,19 @@ impl Intake {
         name: &str,
         bytes: &[u8],
         max_bytes: u64,
+    ) -> Result<Outcome, IntakeError> {
+        self.commit(source, actor, name, bytes, max_bytes, None)
+            .await
+    }
+
+    async fn commit(
+        &self,
+        source: &str,
+        actor: &str,
+        name: &str,
+        bytes: &[u8],
+        max_bytes: u64,
+        arrived_at: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<Outcome, IntakeError> {
         if bytes.len() as u64 > max_bytes {
             let reason = format!(
@@ -96,6 +123,7 @@ impl Intake {
                     original_name: name.to_string(),
                     media_type: media.mime().to_string(),
                     size_bytes: bytes.len() as i64,
+                    arrived_at,
                 },
                 actor,
             )

@@ -132,6 +132,7 @@ mod tests {
                     original_name: "a.png".into(),
                     media_type: "image/png".into(),
                     size_bytes: 1,
+                    arrived_at: None,
                 },
                 "t",
             )

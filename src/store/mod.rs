@@ -106,6 +106,10 @@ pub struct DocumentRow {
     pub failed_stage: Option<DocState>,
     /// Arrival time.
     pub created_at: String,
+    /// When it reached its source, if earlier than the commit (a scan waiting in the hot
+    /// folder); else the commit time. Orders the sandbox's work on page 1: a letter that
+    /// arrives while a stack of scans is being taken in counts as newer than the whole stack.
+    pub arrived_at: String,
     /// Last change.
     pub updated_at: String,
 }
@@ -123,6 +127,9 @@ pub struct NewDocument {
     pub media_type: String,
     /// Size in bytes.
     pub size_bytes: i64,
+    /// When the document reached its source (a file first seen in the hot folder), if that
+    /// was before the commit; orders the work on page 1 (see [`DocumentRow::arrived_at`]).
+    pub arrived_at: Option<chrono::DateTime<Utc>>,
 }
 
 /// Result of [`Store::insert_received`].
@@ -179,7 +186,7 @@ pub struct Store {
 }
 
 const DOC_COLUMNS: &str = "id, sha256, source, original_name, media_type, size_bytes, state, mailbox, \
-     confidence, decided_by, decision, reason, attempts, next_attempt_at, delivery_ref, failed_stage, created_at, updated_at";
+     confidence, decided_by, decision, reason, attempts, next_attempt_at, delivery_ref, failed_stage, created_at, COALESCE(arrived_at, created_at) AS arrived_at, updated_at";
 
 impl Store {
     /// Opens the database at `url` (`sqlite://path`), creating it and applying migrations.
@@ -230,8 +237,8 @@ impl Store {
         let id = DocumentId::new();
         let now = now_str();
         sqlx::query(
-            "INSERT INTO documents (id, sha256, source, original_name, media_type, size_bytes, state, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO documents (id, sha256, source, original_name, media_type, size_bytes, state, created_at, arrived_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(id.as_str())
         .bind(&doc.sha256)
@@ -241,6 +248,7 @@ impl Store {
         .bind(doc.size_bytes)
         .bind(DocState::Received.as_str())
         .bind(&now)
+        .bind(doc.arrived_at.map(fmt_time))
         .bind(&now)
         .execute(&mut *tx)
         .await?;
@@ -341,11 +349,11 @@ impl Store {
             .collect()
     }
 
-    /// Like [`Store::ids_in_state`], newest first.
+    /// Like [`Store::ids_in_state`], the latest arrivals first (see [`DocumentRow::arrived_at`]).
     pub async fn newest_in_state(&self, state: DocState, limit: i64) -> Result<Vec<DocumentId>> {
         let rows = sqlx::query(
             "SELECT id FROM documents WHERE state = ? AND (next_attempt_at IS NULL OR next_attempt_at <= ?) \
-             ORDER BY created_at DESC, id DESC LIMIT ?",
+             ORDER BY COALESCE(arrived_at, created_at) DESC, id DESC LIMIT ?",
         )
         .bind(state.as_str())
         .bind(now_str())
@@ -1121,6 +1129,7 @@ fn doc_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<DocumentRow> {
             .map(|s| parse_state(&s))
             .transpose()?,
         created_at: r.try_get("created_at")?,
+        arrived_at: r.try_get("arrived_at")?,
         updated_at: r.try_get("updated_at")?,
     })
 }
@@ -1143,7 +1152,39 @@ mod tests {
             original_name: "a.pdf".into(),
             media_type: "application/pdf".into(),
             size_bytes: 3,
+            arrived_at: None,
         }
+    }
+
+    #[tokio::test]
+    async fn a_letter_that_arrived_last_is_the_newest_even_if_committed_earlier() {
+        let (_d, s) = store().await;
+        let insert = |sha: &'static str, arrived: Option<chrono::DateTime<Utc>>| {
+            let s = s.clone();
+            async move {
+                let mut doc = new_doc(sha);
+                doc.arrived_at = arrived;
+                match s.insert_received(&doc, "t").await.expect("insert") {
+                    Inserted::New(id) => id,
+                    Inserted::Duplicate(_) => panic!("new"),
+                }
+            }
+        };
+        // A stack that waited in the hot folder for an hour is committed after the letter
+        // that arrived just now: the letter is still the newest arrival.
+        let letter = insert("aa", None).await;
+        let stack = insert("bb", Some(Utc::now() - chrono::Duration::hours(1))).await;
+        let newest = s
+            .newest_in_state(DocState::Received, 10)
+            .await
+            .expect("newest");
+        assert_eq!(newest, vec![letter.clone(), stack.clone()]);
+        let row = s.get(&stack).await.expect("row");
+        assert!(row.arrived_at < row.created_at, "{row:?}");
+        assert_eq!(
+            s.get(&letter).await.expect("row").arrived_at,
+            s.get(&letter).await.expect("row").created_at
+        );
     }
 
     #[tokio::test]

@@ -362,6 +362,7 @@ mod tests {
             original_name: format!("{sha}.pdf"),
             media_type: "application/pdf".into(),
             size_bytes: 3,
+            arrived_at: None,
         };
         match s.insert_received(&new, "t").await.expect("insert") {
             Inserted::New(id) => id,

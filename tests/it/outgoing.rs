@@ -473,6 +473,7 @@ async fn document(
                 original_name: name.into(),
                 media_type: "text/plain".into(),
                 size_bytes: 10,
+                arrived_at: None,
             },
             "test",
         )
