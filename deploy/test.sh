@@ -56,4 +56,13 @@ t2=$SECONDS
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
 echo "test build: $((t1 - t0)) s, test run: $((t2 - t1)) s"
+# The throughput benchmark in its short form (a few letters, a small backlog) in the test
+# profile: it checks that a batch is delivered as searchable PDFs and that a late letter is
+# routed while a backlog drains; timings are printed, not judged (the full runs and their
+# figures are in BENCHMARKS.md).
+for args in "--quick" "--quick --backlog"; do
+  # shellcheck disable=SC2086
+  cargo test --locked --bench throughput -- $args || status=1
+done
+echo "short benchmarks: $((SECONDS - t2)) s"
 exit "$status"

@@ -164,6 +164,8 @@ impl Application {
         }
         let mut tasks = tokio::task::JoinSet::new();
         let (pipeline, c) = (self.pipeline.clone(), cancel.clone());
+        let warm = self.pipeline.clone();
+        tokio::spawn(async move { warm.extractor.warm_up().await });
         tasks.spawn(async move { pipeline.run(c).await.context("pipeline") });
         if let Some(outgoing) = &self.outgoing {
             let (o, c) = (outgoing.clone(), cancel.clone());

@@ -477,6 +477,23 @@ impl Extractor {
         }
     }
 
+    /// Starts every worker and loads its OCR engine, in the background (after real work), so
+    /// that the first letter does not wait for it. Failures are left to the first real job.
+    pub async fn warm_up(&self) {
+        let jobs = (0..self.pool.size()).map(|_| async {
+            let _ = self
+                .run(
+                    Job::Warm,
+                    Path::new("/dev/null"),
+                    MediaType::Text,
+                    None,
+                    pool::Urgency::background(i64::MAX),
+                )
+                .await;
+        });
+        futures::future::join_all(jobs).await;
+    }
+
     /// Process ids of the idle workers (for tests).
     pub fn worker_pids(&self) -> Vec<u32> {
         self.pool.worker_pids()
@@ -628,6 +645,8 @@ pub enum Job {
     MailPdf,
     /// Draw one page (1-based) as a PNG for people to look at (written as `result.png`).
     PageImage(u32),
+    /// Load the OCR engine and do nothing else (a worker warming up).
+    Warm,
 }
 
 impl Job {
@@ -639,6 +658,7 @@ impl Job {
             Job::SearchablePdf => "searchable-pdf".into(),
             Job::MailPdf => "mail-pdf".into(),
             Job::PageImage(n) => format!("page-image:{n}"),
+            Job::Warm => "warm".into(),
         }
     }
 
@@ -651,7 +671,7 @@ impl Job {
         if let Some(n) = s.strip_prefix("ocr-page:") {
             return page(n).map(Job::OcrPage);
         }
-        [Job::Extract, Job::SearchablePdf, Job::MailPdf]
+        [Job::Extract, Job::SearchablePdf, Job::MailPdf, Job::Warm]
             .into_iter()
             .find(|j| j.as_arg() == s)
     }
@@ -700,6 +720,7 @@ pub fn run_job(
             let made = mail::render_pdf(&bytes, opts)?;
             std::fs::write(out.with_file_name("result.pdf"), made).map_err(io)
         }),
+        Job::Warm => guarded(media, out, || ocr::with_engine(opts, |_| Ok(()))),
         Job::PageImage(n) => guarded(media, out, || {
             let made = preview::page_png(path, media, n, opts)?;
             std::fs::write(out.with_file_name("result.png"), made).map_err(io)

@@ -111,6 +111,7 @@ pub struct Pool {
 #[derive(Debug)]
 struct Inner {
     command: WorkerCommand,
+    size: usize,
     slots: Mutex<Slots>,
     idle: Mutex<Vec<Worker>>,
 }
@@ -182,6 +183,7 @@ impl Pool {
         Self {
             inner: Arc::new(Inner {
                 command,
+                size: size.max(1),
                 slots: Mutex::new(Slots {
                     free: size.max(1),
                     seq: 0,
@@ -234,6 +236,11 @@ impl Pool {
         }
         drop(slot);
         result
+    }
+
+    /// The number of workers.
+    pub fn size(&self) -> usize {
+        self.inner.size
     }
 
     /// Process ids of the running workers (for tests and metrics).

@@ -77,10 +77,26 @@ impl HotFolder {
                     while rx.try_recv().is_ok() {}
                     self.scan().await;
                 }
-                _ = tokio::time::sleep(tick.max(std::time::Duration::from_millis(50))) => {}
+                _ = tokio::time::sleep(self.next_look(tick)) => {}
             }
         }
         drop(watcher);
+    }
+
+    /// How long to wait before the next pass: until the first file seen settles (so a letter
+    /// is taken right when its settle time has passed, not up to a tick later), at most `tick`.
+    fn next_look(&self, tick: std::time::Duration) -> std::time::Duration {
+        let settles = self
+            .seen
+            .values()
+            .map(|(_, _, since)| {
+                (*since + self.settings.settle).saturating_duration_since(Instant::now())
+            })
+            .min();
+        settles.unwrap_or(tick).clamp(
+            std::time::Duration::from_millis(5),
+            tick.max(std::time::Duration::from_millis(50)),
+        )
     }
 
     /// One pass over the inbox: take settled files, at most [`TAKE_PER_PASS`] of them: the
