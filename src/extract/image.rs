@@ -220,6 +220,7 @@ fn tiff_page(
     })
 }
 
-fn luma(p: &[u8]) -> u8 {
+/// The gray value of an RGB(A) pixel (ITU-R BT.601 weights).
+pub(crate) fn luma(p: &[u8]) -> u8 {
     ((p[0] as u32 * 299 + p[1] as u32 * 587 + p[2] as u32 * 114) / 1000) as u8
 }

@@ -119,24 +119,8 @@ pub(crate) fn stored_page_image(
 ) -> Option<(Gray, u32)> {
     use lopdf::Object;
     let id = *doc.get_pages().get(&page)?;
-    let dict = doc.get_dictionary(id).ok()?;
-    let inherited = |key: &[u8]| -> Option<Object> {
-        let mut d = dict;
-        for _ in 0..32 {
-            if let Ok(v) = d.get(key) {
-                return doc.dereference(v).ok().map(|(_, o)| o.clone());
-            }
-            d = doc
-                .get_dictionary(d.get(b"Parent").ok()?.as_reference().ok()?)
-                .ok()?;
-        }
-        None
-    };
-    let num = |o: &Object| match o {
-        Object::Integer(i) => Some(*i as f32),
-        Object::Real(r) => Some(*r),
-        _ => None,
-    };
+    let inherited = |key: &[u8]| inherited(doc, id, key);
+    let num = number;
     if inherited(b"Rotate").as_ref().and_then(num).unwrap_or(0.0) != 0.0 {
         return None;
     }
@@ -245,12 +229,7 @@ pub(crate) fn stored_page_image(
             let data = inflate(&image.content, row * h as usize)?;
             match (bits, components) {
                 (8, 1) => data,
-                (8, _) => data
-                    .chunks_exact(3)
-                    .map(|p| {
-                        ((p[0] as u32 * 299 + p[1] as u32 * 587 + p[2] as u32 * 114) / 1000) as u8
-                    })
-                    .collect(),
+                (8, _) => data.chunks_exact(3).map(super::image::luma).collect(),
                 (_, 1) => (0..h as usize)
                     .flat_map(|y| {
                         let data = &data;
@@ -277,6 +256,33 @@ pub(crate) fn stored_page_image(
         },
         dpi.round() as u32,
     ))
+}
+
+/// A page attribute, looked up through the page tree as PDF inheritance says (at most 32
+/// levels, so a cycle ends).
+pub(crate) fn inherited(
+    doc: &lopdf::Document,
+    page: lopdf::ObjectId,
+    key: &[u8],
+) -> Option<lopdf::Object> {
+    let mut id = page;
+    for _ in 0..32 {
+        let dict = doc.get_dictionary(id).ok()?;
+        if let Ok(v) = dict.get(key) {
+            return doc.dereference(v).ok().map(|(_, o)| o.clone());
+        }
+        id = dict.get(b"Parent").ok()?.as_reference().ok()?;
+    }
+    None
+}
+
+/// A PDF number as `f32`.
+pub(crate) fn number(o: &lopdf::Object) -> Option<f32> {
+    match o {
+        lopdf::Object::Integer(i) => Some(*i as f32),
+        lopdf::Object::Real(r) => Some(*r),
+        _ => None,
+    }
 }
 
 /// Inflates a zlib stream to exactly `expected` bytes; more (a bomb) or less is refused.

@@ -18,6 +18,7 @@
 //! Runs inside the sandboxed worker, under the limits of extraction.
 
 use super::image::{Gray, tiff_pages};
+use super::pdf::{inherited, number};
 use super::{ExtractError, ExtractOptions, MediaType, Page, Word};
 use lopdf::{Dictionary, Document, Object, ObjectId, Stream, dictionary};
 use serde::{Deserialize, Serialize};
@@ -247,27 +248,6 @@ fn onto_pdf(
         text_pages += 1;
     }
     Ok((doc, page_ids.len() as u32, text_pages))
-}
-
-/// A page attribute, looked up through the page tree as PDF inheritance says.
-fn inherited(doc: &Document, page: ObjectId, key: &[u8]) -> Option<Object> {
-    let mut id = page;
-    for _ in 0..32 {
-        let dict = doc.get_dictionary(id).ok()?;
-        if let Ok(v) = dict.get(key) {
-            return doc.dereference(v).ok().map(|(_, o)| o.clone());
-        }
-        id = dict.get(b"Parent").ok()?.as_reference().ok()?;
-    }
-    None
-}
-
-fn number(o: &Object) -> Option<f32> {
-    match o {
-        Object::Integer(i) => Some(*i as f32),
-        Object::Real(r) => Some(*r),
-        _ => None,
-    }
 }
 
 fn add_layer_to_page(
