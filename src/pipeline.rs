@@ -243,7 +243,9 @@ impl Pipeline {
                 });
             }
         }
-        for id in self.store.due_for_delivery(64).await? {
+        // Deliveries in flight (a searchable PDF being made) stay due: look past them.
+        let busy = lock(&self.in_flight).len() as i64;
+        for id in self.store.due_for_delivery(64 + busy).await? {
             if !self.claim(&id) {
                 continue;
             }

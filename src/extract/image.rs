@@ -77,6 +77,29 @@ pub fn extract(
     })
 }
 
+/// Page `index` (0-based) of a TIFF, decoding only that page (earlier pages' directories are
+/// stepped over); `None` when the TIFF has no such page.
+pub(crate) fn tiff_nth_page(
+    bytes: &[u8],
+    index: usize,
+    max_pixels: u64,
+) -> Result<Option<Gray>, ExtractError> {
+    use tiff::decoder::{Decoder, Limits};
+    let bad = |e: tiff::TiffError| ExtractError::BrokenImage(e.to_string());
+    let mut limits = Limits::default();
+    limits.decoding_buffer_size = (max_pixels.saturating_mul(4)).min(usize::MAX as u64) as usize;
+    let mut dec = Decoder::new(Cursor::new(bytes))
+        .map_err(bad)?
+        .with_limits(limits);
+    for _ in 0..index {
+        if !dec.more_images() {
+            return Ok(None);
+        }
+        dec.next_image().map_err(bad)?;
+    }
+    tiff_page(&mut dec, max_pixels).map(Some)
+}
+
 /// Pages of a TIFF (at most `cap`), counted from its directory chain without decoding pixels.
 pub(crate) fn tiff_page_count(bytes: &[u8], cap: u32) -> u32 {
     let Ok(mut dec) = tiff::decoder::Decoder::new(Cursor::new(bytes)) else {

@@ -547,8 +547,17 @@ impl Extractor {
         let list = input.path().join("pages.json");
         let json = serde_json::to_vec(pages).map_err(|e| ExtractError::Io(e.to_string()))?;
         std::fs::write(&list, json).map_err(io)?;
+        // The time limit counts per page (image pages are compressed), up to ten times.
+        let timeout = self.timeout.saturating_mul(pages.len().clamp(1, 10) as u32);
         let done = self
-            .run(Job::SearchablePdf, path, media, Some(&list), urgency)
+            .run_for(
+                Job::SearchablePdf,
+                path,
+                media,
+                Some(&list),
+                urgency,
+                timeout,
+            )
             .await?;
         let made: searchable::Made = decode(&done.json)?;
         let pdf = std::fs::read(done.dir.path().join("result.pdf")).map_err(io)?;
@@ -592,8 +601,8 @@ impl Extractor {
             .map_err(|e| ExtractError::Io(e.to_string()))
     }
 
-    /// Runs one job on a pooled worker; returns its JSON result and the directory beside it
-    /// (files the job made).
+    /// Runs one job on a pooled worker under the time limit of extraction; returns its JSON
+    /// result and the directory beside it (files the job made).
     async fn run(
         &self,
         job: Job,
@@ -601,6 +610,20 @@ impl Extractor {
         media: MediaType,
         pages: Option<&Path>,
         urgency: pool::Urgency,
+    ) -> Result<JobOutput, ExtractError> {
+        self.run_for(job, path, media, pages, urgency, self.timeout)
+            .await
+    }
+
+    /// Like [`Extractor::run`], under `timeout`.
+    async fn run_for(
+        &self,
+        job: Job,
+        path: &Path,
+        media: MediaType,
+        pages: Option<&Path>,
+        urgency: pool::Urgency,
+        timeout: Duration,
     ) -> Result<JobOutput, ExtractError> {
         let dir = tempfile::Builder::new()
             .prefix("poststelle-job")
@@ -614,7 +637,7 @@ impl Extractor {
             out: out.clone(),
             pages: pages.map(Path::to_path_buf),
         };
-        self.pool.run(&request, self.timeout, urgency).await?;
+        self.pool.run(&request, timeout, urgency).await?;
         let json = std::fs::read(&out)
             .map_err(|e| ExtractError::Crashed(format!("the worker wrote no result: {e}")))?;
         Ok(JobOutput { json, dir })

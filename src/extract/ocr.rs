@@ -72,12 +72,11 @@ pub fn page(
         }
         MediaType::Tiff => {
             let bytes = std::fs::read(path).map_err(io)?;
-            let Some(img) = super::image::tiff_pages(&bytes, opts.max_image_pixels)?
-                .nth(page.saturating_sub(1) as usize)
+            let index = page.saturating_sub(1) as usize;
+            let Some(img) = super::image::tiff_nth_page(&bytes, index, opts.max_image_pixels)?
             else {
                 return Ok(None);
             };
-            let img = img?;
             let dpi = img.dpi.filter(|d| (70..=1200).contains(d)).unwrap_or(300);
             (img, dpi)
         }

@@ -5,7 +5,9 @@
 //! an address-space limit, one OCR thread, a private temporary directory. Every job keeps its
 //! own wall-clock limit: a worker that does not answer in time is killed with its whole process
 //! group (renderers it started included) and replaced; a worker that dies (crash, memory limit)
-//! is replaced as well, and only the job it was doing gets the reason. A worker is also retired
+//! is replaced as well, and only the job it was doing gets the reason (a worker that had served
+//! other jobs before gets one more try on a fresh worker first, so a document is not blamed
+//! for what earlier ones left behind). A worker is also retired
 //! after [`MAX_JOBS_PER_WORKER`] jobs, so that what a parser leaks cannot add up.
 //!
 //! Jobs wait for a free worker in three classes ([`Priority`]): a person waiting on the web
@@ -13,6 +15,8 @@
 //! (later pages and renditions of documents already routed). Among the routing jobs the pool
 //! alternates between the newest and the oldest waiting document: a letter that arrives while a
 //! backlog drains is routed within a page's time, and the backlog still drains oldest first.
+//! After [`ROUTE_STREAK`] routing jobs in a row one waiting background job runs, so searchable
+//! PDFs and deliveries keep moving while a backlog is routed.
 
 use super::{ExtractError, Job, MediaType};
 use serde::{Deserialize, Serialize};
@@ -23,6 +27,10 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio::sync::oneshot;
+
+/// Page-1 jobs handed out in a row while background work waits; then one background job runs,
+/// so that searchable PDFs (and with them deliveries) progress while a backlog is routed.
+pub const ROUTE_STREAK: u32 = 8;
 
 /// Jobs a worker does before it is replaced by a fresh process.
 pub const MAX_JOBS_PER_WORKER: u32 = 200;
@@ -124,6 +132,8 @@ struct Slots {
     waiting: [BTreeMap<(i64, u64), oneshot::Sender<Slot>>; 3],
     /// Whether the next routing job is the newest (else the oldest).
     newest_next: bool,
+    /// Routing jobs handed out in a row while background work waited.
+    route_streak: u32,
 }
 
 impl Slots {
@@ -132,8 +142,15 @@ impl Slots {
         if let Some((_, tx)) = self.waiting[Priority::Interactive as usize].pop_first() {
             return Some(tx);
         }
+        let background_waits = !self.waiting[Priority::Background as usize].is_empty();
         let route = &mut self.waiting[Priority::Route as usize];
-        if !route.is_empty() {
+        let background_due = background_waits && self.route_streak >= ROUTE_STREAK;
+        if !route.is_empty() && !background_due {
+            self.route_streak = if background_waits {
+                self.route_streak + 1
+            } else {
+                0
+            };
             let newest = self.newest_next;
             self.newest_next = !newest;
             let next = if newest {
@@ -143,6 +160,7 @@ impl Slots {
             };
             return next.map(|(_, tx)| tx);
         }
+        self.route_streak = 0;
         self.waiting[Priority::Background as usize]
             .pop_first()
             .map(|(_, tx)| tx)
@@ -189,6 +207,7 @@ impl Pool {
                     seq: 0,
                     waiting: Default::default(),
                     newest_next: true,
+                    route_streak: 0,
                 }),
                 idle: Mutex::new(Vec::new()),
             }),
@@ -225,10 +244,26 @@ impl Pool {
         let slot = self.acquire(urgency).await?;
         let idle = lock(&self.inner.idle).pop();
         let mut worker = match idle {
-            Some(w) => w,
+            Some(mut w) => {
+                if matches!(w.child.try_wait(), Ok(None)) {
+                    w
+                } else {
+                    // A worker that died while idle (the system's OOM killer, say) is not
+                    // reused.
+                    w.kill();
+                    Worker::spawn(&self.inner.command)?
+                }
+            }
             None => Worker::spawn(&self.inner.command)?,
         };
-        let result = worker.call(request, timeout).await;
+        let mut result = worker.call(request, timeout).await;
+        if matches!(result, Err(ExtractError::Crashed(_))) && worker.jobs > 1 {
+            // A worker that served other documents before may have died of what they left
+            // (memory, a broken pipe): the document gets a fresh worker before it is blamed.
+            worker.kill();
+            worker = Worker::spawn(&self.inner.command)?;
+            result = worker.call(request, timeout).await;
+        }
         match &result {
             Ok(()) if worker.jobs < MAX_JOBS_PER_WORKER => lock(&self.inner.idle).push(worker),
             Ok(()) => worker.retire().await,
@@ -480,6 +515,7 @@ mod tests {
             seq: 0,
             waiting: Default::default(),
             newest_next: true,
+            route_streak: 0,
         }
     }
 
@@ -557,11 +593,14 @@ mod tests {
             }
             other => panic!("expected a crash, got {other:?}"),
         }
+        let seen = pids(dir.path());
+        assert_eq!(seen.len(), 5, "tried once more on a fresh worker: {seen:?}");
+        assert_ne!(seen[4], seen[3], "{seen:?}");
         pool.run(&request("d.png"), t, Urgency::route(0))
             .await
             .expect("the next job runs on a fresh worker");
         let seen = pids(dir.path());
-        assert_ne!(seen[4], seen[0], "replaced: {seen:?}");
+        assert_ne!(seen[5], seen[0], "replaced: {seen:?}");
 
         let started = std::time::Instant::now();
         let hung = pool
@@ -573,12 +612,12 @@ mod tests {
             .await;
         assert!(matches!(hung, Err(ExtractError::Timeout(1))), "{hung:?}");
         assert!(started.elapsed() < Duration::from_secs(10));
-        let hung_pid = pids(dir.path())[5].clone();
+        let hung_pid = pids(dir.path())[6].clone();
         pool.run(&request("e.png"), t, Urgency::route(0))
             .await
             .expect("and again a fresh worker");
         let seen = pids(dir.path());
-        assert_ne!(seen[6], hung_pid);
+        assert_ne!(seen[7], hung_pid);
         // The hung worker's whole process group is gone (its sleeping child included).
         tokio::time::sleep(Duration::from_millis(200)).await;
         let pgid = hung_pid.trim();
@@ -614,6 +653,26 @@ mod tests {
         let mut seen = pids(dir.path());
         seen.dedup();
         assert_eq!(seen.len(), 2, "{seen:?}");
+    }
+
+    #[test]
+    fn background_work_gets_a_turn_during_a_long_run_of_routing() {
+        let mut s = slots();
+        let mut rxs: Vec<(String, oneshot::Receiver<Slot>)> = (0..20)
+            .map(|i| (format!("route-{i}"), wait(&mut s, Urgency::route(i))))
+            .collect();
+        rxs.push(("bg".into(), wait(&mut s, Urgency::background(0))));
+        let mut order = Vec::new();
+        while let Some(tx) = s.next_waiter() {
+            let _ = tx.send(Slot { inner: None });
+            let i = rxs
+                .iter_mut()
+                .position(|(_, rx)| rx.try_recv().is_ok())
+                .expect("one receiver got the slot");
+            order.push(rxs.remove(i).0);
+        }
+        let bg = order.iter().position(|n| n == "bg").expect("bg ran");
+        assert_eq!(bg, ROUTE_STREAK as usize, "{order:?}");
     }
 
     #[test]

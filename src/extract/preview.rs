@@ -2,7 +2,7 @@
 //! station. Runs in the sandboxed worker like every other parser; the image is scaled down to
 //! [`MAX_WIDTH`] pixels so that a page is a few hundred kilobytes.
 
-use super::image::{Gray, decode_single, tiff_pages};
+use super::image::{Gray, decode_single, tiff_nth_page};
 use super::{ExtractError, ExtractOptions, MediaType};
 use std::path::Path;
 
@@ -46,9 +46,8 @@ pub fn page_png(
         }
         MediaType::Tiff => {
             let bytes = std::fs::read(path).map_err(|e| ExtractError::Io(e.to_string()))?;
-            tiff_pages(&bytes, opts.max_image_pixels)?
-                .nth(page as usize - 1)
-                .ok_or_else(|| ExtractError::NoPageImage(format!("page {page} out of range")))??
+            tiff_nth_page(&bytes, page as usize - 1, opts.max_image_pixels)?
+                .ok_or_else(|| ExtractError::NoPageImage(format!("page {page} out of range")))?
         }
         MediaType::Text | MediaType::Xml | MediaType::Eml => {
             return Err(ExtractError::NoPageImage(

@@ -169,9 +169,9 @@ endcmap\nCMapName currentdict /CMap defineresource pop\nend\nend\n";
     })
 }
 
-/// The invisible text of one page, in a space of `width` x `height` points with the origin at
-/// the bottom left; `scale` turns OCR units (pixels) into points.
-pub fn text_layer(words: &[Word], scale: f32, height: f32) -> Vec<u8> {
+/// The invisible text of one page, in a space `height` points high with the origin at the
+/// bottom left; `sx` and `sy` turn OCR units (pixels) into points across and down.
+pub fn text_layer(words: &[Word], sx: f32, sy: f32, height: f32) -> Vec<u8> {
     let mut s = String::from("BT\n3 Tr\n");
     // Words of one line share a font size (the line's tallest box) and a baseline.
     let mut lines: BTreeMap<u32, Vec<&Word>> = BTreeMap::new();
@@ -182,8 +182,8 @@ pub fn text_layer(words: &[Word], scale: f32, height: f32) -> Vec<u8> {
         line.sort_by(|a, b| a.x.total_cmp(&b.x));
         let tallest = line.iter().map(|w| w.h).fold(0.0f32, f32::max);
         let bottom = line.iter().map(|w| w.y + w.h).fold(0.0f32, f32::max);
-        let size = (tallest * scale).max(1.0);
-        let baseline = height - bottom * scale + 0.15 * size;
+        let size = (tallest * sy).max(1.0);
+        let baseline = height - bottom * sy + 0.15 * size;
         for (i, w) in line.iter().enumerate() {
             let next = line.get(i + 1);
             let mut text = w.text.clone();
@@ -204,13 +204,13 @@ pub fn text_layer(words: &[Word], scale: f32, height: f32) -> Vec<u8> {
             if units.is_empty() {
                 continue;
             }
-            let width = ((right - w.x) * scale).max(0.1);
+            let width = ((right - w.x) * sx).max(0.1);
             let natural = units.len() as f32 * size * 0.5;
             let stretch = 100.0 * width / natural;
             let _ = write!(
                 s,
                 "/{FONT_NAME} {size:.2} Tf {stretch:.2} Tz 1 0 0 1 {:.2} {baseline:.2} Tm <",
-                w.x * scale
+                w.x * sx
             );
             for u in units {
                 let _ = write!(s, "{u:04X}");
@@ -283,7 +283,7 @@ fn add_layer_to_page(
     if shown_w <= 0.0 || shown_h <= 0.0 {
         return Err(bad("MediaBox"));
     }
-    let scale = shown_w / page.width;
+    let (sx, sy) = (shown_w / page.width, shown_h / page.height.max(1.0));
     // From the displayed page (origin bottom left, in points) to the page's user space.
     let cm = match rotate {
         90 => format!("0 1 -1 0 {x1:.2} {y0:.2}"),
@@ -292,7 +292,7 @@ fn add_layer_to_page(
         _ => format!("1 0 0 1 {x0:.2} {y0:.2}"),
     };
     let mut content = format!("Q\nq\n{cm} cm\n").into_bytes();
-    content.extend(text_layer(&page.words, scale, shown_h));
+    content.extend(text_layer(&page.words, sx, sy, shown_h));
     content.extend(b"Q\n");
     let mut layer = Stream::new(Dictionary::new(), content);
     let _ = layer.compress();
@@ -390,7 +390,7 @@ fn from_images(
         let image = doc.add_object(img.stream);
         let mut content = format!("q\n{w:.3} 0 0 {h:.3} 0 0 cm\n/Im0 Do\nQ\n").into_bytes();
         if let Some(p) = ocr.filter(|p| !p.words.is_empty()) {
-            content.extend(text_layer(&p.words, w / p.width, h));
+            content.extend(text_layer(&p.words, w / p.width, h / p.height.max(1.0), h));
             text_pages += 1;
         }
         let mut content = Stream::new(Dictionary::new(), content);
@@ -559,7 +559,7 @@ mod tests {
             word("Stadt", 100.0, 100.0, 200.0, 1),
             word("Größe", 100.0, 200.0, 150.0, 2),
         ];
-        let layer = String::from_utf8(text_layer(&words, 0.24, 842.0)).expect("ascii");
+        let layer = String::from_utf8(text_layer(&words, 0.24, 0.24, 842.0)).expect("ascii");
         assert!(layer.starts_with("BT\n3 Tr\n"), "{layer}");
         // "Stadt " comes first (sorted by x) and carries the space; "ß" and "ö" are UTF-16.
         let stadt = layer.find("<005300740061006400740020>");

@@ -63,7 +63,7 @@ impl HotFolder {
         loop {
             if last_full.elapsed() >= self.settings.rescan || !self.seen.is_empty() {
                 last_full = Instant::now();
-                if self.scan().await {
+                if self.scan().await && !cancel.is_cancelled() {
                     // Settled files are still waiting: look again at once (a file that
                     // arrived meanwhile is seen, and may be taken, in the next pass).
                     tokio::task::yield_now().await;
