@@ -320,78 +320,6 @@ fn stamped(img: &image::GrayImage, serial: u32) -> image::GrayImage {
     img
 }
 
-/// Objects (1-based ids) as a PDF with a correct xref table (as the harness writes them).
-fn write_pdf(objects: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n".to_vec();
-    let mut offsets = Vec::new();
-    for (i, o) in objects.iter().enumerate() {
-        offsets.push(out.len());
-        out.extend_from_slice(format!("{} 0 obj\n", i + 1).as_bytes());
-        out.extend_from_slice(o);
-        out.extend_from_slice(b"\nendobj\n");
-    }
-    let xref = out.len();
-    out.extend_from_slice(
-        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
-    );
-    for off in offsets {
-        out.extend_from_slice(format!("{off:010} 00000 n \n").as_bytes());
-    }
-    out.extend_from_slice(
-        format!(
-            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
-            objects.len() + 1
-        )
-        .as_bytes(),
-    );
-    out
-}
-
-fn stream(dict: &str, data: &[u8]) -> Vec<u8> {
-    let mut o = format!("<< {dict} /Length {} >>\nstream\n", data.len()).into_bytes();
-    o.extend_from_slice(data);
-    o.extend_from_slice(b"\nendstream");
-    o
-}
-
-/// A scanned PDF of several pages: each page image as JPEG (quality 75, like the harness's
-/// `scan_pdf`), no text layer.
-fn letter_scan_pdf(pages: &[image::GrayImage], dpi: u32) -> Vec<u8> {
-    let mut objects = vec![
-        b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
-        Vec::new(), // the page tree, below
-    ];
-    let mut kids = Vec::new();
-    for img in pages {
-        let page_id = objects.len() + 1;
-        kids.push(format!("{page_id} 0 R"));
-        let mut jpeg = Vec::new();
-        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 75)
-            .encode_image(img)
-            .expect("jpeg");
-        let (w, h) = (img.width(), img.height());
-        let (pw, ph) = (w as f32 * 72.0 / dpi as f32, h as f32 * 72.0 / dpi as f32);
-        let content = format!("q {pw:.2} 0 0 {ph:.2} 0 0 cm /Im0 Do Q");
-        objects.push(format!(
-            "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {pw:.2} {ph:.2}] /Resources << /XObject << /Im0 {} 0 R >> >> /Contents {} 0 R >>",
-            page_id + 1,
-            page_id + 2
-        ).into_bytes());
-        objects.push(stream(
-            &format!("/Type /XObject /Subtype /Image /Width {w} /Height {h} /ColorSpace /DeviceGray /BitsPerComponent 8 /Filter /DCTDecode"),
-            &jpeg,
-        ));
-        objects.push(stream("", content.as_bytes()));
-    }
-    objects[1] = format!(
-        "<< /Type /Pages /Kids [{}] /Count {} >>",
-        kids.join(" "),
-        pages.len()
-    )
-    .into_bytes();
-    write_pdf(&objects)
-}
-
 /// One generated input file.
 struct Doc {
     name: String,
@@ -436,11 +364,8 @@ impl Letters {
     /// Writes a scanned letter of `pages` pages to `dir/name`.
     fn write(&mut self, dir: &Path, name: &str, template: usize, pages: usize) -> Doc {
         let images = self.page_images(template, pages);
-        let bytes = if pages == 1 {
-            scan_pdf(&images[0], DPI)
-        } else {
-            letter_scan_pdf(&images, DPI)
-        };
+        let refs: Vec<&image::GrayImage> = images.iter().collect();
+        let bytes = scan_pdf_pages(&refs, DPI);
         let path = dir.join(name);
         std::fs::write(&path, bytes).expect("write scan");
         Doc {

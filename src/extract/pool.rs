@@ -655,6 +655,20 @@ mod tests {
         assert_eq!(seen.len(), 2, "{seen:?}");
     }
 
+    /// Hands a slot to each waiter in the order the queue chooses; returns their names.
+    fn hand_out<N>(s: &mut Slots, mut rxs: Vec<(N, oneshot::Receiver<Slot>)>) -> Vec<N> {
+        let mut order = Vec::new();
+        while let Some(tx) = s.next_waiter() {
+            let _ = tx.send(Slot { inner: None });
+            let i = rxs
+                .iter_mut()
+                .position(|(_, rx)| rx.try_recv().is_ok())
+                .expect("one receiver got the slot");
+            order.push(rxs.remove(i).0);
+        }
+        order
+    }
+
     #[test]
     fn background_work_gets_a_turn_during_a_long_run_of_routing() {
         let mut s = slots();
@@ -662,15 +676,7 @@ mod tests {
             .map(|i| (format!("route-{i}"), wait(&mut s, Urgency::route(i))))
             .collect();
         rxs.push(("bg".into(), wait(&mut s, Urgency::background(0))));
-        let mut order = Vec::new();
-        while let Some(tx) = s.next_waiter() {
-            let _ = tx.send(Slot { inner: None });
-            let i = rxs
-                .iter_mut()
-                .position(|(_, rx)| rx.try_recv().is_ok())
-                .expect("one receiver got the slot");
-            order.push(rxs.remove(i).0);
-        }
+        let order = hand_out(&mut s, rxs);
         let bg = order.iter().position(|n| n == "bg").expect("bg ran");
         assert_eq!(bg, ROUTE_STREAK as usize, "{order:?}");
     }
@@ -678,7 +684,7 @@ mod tests {
     #[test]
     fn people_first_then_routing_alternating_newest_and_oldest_then_the_rest() {
         let mut s = slots();
-        let mut rxs = vec![
+        let rxs = vec![
             ("bg-old", wait(&mut s, Urgency::background(1))),
             ("route-1", wait(&mut s, Urgency::route(1))),
             ("route-2", wait(&mut s, Urgency::route(2))),
@@ -686,15 +692,7 @@ mod tests {
             ("bg-new", wait(&mut s, Urgency::background(9))),
             ("desk", wait(&mut s, Urgency::interactive())),
         ];
-        let mut order = Vec::new();
-        while let Some(tx) = s.next_waiter() {
-            let _ = tx.send(Slot { inner: None });
-            let i = rxs
-                .iter_mut()
-                .position(|(_, rx)| rx.try_recv().is_ok())
-                .expect("one receiver got the slot");
-            order.push(rxs.remove(i).0);
-        }
+        let order = hand_out(&mut s, rxs);
         assert_eq!(
             order,
             ["desk", "route-3", "route-1", "route-2", "bg-old", "bg-new"]

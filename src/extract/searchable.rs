@@ -423,10 +423,12 @@ fn from_images(
 }
 
 /// A JPEG embedded as it is, when it is 8-bit gray or RGB; else decoded and embedded as gray.
+/// The JPEG is not decoded when it is passed through: routing's OCR decoded it already.
 fn jpeg_image(bytes: &[u8], max_pixels: u64) -> Result<PageImage, ExtractError> {
-    let g = super::image::decode_single(bytes, max_pixels)?;
     match jpeg_frame(bytes) {
-        Some((8, components @ (1 | 3), w, h)) if w == g.width && h == g.height => {
+        Some((8, components @ (1 | 3), w, h))
+            if w > 0 && h > 0 && u64::from(w) * u64::from(h) <= max_pixels =>
+        {
             let space = if components == 1 {
                 "DeviceGray"
             } else {
@@ -451,7 +453,10 @@ fn jpeg_image(bytes: &[u8], max_pixels: u64) -> Result<PageImage, ExtractError> 
                 dpi: jpeg_dpi(bytes).unwrap_or(300.0),
             })
         }
-        _ => Ok(gray_image(g, 300.0)),
+        _ => Ok(gray_image(
+            super::image::decode_single(bytes, max_pixels)?,
+            300.0,
+        )),
     }
 }
 

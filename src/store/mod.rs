@@ -335,47 +335,42 @@ impl Store {
     /// Ids of documents in a state whose next attempt is due (a stage that failed waits for its
     /// backoff), oldest first: the pipeline's work list.
     pub async fn ids_in_state(&self, state: DocState, limit: i64) -> Result<Vec<DocumentId>> {
-        let rows = sqlx::query(
-            "SELECT id FROM documents WHERE state = ? AND (next_attempt_at IS NULL OR next_attempt_at <= ?) \
-             ORDER BY created_at, id LIMIT ?",
-        )
-        .bind(state.as_str())
-        .bind(now_str())
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| Ok(DocumentId::from_store(r.try_get("id")?)))
-            .collect()
+        self.due_ids(state, "created_at, id", limit).await
     }
 
     /// Like [`Store::ids_in_state`], the latest arrivals first (see [`DocumentRow::arrived_at`]).
     pub async fn newest_in_state(&self, state: DocState, limit: i64) -> Result<Vec<DocumentId>> {
-        let rows = sqlx::query(
-            "SELECT id FROM documents WHERE state = ? AND (next_attempt_at IS NULL OR next_attempt_at <= ?) \
-             ORDER BY COALESCE(arrived_at, created_at) DESC, id DESC LIMIT ?",
+        self.due_ids(
+            state,
+            "COALESCE(arrived_at, created_at) DESC, id DESC",
+            limit,
         )
-        .bind(state.as_str())
-        .bind(now_str())
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| Ok(DocumentId::from_store(r.try_get("id")?)))
-            .collect()
+        .await
     }
 
     /// Queued documents whose next delivery attempt is due.
     pub async fn due_for_delivery(&self, limit: i64) -> Result<Vec<DocumentId>> {
-        let rows = sqlx::query(
+        self.due_ids(DocState::Queued, "created_at, id", limit)
+            .await
+    }
+
+    /// Ids in `state` whose next attempt is due, in `order` (a fixed ORDER BY clause).
+    async fn due_ids(
+        &self,
+        state: DocState,
+        order: &'static str,
+        limit: i64,
+    ) -> Result<Vec<DocumentId>> {
+        let sql = format!(
             "SELECT id FROM documents WHERE state = ? AND (next_attempt_at IS NULL OR next_attempt_at <= ?) \
-             ORDER BY created_at, id LIMIT ?",
-        )
-        .bind(DocState::Queued.as_str())
-        .bind(now_str())
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+             ORDER BY {order} LIMIT ?"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(state.as_str())
+            .bind(now_str())
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|r| Ok(DocumentId::from_store(r.try_get("id")?)))
             .collect()
