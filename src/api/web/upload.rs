@@ -95,11 +95,10 @@ async fn submit(Signed(who): Signed, State(s): State<ApiState>, mut mp: Multipar
             continue;
         }
         if !csrf_ok {
-            return error_page(
-                Some(&who),
-                StatusCode::FORBIDDEN,
-                "Das Sicherheitsmerkmal des Formulars fehlt oder ist abgelaufen. Bitte laden Sie die Seite neu.",
-            );
+            // Refused: nothing is taken in, but the rest of the body (within the upload
+            // limit) is read past, so the sender gets the answer instead of a closed
+            // connection in the middle of its request.
+            continue;
         }
         let name = crate::intake::safe_name(field.file_name().unwrap_or("upload"));
         let bytes = match field.bytes().await {
