@@ -9,6 +9,7 @@
 
 use crate::classify::model::{Example, Model, ModelError, TrainParams, softmax_in_place};
 use crate::classify::rules::RuleSet;
+use crate::classify::select::{Search, Selection, select};
 use crate::classify::{Classifier, Router, RouterSettings};
 use crate::domain::{DecidedBy, MailboxId};
 use crate::extract::zones::{Zones, from_text};
@@ -19,6 +20,12 @@ use std::sync::Arc;
 
 /// Precision the automatically routed share must reach.
 pub const PRECISION_TARGET: f64 = 0.98;
+
+/// Inner folds of automatic selection.
+pub const SELECTION_FOLDS: usize = 3;
+
+/// Default time for automatic selection in `train` (seconds).
+pub const SELECTION_BUDGET_S: u64 = 120;
 
 /// One labelled text.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -148,7 +155,31 @@ pub struct HoldoutReport {
     pub precision_at_threshold: f64,
 }
 
-/// Trains on `train` (with the calibration from cross-validation) and scores `holdout`.
+/// Trains a calibrated model: selection (automatic within `budget`, else the settings of
+/// `params`) by inner cross-validation, whose held-out scores calibrate the model that is then
+/// trained on all `examples`.
+pub fn train_calibrated(
+    examples: &[Example],
+    classes: &[MailboxId],
+    budget: Option<std::time::Duration>,
+    params: &TrainParams,
+) -> Result<(Model, Selection), TrainError> {
+    let search = match budget {
+        Some(b) => Search::Auto(b),
+        None => Search::Fixed(params.settings),
+    };
+    let sel = select(examples, classes.len(), SELECTION_FOLDS, search, params);
+    let chosen = TrainParams {
+        settings: sel.chosen,
+        ..params.clone()
+    };
+    let mut model = Model::train(examples, classes.to_vec(), &chosen)?;
+    model.meta.platt = sel.calibration.platt.clone();
+    model.meta.temperature = sel.calibration.temperature;
+    Ok((model, sel))
+}
+
+/// Trains on `train` (calibrated by inner cross-validation) and scores `holdout`.
 #[allow(clippy::too_many_arguments)]
 pub fn evaluate_holdout(
     train: &[Item],
@@ -157,12 +188,10 @@ pub fn evaluate_holdout(
     rules: &Arc<RuleSet>,
     routing: &RouterSettings,
     params: &TrainParams,
-    temperature: f64,
     threshold: Option<f64>,
 ) -> Result<HoldoutReport, TrainError> {
     let markers = &routing.address_markers;
-    let mut model = Model::train(&examples(train, classes, markers), classes.to_vec(), params)?;
-    model.meta.temperature = temperature;
+    let (model, _) = train_calibrated(&examples(train, classes, markers), classes, None, params)?;
     let rule_only = Classifier::new(rules.clone(), None, classes.to_vec(), 0.0);
     let router = Router::new(Arc::new(rule_only), routing.clone());
     let mut preds: [Vec<Prediction>; 4] = Default::default();
@@ -279,6 +308,9 @@ pub struct ModeReport {
     pub confusion: BTreeMap<String, BTreeMap<String, usize>>,
     /// Reliability table: (bin lower bound, count, mean confidence, accuracy).
     pub reliability: Vec<(f64, usize, f64, f64)>,
+    /// Expected calibration error over the reliability table's bins: the count-weighted mean
+    /// gap between confidence and accuracy.
+    pub ece: f64,
 }
 
 /// Summarises held-out predictions.
@@ -357,6 +389,11 @@ pub fn score(preds: &[Prediction], target: f64) -> ModeReport {
         threshold,
         per_mailbox,
         confusion,
+        ece: reliability
+            .iter()
+            .map(|(_, c, conf, acc)| *c as f64 * (conf - acc).abs())
+            .sum::<f64>()
+            / n,
         reliability,
     }
 }
@@ -380,6 +417,8 @@ pub struct CvReport {
     pub routed: ModeReport,
     /// Scanned twins: the same held-out items read from rendered scans by OCR.
     pub twins: Option<TwinReport>,
+    /// The settings chosen inside each fold (nested selection), when selection ran.
+    pub selections: Vec<Selection>,
     /// Held-out predictions as routed.
     #[serde(skip)]
     pub predictions: Vec<Prediction>,
@@ -498,6 +537,10 @@ pub fn cross_validate(
         .collect();
     let mut logits: Vec<Vec<f32>> = vec![Vec::new(); items.len()];
     let mut twin_logits: Vec<Option<Vec<f32>>> = vec![None; items.len()];
+    let mut selections = Vec::new();
+    // Every fold's model is calibrated by what its own inner cross-validation fitted (with
+    // nested selection, each fold has its own settings and so its own scale).
+    let mut fold_temperature: Vec<Option<f64>> = vec![None; items.len()];
     for f in 0..k {
         let train_items: Vec<Item> = items
             .iter()
@@ -505,11 +548,21 @@ pub fn cross_validate(
             .filter(|(_, fo)| **fo != f)
             .map(|(i, _)| i.clone())
             .collect();
-        let model = Model::train(
-            &examples(&train_items, classes, markers),
-            classes.to_vec(),
+        let train_examples = examples(&train_items, classes, markers);
+        let (model, sel) = train_calibrated(
+            &train_examples,
+            classes,
+            params.selection_budget.map(|b| b / k as u32),
             params,
         )?;
+        for (i, fo) in folds.iter().enumerate() {
+            if *fo == f {
+                fold_temperature[i] = Some(model.meta.temperature);
+            }
+        }
+        if params.selection_budget.is_some() {
+            selections.push(sel);
+        }
         for (i, fo) in folds.iter().enumerate() {
             if *fo == f {
                 logits[i] = model.logits(&model.features(&zones[i]));
@@ -523,7 +576,10 @@ pub fn cross_validate(
         .iter()
         .map(|it| classes.iter().position(|c| c.as_str() == it.mailbox))
         .collect();
+    // Every fold's model is calibrated inside its own training part; the report names the
+    // temperature that fits all held-out logits (for information).
     let temperature = fit_temperature(&logits, &labels);
+    let temp_of = |i: usize| fold_temperature[i].unwrap_or(temperature);
     let router = Router::new(
         Arc::new(Classifier::new(rules.clone(), None, classes.to_vec(), 0.0)),
         routing.clone(),
@@ -535,14 +591,14 @@ pub fn cross_validate(
     for (i, it) in items.iter().enumerate() {
         let p = predict4(
             &zones[i],
-            &probs(&logits[i], temperature),
+            &probs(&logits[i], temp_of(i)),
             classes,
             &router,
             it,
         );
         if let (Some(tl), Some(tz)) = (&twin_logits[i], &twin_zones[i]) {
             twin_clean.push(p[2].clone());
-            let tp = predict4(tz, &probs(tl, temperature), classes, &router, it);
+            let tp = predict4(tz, &probs(tl, temp_of(i)), classes, &router, it);
             if tp[2].predicted != p[2].predicted {
                 twin_changed.push(TwinChange {
                     id: it.id.clone(),
@@ -578,34 +634,14 @@ pub fn cross_validate(
         combined: score(&c, PRECISION_TARGET),
         routed: score(&routed, PRECISION_TARGET),
         twins,
+        selections,
         predictions: routed,
     })
 }
 
 /// The temperature minimising the negative log-likelihood of held-out logits.
 pub fn fit_temperature(logits: &[Vec<f32>], labels: &[Option<usize>]) -> f64 {
-    let nll = |t: f32| -> f64 {
-        logits
-            .iter()
-            .zip(labels)
-            .filter_map(|(l, y)| {
-                let y = (*y)?;
-                let mut p = l.clone();
-                softmax_in_place(&mut p, t);
-                Some(-f64::from(p.get(y).copied().unwrap_or(1e-9).max(1e-9)).ln())
-            })
-            .sum()
-    };
-    let mut best = (1.0f32, f64::INFINITY);
-    let mut t = 0.05f32;
-    while t <= 5.0 {
-        let v = nll(t);
-        if v < best.1 {
-            best = (t, v);
-        }
-        t *= 1.08;
-    }
-    f64::from(best.0)
+    crate::classify::select::fit_temperature(logits, labels)
 }
 
 /// Cross-validates, then trains the final model on all items with the fitted temperature and
@@ -616,16 +652,16 @@ pub fn fit(
     rules: &Arc<RuleSet>,
     routing: &RouterSettings,
     folds: usize,
-) -> Result<(Model, CvReport), TrainError> {
+    budget: Option<std::time::Duration>,
+) -> Result<(Model, CvReport, Option<Selection>), TrainError> {
     let classes = classes_for(items, configured);
-    let params = TrainParams::default();
+    let mut params = TrainParams::default();
+    let all = examples(items, &classes, &routing.address_markers);
+    let (mut model, sel) = train_calibrated(&all, &classes, budget, &params)?;
+    let selection = budget.map(|_| sel);
+    // The report cross-validates the chosen settings (each fold calibrated on its own).
+    params.settings = model.meta.settings;
     let report = cross_validate(items, &classes, rules, routing, folds, &params, None)?;
-    let mut model = Model::train(
-        &examples(items, &classes, &routing.address_markers),
-        classes,
-        &params,
-    )?;
-    model.meta.temperature = report.temperature;
     model.meta.threshold = report.combined.threshold;
     model.meta.metrics = serde_json::json!({
         "folds": report.folds, "items": report.items,
@@ -633,8 +669,10 @@ pub fn fit(
         "routed": {"top1": report.routed.top1, "straight_through": report.routed.straight_through},
         "model": {"top1": report.model.top1, "straight_through": report.model.straight_through},
         "rules": {"top1": report.rules.top1, "straight_through": report.rules.straight_through},
+        "ece": report.model.ece,
+        "selection": selection.as_ref().map(|s| s.why()),
     });
-    Ok((model, report))
+    Ok((model, report, selection))
 }
 
 /// Model versions in a directory: `<version>.model` files, `ACTIVE` names the one in use,
@@ -802,7 +840,8 @@ pub fn ensure_model(
         items = items.len(),
         "no active model: training one from the shipped corpus"
     );
-    let (mut model, report) = fit(&items, mailboxes, rules, routing, 5)?;
+    // The first start trains with the default settings (quick); `poststelle train` selects.
+    let (mut model, report, _) = fit(&items, mailboxes, rules, routing, 5, None)?;
     let version = reg.add(&mut model)?;
     reg.activate(&version)?;
     tracing::info!(

@@ -9,6 +9,7 @@ pub mod einvoice;
 pub mod model;
 pub mod router;
 pub mod rules;
+pub mod select;
 pub mod settings;
 pub mod text;
 

@@ -66,6 +66,9 @@ pub enum Command {
         /// Cross-validation folds.
         #[arg(long, default_value_t = 5)]
         folds: usize,
+        /// Seconds for choosing the model's settings automatically (0 = the defaults).
+        #[arg(long, default_value_t = crate::train::SELECTION_BUDGET_S)]
+        budget: u64,
     },
     /// Cross-validate rules, model and both combined on a corpus.
     Eval {
@@ -85,6 +88,10 @@ pub enum Command {
         /// Write the fold of every item (`{"id","mailbox","fold"}` per line), for baselines.
         #[arg(long)]
         export_folds: Option<PathBuf>,
+        /// Seconds for choosing the model's settings inside the folds (nested, split over the
+        /// folds; 0 = the defaults).
+        #[arg(long, default_value_t = crate::train::SELECTION_BUDGET_S)]
+        budget: u64,
     },
     /// Extract a file's text as poststelle reads it (text layer or OCR), with zones.
     Extract {
@@ -189,15 +196,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Route { json, files } => route::route(&load(&cli.config)?, json, &files).await,
-        Command::Train { data, force, folds } => {
-            train::train(&load(&cli.config)?, data.as_deref(), force, folds).await
-        }
+        Command::Train {
+            data,
+            force,
+            folds,
+            budget,
+        } => train::train(&load(&cli.config)?, data.as_deref(), force, folds, budget).await,
         Command::Eval {
             json,
             data,
             folds,
             twins,
             export_folds,
+            budget,
         } => train::eval(
             &load(&cli.config)?,
             json,
@@ -205,6 +216,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             folds,
             twins.as_deref(),
             export_folds.as_deref(),
+            budget,
         ),
         Command::Extract { json, files } => route::extract(&load(&cli.config)?, json, &files).await,
         Command::Documents {

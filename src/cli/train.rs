@@ -70,6 +70,15 @@ pub struct TrainOutcome {
     pub activated: bool,
     /// Why it was not activated (or was only by force).
     pub problems: Vec<String>,
+    /// Which settings automatic selection chose, and why (None: the defaults were used).
+    pub selection: Option<String>,
+    /// Expected calibration error of the model's held-out confidences.
+    pub ece: f64,
+}
+
+/// A selection budget in seconds as an option (0 = no selection).
+fn budget_of(seconds: u64) -> Option<std::time::Duration> {
+    (seconds > 0).then(|| std::time::Duration::from_secs(seconds))
 }
 
 /// Trains a new version on the corpus and the corrections people made, and activates it when
@@ -80,6 +89,7 @@ pub async fn train_version(
     data: Option<&Path>,
     force: bool,
     folds: usize,
+    budget: u64,
     step: &(dyn Fn(TrainStep) + Send + Sync),
 ) -> anyhow::Result<TrainOutcome> {
     step(TrainStep::Loading);
@@ -115,8 +125,14 @@ pub async fn train_version(
     let routing = router_settings(settings);
     let started = std::time::Instant::now();
     step(TrainStep::Fitting);
-    let (mut model, report) =
-        crate::train::fit(&items, &settings.mailbox_ids(), &rules, &routing, folds)?;
+    let (mut model, report, selection) = crate::train::fit(
+        &items,
+        &settings.mailbox_ids(),
+        &rules,
+        &routing,
+        folds,
+        budget_of(budget),
+    )?;
     let version = reg.add(&mut model)?;
     let seconds = started.elapsed().as_secs_f64();
     step(TrainStep::Judging);
@@ -156,6 +172,8 @@ pub async fn train_version(
         recent_verdict: verdict.recent,
         activated,
         problems: verdict.problems,
+        selection: selection.map(|s| s.why()),
+        ece: report.model.ece,
     })
 }
 
@@ -165,8 +183,12 @@ pub async fn train(
     data: Option<&Path>,
     force: bool,
     folds: usize,
+    budget: u64,
 ) -> anyhow::Result<ExitCode> {
-    let o = train_version(settings, data, force, folds, &|_| {}).await?;
+    let o = train_version(settings, data, force, folds, budget, &|_| {}).await?;
+    if let Some(why) = &o.selection {
+        println!("model settings {why}");
+    }
     let version = &o.version;
     println!(
         "trained {version} on {} items ({} corrections, {} recent) in {:.1} s: top-1 {:.1} %, straight-through {:.1} % at threshold {}",
@@ -212,6 +234,7 @@ pub fn eval(
     folds: usize,
     twins: Option<&Path>,
     export_folds: Option<&Path>,
+    budget: u64,
 ) -> anyhow::Result<ExitCode> {
     let items = corpus(settings, data)?;
     let rules = Arc::new(crate::classify::rules::RuleSet::load_dir(
@@ -224,7 +247,10 @@ pub fn eval(
         settings.mailbox_ids()
     };
     let classes = crate::train::classes_for(&items, &configured);
-    let params = crate::classify::model::TrainParams::default();
+    let params = crate::classify::model::TrainParams {
+        selection_budget: budget_of(budget),
+        ..Default::default()
+    };
     if let Some(out) = export_folds {
         let folds = crate::train::stratified_folds(&items, folds, params.seed);
         let lines: Vec<String> = items
@@ -274,7 +300,6 @@ pub fn eval(
             &rules,
             &routing,
             &params,
-            report.temperature,
             report.combined.threshold,
         )?)
     };
@@ -288,13 +313,27 @@ pub fn eval(
                 "rules": report.rules, "model": report.model, "combined": report.combined,
                 "routed": report.routed,
                 "twins": report.twins, "holdout": holdout, "seconds": seconds,
+                "ece": report.model.ece, "selections": report.selections,
             })
         );
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{} items, {}-fold stratified cross-validation, temperature {:.2}",
-        report.items, report.folds, report.temperature
+        "{} items, {}-fold stratified cross-validation, temperature {:.3}, {:.1} s",
+        report.items, report.folds, report.temperature, seconds
+    );
+    if report.selections.is_empty() {
+        println!(
+            "model settings: {} (defaults, no selection)",
+            params.settings.describe()
+        );
+    }
+    for (f, s) in report.selections.iter().enumerate() {
+        println!("fold {}: model settings {}", f + 1, s.why());
+    }
+    println!(
+        "expected calibration error (model, 10 bins): {:.3}",
+        report.model.ece
     );
     for (name, r) in [
         ("rules", &report.rules),
@@ -366,8 +405,8 @@ pub fn eval(
     for (m, (p, r, n)) in &report.combined.per_mailbox {
         println!("  {m:<8} {:5.1} % {:5.1} % {n:4}", p * 100.0, r * 100.0);
     }
-    println!("\nreliability (combined): confidence bin, n, mean confidence, accuracy");
-    for (lo, n, mean, acc) in &report.combined.reliability {
+    println!("\nreliability (model): confidence bin, n, mean confidence, accuracy");
+    for (lo, n, mean, acc) in &report.model.reliability {
         println!(
             "  {lo:.1}-{:.1} {n:5} {:5.1} % {:5.1} %",
             lo + 0.1,

@@ -26,6 +26,10 @@ static EMAIL_FROM: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?im)^\s*(?:von|from)\s*:\s*(.*?)\s*<([^>\s]+@[^>\s]+)>\s*$|^\s*(?:von|from)\s*:\s*([^\s<>]+@[^\s<>]+)\s*$")
         .expect("static regex")
 });
+/// "Eva Schmitz <eva@example.org>" or a bare address.
+static MAILBOX: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^\s*(.*?)\s*<?([^\s<>]+@[^\s<>]+\.[^\s<>]+)>?\s*$").expect("static regex")
+});
 static NUMERIC_DATE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?:^|[^\d.])(\d{1,2})\.\s?(\d{1,2})\.\s?(\d{4}|\d{2})(?:$|[^\d])")
         .expect("static regex")
@@ -76,14 +80,18 @@ static TOTAL_LABEL: LazyLock<Regex> = LazyLock::new(|| {
 /// Reads the metadata of a document from its zones. `markers` identify the town (so that its
 /// own address is never taken for the sender's).
 pub fn extract(zones: &Zones, markers: &[String]) -> DocumentMetadata {
-    let (sender_name, sender_address) = sender(&zones.page1, zones.address.as_deref(), markers)
+    let (sender_name, sender_address) = sender(zones, markers)
         .map(|(n, a)| (Some(n), a))
         .unwrap_or((None, None));
     let (file_references, their_reference) = references(&zones.all);
     DocumentMetadata {
         sender_name,
         sender_address,
-        letter_date: letter_date(&zones.page1),
+        letter_date: zones
+            .date_line
+            .as_deref()
+            .and_then(parse_date)
+            .or_else(|| letter_date(&zones.page1)),
         subject: zones.subject.clone().filter(|s| !s.trim().is_empty()),
         file_references,
         their_reference,
@@ -120,14 +128,13 @@ fn names_town(s: &str, markers: &[String]) -> bool {
     markers.iter().any(|m| l.contains(&m.to_lowercase()))
 }
 
-/// Sender name and address: e-mail `Von:` header, the return-address line above the address
-/// field ("Erika Mustermann · Lindenweg 4 · 12345 Musterstadt"), or the first address block of
-/// the page that is not the recipient's (letterhead / sender block).
-fn sender(
-    page1: &str,
-    recipient: Option<&str>,
-    markers: &[String],
-) -> Option<(String, Option<String>)> {
+/// Sender name and address: e-mail `Von:` header, the sender block the letter segmentation
+/// found (return-address line, sender block, letterhead, form field, footer, signature), or
+/// else the return-address line above the address field ("Erika Mustermann · Lindenweg 4 ·
+/// 12345 Musterstadt") or the first address block of the page that is not the recipient's.
+fn sender(zones: &Zones, markers: &[String]) -> Option<(String, Option<String>)> {
+    let page1 = zones.page1.as_str();
+    let recipient = zones.address.as_deref();
     let head: Vec<&str> = page1.lines().take(HEAD_LINES).collect();
     let top = head.iter().take(10).copied().collect::<Vec<_>>().join("\n");
     if let Some(c) = EMAIL_FROM.captures(&top) {
@@ -138,6 +145,22 @@ fn sender(
         }
         if let Some(addr) = c.get(3) {
             return Some((addr.as_str().to_string(), Some(addr.as_str().to_string())));
+        }
+    }
+    if let Some(block) = &zones.sender {
+        let mut lines = block.lines().map(str::trim).filter(|l| !l.is_empty());
+        if let Some(name) = lines.next() {
+            if let Some(c) = MAILBOX.captures(name) {
+                let addr = c.get(2).map(|m| m.as_str().to_string());
+                let display = c.get(1).map(|m| m.as_str().trim().trim_matches('"').trim());
+                let display = display.filter(|d| !d.is_empty()).map(str::to_string);
+                return display.or_else(|| addr.clone()).map(|n| (n, addr));
+            }
+            let rest: Vec<&str> = lines.collect();
+            return Some((
+                name.to_string(),
+                (!rest.is_empty()).then(|| rest.join(", ")),
+            ));
         }
     }
     // Return-address line: short, separators, ends in a postcode and place.

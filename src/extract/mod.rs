@@ -17,6 +17,7 @@
 
 pub mod einvoice;
 pub mod image;
+pub mod letter;
 pub mod mail;
 pub mod metadata;
 pub mod ocr;

@@ -1,9 +1,11 @@
 //! PDF: text layer first; pages without usable text are rendered (`pdftoppm`) and OCR'd.
 
 use super::image::Gray;
-use super::{ExtractError, ExtractOptions, Extraction, MediaType, Method, Page, count_alnum};
+use super::{ExtractError, ExtractOptions, Extraction, MediaType, Method, Page, Word, count_alnum};
+use regex::Regex;
 use std::path::Path;
 use std::process::Command;
+use std::sync::LazyLock;
 
 /// Extracts a PDF. Runs inside the worker process (time and memory limits come from there).
 pub fn extract(
@@ -27,7 +29,7 @@ pub fn extract(
             .map(|p| count_alnum(p) >= opts.min_text_chars)
             .unwrap_or(false);
         if first_ok {
-            let pages: Vec<Page> = pages
+            let mut pages: Vec<Page> = pages
                 .into_iter()
                 .take(opts.max_pages as usize)
                 .enumerate()
@@ -40,6 +42,15 @@ pub fn extract(
                     units_per_mm: 0.0,
                 })
                 .collect();
+            // Page 1's word boxes, for the letter segmentation (a failure costs only them).
+            if let (Some(p1), Some((words, width, height))) =
+                (pages.first_mut(), text_layer_words(path))
+            {
+                p1.words = words;
+                p1.width = width;
+                p1.height = height;
+                p1.units_per_mm = 72.0 / 25.4;
+            }
             return Ok(Extraction {
                 media_type: MediaType::Pdf,
                 method: Method::TextLayer,
@@ -319,6 +330,77 @@ pub(crate) fn render_page(path: &Path, page: u32, dpi: u32) -> Result<Vec<u8>, S
     Ok(out.stdout)
 }
 
+/// The words of page 1's text layer with their boxes (in points from the top-left corner) and
+/// the page's size in points, read by poppler's `pdftotext -bbox-layout`; `None` when it
+/// fails. Words of one `<line>` share a line number.
+fn text_layer_words(path: &Path) -> Option<(Vec<Word>, f32, f32)> {
+    let out = Command::new("pdftotext")
+        .args(["-q", "-bbox-layout", "-enc", "UTF-8", "-f", "1", "-l", "1"])
+        .arg(path)
+        .arg("-")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    parse_bbox_layout(&String::from_utf8_lossy(&out.stdout))
+}
+
+static BBOX_PAGE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"<page width="([\d.]+)" height="([\d.]+)""#).expect("static regex")
+});
+static BBOX_WORD: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r#"<word xMin="([\d.\-]+)" yMin="([\d.\-]+)" xMax="([\d.\-]+)" yMax="([\d.\-]+)">([^<]*)</word>"#,
+    )
+    .expect("static regex")
+});
+
+/// Parses the XHTML of `pdftotext -bbox-layout` (its first page).
+fn parse_bbox_layout(xhtml: &str) -> Option<(Vec<Word>, f32, f32)> {
+    let page = BBOX_PAGE.captures(xhtml)?;
+    let num = |s: &str| s.parse::<f32>().ok().filter(|v| v.is_finite());
+    let width = num(page.get(1)?.as_str())?;
+    let height = num(page.get(2)?.as_str())?;
+    let mut words = Vec::new();
+    let mut line = 0u32;
+    for row in xhtml.lines() {
+        if row.contains("</page>") {
+            break;
+        }
+        if row.trim_start().starts_with("<line ") {
+            line += 1;
+            continue;
+        }
+        let Some(c) = BBOX_WORD.captures(row) else {
+            continue;
+        };
+        let field = |i: usize| c.get(i).and_then(|m| num(m.as_str()));
+        let (Some(x0), Some(y0), Some(x1), Some(y1)) = (field(1), field(2), field(3), field(4))
+        else {
+            continue;
+        };
+        let raw = c.get(5).map(|m| m.as_str()).unwrap_or_default();
+        let text = quick_xml::escape::unescape(raw)
+            .map(|t| t.into_owned())
+            .unwrap_or_else(|_| raw.to_string());
+        if text.trim().is_empty() {
+            continue;
+        }
+        words.push(Word {
+            text,
+            x: x0,
+            y: y0,
+            w: (x1 - x0).max(0.0),
+            h: (y1 - y0).max(0.0),
+            conf: 100.0,
+            line,
+        });
+    }
+    (!words.is_empty()).then_some((words, width, height))
+}
+
 fn looks_encrypted(bytes: &[u8]) -> bool {
     bytes.windows(8).any(|w| w == b"/Encrypt")
 }
@@ -387,6 +469,27 @@ mod tests {
             },
             jpeg.into_inner(),
         )
+    }
+
+    #[test]
+    fn the_text_layers_word_boxes_are_read_from_pdftotext() {
+        let xhtml = r#"<doc>
+  <page width="595.280000" height="841.890000">
+        <line xMin="70.87" yMin="233.99" xMax="177.85" yMax="244.16">
+          <word xMin="70.870000" yMin="233.992000" xMax="92.265000" yMax="244.167000">Ewa</word>
+          <word xMin="131.997000" yMin="233.992000" xMax="139.334000" yMax="244.167000">&amp;</word>
+        </line>
+        <line xMin="354.0" yMin="233.99" xMax="447.55" yMax="244.16">
+          <word xMin="354.000000" yMin="233.992000" xMax="389.453000" yMax="244.167000">Datum:</word>
+        </line>
+  </page>
+</doc>"#;
+        let (words, w, h) = parse_bbox_layout(xhtml).expect("parsed");
+        assert_eq!((w, h), (595.28, 841.89));
+        let texts: Vec<(&str, u32)> = words.iter().map(|w| (w.text.as_str(), w.line)).collect();
+        assert_eq!(texts, [("Ewa", 1), ("&", 1), ("Datum:", 2)]);
+        assert!((words[0].w - 21.395).abs() < 0.01 && (words[0].y - 233.992).abs() < 0.01);
+        assert_eq!(parse_bbox_layout("<html></html>"), None);
     }
 
     const FULL_PAGE: &str = "q 595.2 0 0 842.4 0 0 cm /Im0 Do Q";

@@ -1,14 +1,14 @@
-//! Zones of a letter's first page: the DIN 5008 address field and the subject (Betreff) line.
+//! Zones of a letter's first page: the recipient's address field, the subject (Betreff), the
+//! sender block, the date line and the salutation.
 //!
-//! With word boxes (OCR) the address field is found by geometry: 85 x 45 mm at 20-25 mm from the
-//! left and 27 mm (form A) or 45 mm (form B) from the top; both forms are covered with a margin
-//! for skew and scanner offsets. Without boxes (text layers, plain text, e-mail) it is found by
-//! layout: the block of lines ending in the recipient's postcode line, preferring the block
-//! that names the town, or an e-mail's `An:` header.
+//! The parts come from the letter segmentation ([`super::letter`]): page 1 cut into text blocks
+//! by layout (word boxes of OCR or of the PDF text layer; blank lines for plain text and
+//! e-mail), the blocks labelled by cues (address-like, names the town, "An die", DIN 5008
+//! geometry, "Betreff:", the line before the salutation, an e-mail's `An:`). Only where no
+//! block is address-like does the DIN 5008 window itself (85 x 45 mm at 20-25 mm from the left
+//! and 27 mm (form A) or 45 mm (form B) from the top, with a margin) give the address field.
 
-use super::{Extraction, Page};
-use regex::Regex;
-use std::sync::LazyLock;
+use super::{Extraction, Page, letter};
 
 /// The zones of a document's text.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -17,6 +17,12 @@ pub struct Zones {
     pub address: Option<String>,
     /// The subject line.
     pub subject: Option<String>,
+    /// The sender block (lines separated by `\n`, the name first), when found.
+    pub sender: Option<String>,
+    /// The date line as written ("Musterstadt, den 03.02.2025").
+    pub date_line: Option<String>,
+    /// The salutation line.
+    pub salutation: Option<String>,
     /// All of page 1.
     pub page1: String,
     /// All text read.
@@ -26,44 +32,39 @@ pub struct Zones {
 /// Address-field window in millimetres: (left, top, right, bottom), forms A and B together.
 const ADDRESS_MM: (f32, f32, f32, f32) = (12.0, 22.0, 115.0, 95.0);
 
-static POSTCODE_LINE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^\s*(D-?\s?)?\d{5}\s+\p{L}").expect("static regex"));
-static SUBJECT_PREFIX: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)^\s*(betreff|betr\.?|subject|thema)\s*[:.]?\s*(.+)$").expect("static regex")
-});
-static SALUTATION: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)^\s*(sehr geehrte|guten tag|hallo|liebe|lieber|moin|servus|grüß gott|hi\b)")
-        .expect("static regex")
-});
-static DATE_LINE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"\d{1,2}\.\s?\d{1,2}\.\s?\d{2,4}|\d{1,2}\.\s+\p{L}+\s+\d{4}").expect("static regex")
-});
-static EMAIL_TO: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?im)^\s*(an|to)\s*:\s*(.+)$").expect("static regex"));
-
 /// Finds the zones of an extraction. `markers` are words that identify the town (e.g.
 /// "Musterstadt"); they pick the recipient block among several address-like blocks.
 pub fn find(ex: &Extraction, markers: &[String]) -> Zones {
     let page1 = ex.pages.first();
     let page1_text = page1.map(|p| p.text.clone()).unwrap_or_default();
-    let address = page1
-        .and_then(address_by_geometry)
-        .or_else(|| address_by_layout(&page1_text, markers));
-    Zones {
-        subject: subject(&page1_text),
-        address,
-        page1: page1_text,
-        all: ex.text(),
-    }
+    let letter = page1
+        .map(|p| letter::read_page(p, markers))
+        .unwrap_or_default();
+    let fallback = || page1.and_then(address_by_geometry);
+    zones_of(letter, fallback, page1_text, ex.text())
 }
 
 /// Zones of a bare text (used by the CLI and training, where no boxes exist).
 pub fn from_text(text: &str, markers: &[String]) -> Zones {
+    let letter = letter::read_text(text, markers);
+    zones_of(letter, || None, text.to_string(), text.to_string())
+}
+
+fn zones_of(
+    letter: letter::Letter,
+    geometry: impl FnOnce() -> Option<String>,
+    page1: String,
+    all: String,
+) -> Zones {
+    let join = |v: &[String]| (!v.is_empty()).then(|| v.join("\n"));
     Zones {
-        address: address_by_layout(text, markers),
-        subject: subject(text),
-        page1: text.to_string(),
-        all: text.to_string(),
+        address: join(&letter.recipient).or_else(geometry),
+        subject: letter.subject,
+        sender: join(&letter.sender),
+        date_line: letter.date,
+        salutation: letter.salutation,
+        page1,
+        all,
     }
 }
 
@@ -116,64 +117,6 @@ pub fn strip_ocr_specks(line: &str) -> &str {
 
 fn is_speck(token: &str) -> bool {
     !token.chars().any(char::is_alphanumeric) || token.chars().count() == 1
-}
-
-fn address_by_layout(text: &str, markers: &[String]) -> Option<String> {
-    if let Some(c) = EMAIL_TO.captures(text.lines().take(8).collect::<Vec<_>>().join("\n").as_str())
-    {
-        return c.get(2).map(|m| m.as_str().trim().to_string());
-    }
-    let lines: Vec<&str> = text.lines().take(40).map(strip_ocr_specks).collect();
-    let mut blocks: Vec<String> = Vec::new();
-    for (i, line) in lines.iter().enumerate() {
-        if !POSTCODE_LINE.is_match(line) {
-            continue;
-        }
-        // A block runs up to a blank line or, where OCR lost the blank lines, to the end of
-        // the block above (its postcode line).
-        let mut start = i;
-        while start > 0
-            && i - start < 6
-            && !lines[start - 1].is_empty()
-            && !POSTCODE_LINE.is_match(lines[start - 1])
-        {
-            start -= 1;
-        }
-        blocks.push(
-            lines[start..=i]
-                .iter()
-                .map(|l| l.trim())
-                .collect::<Vec<_>>()
-                .join("\n"),
-        );
-    }
-    let names_town = |b: &String| {
-        let lb = b.to_lowercase();
-        markers.iter().any(|m| lb.contains(&m.to_lowercase()))
-    };
-    blocks
-        .iter()
-        .find(|b| names_town(b))
-        .or_else(|| blocks.get(1))
-        .or(blocks.first())
-        .cloned()
-}
-
-fn subject(text: &str) -> Option<String> {
-    let lines: Vec<&str> = text.lines().take(60).map(strip_ocr_specks).collect();
-    for l in &lines {
-        if let Some(c) = SUBJECT_PREFIX.captures(l) {
-            return c.get(2).map(|m| m.as_str().trim().to_string());
-        }
-    }
-    // DIN 5008 without a prefix: the line before the salutation, if it is not the date.
-    let sal = lines.iter().position(|l| SALUTATION.is_match(l))?;
-    lines[..sal]
-        .iter()
-        .rev()
-        .find(|l| !l.is_empty())
-        .filter(|l| !DATE_LINE.is_match(l) && l.len() < 160 && !POSTCODE_LINE.is_match(l))
-        .map(|l| l.to_string())
 }
 
 #[cfg(test)]

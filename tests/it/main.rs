@@ -23,6 +23,7 @@ mod dms_connectors;
 mod dms_daemon;
 mod imap;
 mod imap_tls;
+mod layouts;
 mod ldap;
 mod mail_e2e;
 mod mail_pdf;

@@ -144,6 +144,60 @@ fn a_scanned_tiff_is_delivered_as_a_searchable_pdf_with_metadata() {
     assert_eq!(view["metadata"]["letter_date"], "2025-02-03", "{view}");
 }
 
+/// The scanned letter's metadata (sender, date, subject) is read whichever Helvetica clone the
+/// scan was rendered with: DejaVu Sans, Liberation Sans and Nimbus Sans (the packages
+/// deploy/test.sh installs), read by the sandboxed workers and routed's zones and metadata as
+/// in the test above.
+#[test]
+fn the_scanned_letters_sender_is_read_under_each_font() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files: Vec<_> = TEST_FONTS
+        .iter()
+        .map(|font| {
+            let page1 = noisy(render_with(&bauantrag_pdf(), 300, *font), 8);
+            let p = dir
+                .path()
+                .join(format!("{}.tif", font.family.replace(' ', "-")));
+            std::fs::write(&p, tiff(&[&page1])).expect("write");
+            (p, poststelle::extract::MediaType::Tiff)
+        })
+        .collect();
+    let markers = address_markers();
+    for (font, ex) in TEST_FONTS.iter().zip(extract_all(&files)) {
+        let zones = poststelle::extract::zones::find(&ex, &markers);
+        let meta = poststelle::extract::metadata::extract(&zones, &markers);
+        let family = font.family;
+        assert!(
+            meta.sender_name
+                .as_deref()
+                .unwrap_or_default()
+                .contains("Mustermann"),
+            "{family}: {meta:?}\n{}",
+            ex.pages[0].text
+        );
+        assert_eq!(
+            meta.sender_address.as_deref(),
+            Some("Lindenweg 4, 12345 Musterstadt"),
+            "{family}"
+        );
+        assert_eq!(meta.letter_date.as_deref(), Some("2025-02-03"), "{family}");
+        assert!(
+            meta.subject
+                .as_deref()
+                .unwrap_or_default()
+                .contains("Wintergarten"),
+            "{family}: {meta:?}"
+        );
+        assert!(
+            zones.address.as_deref().is_some_and(
+                |a| a.starts_with("Stadt Musterstadt") && a.ends_with("12345 Musterstadt")
+            ),
+            "{family}: {:?}",
+            zones.address
+        );
+    }
+}
+
 /// The API's view of a document: its row, metadata and audit events.
 fn show(d: &TestApp, id: &str) -> serde_json::Value {
     reqwest::blocking::Client::new()

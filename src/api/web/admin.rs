@@ -606,6 +606,7 @@ async fn train(Signed(who): Signed, State(s): State<ApiState>) -> Response {
                     None,
                     false,
                     TRAIN_FOLDS,
+                    crate::train::SELECTION_BUDGET_S,
                     &move |step| progress.step(step),
                 ))
             }))

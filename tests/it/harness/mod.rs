@@ -142,56 +142,124 @@ pub fn letter_pdf(lines: &[Line<'_>]) -> Vec<u8> {
     ])
 }
 
-/// The folder of the one font test letters are rendered with: DejaVu Sans (Debian's
-/// `fonts-dejavu-core`), whatever else the machine has. The letters name the PDF base font
-/// Helvetica, which fontconfig would otherwise map to whichever clone is installed (Liberation
-/// Sans, Nimbus Sans, ...), so that the scans a test makes would differ between machines.
-/// `POSTSTELLE_TEST_FONT_DIR` and `POSTSTELLE_TEST_FONT_FAMILY` name another folder and family,
-/// to check that reading does not hinge on the font (e.g. `/usr/share/fonts/truetype/liberation2`
-/// and `Liberation Sans`).
-pub const LETTER_FONT_DIR: &str = "/usr/share/fonts/truetype/dejavu";
-
-/// The family every font of a test letter is mapped to. Without this rule fontconfig would pick
-/// any face of [`LETTER_FONT_DIR`] for "Helvetica" (seen: DejaVu Math TeX Gyre, a serif face).
-pub const LETTER_FONT_FAMILY: &str = "DejaVu Sans";
-
-/// A fontconfig file that knows only the fonts of [`LETTER_FONT_DIR`] (written once per run).
-fn letter_fonts() -> PathBuf {
-    static FILE: OnceLock<PathBuf> = OnceLock::new();
-    FILE.get_or_init(|| {
-        let fonts = std::env::var("POSTSTELLE_TEST_FONT_DIR")
-            .unwrap_or_else(|_| LETTER_FONT_DIR.to_string());
-        let family = std::env::var("POSTSTELLE_TEST_FONT_FAMILY")
-            .unwrap_or_else(|_| LETTER_FONT_FAMILY.to_string());
-        assert!(
-            Path::new(&fonts).is_dir(),
-            "font folder {fonts} missing (Debian package fonts-dejavu-core)"
-        );
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("test-fonts-{}", std::process::id()));
-        std::fs::create_dir_all(dir.join("cache")).expect("font cache dir");
-        let file = dir.join("fonts.conf");
-        let conf = format!(
-            "<?xml version=\"1.0\"?>\n<!DOCTYPE fontconfig SYSTEM \"fonts.dtd\">\n<fontconfig>\n  \
-             <dir>{fonts}</dir>\n  <cachedir>{}</cachedir>\n  \
-             <match target=\"pattern\"><edit name=\"family\" mode=\"assign\" \
-             binding=\"strong\"><string>{family}</string></edit></match>\n\
-             </fontconfig>\n",
-            dir.join("cache").display()
-        );
-        std::fs::write(&file, conf).expect("fonts.conf");
-        file
-    })
-    .clone()
+/// A font test letters are rendered with: the PDF base font Helvetica is mapped to `family`
+/// from the fonts in `dir` alone, whatever else the machine has, so that a scan made by a test
+/// is the same on every machine that has the font's Debian package (`package`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TestFont {
+    /// The folder holding the font files.
+    pub dir: &'static str,
+    /// The family every font of a letter is mapped to. Without this rule fontconfig would pick
+    /// any face of the folder for "Helvetica" (seen: DejaVu Math TeX Gyre, a serif face).
+    pub family: &'static str,
+    /// The Debian package that installs the folder (deploy/test.sh installs it).
+    pub package: &'static str,
 }
 
-/// Renders page 1 of a PDF to an 8-bit gray image (as a scanner would deliver it).
+/// DejaVu Sans (`fonts-dejavu-core`): the default font of test letters.
+pub const DEJAVU_SANS: TestFont = TestFont {
+    dir: "/usr/share/fonts/truetype/dejavu",
+    family: "DejaVu Sans",
+    package: "fonts-dejavu-core",
+};
+
+/// Liberation Sans (`fonts-liberation2`), a metric clone of Helvetica/Arial.
+pub const LIBERATION_SANS: TestFont = TestFont {
+    dir: "/usr/share/fonts/truetype/liberation2",
+    family: "Liberation Sans",
+    package: "fonts-liberation2",
+};
+
+/// Nimbus Sans (`fonts-urw-base35`), URW's Helvetica clone that Ghostscript brings.
+pub const NIMBUS_SANS: TestFont = TestFont {
+    dir: "/usr/share/fonts/opentype/urw-base35",
+    family: "Nimbus Sans",
+    package: "fonts-urw-base35",
+};
+
+/// The fonts that reading must not hinge on: tests of scans run under each.
+pub const TEST_FONTS: [TestFont; 3] = [DEJAVU_SANS, LIBERATION_SANS, NIMBUS_SANS];
+
+/// The font [`render`] uses: [`DEJAVU_SANS`], or the folder and family named by
+/// `POSTSTELLE_TEST_FONT_DIR` and `POSTSTELLE_TEST_FONT_FAMILY` (to check that reading does
+/// not hinge on the font, e.g. `/usr/share/fonts/truetype/liberation2` and `Liberation Sans`).
+pub fn default_font() -> TestFont {
+    static FONT: OnceLock<TestFont> = OnceLock::new();
+    *FONT.get_or_init(|| {
+        let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+        TestFont {
+            dir: std::env::var("POSTSTELLE_TEST_FONT_DIR")
+                .map(leak)
+                .unwrap_or(DEJAVU_SANS.dir),
+            family: std::env::var("POSTSTELLE_TEST_FONT_FAMILY")
+                .map(leak)
+                .unwrap_or(DEJAVU_SANS.family),
+            package: "(POSTSTELLE_TEST_FONT_DIR)",
+        }
+    })
+}
+
+/// A fontconfig file that knows only the fonts of `font` (written once per font and run).
+pub fn letter_fonts(font: TestFont) -> PathBuf {
+    static FILES: std::sync::Mutex<Vec<(TestFont, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+    let mut files = FILES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, f)) = files.iter().find(|(f, _)| *f == font) {
+        return f.clone();
+    }
+    assert!(
+        Path::new(font.dir).is_dir(),
+        "font folder {} missing (Debian package {}; deploy/test.sh installs it)",
+        font.dir,
+        font.package
+    );
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "test-fonts-{}-{}",
+        std::process::id(),
+        font.family.replace(' ', "-")
+    ));
+    std::fs::create_dir_all(dir.join("cache")).expect("font cache dir");
+    let file = dir.join("fonts.conf");
+    let conf = format!(
+        "<?xml version=\"1.0\"?>\n<!DOCTYPE fontconfig SYSTEM \"fonts.dtd\">\n<fontconfig>\n  \
+         <dir>{}</dir>\n  <cachedir>{}</cachedir>\n  \
+         <match target=\"pattern\"><edit name=\"family\" mode=\"assign\" \
+         binding=\"strong\"><string>{}</string></edit></match>\n\
+         </fontconfig>\n",
+        font.dir,
+        dir.join("cache").display(),
+        font.family
+    );
+    std::fs::write(&file, conf).expect("fonts.conf");
+    // pdftoppm falls back silently when the font is not found: check that it was used.
+    let fc = Command::new("fc-match")
+        .env("FONTCONFIG_FILE", &file)
+        .args(["-f", "%{family}", "Helvetica"])
+        .output();
+    if let Ok(fc) = fc {
+        let family = String::from_utf8_lossy(&fc.stdout);
+        assert!(
+            family.split(',').any(|f| f == font.family),
+            "fontconfig maps Helvetica to {family}, not {}",
+            font.family
+        );
+    }
+    files.push((font, file.clone()));
+    file
+}
+
+/// Renders page 1 of a PDF to an 8-bit gray image (as a scanner would deliver it), with the
+/// font of [`default_font`].
 pub fn render(pdf: &[u8], dpi: u32) -> image::GrayImage {
+    render_with(pdf, dpi, default_font())
+}
+
+/// Renders page 1 of a PDF to an 8-bit gray image with `font`.
+pub fn render_with(pdf: &[u8], dpi: u32, font: TestFont) -> image::GrayImage {
     let dir = tempfile::tempdir().expect("tempdir");
     let p = dir.path().join("in.pdf");
     std::fs::write(&p, pdf).expect("write");
     let out = Command::new("pdftoppm")
-        .env("FONTCONFIG_FILE", letter_fonts())
+        .env("FONTCONFIG_FILE", letter_fonts(font))
         .args(["-gray", "-r", &dpi.to_string(), "-f", "1", "-l", "1"])
         .arg(&p)
         .output()
@@ -204,6 +272,71 @@ pub fn render(pdf: &[u8], dpi: u32) -> image::GrayImage {
     image::load_from_memory(&out.stdout)
         .expect("pgm")
         .to_luma8()
+}
+
+/// The town's address markers of the example config (`[municipality] address_markers`).
+pub fn address_markers() -> Vec<String> {
+    let text = std::fs::read_to_string(repo().join("config/musterstadt.toml")).expect("config");
+    let v: toml::Value = toml::from_str(&text).expect("config toml");
+    let found = v
+        .get("municipality")
+        .and_then(|c| c.get("address_markers"))
+        .and_then(|m| m.as_array())
+        .map(|m| {
+            m.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    assert!(
+        !found.is_empty(),
+        "address_markers in config/musterstadt.toml"
+    );
+    found
+}
+
+/// Sandboxed extraction workers as the daemon has them, one per core.
+pub fn extractor() -> poststelle::extract::Extractor {
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    let settings = poststelle::extract::settings::ExtractSettings {
+        language: "deu".into(),
+        tessdata: None,
+        dpi: 300,
+        min_text_chars: 60,
+        timeout: Duration::from_secs(120),
+        memory_limit_bytes: 2048 * 1024 * 1024,
+        max_pages: 1,
+        max_image_pixels: 80_000_000,
+        workers,
+        mail_max_attachments: 20,
+        mail_max_depth: 3,
+        mail_max_decoded_bytes: 50 * 1024 * 1024,
+        max_attempts: 1,
+        retry_base: Duration::from_secs(1),
+        retry_max: Duration::from_secs(1),
+    };
+    poststelle::extract::Extractor::new(exe(), &settings)
+}
+
+/// Extracts every file through the worker pool, all queued at once.
+pub fn extract_all(
+    files: &[(PathBuf, poststelle::extract::MediaType)],
+) -> Vec<poststelle::extract::Extraction> {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let ex = extractor();
+    rt.block_on(async {
+        let jobs = files
+            .iter()
+            .map(|(p, m)| ex.extract(p, *m, poststelle::extract::pool::Urgency::interactive()));
+        futures::future::join_all(jobs)
+            .await
+            .into_iter()
+            .zip(files)
+            .map(|(r, (p, _))| r.unwrap_or_else(|e| panic!("{p:?}: {e}")))
+            .collect()
+    })
 }
 
 /// Adds scanner-like noise (deterministic).

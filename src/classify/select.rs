@@ -1,0 +1,462 @@
+//! Automatic model selection: which features, how much regularisation, which class weights and
+//! how much naive Bayes, chosen by cross-validation inside the training data within a time
+//! budget, so that a town's admins get a good model on their own history without tuning.
+//!
+//! The candidates are tried in order of how often they won on real text (the default first), so
+//! a short budget still ends with a sound choice. Every feature setting is vectorized once per
+//! inner fold; the SVM is trained for each cost and class weighting, and the naive Bayes weight
+//! is varied on the stored scores (it only adds). The winner has the best inner top-1; ties go
+//! to the lower log-loss after temperature scaling, then to the earlier (simpler) candidate.
+
+use super::model::{
+    Example, Fitted, ModelSettings, Prepared, TrainParams, Vectorized, apply_platt, fit_platt,
+    softmax_in_place,
+};
+use serde::Serialize;
+use std::time::{Duration, Instant};
+
+/// One candidate's inner cross-validation result.
+#[derive(Debug, Clone, Serialize)]
+pub struct Trial {
+    /// The settings tried.
+    pub settings: ModelSettings,
+    /// Inner top-1.
+    pub top1: f64,
+    /// Inner mean negative log-likelihood at the best temperature.
+    pub log_loss: f64,
+}
+
+/// What selection tried and chose.
+#[derive(Debug, Clone, Serialize)]
+pub struct Selection {
+    /// The winner.
+    pub chosen: ModelSettings,
+    /// The winner's calibration, fitted on its inner held-out scores.
+    pub calibration: Calibration,
+    /// Every candidate tried, in order.
+    pub trials: Vec<Trial>,
+    /// False when the time budget ended the search early.
+    pub complete: bool,
+    /// Seconds it took.
+    pub seconds: f64,
+    /// Inner folds.
+    pub folds: usize,
+}
+
+impl Selection {
+    /// Why the winner won, in German (for `train` and `eval`).
+    pub fn why(&self) -> String {
+        let best = self
+            .trials
+            .iter()
+            .find(|t| t.settings == self.chosen)
+            .map(|t| t.top1)
+            .unwrap_or(0.0);
+        let default = self
+            .trials
+            .iter()
+            .find(|t| t.settings == ModelSettings::default())
+            .map(|t| t.top1);
+        format!(
+            "gewählt: {} – {:.1} % Top-1 in {}-facher Kreuzvalidierung im Trainingsteil, bester von {} Versuchen{}{} ({:.0} s)",
+            self.chosen.describe(),
+            best * 100.0,
+            self.folds,
+            self.trials.len(),
+            default
+                .map(|d| format!("; Voreinstellung {:.1} %", d * 100.0))
+                .unwrap_or_default(),
+            if self.complete {
+                ""
+            } else {
+                "; Zeitbudget erschöpft, nicht alle Kandidaten geprüft"
+            },
+            self.seconds
+        )
+    }
+}
+
+/// Calibration of a model's scores: per-class sigmoids, then a softmax temperature.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Calibration {
+    /// `(a, b)` per class (see [`apply_platt`]).
+    pub platt: Vec<(f32, f32)>,
+    /// Temperature of the softmax over the calibrated logits.
+    pub temperature: f64,
+}
+
+impl Calibration {
+    /// Fits per-class sigmoids on held-out `scores`, then the temperature on their logits.
+    pub fn fit(scores: &[Vec<f32>], labels: &[usize], k: usize) -> Self {
+        let platt: Vec<(f32, f32)> = (0..k)
+            .map(|c| {
+                let s: Vec<f32> = scores
+                    .iter()
+                    .map(|v| v.get(c).copied().unwrap_or(0.0))
+                    .collect();
+                let pos: Vec<bool> = labels.iter().map(|l| *l == c).collect();
+                fit_platt(&s, &pos)
+            })
+            .collect();
+        let logits: Vec<Vec<f32>> = scores
+            .iter()
+            .map(|s| {
+                let mut l = s.clone();
+                apply_platt(&platt, &mut l);
+                l
+            })
+            .collect();
+        let labels: Vec<Option<usize>> = labels.iter().map(|l| Some(*l)).collect();
+        let temperature = fit_temperature(&logits, &labels);
+        Calibration { platt, temperature }
+    }
+}
+
+/// What selection searches.
+#[derive(Debug, Clone, Copy)]
+pub enum Search {
+    /// These settings only: the inner cross-validation serves their calibration.
+    Fixed(ModelSettings),
+    /// Every candidate, within this time.
+    Auto(Duration),
+}
+
+/// Feature settings in the order they are tried (the default first).
+fn feature_candidates() -> Vec<(bool, Option<(u8, u8)>)> {
+    vec![
+        (false, Some((2, 5))),
+        (false, None),
+        (true, Some((2, 5))),
+        (false, Some((3, 6))),
+    ]
+}
+
+/// Cost and class weighting pairs, in order.
+const COSTS: [(f32, bool); 6] = [
+    (1.0, false),
+    (0.5, false),
+    (2.0, false),
+    (1.0, true),
+    (0.5, true),
+    (2.0, true),
+];
+
+/// Naive Bayes weights tried on each SVM.
+const NB_WEIGHTS: [f32; 3] = [0.5, 0.0, 1.0];
+
+/// Chooses settings for `examples` (labels `0..k`) by `folds`-fold cross-validation, stopping
+/// after the budget (the first candidate always completes), and calibrates the winner on its
+/// held-out scores.
+pub fn select(
+    examples: &[Example],
+    k: usize,
+    folds: usize,
+    search: Search,
+    params: &TrainParams,
+) -> Selection {
+    let started = Instant::now();
+    let (budget, features, costs, nb_weights) = match search {
+        Search::Auto(b) => (b, feature_candidates(), COSTS.to_vec(), NB_WEIGHTS.to_vec()),
+        Search::Fixed(s) => (
+            Duration::MAX,
+            vec![(s.word_pairs, s.chars)],
+            vec![(s.c, s.balanced)],
+            vec![s.nb_weight],
+        ),
+    };
+    let folds = folds.clamp(2, 10);
+    let widest = ModelSettings {
+        word_pairs: features.iter().any(|f| f.0),
+        chars: features
+            .iter()
+            .filter_map(|f| f.1)
+            .reduce(|a, b| (a.0.min(b.0), a.1.max(b.1))),
+        ..ModelSettings::default()
+    };
+    let prep = Prepared::new(examples, &widest);
+    let labels: Vec<usize> = examples.iter().map(|e| e.label).collect();
+    let assignment = stratified(&labels, folds, params.seed);
+    let mut trials: Vec<Trial> = Vec::new();
+    let mut held_out: Vec<Vec<Vec<f32>>> = Vec::new();
+    let mut complete = true;
+    'features: for (fi, (pairs, chars)) in features.into_iter().enumerate() {
+        if fi > 0 && started.elapsed() > budget {
+            complete = false;
+            break;
+        }
+        let base = ModelSettings {
+            word_pairs: pairs,
+            chars,
+            ..ModelSettings::default()
+        };
+        // Held-out scores per (cost index): SVM margins and naive Bayes scores per item.
+        let mut svm: Vec<Vec<Vec<f32>>> = vec![vec![Vec::new(); examples.len()]; costs.len()];
+        let mut nb: Vec<Vec<f32>> = vec![Vec::new(); examples.len()];
+        for f in 0..folds {
+            if fi > 0 && started.elapsed() > budget.saturating_mul(2) {
+                // Far over budget: stop even inside a candidate (its partial result is dropped).
+                complete = false;
+                break 'features;
+            }
+            let train: Vec<usize> = (0..examples.len())
+                .filter(|&i| assignment[i] != f)
+                .collect();
+            let test: Vec<usize> = (0..examples.len())
+                .filter(|&i| assignment[i] == f)
+                .collect();
+            let v = Vectorized::new(&prep, &train, &base);
+            let xs: Vec<_> = test.iter().map(|&i| v.transform(&prep, i)).collect();
+            for (ci, (c, balanced)) in costs.iter().enumerate() {
+                let s = ModelSettings {
+                    c: *c,
+                    balanced: *balanced,
+                    ..base
+                };
+                let fitted = Fitted::train(&v, k, &s, params);
+                for (x, &i) in xs.iter().zip(&test) {
+                    svm[ci][i] = fitted.svm_scores(x);
+                    if ci == 0 {
+                        nb[i] = fitted.nb_scores(x);
+                    }
+                }
+            }
+        }
+        for (ci, (c, balanced)) in costs.iter().enumerate() {
+            for &w in &nb_weights {
+                let scores: Vec<Vec<f32>> = svm[ci]
+                    .iter()
+                    .zip(&nb)
+                    .map(|(s, n)| s.iter().zip(n).map(|(a, b)| a + w * b).collect())
+                    .collect();
+                let (top1, log_loss) = quality(&scores, &labels);
+                trials.push(Trial {
+                    settings: ModelSettings {
+                        c: *c,
+                        balanced: *balanced,
+                        nb_weight: w,
+                        ..base
+                    },
+                    top1,
+                    log_loss,
+                });
+                held_out.push(scores);
+            }
+        }
+    }
+    let best = trials
+        .iter()
+        .enumerate()
+        .min_by(|(ia, a), (ib, b)| {
+            b.top1
+                .total_cmp(&a.top1)
+                .then(a.log_loss.total_cmp(&b.log_loss))
+                .then(ia.cmp(ib))
+        })
+        .map(|(i, _)| i);
+    let (chosen, calibration) = match best {
+        Some(i) => (
+            trials[i].settings,
+            Calibration::fit(&held_out[i], &labels, k),
+        ),
+        None => (ModelSettings::default(), Calibration::default()),
+    };
+    Selection {
+        chosen,
+        calibration,
+        trials,
+        complete,
+        seconds: started.elapsed().as_secs_f64(),
+        folds,
+    }
+}
+
+/// Top-1 and mean negative log-likelihood at the best temperature of held-out scores.
+fn quality(scores: &[Vec<f32>], labels: &[usize]) -> (f64, f64) {
+    let n = scores.len().max(1) as f64;
+    let top1 = scores
+        .iter()
+        .zip(labels)
+        .filter(|(s, y)| {
+            s.iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .is_some_and(|(c, _)| c == **y)
+        })
+        .count() as f64
+        / n;
+    let labels: Vec<Option<usize>> = labels.iter().map(|l| Some(*l)).collect();
+    let t = fit_temperature(scores, &labels);
+    let nll = scores
+        .iter()
+        .zip(&labels)
+        .map(|(s, y)| {
+            let mut p = s.clone();
+            softmax_in_place(&mut p, t as f32);
+            -f64::from(y.and_then(|y| p.get(y).copied()).unwrap_or(1e-9).max(1e-9)).ln()
+        })
+        .sum::<f64>()
+        / n;
+    (top1, nll)
+}
+
+/// The temperature minimising the negative log-likelihood of held-out scores (a geometric grid
+/// from 0.005 to 5, then refined around the best).
+pub fn fit_temperature(logits: &[Vec<f32>], labels: &[Option<usize>]) -> f64 {
+    let nll = |t: f64| -> f64 {
+        logits
+            .iter()
+            .zip(labels)
+            .filter_map(|(l, y)| {
+                let y = (*y)?;
+                let mut p = l.clone();
+                softmax_in_place(&mut p, t as f32);
+                Some(-f64::from(p.get(y).copied().unwrap_or(1e-9).max(1e-9)).ln())
+            })
+            .sum()
+    };
+    let mut best = (1.0f64, f64::INFINITY);
+    let mut t = 0.005f64;
+    while t <= 5.0 {
+        let v = nll(t);
+        if v < best.1 {
+            best = (t, v);
+        }
+        t *= 1.1;
+    }
+    // Refine: golden-section search inside the neighbouring grid cells.
+    let (mut lo, mut hi) = (best.0 / 1.1, best.0 * 1.1);
+    let g = 0.618_033_988_75;
+    for _ in 0..20 {
+        let a = hi - g * (hi - lo);
+        let b = lo + g * (hi - lo);
+        if nll(a) < nll(b) {
+            hi = b;
+        } else {
+            lo = a;
+        }
+    }
+    let t = (lo + hi) / 2.0;
+    if nll(t) < best.1 { t } else { best.0 }
+}
+
+/// Stratified fold assignment over labels (round-robin per class after a seeded shuffle).
+fn stratified(labels: &[usize], k: usize, seed: u64) -> Vec<usize> {
+    let classes = labels.iter().copied().max().map_or(0, |m| m + 1);
+    let mut out = vec![0; labels.len()];
+    let mut rng = seed | 1;
+    for c in 0..classes {
+        let mut idx: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == c).collect();
+        for i in (1..idx.len()).rev() {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            idx.swap(i, (rng % (i as u64 + 1)) as usize);
+        }
+        for (n, &i) in idx.iter().enumerate() {
+            out[i] = n % k;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::extract::zones::from_text;
+
+    fn examples() -> Vec<Example> {
+        let topics = [
+            [
+                "Hundesteuer",
+                "Hund",
+                "Steuermarke",
+                "Grundsteuer",
+                "Bescheid",
+            ],
+            ["Biotonne", "Restmüll", "Sperrmüll", "Abholung", "Tonne"],
+            [
+                "Bauantrag",
+                "Carport",
+                "Baugenehmigung",
+                "Flurstück",
+                "Bauvorlage",
+            ],
+        ];
+        let mut out = Vec::new();
+        for (label, words) in topics.iter().enumerate() {
+            for i in 0..24 {
+                let text = format!(
+                    "Sehr geehrte Damen und Herren, es geht um {} und {} (Vorgang {i}), bitte {}.",
+                    words[i % 5],
+                    words[(i + 2) % 5],
+                    words[(i + 3) % 5]
+                );
+                out.push(Example {
+                    zones: from_text(&text, &[]),
+                    label,
+                });
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn platt_recovers_a_known_sigmoid() {
+        // Scores spread evenly; positives drawn with probability σ(2s - 1), deterministically.
+        let scores: Vec<f32> = (0..2000).map(|i| (i as f32 / 1000.0) - 1.0).collect();
+        let positive: Vec<bool> = scores
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let p = 1.0 / (1.0 + (-(2.0 * s - 1.0)).exp());
+                // A low-discrepancy sequence instead of random draws.
+                ((i as f32 * 0.618_034) % 1.0) < p
+            })
+            .collect();
+        let (a, b) = fit_platt(&scores, &positive);
+        assert!((a - 2.0).abs() < 0.3, "a = {a}");
+        assert!((b + 1.0).abs() < 0.2, "b = {b}");
+    }
+
+    #[test]
+    fn selection_tries_candidates_and_calibrates_the_winner() {
+        let ex = examples();
+        let params = TrainParams::default();
+        let sel = select(&ex, 3, 3, Search::Auto(Duration::from_secs(60)), &params);
+        assert!(sel.complete, "{}", sel.why());
+        assert_eq!(
+            sel.trials.len(),
+            feature_candidates().len() * COSTS.len() * NB_WEIGHTS.len()
+        );
+        let best = sel.trials.iter().map(|t| t.top1).fold(0.0, f64::max);
+        let chosen = sel
+            .trials
+            .iter()
+            .find(|t| t.settings == sel.chosen)
+            .expect("the chosen settings were tried");
+        assert_eq!(chosen.top1, best);
+        assert!(best > 0.9, "{}", sel.why());
+        assert_eq!(sel.calibration.platt.len(), 3);
+        assert!(sel.calibration.temperature > 0.0);
+        assert!(sel.why().contains("gewählt"));
+        // A fixed search tries exactly the given settings.
+        let fixed = select(&ex, 3, 3, Search::Fixed(sel.chosen), &params);
+        assert_eq!(fixed.trials.len(), 1);
+        assert_eq!(fixed.chosen, sel.chosen);
+    }
+
+    #[test]
+    fn a_zero_budget_still_completes_the_first_candidate() {
+        let ex = examples();
+        let sel = select(
+            &ex,
+            3,
+            3,
+            Search::Auto(Duration::ZERO),
+            &TrainParams::default(),
+        );
+        assert!(!sel.complete);
+        assert_eq!(sel.trials.len(), COSTS.len() * NB_WEIGHTS.len());
+        assert!(sel.why().contains("Zeitbudget"));
+    }
+}
