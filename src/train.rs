@@ -256,24 +256,15 @@ fn examples(items: &[Item], classes: &[MailboxId], markers: &[String]) -> Vec<Ex
 /// Stratified fold assignment: items of each class spread round-robin over `k` folds after a
 /// deterministic shuffle.
 pub fn stratified_folds(items: &[Item], k: usize, seed: u64) -> Vec<usize> {
-    let mut by_class: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    for (i, it) in items.iter().enumerate() {
-        by_class.entry(it.mailbox.as_str()).or_default().push(i);
-    }
-    let mut folds = vec![0; items.len()];
-    let mut rng = seed | 1;
-    for idx in by_class.values_mut() {
-        for i in (1..idx.len()).rev() {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            idx.swap(i, (rng % (i as u64 + 1)) as usize);
-        }
-        for (n, &i) in idx.iter().enumerate() {
-            folds[i] = n % k;
-        }
-    }
-    folds
+    // Classes in the order of their mailbox names.
+    let names: std::collections::BTreeSet<&str> =
+        items.iter().map(|it| it.mailbox.as_str()).collect();
+    let rank: BTreeMap<&str, usize> = names.into_iter().enumerate().map(|(i, n)| (n, i)).collect();
+    let labels: Vec<usize> = items
+        .iter()
+        .map(|it| rank.get(it.mailbox.as_str()).copied().unwrap_or(0))
+        .collect();
+    crate::classify::select::stratified(&labels, k, seed)
 }
 
 /// A held-out prediction.

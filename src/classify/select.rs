@@ -339,8 +339,9 @@ pub fn fit_temperature(logits: &[Vec<f32>], labels: &[Option<usize>]) -> f64 {
     if nll(t) < best.1 { t } else { best.0 }
 }
 
-/// Stratified fold assignment over labels (round-robin per class after a seeded shuffle).
-fn stratified(labels: &[usize], k: usize, seed: u64) -> Vec<usize> {
+/// Stratified fold assignment over labels `0..`: the items of each class, in class order, are
+/// shuffled (xorshift, seeded) and dealt round-robin over `k` folds. Deterministic.
+pub fn stratified(labels: &[usize], k: usize, seed: u64) -> Vec<usize> {
     let classes = labels.iter().copied().max().map_or(0, |m| m + 1);
     let mut out = vec![0; labels.len()];
     let mut rng = seed | 1;
