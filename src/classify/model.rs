@@ -337,13 +337,38 @@ fn for_each_feature(
     }
 }
 
+/// A hasher for feature keys, which are hashes already: one multiplication spreads them (the
+/// default SipHash made prediction several times slower).
+#[derive(Default, Clone, Copy)]
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 =
+                (self.0.rotate_left(5) ^ u64::from(*b)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+/// A map keyed by feature keys.
+type KeyMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<KeyHasher>>;
+
 /// A document's raw feature counts: (key, family, count), each key once.
 #[derive(Debug, Clone, Default)]
 pub struct RawCounts(Vec<(u64, u8, f32)>);
 
 /// Counts the features of a document that `s` includes.
 pub fn raw_counts(z: &Zones, s: &ModelSettings) -> RawCounts {
-    let mut slot: HashMap<u64, usize> = HashMap::with_capacity(1024);
+    let mut slot: KeyMap<usize> = KeyMap::with_capacity_and_hasher(1024, Default::default());
     let mut out: Vec<(u64, u8, f32)> = Vec::with_capacity(1024);
     for_each_feature(z, s, false, |key, fam, _| match slot.get(&key) {
         Some(&i) => out[i].2 += 1.0,
@@ -363,14 +388,14 @@ struct Vocabulary {
     idf: Vec<f32>,
     /// Number of word features (indices 0..words).
     words: usize,
-    index: HashMap<u64, u32>,
+    index: KeyMap<u32>,
 }
 
 impl Vocabulary {
     /// Learns the vocabulary of `docs` for settings `s`: every word, zone word and pair; the
     /// character n-grams seen in at least two documents (once-seen ones only memorise an item).
     fn fit(docs: &[&RawCounts], s: &ModelSettings) -> Self {
-        let mut df: HashMap<u64, (u8, u32)> = HashMap::new();
+        let mut df: KeyMap<(u8, u32)> = KeyMap::default();
         for d in docs {
             for &(key, fam, _) in &d.0 {
                 if included(fam, s) {
@@ -410,19 +435,25 @@ impl Vocabulary {
     }
 
     fn transform(&self, d: &RawCounts) -> Features {
-        let mut values = Vec::with_capacity(d.0.len());
+        let counts =
+            d.0.iter()
+                .filter_map(|(key, _, count)| self.index.get(key).map(|&i| (i, *count)))
+                .collect();
+        self.weigh(counts)
+    }
+
+    /// TF-IDF values, each block L2-normalised, from (index, count) pairs (each index once).
+    fn weigh(&self, counts: Vec<(u32, f32)>) -> Features {
         let mut words = Vec::new();
         let mut norms = [0f32; 3];
-        for &(key, _, count) in &d.0 {
-            let Some(&i) = self.index.get(&key) else {
-                continue;
-            };
-            let v = (1.0 + count.ln()) * self.idf[i as usize];
-            norms[block(self.fams[i as usize])] += v * v;
-            values.push((i, v));
-            if (i as usize) < self.words {
-                words.push((i, count));
+        let mut values = counts;
+        for (i, c) in &mut values {
+            if (*i as usize) < self.words {
+                words.push((*i, *c));
             }
+            let v = (1.0 + c.ln()) * self.idf[*i as usize];
+            norms[block(self.fams[*i as usize])] += v * v;
+            *c = v;
         }
         for n in &mut norms {
             *n = if *n > 0.0 { 1.0 / n.sqrt() } else { 0.0 };
