@@ -680,8 +680,9 @@ Notes:
   on two thirds of the training data, each with a sigmoid (Platt) calibration fitted on the
   remaining third; the probabilities are averaged. The plain LinearSVC row uses one LinearSVC on
   all of the training data and the softmax of its margins (uncalibrated).
-- Our model's confidences are softmax probabilities with a temperature fitted on the CV
-  predictions (see `src/train.rs`).{warn_text}
+- Our model's confidences: per-mailbox sigmoids (Platt scaling) of its scores and a softmax
+  temperature, fitted on the held-out scores of an inner cross-validation inside each training
+  part (see `src/classify/select.rs`).{warn_text}
 """
 
 
