@@ -200,3 +200,30 @@ fn check_config_names_file_line_and_hint() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// Issue 12: a letter that carries no routing information (no address, no subject, nothing
+/// about a matter) must wait for a person, never be routed on a guess.
+#[test]
+fn a_letter_without_routing_information_waits_in_review() {
+    let install = Install::new();
+    let dir = install.path("files");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let letter = dir.join("rueckruf.txt");
+    std::fs::write(
+        &letter,
+        "Sehr geehrte Damen und Herren,\n\nbitte rufen Sie mich zurück wegen der Sache von \
+         letzter Woche.\n\nMit freundlichen Grüßen\nK. Weber\n",
+    )
+    .expect("write");
+    let (ok, routed) = route(&install, &[letter]);
+    assert!(
+        ok && routed.len() == 1,
+        "route failed or printed {} lines",
+        routed.len()
+    );
+    let v = &routed[0].value;
+    assert_eq!(v["needs_review"], true, "{v}");
+    let confidence = v["confidence"].as_f64().expect("confidence");
+    let threshold = v["explanation"]["threshold"].as_f64().expect("threshold");
+    assert!(confidence < threshold, "{v}");
+}
