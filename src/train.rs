@@ -569,7 +569,7 @@ pub fn cross_validate(
         .collect();
     // Every fold's model is calibrated inside its own training part; the report names the
     // temperature that fits all held-out logits (for information).
-    let temperature = fit_temperature(&logits, &labels);
+    let temperature = crate::classify::select::fit_temperature(&logits, &labels);
     let temp_of = |i: usize| fold_temperature[i].unwrap_or(temperature);
     let router = Router::new(
         Arc::new(Classifier::new(rules.clone(), None, classes.to_vec(), 0.0)),
@@ -628,11 +628,6 @@ pub fn cross_validate(
         selections,
         predictions: routed,
     })
-}
-
-/// The temperature minimising the negative log-likelihood of held-out logits.
-pub fn fit_temperature(logits: &[Vec<f32>], labels: &[Option<usize>]) -> f64 {
-    crate::classify::select::fit_temperature(logits, labels)
 }
 
 /// Cross-validates, then trains the final model on all items with the fitted temperature and

@@ -286,34 +286,14 @@ fn quality(scores: &[Vec<f32>], labels: &[usize]) -> (f64, f64) {
         / n;
     let labels: Vec<Option<usize>> = labels.iter().map(|l| Some(*l)).collect();
     let t = fit_temperature(scores, &labels);
-    let nll = scores
-        .iter()
-        .zip(&labels)
-        .map(|(s, y)| {
-            let mut p = s.clone();
-            softmax_in_place(&mut p, t as f32);
-            -f64::from(y.and_then(|y| p.get(y).copied()).unwrap_or(1e-9).max(1e-9)).ln()
-        })
-        .sum::<f64>()
-        / n;
+    let nll = nll_at(scores, &labels, t) / n;
     (top1, nll)
 }
 
 /// The temperature minimising the negative log-likelihood of held-out scores (a geometric grid
 /// from 0.005 to 5, then refined around the best).
 pub fn fit_temperature(logits: &[Vec<f32>], labels: &[Option<usize>]) -> f64 {
-    let nll = |t: f64| -> f64 {
-        logits
-            .iter()
-            .zip(labels)
-            .filter_map(|(l, y)| {
-                let y = (*y)?;
-                let mut p = l.clone();
-                softmax_in_place(&mut p, t as f32);
-                Some(-f64::from(p.get(y).copied().unwrap_or(1e-9).max(1e-9)).ln())
-            })
-            .sum()
-    };
+    let nll = |t: f64| nll_at(logits, labels, t);
     let mut best = (1.0f64, f64::INFINITY);
     let mut t = 0.005f64;
     while t <= 5.0 {
@@ -337,6 +317,20 @@ pub fn fit_temperature(logits: &[Vec<f32>], labels: &[Option<usize>]) -> f64 {
     }
     let t = (lo + hi) / 2.0;
     if nll(t) < best.1 { t } else { best.0 }
+}
+
+/// Summed negative log-likelihood of the labelled items' softmax(logits / t).
+fn nll_at(logits: &[Vec<f32>], labels: &[Option<usize>], t: f64) -> f64 {
+    logits
+        .iter()
+        .zip(labels)
+        .filter_map(|(l, y)| {
+            let y = (*y)?;
+            let mut p = l.clone();
+            softmax_in_place(&mut p, t as f32);
+            Some(-f64::from(p.get(y).copied().unwrap_or(1e-9).max(1e-9)).ln())
+        })
+        .sum()
 }
 
 /// Stratified fold assignment over labels `0..`: the items of each class, in class order, are
