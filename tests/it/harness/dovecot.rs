@@ -59,9 +59,7 @@ impl Dovecot {
     }
 
     fn start_with(tls: Option<(&Path, &Path)>) -> Dovecot {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
-        let imaps_port = if tls.is_some() { free_port() } else { 0 };
+        let mut dir = tempfile::tempdir().expect("tempdir");
         let ssl = match tls {
             None => "ssl = no".to_string(),
             Some((cert, key)) => format!(
@@ -75,12 +73,12 @@ impl Dovecot {
         } else {
             ""
         };
-        let d = dir.path();
+        let d = dir.path().to_path_buf();
         for sub in ["run", "state", "mail", "home"] {
             std::fs::create_dir_all(d.join(sub)).expect("mkdir");
         }
         // Dovecot checks that base_dir's parents are reachable by its unprivileged users.
-        let _ = Command::new("chmod").arg("0755").arg(d).status();
+        let _ = Command::new("chmod").arg("0755").arg(&d).status();
         // As root, mail is owned by the system user `mail` (Dovecot refuses uid 0 for mail).
         let (mut uid, mut gid) = unsafe { (libc::getuid(), libc::getgid()) };
         if uid == 0 {
@@ -109,8 +107,9 @@ impl Dovecot {
             let me = std::env::var("USER").unwrap_or_else(|_| "nobody".into());
             (me.clone(), me)
         };
-        let conf = format!(
-            r#"# Test server: loopback only, everything in {dir}
+        let conf = |port: u16, imaps_port: u16| {
+            format!(
+                r#"# Test server: loopback only, everything in {dir}
 base_dir = {dir}/run
 state_dir = {dir}/state
 log_path = {dir}/dovecot.log
@@ -152,43 +151,94 @@ service imap-login {{
   chroot =
 }}
 "#,
-            dir = d.display(),
-        );
-        std::fs::write(d.join("dovecot.conf"), conf).expect("conf");
-        let mut s = Dovecot {
-            dir,
-            port,
-            imaps_port,
-            child: None,
+                dir = d.display(),
+            )
         };
-        s.run();
-        s
+        // A free port may be taken by another test's server between the probe and Dovecot's
+        // bind; then Dovecot exits at once and the start is retried on fresh ports.
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            let port = free_port();
+            let imaps_port = if tls.is_some() {
+                loop {
+                    let p = free_port();
+                    if p != port {
+                        break p;
+                    }
+                }
+            } else {
+                0
+            };
+            std::fs::write(d.join("dovecot.conf"), conf(port, imaps_port)).expect("conf");
+            let mut s = Dovecot {
+                dir,
+                port,
+                imaps_port,
+                child: None,
+            };
+            match s.try_run() {
+                Ok(()) => return s,
+                Err(e) => {
+                    last_error = e;
+                    dir = s.into_dir();
+                }
+            }
+        }
+        panic!("dovecot did not start in 5 attempts: {last_error}");
+    }
+
+    /// Gives up the temp dir of a server that never started (its process is gone).
+    fn into_dir(mut self) -> tempfile::TempDir {
+        self.child = None;
+        self.port = 0;
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
+        dir
     }
 
     /// Starts (again) the server process on the same port and data.
     pub fn run(&mut self) {
+        if let Err(e) = self.try_run() {
+            panic!("dovecot did not start again: {e}");
+        }
+    }
+
+    /// Starts the process and waits for its greeting; an error when the process exits first
+    /// (e.g. its port was taken), with its stderr and log.
+    fn try_run(&mut self) -> Result<(), String> {
+        let stderr = std::fs::File::create(self.path("stderr.log")).expect("stderr file");
         let child = Command::new(binary())
             .arg("-F")
             .arg("-c")
             .arg(self.path("dovecot.conf"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("start dovecot (Debian package dovecot-imapd)");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
+            if let Some(c) = self.child.as_mut()
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                self.child = None;
+                return Err(format!(
+                    "dovecot exited ({status}): {} {}",
+                    std::fs::read_to_string(self.path("stderr.log")).unwrap_or_default(),
+                    self.log()
+                ));
+            }
             if let Ok(s) = TcpStream::connect(("127.0.0.1", self.port)) {
                 let mut r = BufReader::new(s);
                 let mut line = String::new();
                 if r.read_line(&mut line).is_ok() && line.starts_with("* OK") {
-                    return;
+                    return Ok(());
                 }
             }
             assert!(
                 Instant::now() < deadline,
-                "dovecot did not start: {}",
+                "dovecot did not start: {} {}",
+                std::fs::read_to_string(self.path("stderr.log")).unwrap_or_default(),
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(100));
