@@ -191,8 +191,7 @@ service imap-login {{
     fn into_dir(mut self) -> tempfile::TempDir {
         self.child = None;
         self.port = 0;
-        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
-        dir
+        std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"))
     }
 
     /// Starts (again) the server process on the same port and data.
