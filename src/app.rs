@@ -28,6 +28,7 @@ pub fn build_classifier(settings: &Settings) -> anyhow::Result<Classifier> {
         &settings.mailbox_ids(),
         &rules,
         &router_settings(settings),
+        settings.classify.precision_target,
     )?;
     Ok(Classifier::new(
         rules,

@@ -18,8 +18,125 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// Precision the automatically routed share must reach.
+/// Precision at which reports compare straight-through shares (`straight_through` of a
+/// [`ModeReport`]; the baselines are measured the same way). The thresholds the daemon uses are
+/// chosen for the configured target instead ([`TargetThresholds`]).
 pub const PRECISION_TARGET: f64 = 0.98;
+
+/// Default precision target of the review thresholds (`classify.precision_target`): at most
+/// 1 in 200 documents routed without a person goes to the wrong mailbox.
+pub const DEFAULT_PRECISION_TARGET: f64 = 0.995;
+
+/// Review thresholds chosen for a precision target on held-out predictions.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct TargetThresholds {
+    /// The precision target.
+    pub target: f64,
+    /// The overall threshold (None: the target is not reached at any threshold).
+    pub global: Option<f64>,
+    /// Thresholds of mailboxes with enough predictions of their own ([`min_items_for`]).
+    pub per_mailbox: BTreeMap<String, f64>,
+    /// Predictions a mailbox needs for a threshold of its own.
+    pub min_items: usize,
+    /// Share of the predictions routed without review at these thresholds.
+    pub straight_through: f64,
+    /// Precision of that share.
+    pub precision: f64,
+}
+
+impl TargetThresholds {
+    /// The threshold for a prediction of `mailbox`: its own, else the overall one (above 1,
+    /// i.e. nothing straight through, when the target was never reached).
+    pub fn for_mailbox(&self, mailbox: &str) -> f64 {
+        self.per_mailbox
+            .get(mailbox)
+            .copied()
+            .or(self.global)
+            .unwrap_or(1.1)
+    }
+
+    /// Share routed without review and its precision when `preds` are cut at these thresholds.
+    pub fn apply(&self, preds: &[Prediction]) -> (f64, f64) {
+        let correct = |p: &Prediction| p.predicted.as_deref() == Some(p.truth.as_str());
+        let auto: Vec<&Prediction> = preds
+            .iter()
+            .filter(|p| {
+                p.confidence > 0.0
+                    && p.predicted
+                        .as_deref()
+                        .is_some_and(|m| p.confidence >= self.for_mailbox(m))
+            })
+            .collect();
+        let ok = auto.iter().filter(|p| correct(p)).count();
+        (
+            auto.len() as f64 / preds.len().max(1) as f64,
+            if auto.is_empty() {
+                0.0
+            } else {
+                ok as f64 / auto.len() as f64
+            },
+        )
+    }
+}
+
+/// Predictions of one mailbox needed to give it a threshold of its own at `target`: enough
+/// that one wrong prediction among them already misses the target (1 / (1 - target)), at
+/// least 20.
+pub fn min_items_for(target: f64) -> usize {
+    let n = (1.0 / (1.0 - target).max(1e-6)).ceil();
+    (n as usize).max(20)
+}
+
+/// The lowest confidence cut at which the predictions above it reach `target`; cuts only
+/// between different confidences. None: no cut reaches it.
+fn cut_for_target(preds: &[&Prediction], target: f64) -> Option<f64> {
+    let correct = |p: &Prediction| p.predicted.as_deref() == Some(p.truth.as_str());
+    let mut sorted: Vec<&Prediction> = preds.to_vec();
+    sorted.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
+    let (mut best_n, mut ok) = (0usize, 0usize);
+    for (i, p) in sorted.iter().enumerate() {
+        if correct(p) {
+            ok += 1;
+        }
+        let boundary = sorted
+            .get(i + 1)
+            .is_none_or(|q| q.confidence < p.confidence);
+        if boundary && p.confidence > 0.0 && ok as f64 / (i + 1) as f64 >= target {
+            best_n = i + 1;
+        }
+    }
+    (best_n > 0).then(|| sorted[best_n - 1].confidence)
+}
+
+/// Chooses review thresholds for `target` from held-out predictions: one overall, and one per
+/// mailbox predicted at least [`min_items_for`] times (a mailbox whose own predictions never
+/// reach the target gets 1.0: only certain decisions pass).
+pub fn choose_thresholds(preds: &[Prediction], target: f64) -> TargetThresholds {
+    let all: Vec<&Prediction> = preds.iter().collect();
+    let global = cut_for_target(&all, target);
+    let min_items = min_items_for(target);
+    let mut by_mailbox: BTreeMap<&str, Vec<&Prediction>> = BTreeMap::new();
+    for p in preds {
+        if let Some(m) = p.predicted.as_deref() {
+            by_mailbox.entry(m).or_default().push(p);
+        }
+    }
+    let per_mailbox = by_mailbox
+        .into_iter()
+        .filter(|(_, ps)| ps.len() >= min_items)
+        .map(|(m, ps)| (m.to_string(), cut_for_target(&ps, target).unwrap_or(1.0)))
+        .collect();
+    let mut t = TargetThresholds {
+        target,
+        global,
+        per_mailbox,
+        min_items,
+        straight_through: 0.0,
+        precision: 0.0,
+    };
+    (t.straight_through, t.precision) = t.apply(preds);
+    t
+}
 
 /// Inner folds of automatic selection.
 pub const SELECTION_FOLDS: usize = 3;
@@ -147,11 +264,12 @@ pub struct HoldoutReport {
     pub combined: ModeReport,
     /// As the daemon routes (the router: e-mail recipient addresses included).
     pub routed: ModeReport,
-    /// The threshold chosen by cross-validation on the corpus, applied here.
+    /// The overall threshold chosen by cross-validation on the corpus for the precision
+    /// target, applied here (with the per-mailbox ones).
     pub threshold: Option<f64>,
-    /// Share routed without review at that threshold.
+    /// Share routed without review at those thresholds.
     pub straight_through_at_threshold: f64,
-    /// Precision of what was routed without review at that threshold.
+    /// Precision of what was routed without review at those thresholds.
     pub precision_at_threshold: f64,
 }
 
@@ -188,7 +306,7 @@ pub fn evaluate_holdout(
     rules: &Arc<RuleSet>,
     routing: &RouterSettings,
     params: &TrainParams,
-    threshold: Option<f64>,
+    thresholds: &TargetThresholds,
 ) -> Result<HoldoutReport, TrainError> {
     let markers = &routing.address_markers;
     let (model, _) = train_calibrated(&examples(train, classes, markers), classes, None, params)?;
@@ -202,12 +320,7 @@ pub fn evaluate_holdout(
             acc.push(p);
         }
     }
-    let t = threshold.unwrap_or(1.1);
-    let routed = preds[2].iter().filter(|p| p.confidence >= t).count();
-    let ok = preds[2]
-        .iter()
-        .filter(|p| p.confidence >= t && p.predicted.as_deref() == Some(p.truth.as_str()))
-        .count();
+    let (straight_through, precision) = thresholds.apply(&preds[2]);
     let [r, m, c, as_routed] = preds;
     Ok(HoldoutReport {
         items: holdout.len(),
@@ -215,13 +328,9 @@ pub fn evaluate_holdout(
         model: score(&m, PRECISION_TARGET),
         combined: score(&c, PRECISION_TARGET),
         routed: score(&as_routed, PRECISION_TARGET),
-        threshold,
-        straight_through_at_threshold: routed as f64 / holdout.len().max(1) as f64,
-        precision_at_threshold: if routed == 0 {
-            0.0
-        } else {
-            ok as f64 / routed as f64
-        },
+        threshold: thresholds.global,
+        straight_through_at_threshold: straight_through,
+        precision_at_threshold: precision,
     })
 }
 
@@ -406,6 +515,8 @@ pub struct CvReport {
     pub combined: ModeReport,
     /// As the daemon routes: the router around the classifier (e-mail recipient addresses).
     pub routed: ModeReport,
+    /// Review thresholds for the precision target, chosen on the combined predictions.
+    pub target: TargetThresholds,
     /// Scanned twins: the same held-out items read from rendered scans by OCR.
     pub twins: Option<TwinReport>,
     /// The settings chosen inside each fold (nested selection), when selection ran.
@@ -616,7 +727,9 @@ pub fn cross_validate(
         changed: twin_changed,
     });
     let [r, m, c, routed] = clean;
+    let target = choose_thresholds(&c, params.precision_target);
     Ok(CvReport {
+        target,
         folds: k,
         items: items.len(),
         temperature,
@@ -639,19 +752,31 @@ pub fn fit(
     routing: &RouterSettings,
     folds: usize,
     budget: Option<std::time::Duration>,
+    precision_target: f64,
 ) -> Result<(Model, CvReport, Option<Selection>), TrainError> {
     let classes = classes_for(items, configured);
-    let mut params = TrainParams::default();
+    let mut params = TrainParams {
+        precision_target,
+        ..TrainParams::default()
+    };
     let all = examples(items, &classes, &routing.address_markers);
     let (mut model, sel) = train_calibrated(&all, &classes, budget, &params)?;
     let selection = budget.map(|_| sel);
     // The report cross-validates the chosen settings (each fold calibrated on its own).
     params.settings = model.meta.settings;
     let report = cross_validate(items, &classes, rules, routing, folds, &params, None)?;
-    model.meta.threshold = report.combined.threshold;
+    model.meta.threshold = report.target.global;
+    model.meta.thresholds = report
+        .target
+        .per_mailbox
+        .iter()
+        .filter_map(|(m, t)| MailboxId::parse(m).map(|m| (m, *t)))
+        .collect();
+    model.meta.precision_target = Some(precision_target);
     model.meta.metrics = serde_json::json!({
         "folds": report.folds, "items": report.items,
         "combined": {"top1": report.combined.top1, "straight_through": report.combined.straight_through, "threshold": report.combined.threshold},
+        "target": {"precision": precision_target, "threshold": report.target.global, "per_mailbox": report.target.per_mailbox, "straight_through": report.target.straight_through, "measured_precision": report.target.precision},
         "routed": {"top1": report.routed.top1, "straight_through": report.routed.straight_through},
         "model": {"top1": report.model.top1, "straight_through": report.model.straight_through},
         "rules": {"top1": report.rules.top1, "straight_through": report.rules.straight_through},
@@ -812,6 +937,7 @@ pub fn ensure_model(
     mailboxes: &[MailboxId],
     rules: &Arc<RuleSet>,
     routing: &RouterSettings,
+    precision_target: f64,
 ) -> Result<Option<Model>, TrainError> {
     let reg = Registry::new(models);
     if let Some(m) = reg.load_active()? {
@@ -827,7 +953,7 @@ pub fn ensure_model(
         "no active model: training one from the shipped corpus"
     );
     // The first start trains with the default settings (quick); `poststelle train` selects.
-    let (mut model, report, _) = fit(&items, mailboxes, rules, routing, 5, None)?;
+    let (mut model, report, _) = fit(&items, mailboxes, rules, routing, 5, None, precision_target)?;
     let version = reg.add(&mut model)?;
     reg.activate(&version)?;
     tracing::info!(
@@ -902,4 +1028,74 @@ pub fn judge_promotion(
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pred(truth: &str, predicted: &str, confidence: f64) -> Prediction {
+        Prediction {
+            id: String::new(),
+            origin: String::new(),
+            truth: truth.into(),
+            predicted: Some(predicted.into()),
+            confidence,
+        }
+    }
+
+    #[test]
+    fn min_items_follow_the_target() {
+        assert_eq!(min_items_for(0.995), 200);
+        assert_eq!(min_items_for(0.98), 50);
+        assert_eq!(min_items_for(0.9), 20);
+    }
+
+    #[test]
+    fn thresholds_reach_the_target_overall_and_per_mailbox() {
+        // Mailbox 20: 60 predictions, wrong ones at 0.70 and 0.85; mailbox 63: 60, all right
+        // from 0.50 up; mailbox 32: 5 (too few for its own threshold), one wrong at 0.95.
+        let mut preds = Vec::new();
+        for i in 0..58 {
+            preds.push(pred("20", "20", 0.9 + i as f64 * 0.001));
+        }
+        preds.push(pred("63", "20", 0.70));
+        preds.push(pred("63", "20", 0.85));
+        for i in 0..60 {
+            preds.push(pred("63", "63", 0.5 + i as f64 * 0.005));
+        }
+        for i in 0..4 {
+            preds.push(pred("32", "32", 0.96 + i as f64 * 0.001));
+        }
+        preds.push(pred("20", "32", 0.95));
+        let t = choose_thresholds(&preds, 0.98);
+        assert_eq!(t.min_items, 50);
+        // 20: from 0.85 up 58 of 59 are right (98.3 %); from 0.70 up 58 of 60 (96.7 %).
+        assert_eq!(t.per_mailbox.get("20").copied(), Some(0.85));
+        // 63: every prediction right, so its lowest confidence.
+        assert_eq!(t.per_mailbox.get("63").copied(), Some(0.5));
+        assert!(!t.per_mailbox.contains_key("32"));
+        let global = t.global.expect("reached");
+        assert!((t.for_mailbox("32") - global).abs() < 1e-12);
+        let (st, precision) = t.apply(&preds);
+        assert!(precision >= 0.98, "{precision}");
+        assert!(st > 0.9, "{st}");
+        // A mailbox that never reaches the target gets 1.0: nothing straight through.
+        let mut bad: Vec<Prediction> = (0..50)
+            .map(|i| pred("20", "20", 0.5 + i as f64 * 0.01))
+            .collect();
+        bad.push(pred("63", "20", 0.999));
+        bad.push(pred("63", "20", 0.998));
+        let t = choose_thresholds(&bad, 0.995);
+        assert_eq!(t.per_mailbox.get("20"), None, "51 < 200 items");
+        let t = choose_thresholds(&bad, 0.95);
+        assert_eq!(
+            t.per_mailbox.get("20").copied(),
+            Some(0.5),
+            "50 of 52 = 96 % >= 95 %"
+        );
+        let t = choose_thresholds(&bad, 0.97);
+        assert_eq!(t.per_mailbox.get("20").copied(), Some(1.0));
+        assert_eq!(t.apply(&bad).0, 0.0);
+    }
 }

@@ -75,6 +75,15 @@ impl Classifier {
             .unwrap_or(self.config_threshold)
     }
 
+    /// The threshold for a decision for `mailbox`: the mailbox's own (chosen at training where
+    /// its data sufficed), else [`Classifier::threshold`].
+    pub fn threshold_for(&self, mailbox: &MailboxId) -> f64 {
+        self.model
+            .as_ref()
+            .and_then(|m| m.meta.thresholds.get(mailbox).copied())
+            .unwrap_or_else(|| self.threshold())
+    }
+
     /// Decides a document's mailbox, with the full explanation.
     pub fn decide(&self, zones: &Zones) -> Decision {
         self.decide_with(zones, true)
@@ -104,7 +113,6 @@ impl Classifier {
     ) -> Decision {
         let hits = self.rules.eval(zones);
         let rule_scores = RuleSet::scores(&hits);
-        let threshold = self.threshold();
         let mut labels: Vec<MailboxId> = self.mailboxes.clone();
         for m in rule_scores.keys() {
             if !labels.contains(m) {
@@ -160,6 +168,10 @@ impl Classifier {
         let confidence = match decided_by {
             DecidedBy::Nothing => 0.0,
             _ => best.as_ref().map(|b| b.score).unwrap_or(0.0),
+        };
+        let threshold = match &best {
+            Some(b) => self.threshold_for(&b.mailbox),
+            None => self.threshold(),
         };
         // Topic rules (keywords anywhere in the letter) see the same words the model has learnt
         // from; when they overturn a choice the model is at least even-odds sure of, the two

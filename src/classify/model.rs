@@ -21,7 +21,7 @@ use super::text::norm_tokens;
 use crate::domain::{FeatureWeight, MailboxId};
 use crate::extract::zones::Zones;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::path::Path;
 
@@ -80,6 +80,13 @@ pub struct ModelMeta {
     pub platt: Vec<(f32, f32)>,
     /// Review threshold chosen from evaluation (None = use the config's).
     pub threshold: Option<f64>,
+    /// Review thresholds of single mailboxes, chosen where their held-out predictions suffice
+    /// to measure the precision target; the others use [`ModelMeta::threshold`].
+    #[serde(default)]
+    pub thresholds: BTreeMap<MailboxId, f64>,
+    /// The precision target the thresholds were chosen for.
+    #[serde(default)]
+    pub precision_target: Option<f64>,
     /// Number of training items.
     pub items: usize,
     /// The settings it was trained with.
@@ -203,6 +210,8 @@ pub struct TrainParams {
     /// training run is made (`train::fit`, `train::cross_validate`); None = use `settings` as
     /// given. [`Model::train`] itself always uses `settings`.
     pub selection_budget: Option<std::time::Duration>,
+    /// Precision the review thresholds are chosen for (`train::fit`).
+    pub precision_target: f64,
 }
 
 impl Default for TrainParams {
@@ -213,6 +222,7 @@ impl Default for TrainParams {
             tolerance: 0.1,
             seed: 0x5eed,
             selection_budget: None,
+            precision_target: crate::train::DEFAULT_PRECISION_TARGET,
         }
     }
 }
@@ -791,6 +801,8 @@ impl Model {
                 temperature: 1.0,
                 platt: Vec::new(),
                 threshold: None,
+                thresholds: BTreeMap::new(),
+                precision_target: None,
                 items,
                 settings,
                 metrics: serde_json::Value::Null,

@@ -16,6 +16,7 @@ pub struct RawClassify {
     models: PathBuf,
     training_data: PathBuf,
     review_threshold: f64,
+    precision_target: f64,
 }
 
 impl Default for RawClassify {
@@ -25,6 +26,7 @@ impl Default for RawClassify {
             models: "var/models".into(),
             training_data: "training-data".into(),
             review_threshold: 0.8,
+            precision_target: crate::train::DEFAULT_PRECISION_TARGET,
         }
     }
 }
@@ -40,6 +42,9 @@ pub struct ClassifySettings {
     pub training_data: PathBuf,
     /// Confidence below which a person decides (used when the model stores none).
     pub review_threshold: f64,
+    /// Share of straight-through documents that must be right: training chooses the review
+    /// thresholds (one overall, and one per mailbox where the data suffices) to reach it.
+    pub precision_target: f64,
 }
 
 /// Validates `[classify]`.
@@ -52,7 +57,16 @@ pub fn validate(raw: RawClassify, problems: &mut Problems) -> ClassifySettings {
             Some("e.g. 0.8".into()),
         );
     }
+    let p = raw.precision_target;
+    if !(0.5..1.0).contains(&p) {
+        problems.push_key(
+            &["classify", "precision_target"],
+            format!("precision_target {p} is outside 0.5..1 (1 itself cannot be measured)"),
+            Some("e.g. 0.995 (at most 1 in 200 straight-through documents wrong)".into()),
+        );
+    }
     ClassifySettings {
+        precision_target: p,
         rules: raw.rules,
         models: raw.models,
         training_data: raw.training_data,

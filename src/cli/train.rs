@@ -60,10 +60,16 @@ pub struct TrainOutcome {
     pub seconds: f64,
     /// Cross-validated top-1 (rules + model).
     pub top1: f64,
-    /// Straight-through share at the threshold.
+    /// Straight-through share at the thresholds (cross-validated).
     pub straight_through: f64,
-    /// The review threshold chosen.
+    /// Precision of that share (cross-validated).
+    pub precision: f64,
+    /// The precision target the thresholds were chosen for.
+    pub precision_target: f64,
+    /// The overall review threshold chosen.
     pub threshold: Option<f64>,
+    /// Thresholds of single mailboxes (where their data sufficed).
+    pub thresholds: std::collections::BTreeMap<String, f64>,
     /// On the recent corrections: (count, new version right, active version right).
     pub recent_verdict: Option<(usize, usize, usize)>,
     /// Whether it is the active version now.
@@ -132,6 +138,7 @@ pub async fn train_version(
         &routing,
         folds,
         budget_of(budget),
+        settings.classify.precision_target,
     )?;
     let version = reg.add(&mut model)?;
     let seconds = started.elapsed().as_secs_f64();
@@ -167,8 +174,11 @@ pub async fn train_version(
         recent: recent.len(),
         seconds,
         top1: report.combined.top1,
-        straight_through: report.combined.straight_through,
-        threshold: report.combined.threshold,
+        straight_through: report.target.straight_through,
+        precision: report.target.precision,
+        precision_target: report.target.target,
+        threshold: report.target.global,
+        thresholds: report.target.per_mailbox.clone(),
         recent_verdict: verdict.recent,
         activated,
         problems: verdict.problems,
@@ -191,17 +201,27 @@ pub async fn train(
     }
     let version = &o.version;
     println!(
-        "trained {version} on {} items ({} corrections, {} recent) in {:.1} s: top-1 {:.1} %, straight-through {:.1} % at threshold {}",
+        "trained {version} on {} items ({} corrections, {} recent) in {:.1} s: top-1 {:.1} %, straight-through {:.1} % at precision {:.1} % (target {:.1} %), threshold {}",
         o.items,
         o.corrections,
         o.recent,
         o.seconds,
         o.top1 * 100.0,
         o.straight_through * 100.0,
+        o.precision * 100.0,
+        o.precision_target * 100.0,
         o.threshold
             .map(|t| format!("{t:.3}"))
             .unwrap_or_else(|| "-".into())
     );
+    if !o.thresholds.is_empty() {
+        let own: Vec<String> = o
+            .thresholds
+            .iter()
+            .map(|(m, t)| format!("{m} {t:.3}"))
+            .collect();
+        println!("thresholds of their own: {}", own.join(", "));
+    }
     if let Some((n, new_ok, old_ok)) = o.recent_verdict {
         println!(
             "recent corrections ({n}): new version right on {new_ok} (held out in cross-validation), active version right on {old_ok}"
@@ -249,6 +269,7 @@ pub fn eval(
     let classes = crate::train::classes_for(&items, &configured);
     let params = crate::classify::model::TrainParams {
         selection_budget: budget_of(budget),
+        precision_target: settings.classify.precision_target,
         ..Default::default()
     };
     if let Some(out) = export_folds {
@@ -300,7 +321,7 @@ pub fn eval(
             &rules,
             &routing,
             &params,
-            report.combined.threshold,
+            &report.target,
         )?)
     };
     if json {
@@ -311,7 +332,7 @@ pub fn eval(
                 "top1": report.combined.top1, "straight_through": report.combined.straight_through,
                 "threshold": report.combined.threshold,
                 "rules": report.rules, "model": report.model, "combined": report.combined,
-                "routed": report.routed,
+                "routed": report.routed, "target": report.target,
                 "twins": report.twins, "holdout": holdout, "seconds": seconds,
                 "ece": report.model.ece, "selections": report.selections,
             })
@@ -349,6 +370,33 @@ pub fn eval(
             r.threshold
                 .map(|t| format!("{t:.3}"))
                 .unwrap_or_else(|| "-".into())
+        );
+    }
+    let tt = &report.target;
+    println!(
+        "\nprecision target {:.1} % (classify.precision_target): threshold {} overall; straight-through {:.1} % at precision {:.1} %",
+        tt.target * 100.0,
+        tt.global
+            .map(|t| format!("{t:.3}"))
+            .unwrap_or_else(|| "- (not reached: everything to review)".into()),
+        tt.straight_through * 100.0,
+        tt.precision * 100.0
+    );
+    if tt.per_mailbox.is_empty() {
+        println!(
+            "  no mailbox has the {} predictions needed for a threshold of its own",
+            tt.min_items
+        );
+    } else {
+        let own: Vec<String> = tt
+            .per_mailbox
+            .iter()
+            .map(|(m, t)| format!("{m} {t:.3}"))
+            .collect();
+        println!(
+            "  thresholds of their own (mailboxes with at least {} predictions): {}",
+            tt.min_items,
+            own.join(", ")
         );
     }
     if let Some(t) = &report.twins {
@@ -393,7 +441,7 @@ pub fn eval(
             );
         }
         println!(
-            "  at the threshold chosen on the corpus ({}): straight-through {:.1} %, precision {:.1} %",
+            "  at the thresholds chosen on the corpus for the target ({} overall): straight-through {:.1} %, precision {:.1} %",
             h.threshold
                 .map(|t| format!("{t:.3}"))
                 .unwrap_or_else(|| "-".into()),

@@ -132,3 +132,65 @@ fn the_daemon_picks_up_an_activated_model_without_restart() {
         (model_of().as_deref() == Some(b.as_str())).then_some(())
     });
 }
+
+/// `train` chooses the review thresholds for the configured precision target: with a target
+/// that 20 predictions can measure (95 %), mailboxes get thresholds of their own, stored with the
+/// model, and `route` decides a letter of such a mailbox against that mailbox's threshold.
+#[test]
+fn training_chooses_thresholds_per_mailbox_for_the_precision_target() {
+    let install = Install::new();
+    let models = install.path("models-target");
+    std::fs::create_dir_all(&models).expect("dir");
+    let out = install
+        .command()
+        .env("POSTSTELLE__CLASSIFY__MODELS", &models)
+        .env("POSTSTELLE__CLASSIFY__PRECISION_TARGET", "0.95")
+        .args(["train", "--budget", "0"])
+        .output()
+        .expect("train");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("(target 95.0 %)"), "{text}");
+    let own = text
+        .lines()
+        .find_map(|l| l.strip_prefix("thresholds of their own: "))
+        .unwrap_or_else(|| panic!("no per-mailbox thresholds: {text}"));
+    let thresholds: std::collections::BTreeMap<String, f64> = own
+        .split(", ")
+        .filter_map(|p| {
+            let (m, t) = p.split_once(' ')?;
+            Some((m.to_string(), t.parse().ok()?))
+        })
+        .collect();
+    assert!(thresholds.len() >= 8, "{own}");
+    // A Hundesteuer letter goes to 22 (Steueramt), decided against 22's own threshold.
+    let letter = install.path("hundesteuer.txt");
+    std::fs::write(
+        &letter,
+        "Stadt Musterstadt\nSteueramt\nRathausplatz 1\n12345 Musterstadt\n\nAbmeldung der Hundesteuer\n\nSehr geehrte Damen und Herren,\nunser Hund Bello ist verstorben. Bitte melden Sie ihn zur Hundesteuer ab.\nDie Steuermarke liegt bei.\n",
+    )
+    .expect("letter");
+    let out = install
+        .command()
+        .env("POSTSTELLE__CLASSIFY__MODELS", &models)
+        .args(["route", "--json"])
+        .arg(&letter)
+        .output()
+        .expect("route");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).expect("json");
+    assert_eq!(v["mailbox"], "22", "{v}");
+    let t22 = thresholds
+        .get("22")
+        .copied()
+        .expect("22 has its own threshold");
+    let used = v["explanation"]["threshold"].as_f64().expect("threshold");
+    assert!(
+        (used - t22).abs() < 0.0005,
+        "used {used}, 22's own {t22}: {v}"
+    );
+}

@@ -355,7 +355,11 @@ async fn page(
                     .map(|n| n.to_string())
                     .unwrap_or_default(),
                 top1: percent(&combined["top1"]),
-                straight: percent(&combined["straight_through"]),
+                // At the thresholds of the precision target where the model has them.
+                straight: match &m["metrics"]["target"]["straight_through"] {
+                    serde_json::Value::Null => percent(&combined["straight_through"]),
+                    v => percent(v),
+                },
                 threshold: m["threshold"]
                     .as_f64()
                     .map(super::document::german_decimal)
