@@ -219,6 +219,9 @@ pub struct Explanation {
     /// rules and model decided.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub basis: Option<String>,
+    /// How sure OCR was of page 1's words: mean word confidence 0..100 (None: not read by OCR).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ocr_confidence: Option<f64>,
 }
 
 /// The outcome of classification.

@@ -253,6 +253,7 @@ impl Classifier {
                 address_field: zones.address.clone(),
                 subject: zones.subject.clone(),
                 basis: None,
+                ocr_confidence: None,
             },
         }
     }

@@ -97,7 +97,11 @@ impl Router {
             Some(p) if ex.media_type == MediaType::Eml => Some(p.text.as_str()),
             _ => None,
         };
-        let decision = self.decide(&zones, ex.invoice.as_ref(), mail_page1, true);
+        let mut decision = self.decide(&zones, ex.invoice.as_ref(), mail_page1, true);
+        if let Some(q) = ex.ocr_confidence() {
+            decision.explanation.ocr_confidence = Some((q.mean * 10.0).round() / 10.0);
+            poorly_read(&mut decision, &q);
+        }
         Routed {
             zones,
             metadata,
@@ -144,6 +148,37 @@ impl Router {
             None => decision,
         }
     }
+}
+
+/// Mean word confidence (0..100) of page 1 below which OCR read too little to route on.
+pub const LOW_OCR_MEAN: f64 = 70.0;
+/// Share of page 1's text in poorly read words above which it is not routed either.
+pub const LOW_OCR_SHARE: f64 = 0.35;
+
+/// A page that OCR read poorly (handwriting, a faint carbon copy, fax noise) is not routed on
+/// the few words it got right: a person decides, told why. An e-invoice's data and a recipient
+/// address are read exactly and still decide.
+fn poorly_read(decision: &mut Decision, q: &crate::extract::OcrConfidence) {
+    if matches!(
+        decision.decided_by,
+        DecidedBy::Invoice | DecidedBy::Recipient
+    ) || (q.mean >= LOW_OCR_MEAN && q.low_share <= LOW_OCR_SHARE)
+    {
+        return;
+    }
+    tracing::debug!(
+        mean = q.mean,
+        low_share = q.low_share,
+        "page 1 poorly read by OCR"
+    );
+    decision.needs_review = true;
+    decision.explanation.review_reason = Some(format!(
+        "Die Texterkennung war unsicher (mittlere Wortsicherheit {:.0} %, {:.0} % des Textes \
+         schlecht lesbar): vermutlich Handschrift, eine blasse Kopie oder ein Fax. Bitte \
+         Zuständigkeit anhand des Originals festlegen.",
+        q.mean,
+        q.low_share * 100.0
+    ));
 }
 
 /// An e-mail to an address that config gives to a mailbox goes there, decided by the recipient

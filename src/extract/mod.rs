@@ -207,6 +207,22 @@ pub enum Method {
     EInvoice,
 }
 
+/// How sure OCR was of a page's words.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OcrConfidence {
+    /// Mean word confidence, 0..100, weighted by word length.
+    pub mean: f64,
+    /// Share of the text (by letters and digits) in words below [`OcrConfidence::LOW_WORD`].
+    pub low_share: f64,
+    /// Words counted.
+    pub words: usize,
+}
+
+impl OcrConfidence {
+    /// Word confidence below which a word counts as poorly read.
+    pub const LOW_WORD: f32 = 60.0;
+}
+
 /// What extraction produced.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Extraction {
@@ -231,6 +247,33 @@ impl Extraction {
             .map(|p| p.text.as_str())
             .collect::<Vec<_>>()
             .join("\n\u{c}\n")
+    }
+
+    /// How sure OCR was of page 1's words (None unless page 1 was recognised by OCR and has
+    /// words): words of at least two letters or digits, weighted by their length.
+    pub fn ocr_confidence(&self) -> Option<OcrConfidence> {
+        if self.method != Method::Ocr {
+            return None;
+        }
+        let page = self.pages.first()?;
+        let (mut sum, mut total, mut low, mut words) = (0.0f64, 0usize, 0usize, 0usize);
+        for w in &page.words {
+            let n = count_alnum(&w.text);
+            if n < 2 {
+                continue;
+            }
+            words += 1;
+            total += n;
+            sum += f64::from(w.conf.clamp(0.0, 100.0)) * n as f64;
+            if w.conf < OcrConfidence::LOW_WORD {
+                low += n;
+            }
+        }
+        (words > 0).then(|| OcrConfidence {
+            mean: sum / total as f64,
+            low_share: low as f64 / total as f64,
+            words,
+        })
     }
 
     /// Number of letters and digits read: the measure of "has usable text".

@@ -29,6 +29,7 @@ mod mail_e2e;
 mod mail_pdf;
 mod mayan;
 mod models;
+mod ocr_quality;
 mod outgoing;
 mod route_cli;
 mod router_regression;

@@ -142,6 +142,53 @@ pub fn letter_pdf(lines: &[Line<'_>]) -> Vec<u8> {
     ])
 }
 
+/// A one-page A4 PDF written as by hand: every character placed on its own, turned by up to
+/// `jitter` degrees, sized 85-120 %, slanted and off the baseline a little (pseudo-random from
+/// `seed`, so the same on every run). Rendered with [`HANDWRITING`] it reads like a neat
+/// handwritten letter, which OCR recognises with low word confidence.
+pub fn handwriting_pdf(lines: &[Line<'_>], jitter: f32, seed: u32) -> Vec<u8> {
+    let mm = 72.0 / 25.4;
+    let mut state = seed.max(1);
+    let mut rand = move |lo: f32, hi: f32| {
+        state = state.wrapping_mul(1103515245).wrapping_add(12345);
+        lo + (hi - lo) * ((state >> 8) & 0xffff) as f32 / 65535.0
+    };
+    let mut content = Vec::new();
+    for (x, y, size, text) in lines {
+        let mut cx = x * mm;
+        let base = 841.89 - y * mm - size;
+        for c in text.chars() {
+            let a = rand(-jitter, jitter).to_radians();
+            let s = size * rand(0.85, 1.2);
+            let dy = rand(-jitter * 0.15, jitter * 0.15);
+            if c != ' ' {
+                content.extend_from_slice(
+                    format!(
+                        "BT /F1 1 Tf {:.3} {:.3} {:.3} {:.3} {:.2} {:.2} Tm (",
+                        s * a.cos(),
+                        s * a.sin(),
+                        -s * a.sin() + s * 0.15,
+                        s * a.cos(),
+                        cx,
+                        base + dy
+                    )
+                    .as_bytes(),
+                );
+                content.extend_from_slice(&pdf_escape(&c.to_string()));
+                content.extend_from_slice(b") Tj ET\n");
+            }
+            cx += 0.45 * s * rand(0.8, 1.2);
+        }
+    }
+    write_pdf(&[
+        b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595.28 841.89] /Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>".to_vec(),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>".to_vec(),
+        stream("", &content),
+    ])
+}
+
 /// A font test letters are rendered with: the PDF base font Helvetica is mapped to `family`
 /// from the fonts in `dir` alone, whatever else the machine has, so that a scan made by a test
 /// is the same on every machine that has the font's Debian package (`package`).
@@ -174,6 +221,14 @@ pub const LIBERATION_SANS: TestFont = TestFont {
 pub const NIMBUS_SANS: TestFont = TestFont {
     dir: "/usr/share/fonts/opentype/urw-base35",
     family: "Nimbus Sans",
+    package: "fonts-urw-base35",
+};
+
+/// Z003 (`fonts-urw-base35`), URW's Zapf Chancery clone: a calligraphic, handwriting-like face
+/// that OCR reads poorly (for the low-confidence review).
+pub const HANDWRITING: TestFont = TestFont {
+    dir: "/usr/share/fonts/opentype/urw-base35",
+    family: "Z003",
     package: "fonts-urw-base35",
 };
 
@@ -348,6 +403,18 @@ pub fn noisy(mut img: image::GrayImage, amount: u8) -> image::GrayImage {
         p.0[0] = (p.0[0] as i32 + n).clamp(0, 255) as u8;
     }
     img
+}
+
+/// A faint copy: ink lightened to `ink` (0 = black .. 255 = white paper) as by a weak carbon
+/// copy or an exhausted toner, then noise of +-`amount` as a fax or a dusty scanner adds.
+pub fn faint(img: image::GrayImage, ink: u8, amount: u8) -> image::GrayImage {
+    let mut img = img;
+    let scale = (255 - ink as u32) as f32 / 255.0;
+    for p in img.pixels_mut() {
+        // Paper (255) stays, black (0) becomes `ink`.
+        p.0[0] = (255.0 - (255 - p.0[0]) as f32 * scale).round() as u8;
+    }
+    noisy(img, amount)
 }
 
 /// PNG bytes.
