@@ -142,6 +142,15 @@ pub fn explanation_sentences(settings: &Settings, d: &Decision) -> Vec<String> {
         out.push(b.clone());
     }
     for hit in e.rules.iter().take(6) {
+        if hit.zone == crate::classify::sender::ZONE {
+            // Sender memory: the hit's own sentence names the key, the counts and the mailbox.
+            out.push(format!(
+                "{}; das spricht für {}.",
+                hit.rule,
+                label(&hit.mailbox)
+            ));
+            continue;
+        }
         let words = hit
             .matched
             .iter()
