@@ -5,7 +5,7 @@
 //! such push: the daemon decides exactly as `poststelle route` (no history) does.
 
 use crate::harness::*;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const LONG: Duration = Duration::from_secs(180);
@@ -75,7 +75,7 @@ fn sender_hits(doc: &serde_json::Value) -> Vec<serde_json::Value> {
 }
 
 /// `poststelle route --json` for one file: the decision without any history.
-fn route_without_history(d: &TestApp, file: &PathBuf) -> serde_json::Value {
+fn route_without_history(d: &TestApp, file: &Path) -> serde_json::Value {
     let lines = d.json_lines([
         std::ffi::OsStr::new("route"),
         std::ffi::OsStr::new("--json"),
