@@ -103,6 +103,60 @@ fn mail(from: &str, subject: &str, body: &str) -> String {
     )
 }
 
+/// A citizen's letter (sender block, the town as recipient, no subject) with an IBAN.
+fn letter(date: &str, body: &str) -> String {
+    format!(
+        "Jana Schulz\nLindenweg 4\n12345 Musterstadt\n\nStadt Musterstadt\nRathausplatz 1\n\
+         12345 Musterstadt\n\n{date}\n\nSehr geehrte Damen und Herren,\n\n{body}\n\
+         Meine Bankverbindung: IBAN DE89 3704 0044 0532 0130 00\n\nMit freundlichen Grüßen\n\
+         Jana Schulz\n"
+    )
+}
+
+#[test]
+fn a_letter_with_a_known_iban_goes_where_the_correction_sent_the_earlier_one() {
+    let d = spawn_app(&[]);
+    send(
+        &d,
+        "schulz-1.txt",
+        &letter(
+            "12.03.2026",
+            "ich komme auf mein Schreiben zurück und bitte um kurze Nachricht, wie es weitergeht.",
+        ),
+    );
+    let first = settled(&d, "schulz-1.txt");
+    assert_ne!(
+        first["mailbox"], "32",
+        "the person's decision is a correction"
+    );
+    // Decided in review or corrected after delivery: either way the final mailbox counts.
+    assign(&d, &first, "32");
+    let second = send(
+        &d,
+        "schulz-2.txt",
+        &letter(
+            "20.04.2026",
+            "leider habe ich noch keine Antwort erhalten. Bitte melden Sie sich bei mir.",
+        ),
+    );
+    let alone = route_without_history(&d, &second);
+    assert!(
+        alone["mailbox"] != "32" || alone["needs_review"] == true,
+        "the text alone must not decide for 32, or the test shows nothing: {alone}"
+    );
+    let doc = settled(&d, "schulz-2.txt");
+    assert_eq!(doc["state"], "delivered", "{}", doc["explanation"]);
+    assert_eq!(doc["mailbox"], "32", "{}", doc["explanation"]);
+    let hits = sender_hits(&doc);
+    assert_eq!(hits.len(), 1, "the strongest key speaks: {hits:?}");
+    assert_eq!(
+        hits[0]["rule"],
+        "Absender bekannt: 1 von 1 früheren Schreiben mit der IBAN DE89…3000 ging an \
+         32 (Ordnungsamt), von einer Person zugeordnet"
+    );
+    assert_eq!(doc["metadata"]["ibans"][0], "DE89370400440532013000");
+}
+
 #[test]
 fn a_known_sender_goes_where_a_person_sent_the_earlier_mail_a_split_history_gives_no_push() {
     let d = spawn_app(&[]);
