@@ -38,7 +38,8 @@ pub fn build_classifier(settings: &Settings) -> anyhow::Result<Classifier> {
     ))
 }
 
-/// The router's part of the settings: address markers, e-invoice routes, mailbox addresses.
+/// The router's part of the settings: address markers, e-invoice routes, mailbox addresses
+/// and names.
 pub fn router_settings(settings: &Settings) -> RouterSettings {
     RouterSettings {
         address_markers: settings.address_markers.clone(),
@@ -52,6 +53,11 @@ pub fn router_settings(settings: &Settings) -> RouterSettings {
                 name: m.name.clone(),
                 addresses: m.addresses.clone(),
             })
+            .collect(),
+        mailbox_names: settings
+            .mailboxes
+            .iter()
+            .map(|m| (m.id.clone(), m.name.clone()))
             .collect(),
     }
 }

@@ -267,6 +267,105 @@ pub struct DocumentMetadata {
     pub invoice: Option<InvoiceInfo>,
 }
 
+/// What identifies a sender across documents: the kinds of [`SenderKey`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SenderKeyKind {
+    /// The sender's e-mail address.
+    Email,
+    /// An IBAN named in the document.
+    Iban,
+    /// A customer number (Kunden-, Vertrags-, Mitgliedsnummer).
+    CustomerNumber,
+    /// A Kassenzeichen of the town's treasury.
+    Kassenzeichen,
+    /// A file reference (Aktenzeichen) of the town.
+    FileReference,
+    /// The sender's name and postal address together.
+    NameAddress,
+}
+
+impl SenderKeyKind {
+    /// All kinds.
+    pub const ALL: [SenderKeyKind; 6] = [
+        SenderKeyKind::Email,
+        SenderKeyKind::Iban,
+        SenderKeyKind::CustomerNumber,
+        SenderKeyKind::Kassenzeichen,
+        SenderKeyKind::FileReference,
+        SenderKeyKind::NameAddress,
+    ];
+
+    /// The name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SenderKeyKind::Email => "email",
+            SenderKeyKind::Iban => "iban",
+            SenderKeyKind::CustomerNumber => "customer_number",
+            SenderKeyKind::Kassenzeichen => "kassenzeichen",
+            SenderKeyKind::FileReference => "file_reference",
+            SenderKeyKind::NameAddress => "name_address",
+        }
+    }
+
+    /// Parses a stored kind name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// One key that identifies a document's sender (e-mail address, IBAN, customer number,
+/// Kassenzeichen, Aktenzeichen, or name and address), normalised so that the same sender gives
+/// the same key however the document writes it. Keys are personal data: they are stored with
+/// their document and deleted with it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SenderKey {
+    /// What kind of key.
+    pub kind: SenderKeyKind,
+    /// The normalised key (what documents are compared by).
+    pub value: String,
+    /// The key as people read it (as the document writes it), for explanations.
+    pub shown: String,
+}
+
+/// Earlier documents with one sender key that ended in one mailbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Earlier {
+    /// Decided by a person (a review decision or a correction).
+    pub by_person: u32,
+    /// Routed by the machine and delivered (no one objected).
+    pub by_machine: u32,
+}
+
+impl Earlier {
+    /// All of them.
+    pub fn count(&self) -> u32 {
+        self.by_person + self.by_machine
+    }
+}
+
+/// The earlier documents that share one sender key with a document, by their final mailbox.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct KeyHistory {
+    /// Earlier documents with this key per final mailbox (after corrections).
+    pub mailboxes: std::collections::BTreeMap<MailboxId, Earlier>,
+}
+
+impl KeyHistory {
+    /// Earlier documents with this key, whatever their mailbox.
+    pub fn total(&self) -> u32 {
+        self.mailboxes.values().map(Earlier::count).sum()
+    }
+}
+
+/// What the town's own history says about a document's sender: for each of its keys, where
+/// earlier documents with the same key went (delivered, or decided by a person).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SenderHistory {
+    /// The document's keys with their history (keys without earlier documents are left out).
+    pub keys: Vec<(SenderKey, KeyHistory)>,
+}
+
 /// The facts of an electronic invoice (XRechnung UBL or CII, ZUGFeRD / Factur-X).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct InvoiceInfo {

@@ -3,7 +3,8 @@
 //! the next state in one transaction; after a crash, work resumes from the stored states.
 //!
 //! - `received -> extracted` (sandboxed extraction; unreadable input -> `quarantined`)
-//! - `extracted -> review | queued` (the [`Router`] decides)
+//! - `extracted -> review | queued` (the [`Router`] decides, with the sender's history from
+//!   the store: sender memory)
 //! - `queued -> delivered` (outbox)
 //!
 //! Every stage retries through the one [`RetryPolicy`](crate::retry::RetryPolicy): a failed
@@ -379,9 +380,21 @@ impl Pipeline {
         };
         crate::faults::panic_point(points::BEFORE_ROUTE);
         let router = self.router();
-        let routed = tokio::task::spawn_blocking(move || router.route(&ex)).await?;
+        let reader = router.clone();
+        let reading = tokio::task::spawn_blocking(move || reader.read(&ex)).await?;
+        // Sender memory: where earlier documents of the same sender went.
+        let keys = router.sender_keys(&reading);
+        let history = self
+            .store
+            .sender_history(&doc.id, &keys, crate::classify::sender::HISTORY_DEPTH)
+            .await?;
+        let routed =
+            tokio::task::spawn_blocking(move || router.decide_reading(reading, Some(&history)))
+                .await?;
         let decision = routed.decision;
-        self.store.set_metadata(&doc.id, &routed.metadata).await?;
+        self.store
+            .set_metadata(&doc.id, &routed.metadata, &keys)
+            .await?;
         let next = self.store.set_decision(&doc.id, &decision).await?;
         tracing::info!(
             document = %doc.id, mailbox = ?decision.mailbox.as_ref().map(|m| m.as_str()),

@@ -10,6 +10,7 @@ pub mod model;
 pub mod router;
 pub mod rules;
 pub mod select;
+pub mod sender;
 pub mod settings;
 pub mod text;
 
@@ -91,6 +92,17 @@ impl Classifier {
 
     /// Decides; `explain_model` = false skips naming the model's features (evaluation runs).
     pub fn decide_with(&self, zones: &Zones, explain_model: bool) -> Decision {
+        self.decide_with_sender(zones, explain_model, &[])
+    }
+
+    /// Decides with the evidence of the sender's history (`sender`, hits from
+    /// [`sender::evidence`]); see [`Classifier::decide_given_with_sender`].
+    pub fn decide_with_sender(
+        &self,
+        zones: &Zones,
+        explain_model: bool,
+        sender: &[crate::domain::RuleHit],
+    ) -> Decision {
         let model_probs: Option<BTreeMap<MailboxId, f64>> = self.model.as_ref().map(|m| {
             m.meta
                 .classes
@@ -99,7 +111,7 @@ impl Classifier {
                 .zip(m.predict(zones))
                 .collect()
         });
-        self.decide_given(zones, model_probs, explain_model)
+        self.decide_given_with_sender(zones, model_probs, explain_model, sender)
     }
 
     /// Decides with model probabilities computed elsewhere (evaluation has them from held-out
@@ -111,7 +123,23 @@ impl Classifier {
         model_probs: Option<BTreeMap<MailboxId, f64>>,
         explain_model: bool,
     ) -> Decision {
-        let hits = self.rules.eval(zones);
+        self.decide_given_with_sender(zones, model_probs, explain_model, &[])
+    }
+
+    /// [`Classifier::decide_given`] with the evidence of the sender's history
+    /// ([`sender::evidence`]): its hits count like rule hits (their weights add to their
+    /// mailboxes' scores, the explanation lists them), but like keyword rules they never
+    /// overrule a model that is at least [`CONFLICT_MODEL_PROBABILITY`] sure of another
+    /// mailbox: such a document goes to review, with the reason in German.
+    pub fn decide_given_with_sender(
+        &self,
+        zones: &Zones,
+        model_probs: Option<BTreeMap<MailboxId, f64>>,
+        explain_model: bool,
+        sender: &[crate::domain::RuleHit],
+    ) -> Decision {
+        let mut hits = self.rules.eval(zones);
+        hits.extend(sender.iter().cloned());
         let rule_scores = RuleSet::scores(&hits);
         let mut labels: Vec<MailboxId> = self.mailboxes.clone();
         for m in rule_scores.keys() {
@@ -189,7 +217,10 @@ impl Classifier {
                 let overruling = hits
                     .iter()
                     .any(|h| h.mailbox == b.mailbox && h.weight > 0.0 && is_overruling(h));
-                (!overruling).then(|| (b.mailbox.clone(), mt.clone()))
+                let by_sender = hits
+                    .iter()
+                    .any(|h| h.mailbox == b.mailbox && h.weight > 0.0 && h.zone == sender::ZONE);
+                (!overruling).then(|| (b.mailbox.clone(), mt.clone(), by_sender))
             }
             _ => None,
         };
@@ -199,11 +230,24 @@ impl Classifier {
             Some(
                 "Weder Regeln noch Modell liefern einen Hinweis auf die Zuständigkeit.".to_string(),
             )
-        } else if let Some((by_rules, by_model)) = &conflict {
-            Some(format!(
-                "Regeln und Modell widersprechen sich: Stichwortregeln sprechen für {by_rules}, \
-                 das Modell für {by_model}."
-            ))
+        } else if let Some((by_rules, by_model, by_sender)) = &conflict {
+            let keywords = hits
+                .iter()
+                .any(|h| h.mailbox == *by_rules && h.weight > 0.0 && h.zone != sender::ZONE);
+            Some(match (keywords, by_sender) {
+                (true, true) => format!(
+                    "Regeln und Modell widersprechen sich: Stichwortregeln und frühere Schreiben \
+                     desselben Absenders sprechen für {by_rules}, das Modell für {by_model}."
+                ),
+                (false, true) => format!(
+                    "Absender und Inhalt widersprechen sich: frühere Schreiben desselben \
+                     Absenders gingen an {by_rules}, das Modell hält {by_model} für zuständig."
+                ),
+                _ => format!(
+                    "Regeln und Modell widersprechen sich: Stichwortregeln sprechen für \
+                     {by_rules}, das Modell für {by_model}."
+                ),
+            })
         } else if confidence < threshold {
             let runner = candidates
                 .get(1)
@@ -269,8 +313,10 @@ pub const OVERRULING_WEIGHT: f64 = 5.0;
 
 /// Whether a rule hit may overrule the model: it read the address field, or its weight is at
 /// least [`OVERRULING_WEIGHT`] (a department's own e-mail address, a memo to "Amt 63").
+/// Sender memory never overrules: it says where a sender's post usually goes, not what this
+/// document is about.
 fn is_overruling(h: &crate::domain::RuleHit) -> bool {
-    h.zone == "address" || h.weight >= OVERRULING_WEIGHT
+    h.zone != sender::ZONE && (h.zone == "address" || h.weight >= OVERRULING_WEIGHT)
 }
 
 fn softmax(v: &mut [f64]) {
@@ -353,6 +399,68 @@ mod tests {
         let c = classifier();
         let d = c.decide_given(&z, probs(0.8, 0.1, 0.1), false);
         assert_eq!(d.mailbox, Some(id("63")), "{d:?}");
+        assert!(!d.needs_review, "{d:?}");
+    }
+
+    /// A sender-memory hit for `mailbox` with `weight` (as [`sender::evidence`] makes them).
+    fn sender_hit(mailbox: &str, weight: f64) -> crate::domain::RuleHit {
+        crate::domain::RuleHit {
+            rule:
+                "Absender bekannt: 3 von 3 früheren Schreiben mit der IBAN DE89…3000 gingen an 34"
+                    .into(),
+            mailbox: id(mailbox),
+            weight,
+            zone: sender::ZONE.into(),
+            matched: vec!["DE89370400440532013000".into()],
+            position: None,
+        }
+    }
+
+    const UNCLEAR: &str =
+        "Sehr geehrte Damen und Herren, bitte rufen Sie mich wegen der Sache zurück.";
+
+    #[test]
+    fn a_consistent_sender_history_decides_where_the_model_is_unsure() {
+        let z = from_text(UNCLEAR, &[]);
+        let c = classifier();
+        let without = c.decide_given(&z, probs(0.2, 0.45, 0.35), false);
+        assert!(without.needs_review, "{without:?}");
+        let with =
+            c.decide_given_with_sender(&z, probs(0.2, 0.45, 0.35), false, &[sender_hit("34", 4.0)]);
+        assert_eq!(with.mailbox, Some(id("34")), "{with:?}");
+        assert!(!with.needs_review, "{with:?}");
+        assert_eq!(with.decided_by, DecidedBy::Rule);
+        assert!(with.confidence > 0.9, "{with:?}");
+        assert!(
+            with.explanation
+                .rules
+                .iter()
+                .any(|h| h.zone == sender::ZONE && h.mailbox == id("34")),
+            "the explanation names the sender evidence: {with:?}"
+        );
+    }
+
+    #[test]
+    fn a_sender_history_never_overrules_a_sure_model() {
+        let z = from_text(UNCLEAR, &[]);
+        let c = classifier();
+        // Even a weight that would let a rule overrule (>= OVERRULING_WEIGHT).
+        let d = c.decide_given_with_sender(
+            &z,
+            probs(0.05, 0.9, 0.05),
+            false,
+            &[sender_hit("34", OVERRULING_WEIGHT + 1.0)],
+        );
+        assert_eq!(d.mailbox, Some(id("34")), "{d:?}");
+        assert!(d.needs_review, "{d:?}");
+        let reason = d.explanation.review_reason.unwrap_or_default();
+        assert!(reason.contains("Absender und Inhalt"), "{reason}");
+        assert!(reason.contains("34") && reason.contains("63"), "{reason}");
+        // Where model and sender agree, nothing conflicts.
+        let d =
+            c.decide_given_with_sender(&z, probs(0.05, 0.9, 0.05), false, &[sender_hit("63", 3.0)]);
+        assert_eq!(d.mailbox, Some(id("63")));
+        assert_eq!(d.decided_by, DecidedBy::Combined);
         assert!(!d.needs_review, "{d:?}");
     }
 }

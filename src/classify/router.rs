@@ -7,10 +7,17 @@
 //! 3. for e-mail, a recipient address that config gives to a mailbox (`[[mailboxes]]
 //!    addresses`) overrides the classifier: `decided_by = recipient`; addresses of several
 //!    mailboxes leave it to a person.
+//!
+//! The daemon also passes the sender's history (sender memory, [`super::sender`]): earlier
+//! documents of the same sender and where they went are evidence inside step 2. Routing is
+//! split for it into reading ([`Router::read`]: zones and metadata, from which the sender's
+//! keys come) and deciding ([`Router::decide_reading`]), so the history can be looked up in
+//! between; `route` and `eval` decide without a history.
 
 use super::Classifier;
 use crate::domain::{
     Candidate, DecidedBy, Decision, DocumentMetadata, InvoiceInfo, MailboxId, RuleHit,
+    SenderHistory, SenderKey,
 };
 use crate::extract::zones::{self, Zones};
 use crate::extract::{Extraction, MediaType};
@@ -37,6 +44,23 @@ pub struct RouterSettings {
     pub invoice_routes: BTreeMap<String, MailboxId>,
     /// Mailboxes with e-mail addresses of their own.
     pub recipients: Vec<RecipientRoute>,
+    /// Mailbox names (for explanations).
+    pub mailbox_names: BTreeMap<MailboxId, String>,
+}
+
+/// A document read for routing, before the decision: what [`Router::decide_reading`] needs.
+#[derive(Debug, Clone)]
+pub struct Reading {
+    /// Zones of page 1.
+    pub zones: Zones,
+    /// Facts read from the document.
+    pub metadata: DocumentMetadata,
+    /// The e-invoice, when the document is one.
+    pub invoice: Option<InvoiceInfo>,
+    /// Page 1 of an e-mail (its header lines); `None` for other documents.
+    pub mail_page1: Option<String>,
+    /// How sure OCR was of page 1's words (None when not read by OCR).
+    pub ocr: Option<crate::extract::OcrConfidence>,
 }
 
 /// A routed document: the zones and metadata read on the way, and the decision.
@@ -87,6 +111,11 @@ impl Router {
     /// Routes an extracted document: zones, metadata and decision. CPU-bound (the model);
     /// async callers run it on a blocking thread.
     pub fn route(&self, ex: &Extraction) -> Routed {
+        self.decide_reading(self.read(ex), None)
+    }
+
+    /// Reads an extracted document for routing: zones and metadata, no decision yet.
+    pub fn read(&self, ex: &Extraction) -> Reading {
         let zones = zones::find(ex, &self.settings.address_markers);
         let mut metadata =
             crate::extract::metadata::extract(&zones, &self.settings.address_markers);
@@ -94,17 +123,42 @@ impl Router {
             crate::extract::metadata::merge_invoice(&mut metadata, inv);
         }
         let mail_page1 = match ex.pages.first() {
-            Some(p) if ex.media_type == MediaType::Eml => Some(p.text.as_str()),
+            Some(p) if ex.media_type == MediaType::Eml => Some(p.text.clone()),
             _ => None,
         };
-        let mut decision = self.decide(&zones, ex.invoice.as_ref(), mail_page1, true);
-        if let Some(q) = ex.ocr_confidence() {
-            decision.explanation.ocr_confidence = Some((q.mean * 10.0).round() / 10.0);
-            poorly_read(&mut decision, &q);
-        }
-        Routed {
+        Reading {
             zones,
             metadata,
+            invoice: ex.invoice.clone(),
+            mail_page1,
+            ocr: ex.ocr_confidence(),
+        }
+    }
+
+    /// The sender keys of a reading (what its sender history is looked up by).
+    pub fn sender_keys(&self, reading: &Reading) -> Vec<SenderKey> {
+        super::sender::keys(&reading.metadata, &self.settings.address_markers)
+    }
+
+    /// Decides a read document, with its sender's history when there is one. CPU-bound.
+    pub fn decide_reading(&self, reading: Reading, history: Option<&SenderHistory>) -> Routed {
+        let sender = history
+            .map(|h| super::sender::evidence(h, &self.settings.mailbox_names))
+            .unwrap_or_default();
+        let mut decision = self.decide_with_sender(
+            &reading.zones,
+            reading.invoice.as_ref(),
+            reading.mail_page1.as_deref(),
+            true,
+            &sender,
+        );
+        if let Some(q) = &reading.ocr {
+            decision.explanation.ocr_confidence = Some((q.mean * 10.0).round() / 10.0);
+            poorly_read(&mut decision, q);
+        }
+        Routed {
+            zones: reading.zones,
+            metadata: reading.metadata,
             decision,
         }
     }
@@ -125,6 +179,19 @@ impl Router {
         mail_page1: Option<&str>,
         explain_model: bool,
     ) -> Decision {
+        self.decide_with_sender(zones, invoice, mail_page1, explain_model, &[])
+    }
+
+    /// [`Router::decide`] with the sender history's evidence (`sender`, hits from
+    /// [`super::sender::evidence`]) for the classifier step.
+    pub fn decide_with_sender(
+        &self,
+        zones: &Zones,
+        invoice: Option<&InvoiceInfo>,
+        mail_page1: Option<&str>,
+        explain_model: bool,
+        sender: &[RuleHit],
+    ) -> Decision {
         if let Some(d) = invoice
             .and_then(|inv| super::einvoice::decide(inv, &self.settings.invoice_routes, zones))
         {
@@ -132,7 +199,8 @@ impl Router {
         }
         self.with_recipients(
             mail_page1,
-            self.classifier.decide_with(zones, explain_model),
+            self.classifier
+                .decide_with_sender(zones, explain_model, sender),
         )
     }
 
@@ -283,6 +351,7 @@ mod tests {
                         addresses: vec!["kaemmerei@musterstadt.de".into()],
                     },
                 ],
+                ..Default::default()
             },
         )
     }

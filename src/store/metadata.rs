@@ -1,7 +1,7 @@
 //! Metadata and delivery renditions of documents.
 
 use super::{Result, Store, StoreError, insert_event, now_str};
-use crate::domain::{DocumentId, DocumentMetadata};
+use crate::domain::{DocumentId, DocumentMetadata, SenderKey};
 use sqlx::Row;
 
 /// The bytes delivered for a document when they are not the original: a blob and its type.
@@ -14,8 +14,14 @@ pub struct Rendition {
 }
 
 impl Store {
-    /// Stores the metadata read from a document (replacing earlier metadata) with an event.
-    pub async fn set_metadata(&self, id: &DocumentId, meta: &DocumentMetadata) -> Result<()> {
+    /// Stores the metadata read from a document and its sender keys (replacing earlier ones)
+    /// with an event.
+    pub async fn set_metadata(
+        &self,
+        id: &DocumentId,
+        meta: &DocumentMetadata,
+        sender_keys: &[SenderKey],
+    ) -> Result<()> {
         let json = serde_json::to_string(meta)?;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let done = sqlx::query("UPDATE documents SET metadata = ?, updated_at = ? WHERE id = ?")
@@ -27,6 +33,7 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(id.to_string()));
         }
+        super::sender::replace_keys(&mut tx, id, sender_keys).await?;
         insert_event(
             &mut tx,
             Some(id.as_str()),
@@ -35,6 +42,7 @@ impl Store {
             &serde_json::json!({
                 "sender": meta.sender_name, "letter_date": meta.letter_date,
                 "file_references": meta.file_references, "invoice": meta.invoice.is_some(),
+                "sender_keys": sender_keys.len(),
             }),
         )
         .await?;
@@ -146,7 +154,7 @@ mod tests {
             sender_name: Some("Erika".into()),
             ..Default::default()
         };
-        s.set_metadata(&id, &meta).await.expect("set");
+        s.set_metadata(&id, &meta, &[]).await.expect("set");
         assert_eq!(s.metadata(&id).await.expect("meta"), Some(meta));
         let first = super::Rendition {
             sha256: "bb".into(),

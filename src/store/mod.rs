@@ -9,6 +9,7 @@ mod delivery;
 pub mod imap;
 pub mod metadata;
 pub mod outgoing;
+mod sender;
 pub mod settings;
 mod stages;
 pub mod stats;

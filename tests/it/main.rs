@@ -35,3 +35,4 @@ mod route_cli;
 mod router_regression;
 mod rules;
 mod searchable_einvoice;
+mod sender_memory;

@@ -142,6 +142,15 @@ pub fn explanation_sentences(settings: &Settings, d: &Decision) -> Vec<String> {
         out.push(b.clone());
     }
     for hit in e.rules.iter().take(6) {
+        if hit.zone == crate::classify::sender::ZONE {
+            // Sender memory: the hit's own sentence names the key, the counts and the mailbox.
+            out.push(format!(
+                "{}; das spricht für {}.",
+                hit.rule,
+                label(&hit.mailbox)
+            ));
+            continue;
+        }
         let words = hit
             .matched
             .iter()
@@ -470,5 +479,31 @@ mod tests {
             .map(|s| s.text.as_str())
             .collect();
         assert_eq!(marked, ["Bauantrag", "Wintergarten,", "Flurstück"]);
+    }
+
+    #[test]
+    fn sender_memory_is_explained_in_its_own_sentence() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/musterstadt.toml");
+        let settings = Settings::load_with_env(&path, &[]).expect("example config");
+        let mut d = decision();
+        d.explanation.rules.push(RuleHit {
+            rule: "Absender bekannt: 2 von 2 früheren Schreiben mit der IBAN DE89…3000 gingen an 20 (Kämmerei)".into(),
+            mailbox: MailboxId::parse("20").expect("id"),
+            weight: 4.55,
+            zone: crate::classify::sender::ZONE.into(),
+            matched: vec!["DE89370400440532013000".into()],
+            position: None,
+        });
+        let sentences = explanation_sentences(&settings, &d);
+        assert!(
+            sentences.contains(
+                &"Absender bekannt: 2 von 2 früheren Schreiben mit der IBAN DE89…3000 gingen an 20 (Kämmerei); das spricht für 20 Kämmerei.".to_string()
+            ),
+            "{sentences:?}"
+        );
+        assert!(
+            !sentences.iter().any(|s| s.contains("im Bereich sender")),
+            "{sentences:?}"
+        );
     }
 }
