@@ -93,16 +93,27 @@ impl Router {
         if let Some(inv) = &ex.invoice {
             crate::extract::metadata::merge_invoice(&mut metadata, inv);
         }
-        let mail_page1 = match ex.pages.first() {
-            Some(p) if ex.media_type == MediaType::Eml => Some(p.text.as_str()),
-            _ => None,
-        };
-        let decision = self.decide(&zones, ex.invoice.as_ref(), mail_page1, true);
+        let decision = self.decide_extracted(ex, &zones, true);
         Routed {
             zones,
             metadata,
             decision,
         }
+    }
+
+    /// The decision on an extracted document whose zones [`Router::route`] already found
+    /// (the shadow model decides the same document with them again).
+    pub fn decide_extracted(
+        &self,
+        ex: &Extraction,
+        zones: &Zones,
+        explain_model: bool,
+    ) -> Decision {
+        let mail_page1 = match ex.pages.first() {
+            Some(p) if ex.media_type == MediaType::Eml => Some(p.text.as_str()),
+            _ => None,
+        };
+        self.decide(zones, ex.invoice.as_ref(), mail_page1, explain_model)
     }
 
     /// Routes a plain text (a corpus item in evaluation); `is_mail` = the text is an e-mail

@@ -10,6 +10,7 @@ pub mod imap;
 pub mod metadata;
 pub mod outgoing;
 pub mod settings;
+pub mod shadow;
 mod stages;
 pub mod stats;
 pub mod users;

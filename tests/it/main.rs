@@ -34,3 +34,4 @@ mod route_cli;
 mod router_regression;
 mod rules;
 mod searchable_einvoice;
+mod shadow;
