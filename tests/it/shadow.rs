@@ -333,3 +333,55 @@ fn a_shadow_model_is_logged_beside_the_active_one_and_compared_against_correctio
         "{out}"
     );
 }
+
+/// The daemon's log so far.
+fn daemon_log(install: &Install) -> String {
+    let mut log = String::new();
+    for e in std::fs::read_dir(install.dir.path())
+        .expect("dir")
+        .flatten()
+    {
+        if e.file_name().to_string_lossy().starts_with("serve-") {
+            log += &std::fs::read_to_string(e.path()).unwrap_or_default();
+        }
+    }
+    log
+}
+
+#[test]
+fn a_shadow_model_that_cannot_be_read_leaves_routing_alone() {
+    let install = Install::new();
+    let (models, _, broken) = crate::models::two_versions(&install);
+    // The shadow version's file turned unreadable after it was chosen (another format).
+    let path = models.join(format!("{broken}.model"));
+    let mut bytes = std::fs::read(&path).expect("read");
+    bytes[8..12].copy_from_slice(&999u32.to_le_bytes());
+    std::fs::write(&path, bytes).expect("write");
+    std::fs::write(models.join("SHADOW"), format!("{broken}\n")).expect("shadow");
+    let (ok, out) = cli(&install, &models, &["model", "shadow", &broken]);
+    assert!(!ok && out.contains("format version 999"), "{out}");
+
+    let models_s = models.display().to_string();
+    let d = install.spawn_app(&[("POSTSTELLE__CLASSIFY__MODELS", &models_s)]);
+    d.drop_file(
+        "sperrmuell.txt",
+        &letter(
+            "Anmeldung zur Sperrmüllabholung",
+            "ich möchte Sperrmüll zur Abholung anmelden: ein altes Sofa, zwei Schränke und einen \
+             Lattenrost. Bitte teilen Sie mir den Abholtermin für die Sperrmüllabfuhr mit.",
+        ),
+    );
+    wait_for("delivered", LONG, || {
+        (d.delivered().len() == 1).then_some(())
+    });
+    assert_eq!(d.delivered()[0].0, "70");
+    let log = daemon_log(&d);
+    assert!(log.contains("cannot load the shadow model"), "{log}");
+    let (ok, out) = cli(&d, &models, &["model", "compare", "--json"]);
+    assert!(ok, "{out}");
+    let c: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+    assert_eq!(
+        c["logged"], 0,
+        "nothing logged for a shadow that never ran: {c}"
+    );
+}
