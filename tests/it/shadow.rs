@@ -3,7 +3,7 @@
 //! through the API; `model compare` (the command and the admin endpoint) scores both versions'
 //! decisions against the outcomes, and routing followed the active version alone.
 
-use crate::auth::{add_user, user_token};
+use crate::auth::{add_user, sign_in, user_token};
 use crate::harness::*;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -318,6 +318,20 @@ fn a_shadow_model_is_logged_beside_the_active_one_and_compared_against_correctio
         .send()
         .expect("compare");
     assert_eq!(r.status(), reqwest::StatusCode::FORBIDDEN);
+    // The Verwaltung page names the version in shadow.
+    add_user(&d, "it-leitung", "admin", &[]);
+    let session = sign_in(&d, "it-leitung");
+    let html = reqwest::blocking::Client::new()
+        .get(d.url("/verwaltung"))
+        .header("Cookie", &session.cookie)
+        .send()
+        .expect("page")
+        .text()
+        .expect("html");
+    assert!(
+        html.contains(&format!("{SHADOW} <strong>(im Schattenbetrieb)</strong>")),
+        "{html}"
+    );
 
     // Activating the shadowed version ends its shadow; the log stays comparable.
     let (ok, out) = cli(&d, &models, &["model", "activate", SHADOW]);
