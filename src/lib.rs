@@ -15,6 +15,7 @@
 //! - [`auth`]: identities and roles (who may see and do what);
 //! - [`pipeline`]: the workers that move documents from state to state;
 //! - [`train`]: corpus loading, training, evaluation, model versions;
+//! - [`shadow`]: a model version in shadow on live post, scored beside the active one;
 //! - [`config`], [`domain`], [`app`], [`faults`]: settings, shared types, wiring, test hooks.
 
 pub mod api;
@@ -31,5 +32,6 @@ pub mod intake;
 pub mod outgoing;
 pub mod pipeline;
 pub mod retry;
+pub mod shadow;
 pub mod store;
 pub mod train;

@@ -12,6 +12,7 @@
 //! failing ends as a `dead_letter` with its German reason, which a re-drive resumes.
 
 use crate::classify::Router;
+use crate::classify::model::Model;
 use crate::config::Settings;
 use crate::deliver::breaker::{Breakers, Gate};
 use crate::deliver::{Delivery, DeliveryError, DeliveryItem};
@@ -22,6 +23,7 @@ use crate::faults::{pause_point, points};
 use crate::retry::{AttemptLog, Backoff, Next, Outcome, Reasons, RetryPolicy};
 use crate::store::blobs::BlobStore;
 use crate::store::metadata::Rendition;
+use crate::store::shadow::SideDecision;
 use crate::store::{DocumentRow, Store};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
@@ -41,6 +43,12 @@ pub struct Pipeline {
     pub extractor: Extractor,
     /// Current router (its classifier is replaced when a new model is activated).
     router: RwLock<Arc<Router>>,
+    /// The model version running in shadow (registry `SHADOW`): it decides every routed
+    /// document again, with the same rules and router settings; its decision is logged beside
+    /// the active one and never routes.
+    shadow: RwLock<Option<Arc<Model>>>,
+    /// A shadow version that could not be loaded (not tried again until `SHADOW` changes).
+    shadow_failed: Mutex<Option<String>>,
     /// Delivery targets by name.
     pub targets: BTreeMap<String, Arc<dyn Delivery>>,
     /// Settings.
@@ -78,6 +86,8 @@ impl Pipeline {
             blobs,
             extractor,
             router: RwLock::new(Arc::new(router)),
+            shadow: RwLock::new(None),
+            shadow_failed: Mutex::new(None),
             targets,
             settings,
             wake,
@@ -106,6 +116,74 @@ impl Pipeline {
         match self.router.write() {
             Ok(mut g) => *g = Arc::new(r),
             Err(p) => *p.into_inner() = Arc::new(r),
+        }
+    }
+
+    /// The model running in shadow, if any.
+    pub fn shadow_model(&self) -> Option<Arc<Model>> {
+        match self.shadow.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    fn set_shadow(&self, m: Option<Arc<Model>>) {
+        match self.shadow.write() {
+            Ok(mut g) => *g = m,
+            Err(p) => *p.into_inner() = m,
+        }
+    }
+
+    /// The router the shadow model decides with: `router`'s rules and settings, the shadow's
+    /// model. None without a shadow, or when the shadow is the active version.
+    fn shadow_router(&self, router: &Router) -> Option<Router> {
+        let model = self.shadow_model()?;
+        if router
+            .classifier()
+            .model()
+            .is_some_and(|m| m.meta.version == model.meta.version)
+        {
+            return None;
+        }
+        let classifier = router.classifier().with_model(Some(model));
+        Some(router.with_classifier(Arc::new(classifier)))
+    }
+
+    /// Loads the registry's shadow version when it differs from the one in use, and drops the
+    /// shadow when `SHADOW` is gone, so that `poststelle model shadow` takes effect without a
+    /// restart. A shadow that cannot be loaded is reported once and never affects routing.
+    pub async fn reload_shadow_if_changed(&self) {
+        let registry = crate::train::Registry::new(&self.settings.classify.models);
+        let current = self.shadow_model().map(|m| m.meta.version.clone());
+        let Some(wanted) = registry.shadow_version() else {
+            if let Some(v) = current {
+                self.set_shadow(None);
+                tracing::info!(version = v, "shadow model stopped");
+            }
+            *lock(&self.shadow_failed) = None;
+            return;
+        };
+        if current.as_deref() == Some(wanted.as_str())
+            || lock(&self.shadow_failed).as_deref() == Some(wanted.as_str())
+        {
+            return;
+        }
+        let (reg, version) = (registry.clone(), wanted.clone());
+        match tokio::task::spawn_blocking(move || reg.load(&version)).await {
+            Ok(Ok(model)) => {
+                self.set_shadow(Some(Arc::new(model)));
+                *lock(&self.shadow_failed) = None;
+                tracing::info!(
+                    version = wanted,
+                    "shadow model loaded: its decisions are logged beside the active model's"
+                );
+            }
+            Ok(Err(e)) => {
+                self.set_shadow(None);
+                *lock(&self.shadow_failed) = Some(wanted.clone());
+                tracing::warn!(version = wanted, error = %e, "cannot load the shadow model; routing goes on without a shadow");
+            }
+            Err(e) => tracing::warn!(error = %e, "shadow model loading task failed"),
         }
     }
 
@@ -162,6 +240,7 @@ impl Pipeline {
         let tracker = TaskTracker::new();
         let panicked: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
         let mut last_model_check = std::time::Instant::now();
+        self.reload_shadow_if_changed().await;
         loop {
             if cancel.is_cancelled() {
                 break;
@@ -169,6 +248,7 @@ impl Pipeline {
             if last_model_check.elapsed() >= Duration::from_secs(2) {
                 last_model_check = std::time::Instant::now();
                 self.reload_model_if_changed().await;
+                self.reload_shadow_if_changed().await;
             }
             if let Err(e) = self.dispatch(&tracker, &cancel, &panicked).await {
                 tracing::error!(error = %e, "pipeline: store error; retrying");
@@ -388,14 +468,29 @@ impl Pipeline {
             .store
             .sender_history(&doc.id, &keys, crate::classify::sender::HISTORY_DEPTH)
             .await?;
-        let routed =
-            tokio::task::spawn_blocking(move || router.decide_reading(reading, Some(&history)))
-                .await?;
+        let shadow = self.shadow_router(&router);
+        let (routed, shadow_decision) = tokio::task::spawn_blocking(move || {
+            let shadow_reading = shadow.as_ref().map(|_| reading.clone());
+            let routed = router.decide_reading(reading, Some(&history));
+            // The shadow decides the same reading with the same sender history; whatever
+            // happens to it, routing goes on.
+            let shadow_decision = shadow.zip(shadow_reading).map(|(s, r)| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    s.decide_reading(r, Some(&history)).decision
+                }))
+                .map_err(|_| ())
+            });
+            (routed, shadow_decision)
+        })
+        .await?;
         let decision = routed.decision;
         self.store
             .set_metadata(&doc.id, &routed.metadata, &keys)
             .await?;
         let next = self.store.set_decision(&doc.id, &decision).await?;
+        if let Some(shadow) = shadow_decision {
+            self.log_shadow(&doc.id, &decision, shadow).await;
+        }
         tracing::info!(
             document = %doc.id, mailbox = ?decision.mailbox.as_ref().map(|m| m.as_str()),
             confidence = decision.confidence, decided_by = ?decision.decided_by, state = %next,
@@ -405,6 +500,35 @@ impl Pipeline {
             self.wake.notify_one();
         }
         Ok(())
+    }
+
+    /// Logs the shadow's decision beside the active one; a failure is only a warning.
+    async fn log_shadow(
+        &self,
+        id: &DocumentId,
+        active: &crate::domain::Decision,
+        shadow: Result<crate::domain::Decision, ()>,
+    ) {
+        let shadow = match shadow {
+            Ok(d) => d,
+            Err(()) => {
+                tracing::warn!(document = %id, "the shadow model failed on this document (panic); routing is not affected");
+                return;
+            }
+        };
+        let Some(version) = shadow.explanation.model_version.clone() else {
+            return;
+        };
+        let (a, s) = (SideDecision::of(active), SideDecision::of(&shadow));
+        match self.store.record_shadow(id, &version, &a, &s).await {
+            Ok(()) => tracing::debug!(
+                document = %id, shadow = version, active_mailbox = ?a.mailbox,
+                shadow_mailbox = ?s.mailbox, "shadow decision logged"
+            ),
+            Err(e) => {
+                tracing::warn!(document = %id, shadow = version, error = %e, "cannot log the shadow decision")
+            }
+        }
     }
 
     /// One delivery attempt for a queued document.

@@ -787,7 +787,8 @@ pub fn fit(
 }
 
 /// Model versions in a directory: `<version>.model` files, `ACTIVE` names the one in use,
-/// `HISTORY` lists activations (for rollback).
+/// `HISTORY` lists activations (for rollback), `SHADOW` the one running in shadow beside it
+/// (its decisions are logged, never used; see [`crate::shadow`]).
 #[derive(Debug, Clone)]
 pub struct Registry {
     dir: PathBuf,
@@ -802,6 +803,8 @@ pub struct VersionInfo {
     pub path: PathBuf,
     /// Whether it is active.
     pub active: bool,
+    /// Whether it runs in shadow.
+    pub shadow: bool,
     /// Metadata, when readable (None for files of another format).
     pub meta: Option<serde_json::Value>,
     /// Why the metadata could not be read.
@@ -826,6 +829,45 @@ impl Registry {
             .ok()
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
+    }
+
+    /// The version running in shadow, if any.
+    pub fn shadow_version(&self) -> Option<String> {
+        std::fs::read_to_string(self.dir.join("SHADOW"))
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    }
+
+    /// Lets a version run in shadow (replacing any other): the daemon routes with the active
+    /// version and logs this one's decisions beside it. The active version cannot shadow itself.
+    pub fn set_shadow(&self, version: &str) -> Result<(), TrainError> {
+        if !self.path(version).exists() {
+            return Err(TrainError::Registry(format!(
+                "no model version {version} in {}",
+                self.dir.display()
+            )));
+        }
+        if self.active_version().as_deref() == Some(version) {
+            return Err(TrainError::Registry(format!(
+                "{version} is the active version; a shadow must be another one"
+            )));
+        }
+        Model::load(&self.path(version))?;
+        let tmp = self.dir.join("SHADOW.tmp");
+        std::fs::write(&tmp, format!("{version}\n")).map_err(|e| self.io(e))?;
+        std::fs::rename(&tmp, self.dir.join("SHADOW")).map_err(|e| self.io(e))?;
+        Ok(())
+    }
+
+    /// Stops the shadow; returns the version that ran in shadow, if any.
+    pub fn clear_shadow(&self) -> Result<Option<String>, TrainError> {
+        let was = self.shadow_version();
+        match std::fs::remove_file(self.dir.join("SHADOW")) {
+            Ok(()) => Ok(was),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.io(e)),
+        }
     }
 
     /// Path of a version's file.
@@ -882,6 +924,10 @@ impl Registry {
             .open(self.dir.join("HISTORY"))
             .map_err(|e| self.io(e))?;
         writeln!(h, "{version}").map_err(|e| self.io(e))?;
+        // The shadowed version is the active one now: its shadow has ended.
+        if self.shadow_version().as_deref() == Some(version) {
+            self.clear_shadow()?;
+        }
         Ok(())
     }
 
@@ -903,6 +949,7 @@ impl Registry {
     /// All versions, newest first.
     pub fn list(&self) -> Vec<VersionInfo> {
         let active = self.active_version();
+        let shadow = self.shadow_version();
         let mut out: Vec<VersionInfo> = std::fs::read_dir(&self.dir)
             .into_iter()
             .flatten()
@@ -917,6 +964,7 @@ impl Registry {
                 };
                 Some(VersionInfo {
                     active: active.as_deref() == Some(version.as_str()),
+                    shadow: shadow.as_deref() == Some(version.as_str()),
                     version,
                     path: p,
                     meta,

@@ -1,8 +1,8 @@
 //! The JSON API under `/api`. Every route needs an [`Identity`] (a bearer token or a session);
 //! without one it answers 401. Roles are enforced here: a department (`fachbereich`) sees only
 //! documents in its own mailboxes (any other answers 404, as if it did not exist), the review
-//! queue, uploads and the quarantine list are the Poststelle's (403 for others), re-drives and
-//! other people's tokens are the admins'. The `actor` of every audit event is the identity's
+//! queue, uploads and the quarantine list are the Poststelle's (403 for others), re-drives,
+//! the model comparison and other people's tokens are the admins'. The `actor` of every audit event is the identity's
 //! name, never a name from the request body.
 
 use super::{ApiError, ApiState};
@@ -25,6 +25,7 @@ pub fn routes() -> Router<ApiState> {
         .route("/review", get(review))
         .route("/quarantine", get(quarantine))
         .route("/mailboxes", get(mailboxes))
+        .route("/models/compare", get(compare_models))
         .route("/me", get(me))
         .route("/tokens", get(tokens).post(create_token))
         .route("/tokens/{id}", axum::routing::delete(revoke_token))
@@ -282,6 +283,30 @@ async fn mailboxes(_who: Identity, State(s): State<ApiState>) -> Json<serde_json
     Json(
         serde_json::json!({"mailboxes": list, "review": {"id": st.review.id, "name": st.review.name}}),
     )
+}
+
+#[derive(Debug, Deserialize)]
+struct CompareQuery {
+    version: Option<String>,
+}
+
+/// The shadow model's comparison with the active one (admins only, as `poststelle model
+/// compare --json`): the versions active and in shadow now, and the comparison of `?version=`
+/// (default: the one in shadow now, else the last one logged), `null` before any was logged.
+async fn compare_models(
+    who: Identity,
+    State(s): State<ApiState>,
+    Query(q): Query<CompareQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    need_admin(&who)?;
+    let registry = crate::train::Registry::new(&s.pipeline.settings.classify.models);
+    let shadow = registry.shadow_version();
+    let comparison =
+        crate::shadow::compare_in_store(&s.pipeline.store, q.version.as_deref(), shadow.clone())
+            .await?;
+    Ok(Json(serde_json::json!({
+        "active": registry.active_version(), "shadow": shadow, "comparison": comparison,
+    })))
 }
 
 /// Who the caller is: name, role, mailboxes, how signed in.

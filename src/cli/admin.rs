@@ -44,12 +44,16 @@ pub async fn documents_list(
 }
 
 /// `model list|activate|rollback`.
-pub fn model(settings: &Settings, command: ModelCommand) -> anyhow::Result<ExitCode> {
+pub async fn model(settings: &Settings, command: ModelCommand) -> anyhow::Result<ExitCode> {
     let reg = Registry::new(&settings.classify.models);
     match command {
         ModelCommand::List => {
             for v in reg.list() {
-                let mark = if v.active { "*" } else { " " };
+                let mark = match (v.active, v.shadow) {
+                    (true, _) => "*",
+                    (false, true) => "s",
+                    _ => " ",
+                };
                 match (&v.meta, &v.problem) {
                     (Some(m), _) => println!("{mark} {}  {}", v.version, m),
                     (None, Some(p)) => println!("{mark} {}  UNUSABLE: {p}", v.version),
@@ -62,8 +66,102 @@ pub fn model(settings: &Settings, command: ModelCommand) -> anyhow::Result<ExitC
             println!("activated {version}");
         }
         ModelCommand::Rollback => println!("activated {}", reg.rollback()?),
+        ModelCommand::Shadow { off: true, .. } => match reg.clear_shadow()? {
+            Some(v) => println!("shadow of {v} stopped (its logged decisions are kept)"),
+            None => println!("no version was running in shadow"),
+        },
+        ModelCommand::Shadow { version, .. } => {
+            let version = version.context("a version to run in shadow, or --off")?;
+            reg.set_shadow(&version)?;
+            println!(
+                "{version} runs in shadow beside the active version {} (the daemon picks it up within seconds); \
+                 see `poststelle model compare`",
+                reg.active_version().unwrap_or_else(|| "-".into())
+            );
+        }
+        ModelCommand::Compare { version, json } => {
+            let store = crate::store::Store::open(&settings.store.url).await?;
+            let comparison =
+                crate::shadow::compare_in_store(&store, version.as_deref(), reg.shadow_version())
+                    .await?;
+            match comparison {
+                None if json => println!("null"),
+                None => println!(
+                    "no shadow decisions logged yet: start one with `poststelle model shadow <version>`"
+                ),
+                Some(c) if json => println!("{}", serde_json::to_string(&c)?),
+                Some(c) => print_comparison(&c),
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The comparison for people: both versions' scores side by side, then the verdict.
+fn print_comparison(c: &crate::shadow::Comparison) {
+    if c.logged == 0 {
+        println!(
+            "no decisions of {} logged yet: the daemon logs them for every document it routes \
+             while the version is in shadow",
+            c.shadow_version
+        );
+        return;
+    }
+    let actives = if c.active_versions.is_empty() {
+        "rules alone".to_string()
+    } else {
+        c.active_versions.join(", ")
+    };
+    println!(
+        "shadow {} beside active {actives}: {} documents logged, {} with a known outcome, {} where they disagree",
+        c.shadow_version, c.logged, c.known, c.disagreements
+    );
+    let pct = |x: f64| format!("{:5.1} %", x * 100.0);
+    println!("                 active      shadow");
+    println!(
+        "top-1            {}     {}   ({} / {} right)",
+        pct(c.active.top1),
+        pct(c.shadow.top1),
+        c.active.right,
+        c.shadow.right
+    );
+    println!(
+        "straight-through {}     {}   ({} / {})",
+        pct(c.active.straight_through_share),
+        pct(c.shadow.straight_through_share),
+        c.active.straight_through,
+        c.shadow.straight_through
+    );
+    let prec = |p: Option<f64>| p.map(pct).unwrap_or_else(|| "      -".into());
+    println!(
+        "  precision      {}     {}   ({} / {} into a wrong mailbox)",
+        prec(c.active.precision),
+        prec(c.shadow.precision),
+        c.active.straight_through_wrong(),
+        c.shadow.straight_through_wrong()
+    );
+    println!(
+        "shadow right, active wrong: {}   active right, shadow wrong: {}",
+        c.shadow_right_active_wrong, c.active_right_shadow_wrong
+    );
+    for e in &c.examples {
+        let side = |d: &crate::store::shadow::SideDecision| {
+            format!(
+                "{} {:.2}{}",
+                d.mailbox.as_deref().unwrap_or("-"),
+                d.confidence,
+                if d.review { " review" } else { "" }
+            )
+        };
+        println!(
+            "  {}  outcome {:<4} active {}  shadow {}",
+            e.document_id,
+            e.outcome.as_deref().unwrap_or("?"),
+            side(&e.active),
+            side(&e.shadow)
+        );
+    }
+    println!("{}", c.verdict);
 }
 
 /// `digest`: prints the digests due now, or queues and sends them.

@@ -2,7 +2,8 @@
 //!
 //! - [`route`]: `route` and `extract` (what the daemon would read and decide, nothing stored);
 //! - [`train`]: `train` (with the promotion rule from [`crate::train::judge_promotion`]) and `eval`;
-//! - [`admin`]: `check-config`, `documents`, `model`, `digest` and the shutdown signal;
+//! - [`admin`]: `check-config`, `documents`, `model` (versions, shadow and its comparison),
+//!   `digest` and the shutdown signal;
 //! - [`users`]: `users` (accounts and API tokens of the web desk and the API);
 //! - [`worker`]: the hidden `extract-worker`, the sandboxed child that parses input.
 
@@ -169,6 +170,26 @@ pub enum ModelCommand {
     },
     /// Re-activate the previous version.
     Rollback,
+    /// Run a version in shadow on the live post: the daemon routes with the active version and
+    /// logs this one's decisions beside it (see `model compare`).
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["version", "off"])))]
+    Shadow {
+        /// Version id.
+        version: Option<String>,
+        /// Stop the shadow.
+        #[arg(long)]
+        off: bool,
+    },
+    /// Score the shadow version's logged decisions beside the active version's against what
+    /// became of the documents (delivered as routed, or corrected by a person).
+    Compare {
+        /// The shadow version to score (default: the one in shadow now, else the last one).
+        #[arg(long)]
+        version: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Loads and validates the settings, all problems in one error.
@@ -222,7 +243,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Documents {
             command: DocumentsCommand::List { json, state, limit },
         } => admin::documents_list(&load(&cli.config)?, json, state.as_deref(), limit).await,
-        Command::Model { command } => admin::model(&load(&cli.config)?, command),
+        Command::Model { command } => admin::model(&load(&cli.config)?, command).await,
         Command::Users { command } => users::run(&load(&cli.config)?, command).await,
         Command::Digest { send } => admin::digest(load(&cli.config)?, send).await,
         Command::ExtractWorker { .. } => bail!("extract-worker is handled before start-up"),

@@ -11,6 +11,7 @@ pub mod metadata;
 pub mod outgoing;
 mod sender;
 pub mod settings;
+pub mod shadow;
 mod stages;
 pub mod stats;
 pub mod users;

@@ -36,3 +36,4 @@ mod router_regression;
 mod rules;
 mod searchable_einvoice;
 mod sender_memory;
+mod shadow;

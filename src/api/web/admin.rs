@@ -201,6 +201,8 @@ pub struct ModelRow {
     pub version: String,
     /// Whether it is in use.
     pub active: bool,
+    /// Whether it runs in shadow (`poststelle model shadow`).
+    pub shadow: bool,
     /// When it was trained.
     pub created: String,
     /// Training items.
@@ -349,6 +351,7 @@ async fn page(
             ModelRow {
                 version: v.version,
                 active: v.active,
+                shadow: v.shadow,
                 created: m["created_at"].as_str().map(time_de).unwrap_or_default(),
                 items: m["items"]
                     .as_u64()
