@@ -14,7 +14,7 @@ use crate::classify::Router;
 use crate::config::Settings;
 use crate::deliver::breaker::{Breakers, Gate};
 use crate::deliver::{Delivery, DeliveryError, DeliveryItem};
-use crate::domain::{DocState, DocumentId};
+use crate::domain::{DocState, DocumentId, MailboxId};
 use crate::extract::pool::Urgency;
 use crate::extract::{ExtractError, Extraction, Extractor, MediaType, Page};
 use crate::faults::{pause_point, points};
@@ -102,10 +102,26 @@ impl Pipeline {
 
     /// Replaces the router (e.g. after a model activation).
     pub fn set_router(&self, r: Router) {
-        match self.router.write() {
-            Ok(mut g) => *g = Arc::new(r),
-            Err(p) => *p.into_inner() = Arc::new(r),
-        }
+        self.update_router(|_| r);
+    }
+
+    /// Replaces the router by `f` of the one in use, under the lock, so that two changes at
+    /// once (a model activation, a raised threshold) do not undo each other.
+    pub fn update_router(&self, f: impl FnOnce(&Router) -> Router) {
+        let mut g = match self.router.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let next = f(&g);
+        *g = Arc::new(next);
+    }
+
+    /// Hands the Stichprobe's raised review thresholds to the classifier in use; the next
+    /// decision uses them (no restart).
+    pub fn set_threshold_overrides(&self, overrides: BTreeMap<MailboxId, f64>) {
+        self.update_router(|r| {
+            r.with_classifier(Arc::new(r.classifier().with_threshold_overrides(overrides)))
+        });
     }
 
     fn claim(&self, id: &DocumentId) -> bool {
@@ -143,8 +159,11 @@ impl Pipeline {
                         true,
                     )
                     .await;
-                let classifier = current.classifier().with_model(Some(Arc::new(model)));
-                self.set_router(current.with_classifier(Arc::new(classifier)));
+                let model = Arc::new(model);
+                // On the router in use now: a threshold raised meanwhile stays.
+                self.update_router(|r| {
+                    r.with_classifier(Arc::new(r.classifier().with_model(Some(model))))
+                });
                 tracing::info!(version = active, "activated model loaded");
             }
             Ok(Err(e)) => {
@@ -382,7 +401,14 @@ impl Pipeline {
         let routed = tokio::task::spawn_blocking(move || router.route(&ex)).await?;
         let decision = routed.decision;
         self.store.set_metadata(&doc.id, &routed.metadata).await?;
-        let next = self.store.set_decision(&doc.id, &decision).await?;
+        // The Stichprobe: a share of what goes straight through gets a second look too.
+        let sampled = !decision.needs_review
+            && decision.mailbox.is_some()
+            && crate::sample::is_sampled(&doc.id, self.settings.sample.share);
+        let next = self
+            .store
+            .set_decision_sampled(&doc.id, &decision, sampled)
+            .await?;
         tracing::info!(
             document = %doc.id, mailbox = ?decision.mailbox.as_ref().map(|m| m.as_str()),
             confidence = decision.confidence, decided_by = ?decision.decided_by, state = %next,

@@ -20,6 +20,7 @@ use crate::extract::settings::{self as extract, ExtractSettings, RawExtract};
 use crate::intake::settings::{self as intake, HotFolderSettings, ImapSettings, RawIntake};
 use crate::outgoing::settings::{self as outgoing, OutgoingSettings, RawOutgoing};
 use crate::outgoing::{DigestRecipient, Recipients};
+use crate::sample::settings::{self as sample, RawSample, SampleSettings};
 use crate::store::settings::{self as store, RawStore, StoreSettings};
 use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
@@ -59,6 +60,8 @@ pub struct Settings {
     pub outgoing: OutgoingSettings,
     /// E-invoice routing.
     pub einvoice: EinvoiceSettings,
+    /// The Stichprobe (second look at a share of the straight-through documents).
+    pub sample: SampleSettings,
 }
 
 /// The top-level sections of a config file.
@@ -75,6 +78,7 @@ const SECTIONS: &[&str] = &[
     "mailboxes",
     "outgoing",
     "einvoice",
+    "sample",
 ];
 
 impl Settings {
@@ -158,6 +162,7 @@ struct RawSections {
     mailboxes: Vec<RawMailbox>,
     outgoing: RawOutgoing,
     einvoice: RawEinvoice,
+    sample: RawSample,
 }
 
 impl RawSections {
@@ -183,6 +188,7 @@ impl RawSections {
         let mailboxes = section(t, "mailboxes", problems);
         let outgoing = section(t, "outgoing", problems);
         let einvoice = section(t, "einvoice", problems);
+        let sample = section(t, "sample", problems);
         Some(RawSections {
             municipality: municipality?,
             store: store?,
@@ -196,6 +202,7 @@ impl RawSections {
             mailboxes: mailboxes?,
             outgoing: outgoing?,
             einvoice: einvoice?,
+            sample: sample?,
         })
     }
 }
@@ -263,6 +270,7 @@ fn validate(path: &Path, table: toml::Table, problems: &mut Problems) -> Option<
         mailboxes: town.mailboxes,
         outgoing: outgoing::validate(raw.outgoing, problems),
         einvoice: classify::validate_einvoice(raw.einvoice, problems),
+        sample: sample::validate(raw.sample, problems),
     };
     check_across_sections(&mut settings, &target_names, problems);
     Some(settings)

@@ -33,4 +33,5 @@ mod outgoing;
 mod route_cli;
 mod router_regression;
 mod rules;
+mod sample;
 mod searchable_einvoice;
