@@ -408,6 +408,37 @@ user = "poststelle@musterstadt.de"
     }
 
     #[test]
+    fn the_stichprobe_share_defaults_to_two_percent_and_is_validated() {
+        let s = parse(MINIMAL, &[]).expect("default");
+        assert_eq!(s.sample.share, 0.02);
+        assert_eq!(s.sample.min_judged, 20);
+        assert!(s.sample.notify_to.is_empty());
+        let text = format!(
+            "{MINIMAL}\n[sample]\nshare = 0.1\nmin_judged = 5\nnotify_to = [\"it@musterstadt.de\"]\n"
+        );
+        let s = parse(&text, &[]).expect("configured");
+        assert_eq!(
+            (
+                s.sample.share,
+                s.sample.min_judged,
+                s.sample.notify_to.len()
+            ),
+            (0.1, 5, 1)
+        );
+        let s = parse(MINIMAL, &[("POSTSTELLE__SAMPLE__SHARE", "1.0")]).expect("env");
+        assert_eq!(s.sample.share, 1.0);
+        for bad in [
+            "share = 1.5",
+            "share = -0.1",
+            "min_judged = 0",
+            "notify_to = [\"it\"]",
+        ] {
+            let e = parse(&format!("{MINIMAL}\n[sample]\n{bad}\n"), &[]).expect_err(bad);
+            assert!(e.to_string().contains("sample."), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn mail_delivery_form_defaults_to_eml_and_is_validated() {
         let s = parse(MINIMAL, &[]).expect("default");
         assert_eq!(s.imap.deliver_as, MailDelivery::Eml);
