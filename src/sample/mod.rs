@@ -357,9 +357,9 @@ fn raise_mail_body(sender: &Sender, reason: &str) -> String {
         "Guten Tag,\n\n\
          {reason}\n\n\
          Dokumente, die Regeln und Modell diesem Postfach mit geringerer Sicherheit zuordnen, \
-         warten ab sofort im Prüfkorb auf eine Entscheidung der Poststelle. Ein neu trainiertes \
-         Modell, das aus den Korrekturen gelernt hat, kann die Lage verbessern; die Schwelle \
-         bleibt, bis sie in der Datenbank (Tabelle threshold_raises) zurückgenommen wird.\n\
+         warten ab sofort im Prüfkorb auf eine Entscheidung der Poststelle. Die angehobene \
+         Schwelle gilt auch nach einem Neustart und neben der eines neu trainierten Modells \
+         (die höhere zählt); die korrigierten Stichproben gehen in das nächste Training ein.\n\
          {desk}\n\
          Diese Nachricht wurde automatisch erstellt.\n\n\
          {name}\n\
