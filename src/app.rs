@@ -122,6 +122,10 @@ impl Application {
             settings.clone(),
             wake.clone(),
         ));
+        // Thresholds the Stichprobe raised hold across restarts.
+        crate::sample::apply_raises(&pipeline)
+            .await
+            .context("loading the thresholds raised by the Stichprobe")?;
         let outgoing = settings.outgoing.enabled.then(|| {
             crate::outgoing::Outgoing::new(
                 store.clone(),

@@ -11,6 +11,8 @@
 //! - [`deliver`]: delivery targets behind one trait, outbox with retries;
 //! - [`store`]: all SQL (documents, audit events, corrections, quarantine) and blobs;
 //! - [`outgoing`]: acknowledgements and digests over SMTP, queued in the store;
+//! - [`sample`]: the Stichprobe (a share of the straight-through documents checked by a
+//!   person), the measured precision and the thresholds it raises;
 //! - [`api`]: the HTTP API (axum) and the web desk;
 //! - [`auth`]: identities and roles (who may see and do what);
 //! - [`pipeline`]: the workers that move documents from state to state;
@@ -32,6 +34,7 @@ pub mod intake;
 pub mod outgoing;
 pub mod pipeline;
 pub mod retry;
+pub mod sample;
 pub mod shadow;
 pub mod store;
 pub mod train;

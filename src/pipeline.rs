@@ -16,7 +16,7 @@ use crate::classify::model::Model;
 use crate::config::Settings;
 use crate::deliver::breaker::{Breakers, Gate};
 use crate::deliver::{Delivery, DeliveryError, DeliveryItem};
-use crate::domain::{DocState, DocumentId};
+use crate::domain::{DocState, DocumentId, MailboxId};
 use crate::extract::pool::Urgency;
 use crate::extract::{ExtractError, Extraction, Extractor, MediaType, Page};
 use crate::faults::{pause_point, points};
@@ -113,10 +113,26 @@ impl Pipeline {
 
     /// Replaces the router (e.g. after a model activation).
     pub fn set_router(&self, r: Router) {
-        match self.router.write() {
-            Ok(mut g) => *g = Arc::new(r),
-            Err(p) => *p.into_inner() = Arc::new(r),
-        }
+        self.update_router(|_| r);
+    }
+
+    /// Replaces the router by `f` of the one in use, under the lock, so that two changes at
+    /// once (a model activation, a raised threshold) do not undo each other.
+    pub fn update_router(&self, f: impl FnOnce(&Router) -> Router) {
+        let mut g = match self.router.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let next = f(&g);
+        *g = Arc::new(next);
+    }
+
+    /// Hands the Stichprobe's raised review thresholds to the classifier in use; the next
+    /// decision uses them (no restart).
+    pub fn set_threshold_overrides(&self, overrides: BTreeMap<MailboxId, f64>) {
+        self.update_router(|r| {
+            r.with_classifier(Arc::new(r.classifier().with_threshold_overrides(overrides)))
+        });
     }
 
     /// The model running in shadow, if any.
@@ -222,8 +238,11 @@ impl Pipeline {
                         true,
                     )
                     .await;
-                let classifier = current.classifier().with_model(Some(Arc::new(model)));
-                self.set_router(current.with_classifier(Arc::new(classifier)));
+                let model = Arc::new(model);
+                // On the router in use now: a threshold raised meanwhile stays.
+                self.update_router(|r| {
+                    r.with_classifier(Arc::new(r.classifier().with_model(Some(model))))
+                });
                 tracing::info!(version = active, "activated model loaded");
             }
             Ok(Err(e)) => {
@@ -487,7 +506,14 @@ impl Pipeline {
         self.store
             .set_metadata(&doc.id, &routed.metadata, &keys)
             .await?;
-        let next = self.store.set_decision(&doc.id, &decision).await?;
+        // The Stichprobe: a share of what goes straight through gets a second look too.
+        let sampled = !decision.needs_review
+            && decision.mailbox.is_some()
+            && crate::sample::is_sampled(&doc.id, self.settings.sample.share);
+        let next = self
+            .store
+            .set_decision_sampled(&doc.id, &decision, sampled)
+            .await?;
         if let Some(shadow) = shadow_decision {
             self.log_shadow(&doc.id, &decision, shadow).await;
         }

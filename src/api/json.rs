@@ -2,7 +2,8 @@
 //! without one it answers 401. Roles are enforced here: a department (`fachbereich`) sees only
 //! documents in its own mailboxes (any other answers 404, as if it did not exist), the review
 //! queue, uploads and the quarantine list are the Poststelle's (403 for others), re-drives,
-//! the model comparison and other people's tokens are the admins'. The `actor` of every audit event is the identity's
+//! the model comparison and other people's tokens are the admins'. The Stichprobe (`/samples`)
+//! is the Poststelle's. The `actor` of every audit event is the identity's
 //! name, never a name from the request body.
 
 use super::{ApiError, ApiState};
@@ -23,6 +24,10 @@ pub fn routes() -> Router<ApiState> {
         .route("/documents/{id}/assign", post(assign))
         .route("/documents/{id}/redrive", post(redrive))
         .route("/review", get(review))
+        .route("/samples", get(samples))
+        .route("/samples/precision", get(precision))
+        .route("/samples/{id}/confirm", post(confirm_sample))
+        .route("/samples/{id}/overturn", post(overturn_sample))
         .route("/quarantine", get(quarantine))
         .route("/mailboxes", get(mailboxes))
         .route("/models/compare", get(compare_models))
@@ -392,4 +397,130 @@ async fn revoke_token(
     }
     let revoked = s.pipeline.store.revoke_token(&id, who.actor()).await?;
     Ok(Json(serde_json::json!({"id": id, "revoked": revoked})))
+}
+
+/// Open samples of the Stichprobe, oldest first.
+async fn samples(
+    who: Identity,
+    State(s): State<ApiState>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    need_poststelle(&who)?;
+    let open = s.pipeline.store.open_samples(1000).await?;
+    Ok(Json(serde_json::json!({"samples": open})))
+}
+
+/// The measured precision per mailbox: judged samples, confirmed, precision, 95 % Wilson
+/// interval, the target and the threshold in force (raised or not).
+async fn precision(
+    who: Identity,
+    State(s): State<ApiState>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    need_poststelle(&who)?;
+    let store = &s.pipeline.store;
+    let measured = crate::sample::measure(&store.judged_samples(None).await?);
+    let raises = store.threshold_raises().await?;
+    let target = crate::sample::precision_target(&s.pipeline.settings.classify);
+    let router = s.pipeline.router();
+    let classifier = router.classifier();
+    let mailboxes: Vec<serde_json::Value> = measured
+        .iter()
+        .map(|m| {
+            serde_json::json!({
+                "mailbox": m.mailbox, "judged": m.judged, "confirmed": m.confirmed,
+                "overturned": m.overturned, "precision": m.precision,
+                "interval": {"lower": m.lower, "upper": m.upper, "level": 0.95},
+                "below_target": m.upper < target,
+                "threshold": classifier.threshold_for(&m.mailbox),
+                "raised": raises.get(&m.mailbox),
+            })
+        })
+        .collect();
+    Ok(Json(serde_json::json!({
+        "target": target,
+        "min_judged": s.pipeline.settings.sample.min_judged,
+        "share": s.pipeline.settings.sample.share,
+        "open": store.open_sample_count().await?,
+        "mailboxes": mailboxes,
+    })))
+}
+
+/// The machine's mailbox was right.
+async fn confirm_sample(
+    who: Identity,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    need_poststelle(&who)?;
+    let id = parse_sample_id(&id)?;
+    judge(
+        &s,
+        &who,
+        &id,
+        crate::store::samples::Verdict::Confirmed,
+        None,
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+struct OverturnBody {
+    mailbox: String,
+}
+
+/// Another mailbox was right: the document is assigned there (a correction, re-delivered).
+async fn overturn_sample(
+    who: Identity,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    Json(body): Json<OverturnBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    need_poststelle(&who)?;
+    let id = parse_sample_id(&id)?;
+    let mailbox = MailboxId::parse(&body.mailbox)
+        .filter(|m| s.pipeline.settings.mailboxes.iter().any(|mb| &mb.id == m))
+        .ok_or_else(|| ApiError::BadRequest(format!("Unbekanntes Postfach „{}“.", body.mailbox)))?;
+    judge(
+        &s,
+        &who,
+        &id,
+        crate::store::samples::Verdict::Overturned,
+        Some(&mailbox),
+    )
+    .await
+}
+
+fn parse_sample_id(id: &str) -> Result<DocumentId, ApiError> {
+    DocumentId::parse(id)
+        .ok_or_else(|| ApiError::NotFound(format!("Stichprobe {id} nicht gefunden.")))
+}
+
+async fn judge(
+    s: &ApiState,
+    who: &Identity,
+    id: &DocumentId,
+    verdict: crate::store::samples::Verdict,
+    correct: Option<&MailboxId>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    use crate::sample::SampleError;
+    use crate::store::StoreError;
+    match crate::sample::judge(&s.pipeline, id, verdict, correct, who.actor()).await {
+        Ok(j) => Ok(Json(serde_json::json!({
+            "sample": j.sample, "raised": j.raised,
+        }))),
+        Err(SampleError::Store(StoreError::NotFound(_))) => Err(ApiError::NotFound(format!(
+            "Stichprobe {id} nicht gefunden."
+        ))),
+        Err(SampleError::Store(StoreError::Conflict { message, .. })) => {
+            use crate::store::samples::{JUDGED_ALREADY, SAME_MAILBOX};
+            Err(ApiError::Conflict(match message.as_str() {
+                JUDGED_ALREADY => "Diese Stichprobe ist schon beurteilt.".into(),
+                SAME_MAILBOX => {
+                    "Zum Korrigieren bitte ein anderes Postfach wählen als das der Maschine.".into()
+                }
+                _ => format!("Das Dokument kann jetzt nicht neu zugeordnet werden ({message})."),
+            }))
+        }
+        Err(SampleError::Store(e)) => Err(e.into()),
+        Err(e) => Err(ApiError::Internal(e.to_string())),
+    }
 }

@@ -11,6 +11,10 @@
 //! - `poststelle_delivery_failures_total{target}`: failed delivery attempts ever, per target
 //!   of the document's mailbox;
 //! - `poststelle_model_info{version}`: the active model;
+//! - the Stichprobe: `poststelle_sample_open` (samples waiting for a verdict),
+//!   `poststelle_sample_judged_total{mailbox,verdict}`, `poststelle_live_precision{mailbox}`
+//!   with `poststelle_live_precision_lower{mailbox}` / `_upper` (95 % Wilson interval),
+//!   `poststelle_precision_target` and `poststelle_review_threshold_raised{mailbox}`;
 //! - `poststelle_stage_seconds{stage}`: a histogram of the time documents received in the last
 //!   24 hours (at most [`MAX_DOCUMENTS`]) spent in extraction, classification and delivery.
 
@@ -155,10 +159,96 @@ async fn render(s: &ApiState) -> Result<String, ApiError> {
         );
     }
 
+    sample_metrics(&mut out, s).await?;
+
     let since = chrono::Utc::now() - chrono::Duration::hours(STAGE_WINDOW_HOURS);
     let stages = store.stage_durations(since, MAX_DOCUMENTS).await?;
     stage_histograms(&mut out, &stages);
     Ok(out)
+}
+
+/// The Stichprobe's figures: open samples, verdicts, measured precision with its interval, the
+/// target and the thresholds it raised.
+async fn sample_metrics(out: &mut String, s: &ApiState) -> Result<(), ApiError> {
+    let store = &s.pipeline.store;
+    help(
+        out,
+        "poststelle_sample_open",
+        "gauge",
+        "Documents of the Stichprobe waiting for a person's verdict.",
+    );
+    sample(
+        out,
+        "poststelle_sample_open",
+        &[],
+        store.open_sample_count().await? as f64,
+    );
+    let measured = crate::sample::measure(&store.judged_samples(None).await?);
+    help(
+        out,
+        "poststelle_sample_judged_total",
+        "counter",
+        "Judged samples per mailbox the machine chose and verdict (confirmed, overturned).",
+    );
+    for m in &measured {
+        for (verdict, n) in [("confirmed", m.confirmed), ("overturned", m.overturned)] {
+            sample(
+                out,
+                "poststelle_sample_judged_total",
+                &[("mailbox", m.mailbox.as_str()), ("verdict", verdict)],
+                n as f64,
+            );
+        }
+    }
+    for (name, text, value) in [
+        (
+            "poststelle_live_precision",
+            "Measured precision of the documents routed straight through, per mailbox (confirmed / judged samples).",
+            (|m: &crate::sample::Measured| m.precision) as fn(&crate::sample::Measured) -> f64,
+        ),
+        (
+            "poststelle_live_precision_lower",
+            "Lower bound of the 95 % Wilson interval of the measured precision.",
+            |m| m.lower,
+        ),
+        (
+            "poststelle_live_precision_upper",
+            "Upper bound of the 95 % Wilson interval of the measured precision.",
+            |m| m.upper,
+        ),
+    ] {
+        help(out, name, "gauge", text);
+        for m in &measured {
+            sample(out, name, &[("mailbox", m.mailbox.as_str())], value(m));
+        }
+    }
+    help(
+        out,
+        "poststelle_precision_target",
+        "gauge",
+        "The precision target the Stichprobe measures against.",
+    );
+    sample(
+        out,
+        "poststelle_precision_target",
+        &[],
+        crate::sample::precision_target(&s.pipeline.settings.classify),
+    );
+    help(
+        out,
+        "poststelle_review_threshold_raised",
+        "gauge",
+        "Review thresholds the Stichprobe raised, per mailbox (no sample: not raised).",
+    );
+    for (mailbox, r) in store.threshold_raises().await? {
+        sample(
+            out,
+            "poststelle_review_threshold_raised",
+            &[("mailbox", mailbox.as_str())],
+            r.threshold,
+        );
+    }
+    Ok(())
 }
 
 /// The stage histograms of `d` in the text format.

@@ -31,6 +31,7 @@ pub struct Classifier {
     model: Option<Arc<Model>>,
     mailboxes: Vec<MailboxId>,
     config_threshold: f64,
+    threshold_overrides: Arc<BTreeMap<MailboxId, f64>>,
 }
 
 impl Classifier {
@@ -47,7 +48,23 @@ impl Classifier {
             model,
             mailboxes,
             config_threshold,
+            threshold_overrides: Arc::default(),
         }
+    }
+
+    /// The same classifier with these raised review thresholds per mailbox (the Stichprobe's:
+    /// see [`crate::sample`]). They only ever raise: [`Classifier::threshold_for`] takes the
+    /// higher of the threshold in force and the mailbox's raised one.
+    pub fn with_threshold_overrides(&self, overrides: BTreeMap<MailboxId, f64>) -> Self {
+        Self {
+            threshold_overrides: Arc::new(overrides),
+            ..self.clone()
+        }
+    }
+
+    /// The raised review thresholds per mailbox.
+    pub fn threshold_overrides(&self) -> &BTreeMap<MailboxId, f64> {
+        &self.threshold_overrides
     }
 
     /// The same classifier with another model (or none).
@@ -76,13 +93,23 @@ impl Classifier {
             .unwrap_or(self.config_threshold)
     }
 
-    /// The threshold for a decision for `mailbox`: the mailbox's own (chosen at training where
-    /// its data sufficed), else [`Classifier::threshold`].
-    pub fn threshold_for(&self, mailbox: &MailboxId) -> f64 {
+    /// The threshold training chose for `mailbox` (its own where its data sufficed, else the
+    /// overall one), before any raise by the Stichprobe.
+    pub fn base_threshold_for(&self, mailbox: &MailboxId) -> f64 {
         self.model
             .as_ref()
             .and_then(|m| m.meta.thresholds.get(mailbox).copied())
             .unwrap_or_else(|| self.threshold())
+    }
+
+    /// The review threshold for a decision for `mailbox`: the mailbox's own (chosen at training
+    /// where its data sufficed), else [`Classifier::threshold`]; or the Stichprobe's raised
+    /// threshold for the mailbox when that is higher.
+    pub fn threshold_for(&self, mailbox: &MailboxId) -> f64 {
+        let base = self.base_threshold_for(mailbox);
+        self.threshold_overrides
+            .get(mailbox)
+            .map_or(base, |t| t.max(base))
     }
 
     /// Decides a document's mailbox, with the full explanation.
@@ -177,6 +204,12 @@ impl Classifier {
             .collect();
         candidates.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.mailbox.cmp(&b.mailbox)));
         let best = candidates.first().cloned();
+        let threshold = best
+            .as_ref()
+            .map_or_else(|| self.threshold(), |b| self.threshold_for(&b.mailbox));
+        let raised = best
+            .as_ref()
+            .is_some_and(|b| threshold > self.base_threshold_for(&b.mailbox));
         let model_top = model_probs.as_ref().and_then(|mp| {
             mp.iter()
                 .max_by(|a, b| a.1.total_cmp(b.1))
@@ -196,10 +229,6 @@ impl Classifier {
         let confidence = match decided_by {
             DecidedBy::Nothing => 0.0,
             _ => best.as_ref().map(|b| b.score).unwrap_or(0.0),
-        };
-        let threshold = match &best {
-            Some(b) => self.threshold_for(&b.mailbox),
-            None => self.threshold(),
         };
         // Topic rules (keywords anywhere in the letter) see the same words the model has learnt
         // from; when they overturn a choice the model is at least even-odds sure of, the two
@@ -259,11 +288,20 @@ impl Classifier {
                     )
                 })
                 .unwrap_or_default();
-            Some(format!(
-                "Sicherheit {:.0} % liegt unter der Schwelle von {:.0} %{runner}.",
-                confidence * 100.0,
-                threshold * 100.0
-            ))
+            Some(if raised {
+                format!(
+                    "Sicherheit {} liegt unter der Schwelle von {}, die die Stichprobe für \
+                     dieses Postfach angehoben hat{runner}.",
+                    crate::sample::percent_de(confidence),
+                    crate::sample::threshold_de(threshold)
+                )
+            } else {
+                format!(
+                    "Sicherheit {:.0} % liegt unter der Schwelle von {:.0} %{runner}.",
+                    confidence * 100.0,
+                    threshold * 100.0
+                )
+            })
         } else {
             None
         };
@@ -388,6 +426,29 @@ mod tests {
         let d = c.decide_given(&z, probs(0.45, 0.3, 0.25), false);
         assert_eq!(d.mailbox, Some(id("67")));
         assert!(!d.needs_review, "{d:?}");
+    }
+
+    #[test]
+    fn a_raised_threshold_sends_that_mailbox_to_review_only() {
+        let z = from_text(
+            "Sehr geehrte Damen und Herren, für die Sterbeurkunde meiner Mutter, beigesetzt auf dem Friedhof Nord, bitte ich um drei Abschriften.",
+            &[],
+        );
+        let c = classifier();
+        let d = c.decide_given(&z, probs(0.3, 0.3, 0.4), false);
+        assert_eq!(d.mailbox, Some(id("67")));
+        assert!(!d.needs_review, "{d:?}");
+        let raised = c.with_threshold_overrides([(id("67"), 0.99)].into_iter().collect());
+        assert_eq!(raised.threshold_for(&id("67")), 0.99);
+        assert_eq!(raised.threshold_for(&id("63")), 0.5);
+        let d = raised.decide_given(&z, probs(0.3, 0.3, 0.4), false);
+        assert!(d.needs_review, "{d:?}");
+        let reason = d.explanation.review_reason.unwrap_or_default();
+        assert!(reason.contains("die die Stichprobe"), "{reason}");
+        assert_eq!(d.explanation.threshold, 0.99);
+        // A raised threshold below the one in force changes nothing.
+        let lower = c.with_threshold_overrides([(id("67"), 0.1)].into_iter().collect());
+        assert_eq!(lower.threshold_for(&id("67")), 0.5);
     }
 
     #[test]

@@ -71,11 +71,16 @@ pub enum Command {
         #[arg(long, default_value_t = crate::train::SELECTION_BUDGET_S)]
         budget: u64,
     },
-    /// Cross-validate rules, model and both combined on a corpus.
+    /// Cross-validate rules, model and both combined on a corpus; with `--live`, the precision
+    /// measured by the Stichprobe in the database instead.
     Eval {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+        /// The live precision per mailbox from the Stichprobe's verdicts (95 % Wilson
+        /// interval, raised thresholds), read from the database.
+        #[arg(long, conflicts_with_all = ["data", "twins", "export_folds"])]
+        live: bool,
         /// A JSON Lines corpus instead of training-data/.
         #[arg(long)]
         data: Option<PathBuf>,
@@ -223,8 +228,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             folds,
             budget,
         } => train::train(&load(&cli.config)?, data.as_deref(), force, folds, budget).await,
+        Command::Eval { json, live, .. } if live => {
+            train::eval_live(&load(&cli.config)?, json).await
+        }
         Command::Eval {
             json,
+            live: _,
             data,
             folds,
             twins,

@@ -245,6 +245,40 @@ pub async fn train(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `eval --live`: the precision per mailbox measured by the Stichprobe, from the database.
+pub async fn eval_live(settings: &Settings, json: bool) -> anyhow::Result<ExitCode> {
+    let store = crate::store::Store::open(&settings.store.url)
+        .await
+        .context("opening the store")?;
+    let measured = crate::sample::measure(&store.judged_samples(None).await?);
+    let raises = store.threshold_raises().await?;
+    let open = store.open_sample_count().await?;
+    let target = crate::sample::precision_target(&settings.classify);
+    if json {
+        let rows: Vec<serde_json::Value> = measured
+            .iter()
+            .map(|m| {
+                serde_json::json!({
+                    "mailbox": m.mailbox, "judged": m.judged, "confirmed": m.confirmed,
+                    "overturned": m.overturned, "precision": m.precision,
+                    "lower": m.lower, "upper": m.upper, "below_target": m.upper < target,
+                    "raised_threshold": raises.get(&m.mailbox).map(|r| r.threshold),
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"target": target, "open": open, "mailboxes": rows})
+        );
+    } else {
+        print!(
+            "{}",
+            crate::sample::live_table(&measured, &raises, open, target)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `eval`: cross-validates rules, model, both combined and the router (as the daemon routes),
 /// plus the held-out set and scanned twins.
 pub fn eval(

@@ -20,6 +20,7 @@ use crate::extract::settings::{self as extract, ExtractSettings, RawExtract};
 use crate::intake::settings::{self as intake, HotFolderSettings, ImapSettings, RawIntake};
 use crate::outgoing::settings::{self as outgoing, OutgoingSettings, RawOutgoing};
 use crate::outgoing::{DigestRecipient, Recipients};
+use crate::sample::settings::{self as sample, RawSample, SampleSettings};
 use crate::store::settings::{self as store, RawStore, StoreSettings};
 use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
@@ -59,6 +60,8 @@ pub struct Settings {
     pub outgoing: OutgoingSettings,
     /// E-invoice routing.
     pub einvoice: EinvoiceSettings,
+    /// The Stichprobe (second look at a share of the straight-through documents).
+    pub sample: SampleSettings,
 }
 
 /// The top-level sections of a config file.
@@ -75,6 +78,7 @@ const SECTIONS: &[&str] = &[
     "mailboxes",
     "outgoing",
     "einvoice",
+    "sample",
 ];
 
 impl Settings {
@@ -158,6 +162,7 @@ struct RawSections {
     mailboxes: Vec<RawMailbox>,
     outgoing: RawOutgoing,
     einvoice: RawEinvoice,
+    sample: RawSample,
 }
 
 impl RawSections {
@@ -183,6 +188,7 @@ impl RawSections {
         let mailboxes = section(t, "mailboxes", problems);
         let outgoing = section(t, "outgoing", problems);
         let einvoice = section(t, "einvoice", problems);
+        let sample = section(t, "sample", problems);
         Some(RawSections {
             municipality: municipality?,
             store: store?,
@@ -196,6 +202,7 @@ impl RawSections {
             mailboxes: mailboxes?,
             outgoing: outgoing?,
             einvoice: einvoice?,
+            sample: sample?,
         })
     }
 }
@@ -263,6 +270,7 @@ fn validate(path: &Path, table: toml::Table, problems: &mut Problems) -> Option<
         mailboxes: town.mailboxes,
         outgoing: outgoing::validate(raw.outgoing, problems),
         einvoice: classify::validate_einvoice(raw.einvoice, problems),
+        sample: sample::validate(raw.sample, problems),
     };
     check_across_sections(&mut settings, &target_names, problems);
     Some(settings)
@@ -397,6 +405,37 @@ user = "poststelle@musterstadt.de"
         let s = parse(&imap_config("127.0.0.1", "plain"), &env).expect("overrides");
         let a = &s.imap.accounts[0];
         assert_eq!((a.retry_base.as_secs(), a.retry_max.as_secs()), (7, 1));
+    }
+
+    #[test]
+    fn the_stichprobe_share_defaults_to_two_percent_and_is_validated() {
+        let s = parse(MINIMAL, &[]).expect("default");
+        assert_eq!(s.sample.share, 0.02);
+        assert_eq!(s.sample.min_judged, 20);
+        assert!(s.sample.notify_to.is_empty());
+        let text = format!(
+            "{MINIMAL}\n[sample]\nshare = 0.1\nmin_judged = 5\nnotify_to = [\"it@musterstadt.de\"]\n"
+        );
+        let s = parse(&text, &[]).expect("configured");
+        assert_eq!(
+            (
+                s.sample.share,
+                s.sample.min_judged,
+                s.sample.notify_to.len()
+            ),
+            (0.1, 5, 1)
+        );
+        let s = parse(MINIMAL, &[("POSTSTELLE__SAMPLE__SHARE", "1.0")]).expect("env");
+        assert_eq!(s.sample.share, 1.0);
+        for bad in [
+            "share = 1.5",
+            "share = -0.1",
+            "min_judged = 0",
+            "notify_to = [\"it\"]",
+        ] {
+            let e = parse(&format!("{MINIMAL}\n[sample]\n{bad}\n"), &[]).expect_err(bad);
+            assert!(e.to_string().contains("sample."), "{bad}: {e}");
+        }
     }
 
     #[test]

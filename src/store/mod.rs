@@ -9,6 +9,7 @@ mod delivery;
 pub mod imap;
 pub mod metadata;
 pub mod outgoing;
+pub mod samples;
 mod sender;
 pub mod settings;
 pub mod shadow;
@@ -415,6 +416,18 @@ impl Store {
 
     /// Stores a machine decision; the document goes to `review` or `queued`.
     pub async fn set_decision(&self, id: &DocumentId, decision: &Decision) -> Result<DocState> {
+        self.set_decision_sampled(id, decision, false).await
+    }
+
+    /// Stores a machine decision like [`Store::set_decision`]; when `sampled` and the document
+    /// goes straight to `queued`, it also enters the Stichprobe (a `samples` row, open), in the
+    /// same transaction.
+    pub async fn set_decision_sampled(
+        &self,
+        id: &DocumentId,
+        decision: &Decision,
+        sampled: bool,
+    ) -> Result<DocState> {
         let next = if decision.needs_review {
             DocState::Review
         } else {
@@ -455,6 +468,16 @@ impl Store {
             }),
         )
         .await?;
+        if let (true, DocState::Queued, Some(mailbox)) = (sampled, next, &decision.mailbox) {
+            samples::insert_sample(
+                &mut tx,
+                id,
+                mailbox,
+                decision.confidence,
+                decided_by_str(decision.decided_by),
+            )
+            .await?;
+        }
         tx.commit().await?;
         Ok(next)
     }
@@ -469,61 +492,7 @@ impl Store {
         origin: &str,
     ) -> Result<()> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row = doc_columns(&mut tx, id, "state, mailbox, decision").await?;
-        let state = parse_state(&row.try_get::<String, _>("state")?)?;
-        if !matches!(
-            state,
-            DocState::Review | DocState::Delivered | DocState::DeadLetter | DocState::Queued
-        ) {
-            return Err(StoreError::Conflict {
-                id: id.to_string(),
-                state,
-                message:
-                    "only documents in review, queued, delivered or dead letters can be assigned"
-                        .into(),
-            });
-        }
-        let previous: Option<String> = row.try_get("mailbox")?;
-        let mut decision: Option<Decision> = row
-            .try_get::<Option<String>, _>("decision")?
-            .map(|j| serde_json::from_str(&j))
-            .transpose()?;
-        if let Some(d) = decision.as_mut() {
-            d.mailbox = Some(mailbox.clone());
-            d.decided_by = DecidedBy::Person;
-            d.needs_review = false;
-            d.confidence = 1.0;
-        }
-        let now = now_str();
-        sqlx::query("INSERT INTO corrections (document_id, from_mailbox, to_mailbox, actor, origin, at) VALUES (?, ?, ?, ?, ?, ?)")
-            .bind(id.as_str())
-            .bind(&previous)
-            .bind(mailbox.as_str())
-            .bind(actor)
-            .bind(origin)
-            .bind(&now)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "UPDATE documents SET state = ?, mailbox = ?, confidence = 1.0, decided_by = ?, decision = ?, \
-             attempts = 0, next_attempt_at = NULL, reason = NULL, failed_stage = NULL, updated_at = ? WHERE id = ?",
-        )
-        .bind(DocState::Queued.as_str())
-        .bind(mailbox.as_str())
-        .bind(decided_by_str(DecidedBy::Person))
-        .bind(decision.map(|d| serde_json::to_string(&d)).transpose()?)
-        .bind(&now)
-        .bind(id.as_str())
-        .execute(&mut *tx)
-        .await?;
-        insert_event(
-            &mut tx,
-            Some(id.as_str()),
-            actor,
-            "assigned",
-            &serde_json::json!({"from": previous, "to": mailbox, "origin": origin}),
-        )
-        .await?;
+        assign_in(&mut tx, id, mailbox, actor, origin).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -1028,6 +997,71 @@ fn quarantine_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<QuarantineEntry> {
         path: r.try_get("path")?,
         at: r.try_get("at")?,
     })
+}
+
+/// [`Store::assign`] inside a transaction (also the overturning of a sample).
+async fn assign_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    id: &DocumentId,
+    mailbox: &MailboxId,
+    actor: &str,
+    origin: &str,
+) -> Result<()> {
+    let row = doc_columns(tx, id, "state, mailbox, decision").await?;
+    let state = parse_state(&row.try_get::<String, _>("state")?)?;
+    if !matches!(
+        state,
+        DocState::Review | DocState::Delivered | DocState::DeadLetter | DocState::Queued
+    ) {
+        return Err(StoreError::Conflict {
+            id: id.to_string(),
+            state,
+            message: "only documents in review, queued, delivered or dead letters can be assigned"
+                .into(),
+        });
+    }
+    let previous: Option<String> = row.try_get("mailbox")?;
+    let mut decision: Option<Decision> = row
+        .try_get::<Option<String>, _>("decision")?
+        .map(|j| serde_json::from_str(&j))
+        .transpose()?;
+    if let Some(d) = decision.as_mut() {
+        d.mailbox = Some(mailbox.clone());
+        d.decided_by = DecidedBy::Person;
+        d.needs_review = false;
+        d.confidence = 1.0;
+    }
+    let now = now_str();
+    sqlx::query("INSERT INTO corrections (document_id, from_mailbox, to_mailbox, actor, origin, at) VALUES (?, ?, ?, ?, ?, ?)")
+            .bind(id.as_str())
+            .bind(&previous)
+            .bind(mailbox.as_str())
+            .bind(actor)
+            .bind(origin)
+            .bind(&now)
+            .execute(&mut **tx)
+            .await?;
+    sqlx::query(
+            "UPDATE documents SET state = ?, mailbox = ?, confidence = 1.0, decided_by = ?, decision = ?, \
+             attempts = 0, next_attempt_at = NULL, reason = NULL, failed_stage = NULL, updated_at = ? WHERE id = ?",
+        )
+        .bind(DocState::Queued.as_str())
+        .bind(mailbox.as_str())
+        .bind(decided_by_str(DecidedBy::Person))
+        .bind(decision.map(|d| serde_json::to_string(&d)).transpose()?)
+        .bind(&now)
+        .bind(id.as_str())
+        .execute(&mut **tx)
+        .await?;
+    insert_event(
+        tx,
+        Some(id.as_str()),
+        actor,
+        "assigned",
+        &serde_json::json!({"from": previous, "to": mailbox, "origin": origin}),
+    )
+    .await?;
+    Ok(())
 }
 
 /// The named columns of one document inside a transaction (`NotFound` when there is none).

@@ -422,7 +422,7 @@ impl Store {
     }
 }
 
-async fn insert_mail(
+pub(super) async fn insert_mail(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     m: &NewMail,
     now: &str,

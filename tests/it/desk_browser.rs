@@ -548,7 +548,8 @@ fn a_form_without_csrf_is_refused_in_a_real_browser() {
 
 #[test]
 fn every_page_is_accessible() {
-    let d = spawn_app(&[]);
+    // Every letter routed straight through is sampled: the Stichprobe shows one with its forms.
+    let d = spawn_app(&[("POSTSTELLE__SAMPLE__SHARE", "1.0")]);
     add_user(&d, "i.admin", "admin", &[]);
     d.drop_file("scan-0002.pdf", &scanned_bauantrag());
     d.drop_file("kaputt.pdf", BROKEN_PDF);
@@ -580,6 +581,8 @@ fn every_page_is_accessible() {
         (format!("/eingang/{delivered}"), "eingang-dokument-alles"),
         ("/pruefkorb".to_string(), "pruefkorb-alles"),
         (format!("/pruefkorb/{review}"), "pruefkorb-eintrag-alles"),
+        ("/stichprobe".to_string(), "stichprobe"),
+        // Last: the charts are checked below.
         ("/uebersicht".to_string(), "uebersicht"),
     ];
     for (path, name) in &pages {

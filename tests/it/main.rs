@@ -34,6 +34,7 @@ mod outgoing;
 mod route_cli;
 mod router_regression;
 mod rules;
+mod sample;
 mod searchable_einvoice;
 mod sender_memory;
 mod shadow;

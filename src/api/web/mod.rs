@@ -5,6 +5,8 @@
 //! - [`login`]: `/login`, `/logout` (Anmeldung);
 //! - [`account`]: `/konto` (Mein Konto: one's own API tokens);
 //! - [`review`]: `/pruefkorb` and `/pruefkorb/{id}` (Prüfkorb, role `poststelle`);
+//! - [`sample`]: `/stichprobe` (Stichprobe: confirm or correct a share of the documents routed
+//!   straight through; the measured precision per mailbox);
 //! - [`document`]: what every desk shows of a document: page images
 //!   (`/dokumente/{id}/seite/{n}`), the explanation in sentences, the deciding words marked;
 //! - [`inbox`]: `/eingang` (a department's mailboxes: send back, forward);
@@ -25,6 +27,7 @@ pub mod document;
 pub mod inbox;
 pub mod login;
 pub mod review;
+pub mod sample;
 pub mod upload;
 
 use super::ApiState;
@@ -46,6 +49,7 @@ pub fn routes() -> Router<ApiState> {
         .merge(login::routes())
         .merge(account::routes())
         .merge(review::routes())
+        .merge(sample::routes())
         .merge(document::routes())
         .merge(inbox::routes())
         .merge(dashboard::routes())
@@ -108,8 +112,9 @@ pub struct Chrome {
 impl Chrome {
     /// The frame for `who` on the page at `current` (its path, e.g. `/pruefkorb`).
     pub fn new(who: &Identity, title: impl Into<String>, current: &str) -> Chrome {
-        let all: [(&'static str, &'static str, bool); 6] = [
+        let all: [(&'static str, &'static str, bool); 7] = [
             ("/pruefkorb", "Prüfkorb", who.is_poststelle()),
+            ("/stichprobe", "Stichprobe", who.is_poststelle()),
             ("/eingang", "Eingang", true),
             ("/uebersicht", "Übersicht", who.is_poststelle()),
             ("/hochladen", "Hochladen", who.is_poststelle()),
