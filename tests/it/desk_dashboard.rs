@@ -137,7 +137,7 @@ fn the_overview_counts_a_delivered_letter_and_metrics_are_for_admins() {
     }
     let help = text.lines().filter(|l| l.starts_with("# HELP ")).count();
     let kinds = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
-    assert_eq!((help, kinds), (5, 5), "{text}");
+    assert_eq!((help, kinds), (12, 12), "{text}");
 
     // A department, with its session or its own token, and the Poststelle: 403.
     assert_eq!(page(&d, &bau, "/metrics").status(), 403);

@@ -144,9 +144,16 @@ fn a_letter_with_a_known_iban_goes_where_the_correction_sent_the_earlier_one() {
         alone["mailbox"] != "32" || alone["needs_review"] == true,
         "the text alone must not decide for 32, or the test shows nothing: {alone}"
     );
+    // One person's decision is evidence for 32: the decision names 32, with the IBAN as the
+    // reason. Whether it also clears the review threshold (chosen for 99.5 % precision) is the
+    // threshold's business; the e-mail test below shows a longer history going straight through.
     let doc = settled(&d, "schulz-2.txt");
-    assert_eq!(doc["state"], "delivered", "{}", doc["explanation"]);
-    assert_eq!(doc["mailbox"], "32", "{}", doc["explanation"]);
+    let decided = &doc["document"]["decision"];
+    assert_eq!(decided["mailbox"], "32", "{decided}");
+    assert_eq!(
+        decided["explanation"]["candidates"][0]["mailbox"], "32",
+        "{decided}"
+    );
     let hits = sender_hits(&doc);
     assert_eq!(hits.len(), 1, "the strongest key speaks: {hits:?}");
     assert_eq!(
@@ -232,29 +239,75 @@ fn a_known_sender_goes_where_a_person_sent_the_earlier_mail_a_split_history_give
         alone["mailbox"] != "11" || alone["needs_review"] == true,
         "the text alone must not decide for 11, or the test shows nothing: {alone}"
     );
-    // ... with the history (same address, other spelling) it is delivered to 11, and the
-    // explanation says why.
+    // ... with the history (same address, other spelling) the decision is 11, and the
+    // explanation says why; one earlier decision may not yet clear the threshold (99.5 %
+    // precision), then a person confirms it.
     let second = settled(&d, "weber-2.txt");
-    assert_eq!(second["state"], "delivered", "{}", second["explanation"]);
-    assert_eq!(second["mailbox"], "11", "{}", second["explanation"]);
-    let second_id = second["document"]["id"].as_str().expect("id");
-    assert!(
-        d.delivered().iter().any(|(m, f)| m == "11"
-            && f.file_name()
-                .is_some_and(|n| n.to_string_lossy().contains(second_id))),
-        "{:?}",
-        d.delivered()
-    );
+    let decided = &second["document"]["decision"];
+    assert_eq!(decided["mailbox"], "11", "{decided}");
     let hits = sender_hits(&second);
     assert_eq!(hits.len(), 1, "{hits:?}");
     assert_eq!(hits[0]["mailbox"], "11");
-    assert!(hits[0]["weight"].as_f64().unwrap_or(0.0) > 0.0, "{hits:?}");
+    let first_weight = hits[0]["weight"].as_f64().unwrap_or(0.0);
+    assert!(first_weight > 0.0, "{hits:?}");
     assert_eq!(
         hits[0]["rule"],
         "Absender bekannt: 1 von 1 früheren Schreiben von der E-Mail-Adresse \
          k.weber@example.org ging an 11 (Personalamt), von einer Person zugeordnet"
     );
-    let decided = second["document"]["decision"].clone();
+    if second["state"] == "review" {
+        assign(&d, &second, "11");
+    }
+    // A third vague e-mail: two earlier ones went to 11, the evidence is stronger and it is
+    // delivered to 11 without anyone looking.
+    let weber_3 = send(
+        &d,
+        "weber-3.txt",
+        &mail(
+            weber,
+            "Immer noch offen",
+            "ich warte immer noch auf eine Antwort zu meiner Sache. Bitte melden Sie sich.",
+        ),
+    );
+    let alone = route_without_history(&d, &weber_3);
+    assert!(
+        alone["mailbox"] != "11" || alone["needs_review"] == true,
+        "the text alone must not decide for 11, or the test shows nothing: {alone}"
+    );
+    let third_weber = settled(&d, "weber-3.txt");
+    assert_eq!(
+        third_weber["state"], "delivered",
+        "{}",
+        third_weber["explanation"]
+    );
+    assert_eq!(
+        third_weber["mailbox"], "11",
+        "{}",
+        third_weber["explanation"]
+    );
+    let third_id = third_weber["document"]["id"].as_str().expect("id");
+    assert!(
+        d.delivered().iter().any(|(m, f)| m == "11"
+            && f.file_name()
+                .is_some_and(|n| n.to_string_lossy().contains(third_id))),
+        "{:?}",
+        d.delivered()
+    );
+    let hits = sender_hits(&third_weber);
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    let rule = hits[0]["rule"].as_str().unwrap_or_default().to_lowercase();
+    assert!(
+        rule.starts_with(
+            "absender bekannt: 2 von 2 früheren schreiben von der e-mail-adresse \
+             k.weber@example.org gingen an 11 (personalamt)"
+        ),
+        "{rule}"
+    );
+    assert!(
+        hits[0]["weight"].as_f64().unwrap_or(0.0) > first_weight,
+        "a longer consistent history weighs more: {hits:?}"
+    );
+    let decided = third_weber["document"]["decision"].clone();
     assert_eq!(decided["needs_review"], false, "{decided}");
     assert!(
         decided["confidence"].as_f64().unwrap_or(0.0)
