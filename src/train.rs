@@ -90,12 +90,19 @@ pub fn min_items_for(target: f64) -> usize {
 /// The lowest confidence cut at which the predictions above it reach `target`; cuts only
 /// between different confidences. None: no cut reaches it.
 fn cut_for_target(preds: &[&Prediction], target: f64) -> Option<f64> {
-    let correct = |p: &Prediction| p.predicted.as_deref() == Some(p.truth.as_str());
     let mut sorted: Vec<&Prediction> = preds.to_vec();
     sorted.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
+    let n = straight_through_count(&sorted, target);
+    (n > 0).then(|| sorted[n - 1].confidence)
+}
+
+/// How many of `sorted` (by confidence, descending) go straight through at the lowest cut
+/// that reaches `target`. Only cuts between different confidences count: a threshold cannot
+/// split ties.
+fn straight_through_count(sorted: &[&Prediction], target: f64) -> usize {
     let (mut best_n, mut ok) = (0usize, 0usize);
     for (i, p) in sorted.iter().enumerate() {
-        if correct(p) {
+        if p.predicted.as_deref() == Some(p.truth.as_str()) {
             ok += 1;
         }
         let boundary = sorted
@@ -105,7 +112,7 @@ fn cut_for_target(preds: &[&Prediction], target: f64) -> Option<f64> {
             best_n = i + 1;
         }
     }
-    (best_n > 0).then(|| sorted[best_n - 1].confidence)
+    best_n
 }
 
 /// Chooses review thresholds for `target` from held-out predictions: one overall, and one per
@@ -420,19 +427,7 @@ pub fn score(preds: &[Prediction], target: f64) -> ModeReport {
     let top1 = preds.iter().filter(|p| correct(p)).count() as f64 / n;
     let mut sorted: Vec<&Prediction> = preds.iter().collect();
     sorted.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
-    let (mut best_n, mut ok) = (0usize, 0usize);
-    for (i, p) in sorted.iter().enumerate() {
-        if correct(p) {
-            ok += 1;
-        }
-        // Only cut between different confidences: a threshold cannot split ties.
-        let boundary = sorted
-            .get(i + 1)
-            .is_none_or(|q| q.confidence < p.confidence);
-        if boundary && p.confidence > 0.0 && ok as f64 / (i + 1) as f64 >= target {
-            best_n = i + 1;
-        }
-    }
+    let best_n = straight_through_count(&sorted, target);
     let threshold = (best_n > 0).then(|| sorted[best_n - 1].confidence);
     let auto_ok = sorted[..best_n].iter().filter(|p| correct(p)).count();
     let mut confusion: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
