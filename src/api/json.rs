@@ -419,7 +419,7 @@ async fn precision(
     let store = &s.pipeline.store;
     let measured = crate::sample::measure(&store.judged_samples(None).await?);
     let raises = store.threshold_raises().await?;
-    let target = crate::sample::precision_target(&s.pipeline.settings.classify);
+    let target = s.pipeline.settings.classify.precision_target;
     let router = s.pipeline.router();
     let classifier = router.classifier();
     let mailboxes: Vec<serde_json::Value> = measured

@@ -232,7 +232,7 @@ async fn sample_metrics(out: &mut String, s: &ApiState) -> Result<(), ApiError> 
         out,
         "poststelle_precision_target",
         &[],
-        crate::sample::precision_target(&s.pipeline.settings.classify),
+        s.pipeline.settings.classify.precision_target,
     );
     help(
         out,

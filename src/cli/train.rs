@@ -253,7 +253,7 @@ pub async fn eval_live(settings: &Settings, json: bool) -> anyhow::Result<ExitCo
     let measured = crate::sample::measure(&store.judged_samples(None).await?);
     let raises = store.threshold_raises().await?;
     let open = store.open_sample_count().await?;
-    let target = crate::sample::precision_target(&settings.classify);
+    let target = settings.classify.precision_target;
     if json {
         let rows: Vec<serde_json::Value> = measured
             .iter()

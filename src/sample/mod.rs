@@ -33,10 +33,6 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
-/// The default precision target (`classify.precision_target`): at most one wrongly routed
-/// document in 200.
-pub const DEFAULT_PRECISION_TARGET: f64 = crate::train::DEFAULT_PRECISION_TARGET;
-
 /// The two-sided 95 % normal quantile of the Wilson interval.
 pub const Z95: f64 = 1.959_963_984_540_054;
 
@@ -46,11 +42,6 @@ pub const MAX_RAISED_THRESHOLD: f64 = 1.0001;
 
 /// The step above a confidence (decisions store confidences rounded to four decimals).
 const STEP: f64 = 0.0001;
-
-/// The precision target in force (`classify.precision_target`).
-pub fn precision_target(classify: &crate::classify::settings::ClassifySettings) -> f64 {
-    classify.precision_target
-}
 
 /// Whether a document enters the sample at `share` (0..=1): the first eight bytes of the
 /// SHA-256 of its id, read as a fraction of 2^64, below the share. Deterministic, so a restart
@@ -266,7 +257,7 @@ pub async fn maybe_raise(
     let Some(m) = measure(&samples).into_iter().next() else {
         return Ok(None);
     };
-    let target = precision_target(&settings.classify);
+    let target = settings.classify.precision_target;
     let current = pipeline.router().classifier().threshold_for(mailbox);
     let judged: Vec<(f64, bool)> = samples
         .iter()
@@ -476,16 +467,22 @@ mod tests {
         judged.push((0.86, false));
         judged.push((0.91, false));
         let m = measured(&judged);
-        assert!(m.upper < DEFAULT_PRECISION_TARGET, "{m:?}");
-        let t = raised_threshold(&m, &judged, DEFAULT_PRECISION_TARGET, 20, 0.8);
+        assert!(m.upper < crate::train::DEFAULT_PRECISION_TARGET, "{m:?}");
+        let t = raised_threshold(&m, &judged, crate::train::DEFAULT_PRECISION_TARGET, 20, 0.8);
         assert_eq!(t, Some(0.9101));
         // Not below the threshold in force, and not with too little evidence.
         assert_eq!(
-            raised_threshold(&m, &judged, DEFAULT_PRECISION_TARGET, 20, 0.95),
+            raised_threshold(
+                &m,
+                &judged,
+                crate::train::DEFAULT_PRECISION_TARGET,
+                20,
+                0.95
+            ),
             None
         );
         assert_eq!(
-            raised_threshold(&m, &judged, DEFAULT_PRECISION_TARGET, 21, 0.8),
+            raised_threshold(&m, &judged, crate::train::DEFAULT_PRECISION_TARGET, 21, 0.8),
             None
         );
         // All confirmed: the interval reaches the target, nothing is raised.
@@ -493,13 +490,25 @@ mod tests {
             .map(|i| (0.8 + f64::from(i) * 0.001, true))
             .collect();
         assert_eq!(
-            raised_threshold(&measured(&good), &good, DEFAULT_PRECISION_TARGET, 20, 0.8),
+            raised_threshold(
+                &measured(&good),
+                &good,
+                crate::train::DEFAULT_PRECISION_TARGET,
+                20,
+                0.8
+            ),
             None
         );
         // An overturned decision at full confidence: above every confidence.
         let sure = [(1.0, false), (0.99, true), (0.98, true)];
         assert_eq!(
-            raised_threshold(&measured(&sure), &sure, DEFAULT_PRECISION_TARGET, 3, 0.8),
+            raised_threshold(
+                &measured(&sure),
+                &sure,
+                crate::train::DEFAULT_PRECISION_TARGET,
+                3,
+                0.8
+            ),
             Some(MAX_RAISED_THRESHOLD)
         );
     }

@@ -111,7 +111,7 @@ async fn list(
         (Ok(o), Ok(j), Ok(r)) => (o, j, r),
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return failed(&who, e),
     };
-    let target = crate::sample::precision_target(&settings.classify);
+    let target = settings.classify.precision_target;
     let rows = open
         .iter()
         .map(|r| Row {
