@@ -278,6 +278,27 @@ pub struct HoldoutReport {
     pub straight_through_at_threshold: f64,
     /// Precision of what was routed without review at those thresholds.
     pub precision_at_threshold: f64,
+    /// Every item the routed decision or the model alone got wrong, for reading the errors.
+    pub errors: Vec<HoldoutError>,
+}
+
+/// A held-out item that the routed decision or the model alone got wrong.
+#[derive(Debug, Clone, Serialize)]
+pub struct HoldoutError {
+    /// The item's id.
+    pub id: String,
+    /// True mailbox.
+    pub truth: String,
+    /// The rules' choice (None = no rule hit).
+    pub rules: Option<String>,
+    /// The model's choice alone.
+    pub model: Option<String>,
+    /// The model's probability for its choice.
+    pub model_confidence: f64,
+    /// The routed decision's mailbox.
+    pub routed: Option<String>,
+    /// The routed confidence (0 when it goes to review).
+    pub routed_confidence: f64,
 }
 
 /// Trains a calibrated model: selection (automatic within `budget`, else the settings of
@@ -328,6 +349,24 @@ pub fn evaluate_holdout(
         }
     }
     let (straight_through, precision) = thresholds.apply(&preds[2]);
+    let errors = preds[3]
+        .iter()
+        .zip(&preds[1])
+        .zip(&preds[0])
+        .filter(|((routed, model), _)| {
+            routed.predicted.as_ref() != Some(&routed.truth)
+                || model.predicted.as_ref() != Some(&model.truth)
+        })
+        .map(|((routed, model), rules)| HoldoutError {
+            id: routed.id.clone(),
+            truth: routed.truth.clone(),
+            rules: rules.predicted.clone(),
+            model: model.predicted.clone(),
+            model_confidence: model.confidence,
+            routed: routed.predicted.clone(),
+            routed_confidence: routed.confidence,
+        })
+        .collect();
     let [r, m, c, as_routed] = preds;
     Ok(HoldoutReport {
         items: holdout.len(),
@@ -338,6 +377,7 @@ pub fn evaluate_holdout(
         threshold: thresholds.global,
         straight_through_at_threshold: straight_through,
         precision_at_threshold: precision,
+        errors,
     })
 }
 

@@ -253,6 +253,12 @@ impl Classifier {
             }
             _ => None,
         };
+        // Keyword rules that point to the model's choice too disagree among themselves; the
+        // model's choice is then the proposal the person sees (the reason names both).
+        let split = conflict.as_ref().is_some_and(|(_, by_model, _)| {
+            hits.iter()
+                .any(|h| h.mailbox == *by_model && h.weight > 0.0 && h.zone != sender::ZONE)
+        });
         let review_reason = if !has_text {
             Some("Kein lesbarer Text erkannt – bitte Zuständigkeit manuell festlegen.".to_string())
         } else if decided_by == DecidedBy::Nothing {
@@ -271,6 +277,11 @@ impl Classifier {
                 (false, true) => format!(
                     "Absender und Inhalt widersprechen sich: frühere Schreiben desselben \
                      Absenders gingen an {by_rules}, das Modell hält {by_model} für zuständig."
+                ),
+                _ if split => format!(
+                    "Regeln und Modell widersprechen sich: Stichwortregeln sprechen vor allem \
+                     für {by_rules}, aber auch für {by_model}; das Modell für {by_model} \
+                     (vorgeschlagen)."
                 ),
                 _ => format!(
                     "Regeln und Modell widersprechen sich: Stichwortregeln sprechen für \
@@ -304,6 +315,18 @@ impl Classifier {
             })
         } else {
             None
+        };
+        let (best, decided_by, confidence) = match &conflict {
+            Some((_, by_model, _)) if split => {
+                let proposed = candidates.iter().find(|c| c.mailbox == *by_model).cloned();
+                if let Some(i) = candidates.iter().position(|c| c.mailbox == *by_model) {
+                    let c = candidates.remove(i);
+                    candidates.insert(0, c);
+                }
+                let score = proposed.as_ref().map_or(0.0, |c| c.score);
+                (proposed, DecidedBy::Combined, score)
+            }
+            _ => (best, decided_by, confidence),
         };
         let model_features = match (&self.model, &best) {
             (Some(m), Some(b)) if has_text && explain_model => m
@@ -378,8 +401,8 @@ mod tests {
         MailboxId::parse(s).expect("valid id")
     }
 
-    /// A classifier with one keyword rule for 67 ("Friedhof", weight 2.5) and one address rule
-    /// for 63, threshold 0.5.
+    /// A classifier with keyword rules for 67 ("Friedhof", weight 2.5) and 34 ("Standesamt",
+    /// weight 0.5) and one address rule for 63, threshold 0.5.
     fn classifier() -> Classifier {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(
@@ -390,6 +413,11 @@ mod tests {
         std::fs::write(
             dir.path().join("63.toml"),
             "mailbox = \"63\"\n[[rule]]\nid = \"address\"\nzone = \"address\"\nterms = [\"Bauordnung\"]\nweight = 5.5\n",
+        )
+        .expect("write");
+        std::fs::write(
+            dir.path().join("34.toml"),
+            "mailbox = \"34\"\n[[rule]]\nid = \"standesamt\"\nzone = \"page1\"\nterms = [\"Standesamt\"]\nweight = 0.5\n",
         )
         .expect("write");
         let rules = RuleSet::load_dir(dir.path(), &[id("34"), id("63"), id("67")]).expect("rules");
@@ -426,6 +454,30 @@ mod tests {
         let d = c.decide_given(&z, probs(0.45, 0.3, 0.25), false);
         assert_eq!(d.mailbox, Some(id("67")));
         assert!(!d.needs_review, "{d:?}");
+    }
+
+    #[test]
+    fn in_a_conflict_where_keywords_also_back_the_model_the_model_proposes() {
+        let z = from_text(
+            "Sehr geehrte Damen und Herren, das Standesamt bat mich, die Sterbeurkunde meiner Mutter, beigesetzt auf dem Friedhof Nord, bei Ihnen zu beantragen.",
+            &[],
+        );
+        let c = classifier();
+        let d = c.decide_given(&z, probs(0.6, 0.1, 0.3), false);
+        assert!(d.needs_review, "{d:?}");
+        assert_eq!(d.mailbox, Some(id("34")), "{d:?}");
+        assert_eq!(d.explanation.candidates[0].mailbox, id("34"), "{d:?}");
+        let reason = d.explanation.review_reason.unwrap_or_default();
+        assert!(reason.contains("aber auch für 34"), "{reason}");
+        // Without the keyword for 34 the rules overturn the model alone: their choice stays
+        // the proposal.
+        let z = from_text(
+            "Sehr geehrte Damen und Herren, für die Sterbeurkunde meiner Mutter, beigesetzt auf dem Friedhof Nord, bitte ich um drei Abschriften.",
+            &[],
+        );
+        let d = c.decide_given(&z, probs(0.6, 0.1, 0.3), false);
+        assert!(d.needs_review, "{d:?}");
+        assert_eq!(d.mailbox, Some(id("67")), "{d:?}");
     }
 
     #[test]

@@ -482,6 +482,23 @@ pub fn eval(
             h.straight_through_at_threshold * 100.0,
             h.precision_at_threshold * 100.0
         );
+        if !h.errors.is_empty() {
+            println!(
+                "  wrong (routed or model alone): id, truth, rules, model (p), routed (confidence)"
+            );
+        }
+        for e in &h.errors {
+            println!(
+                "  {:<12} {:<5} rules {:<5} model {:<5} ({:.2})  routed {:<5} ({:.2})",
+                e.id,
+                e.truth,
+                e.rules.as_deref().unwrap_or("-"),
+                e.model.as_deref().unwrap_or("-"),
+                e.model_confidence,
+                e.routed.as_deref().unwrap_or("-"),
+                e.routed_confidence
+            );
+        }
     }
     println!("\nper mailbox (combined): precision / recall / n");
     for (m, (p, r, n)) in &report.combined.per_mailbox {
