@@ -194,6 +194,26 @@ impl Application {
                 Ok(())
             });
         }
+        if self.settings.retention.enabled {
+            let r = &self.settings.retention;
+            let folders = vec![
+                (self.settings.hot_folder.processed.clone(), r.content_days),
+                (
+                    self.settings.hot_folder.quarantine.clone(),
+                    r.quarantine_days,
+                ),
+            ];
+            let (store, blobs, r, c) = (
+                self.pipeline.store.clone(),
+                self.pipeline.blobs.clone(),
+                r.clone(),
+                cancel.clone(),
+            );
+            tasks.spawn(async move {
+                crate::retention::run(store, blobs, r, folders, c).await;
+                Ok(())
+            });
+        }
         if self.settings.imap.enabled {
             let imap = crate::intake::imap::ImapIntake {
                 intake: self.intake.clone(),

@@ -33,6 +33,7 @@ pub mod faults;
 pub mod intake;
 pub mod outgoing;
 pub mod pipeline;
+pub mod retention;
 pub mod retry;
 pub mod sample;
 pub mod shadow;

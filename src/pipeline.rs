@@ -889,6 +889,8 @@ impl Pipeline {
         started: std::time::Instant,
         made: Result<(Vec<u8>, serde_json::Value), ExtractError>,
     ) -> anyhow::Result<Rendition> {
+        // Until the rendition is linked, the purge must not take its blob for an orphan.
+        let _blob = self.blobs.hold().await;
         let (rendition, detail) = match made {
             Ok((pdf, made)) => {
                 let blobs = self.blobs.clone();

@@ -4,10 +4,12 @@
 //! - [`train`]: `train` (with the promotion rule from [`crate::train::judge_promotion`]) and `eval`;
 //! - [`admin`]: `check-config`, `documents`, `model` (versions, shadow and its comparison),
 //!   `digest` and the shutdown signal;
+//! - [`retention`]: `purge` and `erase` (DSGVO retention and erasure requests);
 //! - [`users`]: `users` (accounts and API tokens of the web desk and the API);
 //! - [`worker`]: the hidden `extract-worker`, the sandboxed child that parses input.
 
 pub mod admin;
+pub mod retention;
 pub mod route;
 pub mod train;
 pub mod users;
@@ -122,6 +124,30 @@ pub enum Command {
     Model {
         #[command(subcommand)]
         command: ModelCommand,
+    },
+    /// Delete personal data whose retention period ended (`[retention]`): content of
+    /// delivered and quarantined documents, mail bodies, expired files. The daemon does this
+    /// every `interval_minutes` too.
+    Purge {
+        /// Only list what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Erase a document's content now, or every document of a sender (an erasure request
+    /// under Art. 17 DSGVO); recorded in the audit trail.
+    Erase {
+        /// The document.
+        #[arg(long, conflicts_with = "sender", required_unless_present = "sender")]
+        document: Option<String>,
+        /// The sender's e-mail address: every document found by it.
+        #[arg(long)]
+        sender: Option<String>,
+        /// Who handles the request (recorded as the actor).
+        #[arg(long)]
+        by: String,
     },
     /// Daily digests: print what would be sent now (since the last digest), or send it.
     Digest {
@@ -254,6 +280,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => admin::documents_list(&load(&cli.config)?, json, state.as_deref(), limit).await,
         Command::Model { command } => admin::model(&load(&cli.config)?, command).await,
         Command::Users { command } => users::run(&load(&cli.config)?, command).await,
+        Command::Purge { dry_run, json } => {
+            retention::purge(&load(&cli.config)?, dry_run, json).await
+        }
+        Command::Erase {
+            document,
+            sender,
+            by,
+        } => {
+            retention::erase(
+                &load(&cli.config)?,
+                document.as_deref(),
+                sender.as_deref(),
+                &by,
+            )
+            .await
+        }
         Command::Digest { send } => admin::digest(load(&cli.config)?, send).await,
         Command::ExtractWorker { .. } => bail!("extract-worker is handled before start-up"),
     }

@@ -20,6 +20,7 @@ use crate::extract::settings::{self as extract, ExtractSettings, RawExtract};
 use crate::intake::settings::{self as intake, HotFolderSettings, ImapSettings, RawIntake};
 use crate::outgoing::settings::{self as outgoing, OutgoingSettings, RawOutgoing};
 use crate::outgoing::{DigestRecipient, Recipients};
+use crate::retention::settings::{self as retention, RawRetention, RetentionSettings};
 use crate::sample::settings::{self as sample, RawSample, SampleSettings};
 use crate::store::settings::{self as store, RawStore, StoreSettings};
 use serde::de::DeserializeOwned;
@@ -62,6 +63,8 @@ pub struct Settings {
     pub einvoice: EinvoiceSettings,
     /// The Stichprobe (second look at a share of the straight-through documents).
     pub sample: SampleSettings,
+    /// Retention periods of personal data (DSGVO).
+    pub retention: RetentionSettings,
 }
 
 /// The top-level sections of a config file.
@@ -79,6 +82,7 @@ const SECTIONS: &[&str] = &[
     "outgoing",
     "einvoice",
     "sample",
+    "retention",
 ];
 
 impl Settings {
@@ -163,6 +167,7 @@ struct RawSections {
     outgoing: RawOutgoing,
     einvoice: RawEinvoice,
     sample: RawSample,
+    retention: RawRetention,
 }
 
 impl RawSections {
@@ -189,6 +194,7 @@ impl RawSections {
         let outgoing = section(t, "outgoing", problems);
         let einvoice = section(t, "einvoice", problems);
         let sample = section(t, "sample", problems);
+        let retention = section(t, "retention", problems);
         Some(RawSections {
             municipality: municipality?,
             store: store?,
@@ -203,6 +209,7 @@ impl RawSections {
             outgoing: outgoing?,
             einvoice: einvoice?,
             sample: sample?,
+            retention: retention?,
         })
     }
 }
@@ -271,6 +278,7 @@ fn validate(path: &Path, table: toml::Table, problems: &mut Problems) -> Option<
         outgoing: outgoing::validate(raw.outgoing, problems),
         einvoice: classify::validate_einvoice(raw.einvoice, problems),
         sample: sample::validate(raw.sample, problems),
+        retention: retention::validate(raw.retention, problems),
     };
     check_across_sections(&mut settings, &target_names, problems);
     Some(settings)

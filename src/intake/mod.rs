@@ -111,6 +111,8 @@ impl Intake {
         };
         let blobs = self.blobs.clone();
         let owned = bytes.to_vec();
+        // Until the row is committed, the purge must not take the blob for an orphan.
+        let _blob = self.blobs.hold().await;
         let sha = tokio::task::spawn_blocking(move || blobs.put(&owned))
             .await
             .map_err(|e| std::io::Error::other(e.to_string()))??;

@@ -11,6 +11,10 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone)]
 pub struct BlobStore {
     root: PathBuf,
+    /// Writers that store a blob and then the row that refers to it hold this shared; the
+    /// purge holds it exclusively while it checks that a blob is unreferenced and deletes it,
+    /// so it never deletes a blob whose row is about to be committed.
+    gc: std::sync::Arc<tokio::sync::RwLock<()>>,
 }
 
 /// The SHA-256 of some bytes, as lowercase hex.
@@ -24,7 +28,28 @@ impl BlobStore {
         std::fs::create_dir_all(root)?;
         Ok(Self {
             root: root.to_path_buf(),
+            gc: Default::default(),
         })
+    }
+
+    /// Held (shared) from storing a blob until the row that refers to it is committed.
+    pub async fn hold(&self) -> tokio::sync::OwnedRwLockReadGuard<()> {
+        self.gc.clone().read_owned().await
+    }
+
+    /// Held (exclusively) by the purge while it deletes unreferenced blobs.
+    pub async fn exclusive(&self) -> tokio::sync::OwnedRwLockWriteGuard<()> {
+        self.gc.clone().write_owned().await
+    }
+
+    /// Deletes a blob; false when it was not there. Call with [`BlobStore::exclusive`] held,
+    /// after checking that no row refers to it.
+    pub fn remove(&self, sha256: &str) -> std::io::Result<bool> {
+        match std::fs::remove_file(self.path(sha256)) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Where the blob with this hash lives.

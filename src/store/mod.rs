@@ -9,6 +9,8 @@ mod delivery;
 pub mod imap;
 pub mod metadata;
 pub mod outgoing;
+pub mod pseudonym;
+pub mod retention;
 pub mod samples;
 mod sender;
 pub mod settings;
@@ -68,7 +70,8 @@ pub fn now_str() -> String {
     fmt_time(Utc::now())
 }
 
-fn fmt_time(t: DateTime<Utc>) -> String {
+/// A time in the format of every column (see [`now_str`]).
+pub fn fmt_time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
@@ -115,6 +118,8 @@ pub struct DocumentRow {
     pub arrived_at: String,
     /// Last change.
     pub updated_at: String,
+    /// When its content was deleted (retention period or erasure request), if it was.
+    pub purged_at: Option<String>,
 }
 
 /// What intake hands to the store.
@@ -189,7 +194,7 @@ pub struct Store {
 }
 
 const DOC_COLUMNS: &str = "id, sha256, source, original_name, media_type, size_bytes, state, mailbox, \
-     confidence, decided_by, decision, reason, attempts, next_attempt_at, delivery_ref, failed_stage, created_at, COALESCE(arrived_at, created_at) AS arrived_at, updated_at";
+     confidence, decided_by, decision, reason, attempts, next_attempt_at, delivery_ref, failed_stage, created_at, COALESCE(arrived_at, created_at) AS arrived_at, updated_at, purged_at";
 
 impl Store {
     /// Opens the database at `url` (`sqlite://path`), creating it and applying migrations.
@@ -214,7 +219,74 @@ impl Store {
             .connect_with(opts)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Store { pool })
+        let store = Store { pool };
+        store.ensure_pseudonym_key().await?;
+        store.pseudonymise_old_events().await?;
+        Ok(store)
+    }
+
+    /// Creates this installation's pseudonym key on first start (32 random bytes, hex).
+    async fn ensure_pseudonym_key(&self) -> Result<()> {
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key).map_err(|e| {
+            StoreError::Corrupt(format!("no randomness for the pseudonym key: {e}"))
+        })?;
+        sqlx::query(
+            "INSERT INTO store_secrets (name, value) VALUES ('pseudonym_key', ?) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(hex::encode(key))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Rewrites the details of events written before the audit trail was pseudonymised, once
+    /// (the append-only trigger is lifted for this migration only, in its transaction).
+    async fn pseudonymise_old_events(&self) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let done: Option<String> = sqlx::query_scalar(
+            "SELECT value FROM store_secrets WHERE name = 'events_pseudonymised'",
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        if done.is_some() {
+            return Ok(());
+        }
+        let key = pseudonym_key(&mut tx).await?;
+        sqlx::query("DROP TRIGGER IF EXISTS events_no_update")
+            .execute(&mut *tx)
+            .await?;
+        let rows = sqlx::query("SELECT id, detail FROM events")
+            .fetch_all(&mut *tx)
+            .await?;
+        for r in rows {
+            let id: i64 = r.try_get("id")?;
+            let detail: String = r.try_get("detail")?;
+            let scrubbed = match serde_json::from_str::<serde_json::Value>(&detail) {
+                Ok(v) => pseudonym::scrub(&key, &v).to_string(),
+                Err(_) => pseudonym::scrub_text(&key, &detail),
+            };
+            if scrubbed != detail {
+                sqlx::query("UPDATE events SET detail = ? WHERE id = ?")
+                    .bind(scrubbed)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        sqlx::query(
+            "CREATE TRIGGER events_no_update BEFORE UPDATE ON events \
+             BEGIN SELECT RAISE(ABORT, 'events are append-only'); END",
+        )
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("INSERT INTO store_secrets (name, value) VALUES ('events_pseudonymised', ?)")
+            .bind(now_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Records a received document, or recognises its bytes as a duplicate. One transaction.
@@ -1007,8 +1079,17 @@ async fn assign_in(
     actor: &str,
     origin: &str,
 ) -> Result<()> {
-    let row = doc_columns(tx, id, "state, mailbox, decision").await?;
+    let row = doc_columns(tx, id, "state, mailbox, decision, purged_at").await?;
     let state = parse_state(&row.try_get::<String, _>("state")?)?;
+    if row.try_get::<Option<String>, _>("purged_at")?.is_some() {
+        return Err(StoreError::Conflict {
+            id: id.to_string(),
+            state,
+            message: "Der Inhalt wurde gelöscht (Aufbewahrungsfrist oder Löschantrag); das \
+                      Schriftstück kann nicht mehr weitergeleitet werden."
+                .into(),
+        });
+    }
     if !matches!(
         state,
         DocState::Review | DocState::Delivered | DocState::DeadLetter | DocState::Queued
@@ -1092,15 +1173,27 @@ async fn insert_event(
     kind: &str,
     detail: &serde_json::Value,
 ) -> Result<()> {
+    let key = pseudonym_key(tx).await?;
+    let detail = pseudonym::scrub(&key, detail);
     sqlx::query("INSERT INTO events (document_id, at, actor, kind, detail) VALUES (?, ?, ?, ?, ?)")
         .bind(document)
         .bind(now_str())
-        .bind(actor)
+        .bind(pseudonym::scrub_text(&key, actor))
         .bind(kind)
         .bind(detail.to_string())
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+/// This installation's pseudonym key (see [`pseudonym`]).
+async fn pseudonym_key(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>) -> Result<Vec<u8>> {
+    let hex_key: String =
+        sqlx::query_scalar("SELECT value FROM store_secrets WHERE name = 'pseudonym_key'")
+            .fetch_optional(&mut **tx)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("the pseudonym key is missing".into()))?;
+    hex::decode(hex_key).map_err(|e| StoreError::Corrupt(format!("pseudonym key: {e}")))
 }
 
 fn parse_state(s: &str) -> Result<DocState> {
@@ -1162,6 +1255,7 @@ fn doc_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<DocumentRow> {
         created_at: r.try_get("created_at")?,
         arrived_at: r.try_get("arrived_at")?,
         updated_at: r.try_get("updated_at")?,
+        purged_at: r.try_get("purged_at")?,
     })
 }
 
@@ -1216,6 +1310,98 @@ mod tests {
             s.get(&letter).await.expect("row").arrived_at,
             s.get(&letter).await.expect("row").created_at
         );
+    }
+
+    #[tokio::test]
+    async fn events_carry_pseudonyms_and_old_events_are_pseudonymised_once_at_upgrade() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let s = Store::open(&url).await.expect("open");
+        let mut doc = new_doc("ab");
+        doc.original_name = "Antrag Ewa Nowak.pdf".into();
+        let Inserted::New(id) = s.insert_received(&doc, "t").await.expect("insert") else {
+            panic!("new")
+        };
+        let detail = s.events(&id).await.expect("events")[0].detail.to_string();
+        assert!(!detail.contains("Nowak"), "{detail}");
+        assert!(detail.contains("\"original_name\":\"p:"), "{detail}");
+        // A database from before: an event with personal data, no marker.
+        sqlx::query(
+            "INSERT INTO events (document_id, at, actor, kind, detail) VALUES (?, 'x', 'imap:ewa@example.org', 'mail', ?)",
+        )
+        .bind(id.as_str())
+        .bind(r#"{"to":"ewa@example.org","subject":"Mein Antrag","from":"63"}"#)
+        .execute(&s.pool)
+        .await
+        .expect("old event");
+        sqlx::query("DELETE FROM store_secrets WHERE name = 'events_pseudonymised'")
+            .execute(&s.pool)
+            .await
+            .expect("unmark");
+        drop(s);
+        let s = Store::open(&url).await.expect("reopen");
+        let events = s.events(&id).await.expect("events");
+        let old = events.last().expect("old event").detail.to_string();
+        assert!(
+            !old.contains("ewa@") && !old.contains("Mein Antrag"),
+            "{old}"
+        );
+        assert!(old.contains("\"from\":\"63\""), "{old}");
+        // Still append-only after the one-time rewrite.
+        assert!(
+            sqlx::query("UPDATE events SET detail = '{}'")
+                .execute(&s.pool)
+                .await
+                .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_purge_keeps_the_routing_and_refuses_a_document_in_flight() {
+        use super::retention::PurgeCause;
+        let (_d, s) = store().await;
+        let Inserted::New(id) = s
+            .insert_received(&new_doc("cd"), "t")
+            .await
+            .expect("insert")
+        else {
+            panic!("new")
+        };
+        // Received: in flight, neither retention nor erasure touch it.
+        for cause in [PurgeCause::Retention, PurgeCause::Erasure] {
+            assert!(matches!(
+                s.purge_document(&id, cause, "t").await,
+                Err(StoreError::Conflict { .. })
+            ));
+        }
+        s.quarantine_document(&id, "kaputt", "detail", None)
+            .await
+            .expect("quarantine");
+        assert!(
+            s.purge_document(&id, PurgeCause::Retention, "t")
+                .await
+                .expect("purge")
+        );
+        assert!(
+            !s.purge_document(&id, PurgeCause::Retention, "t")
+                .await
+                .expect("again")
+        );
+        let row = s.get(&id).await.expect("row");
+        assert!(row.purged_at.is_some());
+        assert_eq!(row.original_name, retention::PURGED_NAME);
+        assert_eq!(row.state, DocState::Quarantined);
+        assert_eq!(
+            s.blob_deletions().await.expect("list"),
+            vec!["cd".to_string()]
+        );
+        assert!(!s.blob_in_use("cd").await.expect("in use"));
+        // The same bytes again are a new document, not a duplicate of the purged one.
+        assert!(matches!(
+            s.insert_received(&new_doc("cd"), "t").await.expect("again"),
+            Inserted::New(_)
+        ));
+        assert!(s.blob_in_use("cd").await.expect("in use"));
     }
 
     #[tokio::test]
