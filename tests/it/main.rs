@@ -31,6 +31,7 @@ mod mayan;
 mod models;
 mod ocr_quality;
 mod outgoing;
+mod retention;
 mod route_cli;
 mod router_regression;
 mod rules;
