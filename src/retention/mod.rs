@@ -165,13 +165,13 @@ async fn delete_blobs(store: &Store, blobs: &BlobStore) -> Result<usize, Retenti
     let _exclusive = blobs.exclusive().await;
     let mut n = 0;
     for sha in listed {
-        if !store.blob_in_use(&sha).await? {
-            if blobs.remove(&sha).map_err(|source| RetentionError::Io {
+        if !store.blob_in_use(&sha).await?
+            && blobs.remove(&sha).map_err(|source| RetentionError::Io {
                 path: blobs.path(&sha),
                 source,
-            })? {
-                n += 1;
-            }
+            })?
+        {
+            n += 1;
         }
         store.blob_deleted(&sha).await?;
     }
