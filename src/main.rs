@@ -7,8 +7,8 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::ExtractWorker { options } = &cli.command {
-        return cli::worker::serve(options);
+    if let Command::ExtractWorker { options, sandbox } = &cli.command {
+        return cli::worker::serve(options, sandbox.as_deref());
     }
     tracing_subscriber::fmt()
         .with_env_filter(

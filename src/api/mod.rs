@@ -156,7 +156,16 @@ async fn health(
         .classifier()
         .model()
         .map(|m| m.meta.version.clone());
-    Ok(Json(
-        serde_json::json!({"status": "ok", "documents": counts, "model": model}),
-    ))
+    // How far the extraction workers are locked in (null until the first worker started).
+    let sandbox = s
+        .pipeline
+        .extractor
+        .sandbox_status()
+        .map(|st| serde_json::json!({"level": st.level(), "status": st}));
+    Ok(Json(serde_json::json!({
+        "status": "ok",
+        "documents": counts,
+        "model": model,
+        "sandbox": sandbox,
+    })))
 }

@@ -38,6 +38,8 @@ pub struct ApiSettings {
     pub listen: String,
     /// Bearer token (from env or file); empty: every `/api` request is refused.
     pub token: Secret,
+    /// The file named in `token_file` (`check-sandbox` tries to read it from inside a worker).
+    pub token_file: Option<PathBuf>,
 }
 
 /// Validates `[api]`.
@@ -62,5 +64,6 @@ pub fn validate(raw: RawApi, problems: &mut Problems) -> ApiSettings {
         enabled: raw.enabled,
         listen: raw.listen,
         token,
+        token_file: raw.token_file,
     }
 }

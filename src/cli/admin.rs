@@ -211,6 +211,132 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// `check-sandbox`: starts one extraction worker as the daemon does and tries, from inside it,
+/// to read the API token file, the database, the blob store and the hot folder, to write into
+/// the blob store and the processed folder, to connect to the API's port, plus what `read`,
+/// `write` and `connect` name; prints the sandbox's status and every attempt. Exit code 1 when
+/// anything was reachable (or the sandbox is off).
+pub async fn check_sandbox(
+    settings: &Settings,
+    json: bool,
+    read: Vec<std::path::PathBuf>,
+    write: Vec<std::path::PathBuf>,
+    connect: Vec<std::net::SocketAddr>,
+) -> anyhow::Result<ExitCode> {
+    use crate::extract::{Extractor, sandbox};
+    let mut spec = sandbox::Probe {
+        read,
+        write,
+        connect,
+        ..Default::default()
+    };
+    spec.read.extend(settings.api.token_file.iter().cloned());
+    if let Some(db) = sqlite_path(&settings.store.url) {
+        spec.read.push(db);
+    }
+    spec.read.extend([
+        settings.store.blobs.clone(),
+        settings.hot_folder.inbox.clone(),
+        settings.hot_folder.processed.clone(),
+    ]);
+    spec.write.extend([
+        settings.store.blobs.join(".poststelle-sandbox-probe"),
+        settings
+            .hot_folder
+            .processed
+            .join(".poststelle-sandbox-probe"),
+    ]);
+    if let Ok(mut api) = settings.api.listen.parse::<std::net::SocketAddr>() {
+        if api.ip().is_unspecified() {
+            api.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        spec.connect.push(api);
+    }
+    // Absolute paths: the worker runs in its own directory.
+    let cwd = std::env::current_dir().context("current directory")?;
+    for p in spec.read.iter_mut().chain(spec.write.iter_mut()) {
+        if p.is_relative() {
+            *p = cwd.join(&*p);
+        }
+    }
+    let mut extract = settings.extract.clone();
+    extract.workers = 1;
+    let extractor = Extractor::new(
+        std::env::current_exe().context("locating own executable")?,
+        &extract,
+    );
+    let report = extractor
+        .probe(&spec)
+        .await
+        .map_err(|e| anyhow::anyhow!("the probe failed in the worker: {e}"))?;
+    let status = extractor
+        .sandbox_status()
+        .unwrap_or_else(sandbox::Status::off);
+    let leaked_env: Vec<&String> = report
+        .env
+        .iter()
+        .filter(|k| !sandbox::PASSED_ENV.contains(&k.as_str()))
+        .filter(|k| !["OMP_THREAD_LIMIT", "TMPDIR", "HOME"].contains(&k.as_str()))
+        .collect();
+    let closed = report.all_refused() && leaked_env.is_empty() && status.enabled;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "sandbox": status,
+                "level": status.level(),
+                "report": report,
+                "inherited_env": leaked_env,
+                "closed": closed,
+            })
+        );
+    } else {
+        println!("sandbox: {}", status.summary());
+        let show = |what: &str, attempts: &[sandbox::Attempt]| {
+            for (target, err) in attempts {
+                match err {
+                    Some(e) => println!("  {what:<8} {target}: refused ({e})"),
+                    None => println!("  {what:<8} {target}: REACHABLE"),
+                }
+            }
+        };
+        show("read", &report.read);
+        show("write", &report.write);
+        show("connect", &report.connect);
+        match &report.inet_socket {
+            Some(e) => println!("  socket   AF_INET: refused ({e})"),
+            None => println!("  socket   AF_INET: ALLOWED"),
+        }
+        println!("  environment: {}", report.env.join(", "));
+        if !leaked_env.is_empty() {
+            let names: Vec<&str> = leaked_env.iter().map(|s| s.as_str()).collect();
+            println!("  inherited from the daemon: {}", names.join(", "));
+        }
+        println!(
+            "{}",
+            if closed {
+                "OK: nothing of the above is reachable from a worker"
+            } else {
+                "FEHLER: a worker reaches some of the above"
+            }
+        );
+    }
+    Ok(if closed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The database file of a `sqlite:` URL (`sqlite://var/poststelle.db?mode=rwc` ->
+/// `var/poststelle.db`); `None` for an in-memory database.
+fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let path = rest.split('?').next().unwrap_or("");
+    (!path.is_empty() && !path.starts_with(":memory:")).then(|| path.into())
+}
+
 /// `check-config [--online]`: settings, rules and their tests, the model; problems with file
 /// and line. With `online`, every delivery target is built and its health check run.
 pub async fn check_config(path: &Path, online: bool) -> anyhow::Result<ExitCode> {

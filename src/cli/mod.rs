@@ -2,7 +2,7 @@
 //!
 //! - [`route`]: `route` and `extract` (what the daemon would read and decide, nothing stored);
 //! - [`train`]: `train` (with the promotion rule from [`crate::train::judge_promotion`]) and `eval`;
-//! - [`admin`]: `check-config`, `documents`, `model` (versions, shadow and its comparison),
+//! - [`admin`]: `check-config`, `check-sandbox`, `documents`, `model` (versions, shadow and its comparison),
 //!   `digest` and the shutdown signal;
 //! - [`retention`]: `purge` and `erase` (DSGVO retention and erasure requests);
 //! - [`users`]: `users` (accounts and API tokens of the web desk and the API);
@@ -110,6 +110,23 @@ pub enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Start one extraction worker as the daemon does and report what its sandbox enforces on
+    /// this machine and what it can reach from inside: the API token file, the database, the
+    /// blob store, the hot folder, the API's port (exit code 1 when anything is reachable).
+    CheckSandbox {
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Further files or directories to try to read from inside the worker.
+        #[arg(long)]
+        read: Vec<PathBuf>,
+        /// Further files to try to create or write from inside the worker.
+        #[arg(long)]
+        write: Vec<PathBuf>,
+        /// Further TCP addresses (`host:port`) to try to connect to.
+        #[arg(long)]
+        connect: Vec<std::net::SocketAddr>,
+    },
     /// Documents in the store.
     Documents {
         #[command(subcommand)]
@@ -169,6 +186,9 @@ pub enum Command {
         /// Extraction options as JSON.
         #[arg(long)]
         options: String,
+        /// The sandbox to lock into before the first job, as JSON (none: no sandbox).
+        #[arg(long)]
+        sandbox: Option<String>,
     },
 }
 
@@ -233,6 +253,12 @@ pub fn load(path: &Path) -> anyhow::Result<Settings> {
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::CheckConfig { online } => admin::check_config(&cli.config, online).await,
+        Command::CheckSandbox {
+            json,
+            read,
+            write,
+            connect,
+        } => admin::check_sandbox(&load(&cli.config)?, json, read, write, connect).await,
         Command::Serve => {
             let settings = load(&cli.config)?;
             let exe = std::env::current_exe().context("locating own executable")?;

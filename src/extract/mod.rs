@@ -7,7 +7,10 @@
 //!
 //! Parsers of untrusted input run in a child process ([`Extractor`]): a wall-clock limit, an
 //! address-space limit and a process group that is killed whole on timeout, so a hostile file
-//! can neither hang nor crash the daemon. Page 1 is read first and is enough to route; further
+//! can neither hang nor crash the daemon. The child is locked in ([`sandbox`]): a minimal
+//! environment, no network, only its own files (Landlock), a syscall filter (seccomp), limits
+//! on CPU time, file size and processes; so a parser bug that a hostile file exploits reaches
+//! neither the daemon's secrets, database and delivered documents nor the network. Page 1 is read first and is enough to route; further
 //! pages are only read when page 1 carries too little text.
 //!
 //! - XML e-invoices (XRechnung UBL/CII) and the XML embedded in ZUGFeRD / Factur-X PDFs:
@@ -25,6 +28,7 @@ pub mod pdf;
 pub mod pdfa;
 pub mod pool;
 pub mod preview;
+pub mod sandbox;
 pub mod searchable;
 pub mod settings;
 pub mod textpdf;
@@ -343,6 +347,21 @@ pub enum ExtractError {
     /// e-mail or a text file).
     #[error("no page image: {0}")]
     NoPageImage(String),
+    /// The reader used more CPU time than a job may (`RLIMIT_CPU`, in seconds).
+    #[error("extraction exceeded its CPU time limit of {0} s")]
+    CpuLimit(u64),
+    /// The reader tried to write a file beyond the sandbox's size limit (`RLIMIT_FSIZE`, MiB).
+    #[error("extraction tried to write a file larger than {0} MiB")]
+    FileSizeLimit(u64),
+    /// A result of the reader (its JSON, the PDF or image it made) is larger than the daemon
+    /// reads back.
+    #[error("extraction result {what} larger than {limit_mb} MiB")]
+    OutputTooLarge {
+        /// Which result (`JSON`, `result.pdf`, ...).
+        what: String,
+        /// The limit, in MiB.
+        limit_mb: u64,
+    },
 }
 
 impl ExtractError {
@@ -374,6 +393,15 @@ impl ExtractError {
             ),
             ExtractError::BrokenXml(_) => "Die XML-Datei ist nicht wohlgeformt, zu groß oder enthält eine DTD bzw. unbekannte Entitäten; sie wurde nicht gelesen.".into(),
             ExtractError::NoPageImage(_) => "Für diese Seite gibt es kein Seitenbild.".into(),
+            ExtractError::CpuLimit(s) => format!(
+                "Das Lesen der Datei brauchte mehr als die erlaubte Rechenzeit von {s} Sekunden (CPU-Zeitlimit) und wurde abgebrochen."
+            ),
+            ExtractError::FileSizeLimit(mb) => format!(
+                "Beim Lesen der Datei sollte eine Datei über dem Größenlimit von {mb} MB entstehen; das Lesen wurde abgebrochen."
+            ),
+            ExtractError::OutputTooLarge { limit_mb, .. } => format!(
+                "Das Ergebnis des Lesens ist größer als das Limit von {limit_mb} MB und wurde verworfen."
+            ),
         }
     }
 
@@ -496,6 +524,8 @@ pub struct Extractor {
     pub timeout: Duration,
     /// Address-space limit in bytes (0 = none).
     pub memory_limit: u64,
+    /// CPU time per job.
+    pub cpu_limit: Duration,
     pool: pool::Pool,
 }
 
@@ -503,12 +533,29 @@ impl Extractor {
     /// Builds an extractor from settings; `exe` is normally `std::env::current_exe()`. Its pool
     /// has `settings.workers` workers, started when first needed.
     pub fn new(exe: PathBuf, settings: &settings::ExtractSettings) -> Self {
-        let options: ExtractOptions = settings.into();
+        let mut options: ExtractOptions = settings.into();
+        // A sandboxed worker runs in its own directory: relative paths are the daemon's.
+        let cwd = std::env::current_dir().unwrap_or_default();
+        let absolute = |p: &PathBuf| cwd.join(p);
+        options.tessdata = options.tessdata.as_ref().map(absolute);
+        let mut read_paths: Vec<PathBuf> =
+            settings.sandbox_read_paths.iter().map(absolute).collect();
+        read_paths.extend(options.tessdata.clone());
+        read_paths.extend(std::env::var_os("TESSDATA_PREFIX").map(PathBuf::from));
+        let limits = pool::Limits {
+            sandbox: settings.sandbox,
+            read_paths,
+            cpu_secs: settings.cpu_limit.as_secs().max(1),
+            max_output_bytes: settings.max_output_bytes,
+            max_json_bytes: settings.max_result_json_bytes(),
+            max_processes: settings.max_processes,
+        };
         let pool = pool::Pool::new(
             pool::WorkerCommand {
                 exe: exe.clone(),
                 options: serde_json::to_string(&options).unwrap_or_default(),
                 memory_limit: settings.memory_limit_bytes,
+                limits,
             },
             settings.workers,
         );
@@ -517,8 +564,42 @@ impl Extractor {
             options,
             timeout: settings.timeout,
             memory_limit: settings.memory_limit_bytes,
+            cpu_limit: settings.cpu_limit,
             pool,
         }
+    }
+
+    /// What the most recently started worker reported of its sandbox (`None` until a worker
+    /// has started).
+    pub fn sandbox_status(&self) -> Option<sandbox::Status> {
+        self.pool.sandbox_status()
+    }
+
+    /// Runs a [`sandbox::Probe`] inside a worker, locked in as for real jobs, and reports
+    /// what it could reach (`poststelle check-sandbox` and the tests). The result file it
+    /// writes, if any, is read back within the limits like a searchable PDF.
+    pub async fn probe(&self, spec: &sandbox::Probe) -> Result<sandbox::ProbeReport, ExtractError> {
+        let io = |e: std::io::Error| ExtractError::Io(e.to_string());
+        let dir = tempfile::Builder::new()
+            .prefix("poststelle-probe")
+            .tempdir()
+            .map_err(io)?;
+        let file = dir.path().join("probe.json");
+        let json = serde_json::to_vec(spec).map_err(|e| ExtractError::Io(e.to_string()))?;
+        std::fs::write(&file, json).map_err(io)?;
+        let done = self
+            .run(
+                Job::Probe,
+                &file,
+                MediaType::Text,
+                None,
+                pool::Urgency::interactive(),
+                Some("result.bin"),
+            )
+            .await?;
+        let mut report: sandbox::ProbeReport = decode(&done.json)?;
+        report.result_len = done.file.map(|f| f.len() as u64).unwrap_or(0);
+        Ok(report)
     }
 
     /// Starts every worker and loads its OCR engine, in the background (after real work), so
@@ -532,6 +613,7 @@ impl Extractor {
                     MediaType::Text,
                     None,
                     pool::Urgency::background(i64::MAX),
+                    None,
                 )
                 .await;
         });
@@ -552,7 +634,7 @@ impl Extractor {
         urgency: pool::Urgency,
     ) -> Result<Extraction, ExtractError> {
         let json = self
-            .run(Job::Extract, path, media, None, urgency)
+            .run(Job::Extract, path, media, None, urgency, None)
             .await?
             .json;
         decode(&json)
@@ -567,7 +649,7 @@ impl Extractor {
         urgency: pool::Urgency,
     ) -> Result<Option<Page>, ExtractError> {
         let json = self
-            .run(Job::OcrPage(page), path, media, None, urgency)
+            .run(Job::OcrPage(page), path, media, None, urgency, None)
             .await?
             .json;
         decode(&json)
@@ -601,10 +683,11 @@ impl Extractor {
                 Some(&list),
                 urgency,
                 timeout,
+                Some("result.pdf"),
             )
             .await?;
         let made: searchable::Made = decode(&done.json)?;
-        let pdf = std::fs::read(done.dir.path().join("result.pdf")).map_err(io)?;
+        let pdf = done.file.ok_or_else(no_file)?;
         Ok((pdf, made))
     }
 
@@ -616,11 +699,17 @@ impl Extractor {
         urgency: pool::Urgency,
     ) -> Result<Vec<u8>, ExtractError> {
         let done = self
-            .run(Job::MailPdf, path, MediaType::Eml, None, urgency)
+            .run(
+                Job::MailPdf,
+                path,
+                MediaType::Eml,
+                None,
+                urgency,
+                Some("result.pdf"),
+            )
             .await?;
         decode::<()>(&done.json)?;
-        std::fs::read(done.dir.path().join("result.pdf"))
-            .map_err(|e| ExtractError::Io(e.to_string()))
+        done.file.ok_or_else(no_file)
     }
 
     /// Draws page `page` (1-based) of the scan or PDF at `path` as a PNG for the web desk, in
@@ -638,15 +727,15 @@ impl Extractor {
                 media,
                 None,
                 pool::Urgency::interactive(),
+                Some("result.png"),
             )
             .await?;
         decode::<()>(&done.json)?;
-        std::fs::read(done.dir.path().join("result.png"))
-            .map_err(|e| ExtractError::Io(e.to_string()))
+        done.file.ok_or_else(no_file)
     }
 
     /// Runs one job on a pooled worker under the time limit of extraction; returns its JSON
-    /// result and the directory beside it (files the job made).
+    /// result and the file `result_file` it made, if asked for.
     async fn run(
         &self,
         job: Job,
@@ -654,12 +743,14 @@ impl Extractor {
         media: MediaType,
         pages: Option<&Path>,
         urgency: pool::Urgency,
+        result_file: Option<&str>,
     ) -> Result<JobOutput, ExtractError> {
-        self.run_for(job, path, media, pages, urgency, self.timeout)
+        self.run_for(job, path, media, pages, urgency, self.timeout, result_file)
             .await
     }
 
-    /// Like [`Extractor::run`], under `timeout`.
+    /// Like [`Extractor::run`], under `timeout` (the CPU limit grows with it).
+    #[allow(clippy::too_many_arguments)]
     async fn run_for(
         &self,
         job: Job,
@@ -668,29 +759,37 @@ impl Extractor {
         pages: Option<&Path>,
         urgency: pool::Urgency,
         timeout: Duration,
+        result_file: Option<&str>,
     ) -> Result<JobOutput, ExtractError> {
-        let dir = tempfile::Builder::new()
-            .prefix("poststelle-job")
-            .tempdir()
-            .map_err(|e| ExtractError::Io(e.to_string()))?;
-        let out = dir.path().join("result.json");
+        let scale = (timeout.as_secs_f64() / self.timeout.as_secs_f64().max(1.0)).max(1.0);
+        let cpu_secs = (self.cpu_limit.as_secs_f64() * scale).ceil() as u64;
         let request = pool::Request {
             job: job.as_arg(),
             media: media.mime().to_string(),
             file: path.to_path_buf(),
-            out: out.clone(),
+            out: PathBuf::new(),
             pages: pages.map(Path::to_path_buf),
+            cpu_secs: cpu_secs.max(1),
+            result_file: result_file.map(str::to_string),
         };
-        self.pool.run(&request, timeout, urgency).await?;
-        let json = std::fs::read(&out)
-            .map_err(|e| ExtractError::Crashed(format!("the worker wrote no result: {e}")))?;
-        Ok(JobOutput { json, dir })
+        let out = self.pool.run(&request, timeout, urgency).await?;
+        let json = out
+            .json
+            .ok_or_else(|| ExtractError::Crashed("the worker wrote no result".into()))?;
+        Ok(JobOutput {
+            json,
+            file: out.file,
+        })
     }
 }
 
 struct JobOutput {
     json: Vec<u8>,
-    dir: tempfile::TempDir,
+    file: Option<Vec<u8>>,
+}
+
+fn no_file() -> ExtractError {
+    ExtractError::Crashed("the worker made no result file".into())
 }
 
 fn decode<T: serde::de::DeserializeOwned>(json: &[u8]) -> Result<T, ExtractError> {
@@ -714,6 +813,9 @@ pub enum Job {
     PageImage(u32),
     /// Load the OCR engine and do nothing else (a worker warming up).
     Warm,
+    /// Try accesses from inside the sandbox (the input is a [`sandbox::Probe`] as JSON; the
+    /// result is a [`sandbox::ProbeReport`]); for `check-sandbox` and the tests.
+    Probe,
 }
 
 impl Job {
@@ -726,6 +828,7 @@ impl Job {
             Job::MailPdf => "mail-pdf".into(),
             Job::PageImage(n) => format!("page-image:{n}"),
             Job::Warm => "warm".into(),
+            Job::Probe => "probe".into(),
         }
     }
 
@@ -738,9 +841,15 @@ impl Job {
         if let Some(n) = s.strip_prefix("ocr-page:") {
             return page(n).map(Job::OcrPage);
         }
-        [Job::Extract, Job::SearchablePdf, Job::MailPdf, Job::Warm]
-            .into_iter()
-            .find(|j| j.as_arg() == s)
+        [
+            Job::Extract,
+            Job::SearchablePdf,
+            Job::MailPdf,
+            Job::Warm,
+            Job::Probe,
+        ]
+        .into_iter()
+        .find(|j| j.as_arg() == s)
     }
 }
 
@@ -791,6 +900,11 @@ pub fn run_job(
         Job::PageImage(n) => guarded(media, out, || {
             let made = preview::page_png(path, media, n, opts)?;
             std::fs::write(out.with_file_name("result.png"), made).map_err(io)
+        }),
+        Job::Probe => guarded(media, out, || {
+            let spec: sandbox::Probe = serde_json::from_slice(&std::fs::read(path).map_err(io)?)
+                .map_err(|e| ExtractError::Io(e.to_string()))?;
+            Ok(sandbox::probe(&spec, &out.with_file_name("result.bin")))
         }),
     }
 }

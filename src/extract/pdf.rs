@@ -323,6 +323,7 @@ pub(crate) fn render_page(path: &Path, page: u32, dpi: u32) -> Result<Vec<u8>, S
         .stdin(std::process::Stdio::null())
         .output()
         .map_err(|e| format!("pdftoppm not available: {e}"))?;
+    super::sandbox::pass_on_limit_signal(&out.status);
     if !out.status.success() || out.stdout.is_empty() {
         let err = String::from_utf8_lossy(&out.stderr);
         return Err(format!("pdftoppm: {} {}", out.status, err.trim()));
@@ -341,6 +342,7 @@ fn text_layer_words(path: &Path) -> Option<(Vec<Word>, f32, f32)> {
         .stdin(std::process::Stdio::null())
         .output()
         .ok()?;
+    super::sandbox::pass_on_limit_signal(&out.status);
     if !out.status.success() {
         return None;
     }

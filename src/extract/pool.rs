@@ -10,6 +10,15 @@
 //! for what earlier ones left behind). A worker is also retired
 //! after [`MAX_JOBS_PER_WORKER`] jobs, so that what a parser leaks cannot add up.
 //!
+//! A worker starts with a minimal environment and resource limits ([`Limits`]) and locks
+//! itself in before its first job ([`super::sandbox`]); its first line says how far
+//! ([`super::sandbox::Status`], kept by the pool: [`Pool::sandbox_status`]). It sees only its
+//! own directory: the daemon copies each job's input into `in/<job>/` (read only for the
+//! worker) and takes the results from `work/<job>/` (read and write), both removed after the
+//! job. What the daemon reads from a worker is bounded: its standard error is drained into a
+//! buffer that keeps the last [`STDERR_KEEP`] bytes, an answer line is at most
+//! [`MAX_ANSWER_LINE`] bytes, the JSON result and the result file are read up to their limits.
+//!
 //! Jobs wait for a free worker in three classes ([`Priority`]): a person waiting on the web
 //! desk first, then page 1 of newly arrived documents (routing waits for it), then the rest
 //! (later pages and renditions of documents already routed). Among the routing jobs the pool
@@ -18,13 +27,16 @@
 //! After [`ROUTE_STREAK`] routing jobs in a row one waiting background job runs, so searchable
 //! PDFs and deliveries keep moving while a backlog is routed.
 
+use super::sandbox::{self, Status};
 use super::{ExtractError, Job, MediaType};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio::sync::oneshot;
 
@@ -34,6 +46,15 @@ pub const ROUTE_STREAK: u32 = 8;
 
 /// Jobs a worker does before it is replaced by a fresh process.
 pub const MAX_JOBS_PER_WORKER: u32 = 200;
+
+/// The end of a worker's standard error the daemon keeps (the rest is read and dropped).
+pub const STDERR_KEEP: usize = 64 * 1024;
+
+/// The longest line a worker may answer with (its greeting or `done`).
+pub const MAX_ANSWER_LINE: u64 = 64 * 1024;
+
+/// How long a new worker may take to lock itself in and greet.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How urgent a job is. Lower runs first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -97,6 +118,22 @@ pub struct Request {
     /// A JSON file with the pages already recognised (for the searchable PDF).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pages: Option<PathBuf>,
+    /// CPU seconds the job may use (0: no limit of its own).
+    #[serde(default)]
+    pub cpu_secs: u64,
+    /// The file the job makes beside its JSON result (`result.pdf`, ...), read back by the
+    /// daemon; not sent to the worker.
+    #[serde(skip)]
+    pub result_file: Option<String>,
+}
+
+/// What a job left: its JSON result and the file it made, both read up to their limits.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// The JSON result (`None`: the worker wrote none).
+    pub json: Option<Vec<u8>>,
+    /// [`Request::result_file`], when asked for and made.
+    pub file: Option<Vec<u8>>,
 }
 
 /// How workers are started.
@@ -108,6 +145,39 @@ pub struct WorkerCommand {
     pub options: String,
     /// Address-space limit in bytes (0 = none).
     pub memory_limit: u64,
+    /// The sandbox and the other limits.
+    pub limits: Limits,
+}
+
+/// The sandbox of the workers and the limits on what they write and the daemon reads.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Whether workers lock themselves in ([`sandbox::apply`]) and get the environment and
+    /// resource limits of the sandbox (`RLIMIT_FSIZE`, `RLIMIT_NPROC`, `RLIMIT_CPU`).
+    pub sandbox: bool,
+    /// Further paths a worker may read.
+    pub read_paths: Vec<PathBuf>,
+    /// CPU seconds per job (its soft `RLIMIT_CPU`, renewed per job).
+    pub cpu_secs: u64,
+    /// Largest file a worker may write and largest result file the daemon reads back.
+    pub max_output_bytes: u64,
+    /// Largest JSON result the daemon reads back.
+    pub max_json_bytes: u64,
+    /// `RLIMIT_NPROC` (0: none).
+    pub max_processes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            sandbox: false,
+            read_paths: Vec::new(),
+            cpu_secs: 0,
+            max_output_bytes: 512 * 1024 * 1024,
+            max_json_bytes: 64 * 1024 * 1024,
+            max_processes: 0,
+        }
+    }
 }
 
 /// The pool of long-lived workers.
@@ -122,6 +192,8 @@ struct Inner {
     size: usize,
     slots: Mutex<Slots>,
     idle: Mutex<Vec<Worker>>,
+    /// What the last worker that started reported of its sandbox.
+    sandbox: Mutex<Option<Status>>,
 }
 
 #[derive(Debug)]
@@ -210,6 +282,7 @@ impl Pool {
                     route_streak: 0,
                 }),
                 idle: Mutex::new(Vec::new()),
+                sandbox: Mutex::new(None),
             }),
         }
     }
@@ -234,13 +307,15 @@ impl Pool {
     }
 
     /// Runs one job on a worker under `timeout` (counted from when a worker takes it, not
-    /// while it waits); returns when the worker has written its result.
+    /// while it waits): copies its input (and page list) into the worker's directory, and
+    /// returns the results read back (within [`Limits`]) when the worker has written them.
+    /// `request.out` is chosen by the pool.
     pub async fn run(
         &self,
         request: &Request,
         timeout: Duration,
         urgency: Urgency,
-    ) -> Result<(), ExtractError> {
+    ) -> Result<Output, ExtractError> {
         let slot = self.acquire(urgency).await?;
         let idle = lock(&self.inner.idle).pop();
         let mut worker = match idle {
@@ -251,26 +326,42 @@ impl Pool {
                     // A worker that died while idle (the system's OOM killer, say) is not
                     // reused.
                     w.kill();
-                    Worker::spawn(&self.inner.command)?
+                    self.spawn().await?
                 }
             }
-            None => Worker::spawn(&self.inner.command)?,
+            None => self.spawn().await?,
         };
-        let mut result = worker.call(request, timeout).await;
+        let limits = &self.inner.command.limits;
+        let mut result = worker.run_job(request, timeout, limits).await;
         if matches!(result, Err(ExtractError::Crashed(_))) && worker.jobs > 1 {
             // A worker that served other documents before may have died of what they left
             // (memory, a broken pipe): the document gets a fresh worker before it is blamed.
             worker.kill();
-            worker = Worker::spawn(&self.inner.command)?;
-            result = worker.call(request, timeout).await;
+            worker = self.spawn().await?;
+            result = worker.run_job(request, timeout, limits).await;
         }
         match &result {
-            Ok(()) if worker.jobs < MAX_JOBS_PER_WORKER => lock(&self.inner.idle).push(worker),
-            Ok(()) => worker.retire().await,
+            Ok(_) if worker.jobs < MAX_JOBS_PER_WORKER => lock(&self.inner.idle).push(worker),
+            Ok(_) => worker.retire().await,
             Err(_) => worker.kill(),
         }
         drop(slot);
         result
+    }
+
+    /// Starts a worker and records what it reports of its sandbox (a warning in the log, once
+    /// per process, when it is not fully enforced).
+    async fn spawn(&self) -> Result<Worker, ExtractError> {
+        let worker = Worker::spawn(&self.inner.command).await?;
+        note_sandbox(&worker.sandbox);
+        *lock(&self.inner.sandbox) = Some(worker.sandbox.clone());
+        Ok(worker)
+    }
+
+    /// What the most recently started worker reported of its sandbox (`None` before the first
+    /// worker started).
+    pub fn sandbox_status(&self) -> Option<Status> {
+        lock(&self.inner.sandbox).clone()
     }
 
     /// The number of workers.
@@ -295,43 +386,154 @@ struct Worker {
     stdout: BufReader<ChildStdout>,
     pid: Option<u32>,
     jobs: u32,
-    stderr: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<Vec<u8>>>,
     alive: bool,
+    sandbox: Status,
+    /// Job inputs (read only for the worker).
+    input_dir: PathBuf,
+    /// Job results and the worker's temporary files.
+    work_dir: PathBuf,
     // Dropped (removed) with the worker: what a killed job left behind goes with it.
     _tmp: tempfile::TempDir,
 }
 
+/// Logs a worker's sandbox: a warning, once per process, when it is not fully enforced.
+fn note_sandbox(status: &Status) {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if status.level() == "full" {
+        tracing::debug!(sandbox = %status.summary(), "extraction worker locked in");
+    } else if !WARNED.swap(true, Ordering::Relaxed) {
+        if status.enabled {
+            tracing::warn!(sandbox = %status.summary(), "the extraction sandbox is not fully enforced on this system");
+        } else {
+            tracing::warn!(
+                "the extraction sandbox is off (extract.sandbox = false): parsers run with the daemon's environment, files and network"
+            );
+        }
+    }
+}
+
+/// Reads `path` when it exists, up to `limit` bytes; more is an error that names `what`.
+fn read_capped(path: &Path, limit: u64, what: &str) -> Result<Option<Vec<u8>>, ExtractError> {
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(ExtractError::Io(e.to_string())),
+    };
+    let too_large = || ExtractError::OutputTooLarge {
+        what: what.to_string(),
+        limit_mb: limit.div_ceil(1024 * 1024),
+    };
+    if file.metadata().map(|m| m.len() > limit).unwrap_or(false) {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::new();
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| ExtractError::Io(e.to_string()))?;
+    if bytes.len() as u64 > limit {
+        return Err(too_large());
+    }
+    Ok(Some(bytes))
+}
+
+/// Copies `from` into `dir` under its own file name; returns the copy's path.
+fn copy_into(from: &Path, dir: &Path) -> Result<PathBuf, ExtractError> {
+    let name = from
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_else(|| "input".into());
+    let to = dir.join(name);
+    std::fs::copy(from, &to).map_err(|e| {
+        ExtractError::Io(format!("cannot hand {} to the worker: {e}", from.display()))
+    })?;
+    Ok(to)
+}
+
 impl Worker {
-    fn spawn(command: &WorkerCommand) -> Result<Self, ExtractError> {
+    async fn spawn(command: &WorkerCommand) -> Result<Self, ExtractError> {
         let io = |e: std::io::Error| ExtractError::Io(e.to_string());
         let tmp = tempfile::Builder::new()
             .prefix("poststelle-worker")
             .tempdir()
             .map_err(io)?;
+        let input_dir = tmp.path().join("in");
+        let work_dir = tmp.path().join("work");
+        let tmp_dir = work_dir.join("tmp");
+        std::fs::create_dir_all(&input_dir).map_err(io)?;
+        std::fs::create_dir_all(&tmp_dir).map_err(io)?;
+        let limits = &command.limits;
+        let policy = sandbox::Policy {
+            enabled: limits.sandbox,
+            input_dir: input_dir.clone(),
+            work_dir: work_dir.clone(),
+            read_paths: limits.read_paths.clone(),
+        };
         let mut cmd = tokio::process::Command::new(&command.exe);
         cmd.arg("extract-worker")
             .arg("--options")
             .arg(&command.options)
-            // One OCR thread per worker: parallelism comes from workers, not from inside
-            // Tesseract.
-            .env("OMP_THREAD_LIMIT", "1")
-            .env("TMPDIR", tmp.path())
+            .arg("--sandbox")
+            .arg(serde_json::to_string(&policy).map_err(|e| ExtractError::Io(e.to_string()))?);
+        if limits.sandbox {
+            // Nothing of the daemon's environment (its secrets above all) but what parsers
+            // need.
+            cmd.env_clear();
+            for key in sandbox::PASSED_ENV {
+                if let Some(v) = std::env::var_os(key) {
+                    cmd.env(key, v);
+                }
+            }
+            if std::env::var_os("PATH").is_none() {
+                cmd.env("PATH", sandbox::DEFAULT_PATH);
+            }
+            cmd.env("HOME", &work_dir).current_dir(&work_dir);
+        }
+        // One OCR thread per worker: parallelism comes from workers, not from inside
+        // Tesseract.
+        cmd.env("OMP_THREAD_LIMIT", "1")
+            .env("TMPDIR", &tmp_dir)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .kill_on_drop(true)
             .process_group(0);
-        let limit = command.memory_limit;
+        let memory = command.memory_limit;
+        let sandboxed = limits.sandbox;
+        let fsize = limits.max_output_bytes;
+        let nproc = limits.max_processes;
+        // The CPU limit is renewed per job by the worker (soft limit); the hard limit bounds
+        // a worker's whole life.
+        let cpu_hard = limits
+            .cpu_secs
+            .saturating_mul(u64::from(MAX_JOBS_PER_WORKER) + 10);
         // SAFETY: only async-signal-safe calls (setrlimit) between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
-                if limit > 0 {
+                let set = |resource, value: u64| {
                     let rl = libc::rlimit {
-                        rlim_cur: limit as libc::rlim_t,
-                        rlim_max: limit as libc::rlim_t,
+                        rlim_cur: value as libc::rlim_t,
+                        rlim_max: value as libc::rlim_t,
                     };
-                    if libc::setrlimit(libc::RLIMIT_AS, &rl) != 0 {
+                    if libc::setrlimit(resource, &rl) != 0 {
                         return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                };
+                if memory > 0 {
+                    set(libc::RLIMIT_AS, memory)?;
+                }
+                if sandboxed {
+                    // No core dumps: a worker's memory holds citizens' letters.
+                    set(libc::RLIMIT_CORE, 0)?;
+                    if fsize > 0 {
+                        set(libc::RLIMIT_FSIZE, fsize)?;
+                    }
+                    if nproc > 0 {
+                        set(libc::RLIMIT_NPROC, nproc)?;
+                    }
+                    if cpu_hard > 0 {
+                        set(libc::RLIMIT_CPU, cpu_hard)?;
                     }
                 }
                 Ok(())
@@ -345,26 +547,10 @@ impl Worker {
         else {
             return Err(ExtractError::Io("worker pipes missing".into()));
         };
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let tail = stderr.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(err).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                let mut t = lock(&tail);
-                t.push_str(&line);
-                t.push('\n');
-                if t.len() > 4000 {
-                    let cut = t.len() - 2000;
-                    let cut = (cut..t.len())
-                        .find(|i| t.is_char_boundary(*i))
-                        .unwrap_or(t.len());
-                    t.drain(..cut);
-                }
-            }
-        });
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        tokio::spawn(drain_stderr(err, stderr.clone()));
         let pid = child.id();
-        tracing::debug!(pid, "extraction worker started");
-        Ok(Self {
+        let mut worker = Self {
             child,
             stdin,
             stdout: BufReader::new(stdout),
@@ -372,11 +558,109 @@ impl Worker {
             jobs: 0,
             stderr,
             alive: true,
+            sandbox: Status::off(),
+            input_dir,
+            work_dir,
             _tmp: tmp,
-        })
+        };
+        worker.sandbox = worker.greeting().await?;
+        tracing::debug!(pid, "extraction worker started");
+        Ok(worker)
     }
 
-    async fn call(&mut self, request: &Request, timeout: Duration) -> Result<(), ExtractError> {
+    /// Reads the worker's first line: `ready` and its sandbox status as JSON.
+    async fn greeting(&mut self) -> Result<Status, ExtractError> {
+        let line = tokio::time::timeout(STARTUP_TIMEOUT, self.answer()).await;
+        let failed = |why: String| ExtractError::Io(format!("the worker did not start: {why}"));
+        let line = match line {
+            Err(_) => {
+                self.kill();
+                return Err(failed("no greeting in time".into()));
+            }
+            Ok(Err(e)) => {
+                self.kill();
+                return Err(failed(e.to_string()));
+            }
+            Ok(Ok(l)) => l,
+        };
+        let Some(json) = line.trim().strip_prefix("ready") else {
+            self.kill();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            return Err(failed(format!("{:?}; {}", line.trim(), self.stderr_tail())));
+        };
+        let json = json.trim();
+        if json.is_empty() {
+            return Ok(Status::off());
+        }
+        serde_json::from_str(json).map_err(|e| failed(format!("unreadable greeting: {e}")))
+    }
+
+    /// One line from the worker's answer channel, at most [`MAX_ANSWER_LINE`] bytes (an empty
+    /// string when it closed).
+    async fn answer(&mut self) -> std::io::Result<String> {
+        let mut buf = Vec::new();
+        (&mut self.stdout)
+            .take(MAX_ANSWER_LINE)
+            .read_until(b'\n', &mut buf)
+            .await?;
+        Ok(String::from_utf8_lossy(&buf).into_owned())
+    }
+
+    /// The last 400 characters the worker wrote to standard error.
+    fn stderr_tail(&self) -> String {
+        let t = lock(&self.stderr);
+        let text = String::from_utf8_lossy(&t[t.len().saturating_sub(1600)..]).into_owned();
+        let chars: Vec<char> = text.chars().collect();
+        chars[chars.len().saturating_sub(400)..]
+            .iter()
+            .collect::<String>()
+            .trim()
+            .to_string()
+    }
+
+    /// Runs one job in this worker: hands over its input, calls, reads the results back and
+    /// removes the job's directories.
+    async fn run_job(
+        &mut self,
+        request: &Request,
+        timeout: Duration,
+        limits: &Limits,
+    ) -> Result<Output, ExtractError> {
+        let io = |e: std::io::Error| ExtractError::Io(e.to_string());
+        let n = self.jobs + 1;
+        let input = self.input_dir.join(n.to_string());
+        let work = self.work_dir.join(n.to_string());
+        std::fs::create_dir_all(&input).map_err(io)?;
+        std::fs::create_dir_all(&work).map_err(io)?;
+        let mut sent = request.clone();
+        let result = async {
+            sent.file = copy_into(&request.file, &input)?;
+            sent.pages = match &request.pages {
+                Some(p) => Some(copy_into(p, &input)?),
+                None => None,
+            };
+            sent.out = work.join("result.json");
+            self.call(&sent, timeout, limits).await?;
+            let json = read_capped(&sent.out, limits.max_json_bytes, "JSON")?;
+            let file = match &request.result_file {
+                Some(name) => read_capped(&work.join(name), limits.max_output_bytes, name)?,
+                None => None,
+            };
+            Ok(Output { json, file })
+        }
+        .await;
+        let _ = std::fs::remove_dir_all(&input);
+        let _ = std::fs::remove_dir_all(&work);
+        result
+    }
+
+    async fn call(
+        &mut self,
+        request: &Request,
+        timeout: Duration,
+        limits: &Limits,
+    ) -> Result<(), ExtractError> {
+        use std::os::unix::process::ExitStatusExt;
         let mut line =
             serde_json::to_string(request).map_err(|e| ExtractError::Io(e.to_string()))?;
         line.push('\n');
@@ -385,35 +669,44 @@ impl Worker {
         let exchange = async {
             self.stdin.write_all(line.as_bytes()).await?;
             self.stdin.flush().await?;
-            let mut answer = String::new();
-            let n = self.stdout.read_line(&mut answer).await?;
-            Ok::<_, std::io::Error>((n, answer))
+            self.answer().await
         };
         match tokio::time::timeout(timeout, exchange).await {
             Err(_) => {
                 self.kill();
                 Err(ExtractError::Timeout(timeout.as_secs()))
             }
-            Ok(Ok((n, answer))) if n > 0 && answer.trim() == "done" => Ok(()),
+            Ok(Ok(answer)) if answer.trim() == "done" => Ok(()),
             Ok(other) => {
-                // The worker died (crash, memory limit) or said something unexpected.
-                let status =
+                // The worker died (crash, a resource limit) or said something unexpected.
+                let exited =
                     match tokio::time::timeout(Duration::from_secs(2), self.child.wait()).await {
-                        Ok(Ok(s)) => s.to_string(),
-                        _ => match other {
-                            Ok((_, answer)) => format!("unexpected answer {:?}", answer.trim()),
+                        Ok(Ok(s)) => Ok(s),
+                        _ => Err(match other {
+                            Ok(answer) => format!("unexpected answer {:?}", truncate(&answer)),
                             Err(e) => e.to_string(),
-                        },
+                        }),
                     };
                 self.kill();
+                match exited.as_ref().ok().and_then(|s| s.signal()) {
+                    Some(libc::SIGXCPU) => return Err(ExtractError::CpuLimit(request.cpu_secs)),
+                    Some(libc::SIGXFSZ) => {
+                        return Err(ExtractError::FileSizeLimit(
+                            limits.max_output_bytes.div_ceil(1024 * 1024),
+                        ));
+                    }
+                    _ => {}
+                }
+                let status = match exited {
+                    Ok(s) => s.to_string(),
+                    Err(why) => why,
+                };
                 // Give the stderr reader a moment to collect the last words.
                 tokio::time::sleep(Duration::from_millis(20)).await;
-                let tail: String = {
-                    let t = lock(&self.stderr);
-                    let chars: Vec<char> = t.chars().collect();
-                    chars[chars.len().saturating_sub(400)..].iter().collect()
-                };
-                Err(ExtractError::Crashed(format!("{status}; {}", tail.trim())))
+                Err(ExtractError::Crashed(format!(
+                    "{status}; {}",
+                    self.stderr_tail()
+                )))
             }
         }
     }
@@ -458,11 +751,37 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The worker side: reads one [`Request`] per line from standard input, runs it with `run_job`
+/// The first 200 characters of an unexpected answer.
+fn truncate(s: &str) -> String {
+    s.trim().chars().take(200).collect()
+}
+
+/// Reads a worker's standard error until it closes, keeping the last [`STDERR_KEEP`] bytes:
+/// a worker that writes without end costs the daemon a fixed amount of memory.
+async fn drain_stderr(mut err: tokio::process::ChildStderr, tail: Arc<Mutex<Vec<u8>>>) {
+    let mut chunk = vec![0u8; 16 * 1024];
+    loop {
+        match err.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                let mut t = lock(&tail);
+                t.extend_from_slice(&chunk[..n]);
+                if t.len() > 2 * STDERR_KEEP {
+                    let cut = t.len() - STDERR_KEEP;
+                    t.drain(..cut);
+                }
+            }
+        }
+    }
+}
+
+/// The worker side: greets with `ready` and its sandbox `status` (JSON), then reads one
+/// [`Request`] per line from standard input, renews its CPU limit, runs it with `run_job`
 /// and answers `done` on the protocol channel when its result is written. Standard output is
 /// redirected to standard error first, so that nothing a library prints can be mistaken for an
 /// answer. Returns when standard input closes.
 pub fn serve(
+    status: &Status,
     run_job: impl Fn(Job, MediaType, &Path, &Path, Option<&Path>) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
     use std::io::{BufRead, Write};
@@ -476,6 +795,9 @@ pub fn serve(
         }
         std::fs::File::from_raw_fd(fd)
     };
+    let greeting = serde_json::to_string(status).map_err(std::io::Error::other)?;
+    answers.write_all(format!("ready {greeting}\n").as_bytes())?;
+    answers.flush()?;
     let stdin = std::io::stdin();
     for line in stdin.lock().lines() {
         let line = line?;
@@ -487,6 +809,9 @@ pub fn serve(
             .ok_or_else(|| std::io::Error::other(format!("unknown job {}", req.job)))?;
         let media = MediaType::from_mime(&req.media)
             .ok_or_else(|| std::io::Error::other(format!("unknown media type {}", req.media)))?;
+        if status.enabled {
+            sandbox::limit_cpu_for_next_job(req.cpu_secs);
+        }
         run_job(job, media, &req.file, &req.out, req.pages.as_deref())?;
         trim_heap();
         answers.write_all(b"done\n")?;
@@ -537,7 +862,7 @@ mod tests {
         std::fs::write(
             &script,
             format!(
-                "#!/bin/sh\nwhile read -r line; do\n  echo $$ >> {pids}\n  case \"$line\" in\n    *crash*) echo dying >&2; exit 3 ;;\n    *hang*) sleep 30 ;;\n  esac\n  echo done\ndone\n",
+                "#!/bin/sh\necho ready\nwhile read -r line; do\n  echo $$ >> {pids}\n  case \"$line\" in\n    *crash*) echo dying >&2; exit 3 ;;\n    *hang*) sleep 30 ;;\n  esac\n  echo done\ndone\n",
                 pids = pids.display()
             ),
         )
@@ -548,18 +873,25 @@ mod tests {
                 exe: script,
                 options: "{}".into(),
                 memory_limit: 0,
+                limits: Limits::default(),
             },
             size,
         )
     }
 
+    /// A job whose input file (created in the system's temporary directory) is named
+    /// `name`: the stand-in worker reacts to the name.
     fn request(name: &str) -> Request {
+        let file = std::env::temp_dir().join(format!("poststelle-pool-test-{name}"));
+        std::fs::write(&file, b"x").expect("input");
         Request {
             job: "extract".into(),
             media: "image/png".into(),
-            file: PathBuf::from(name),
+            file,
             out: PathBuf::from("/nonexistent/result.json"),
             pages: None,
+            cpu_secs: 0,
+            result_file: None,
         }
     }
 
@@ -635,6 +967,48 @@ mod tests {
         assert!(
             living.is_empty(),
             "the timed-out worker's process group was killed: {living:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn stderr_is_drained_into_a_bounded_buffer() {
+        let mut child = tokio::process::Command::new("sh")
+            .args([
+                "-c",
+                "head -c 20000000 /dev/zero | tr '\\0' x >&2; echo end >&2",
+            ])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("sh");
+        let err = child.stderr.take().expect("stderr");
+        let tail = Arc::new(Mutex::new(Vec::new()));
+        drain_stderr(err, tail.clone()).await;
+        child.wait().await.expect("wait");
+        let t = lock(&tail);
+        assert!(
+            t.len() >= STDERR_KEEP && t.len() <= 2 * STDERR_KEEP,
+            "{}",
+            t.len()
+        );
+        assert!(t.ends_with(b"xend\n"), "the last words are kept");
+    }
+
+    #[test]
+    fn results_are_read_up_to_their_limit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("result.pdf");
+        std::fs::write(&f, vec![0u8; 2048]).expect("write");
+        assert_eq!(
+            read_capped(&f, 2048, "result.pdf").expect("at the limit"),
+            Some(vec![0u8; 2048])
+        );
+        assert!(matches!(
+            read_capped(&f, 2047, "result.pdf"),
+            Err(ExtractError::OutputTooLarge { .. })
+        ));
+        assert_eq!(
+            read_capped(&dir.path().join("none"), 1, "x").expect("missing"),
+            None
         );
     }
 

@@ -25,6 +25,11 @@ pub struct RawExtract {
     max_attempts: u32,
     retry_base_secs: u64,
     retry_max_secs: u64,
+    sandbox: bool,
+    sandbox_read_paths: Vec<PathBuf>,
+    cpu_limit_secs: u64,
+    max_output_mb: u64,
+    max_processes: u64,
 }
 
 impl Default for RawExtract {
@@ -48,6 +53,12 @@ impl Default for RawExtract {
             max_attempts: 5,
             retry_base_secs: 2,
             retry_max_secs: 300,
+            sandbox: true,
+            sandbox_read_paths: Vec::new(),
+            // 0: the same as timeout_secs (one OCR thread cannot use more CPU than wall time).
+            cpu_limit_secs: 0,
+            max_output_mb: 512,
+            max_processes: 512,
         }
     }
 }
@@ -87,6 +98,38 @@ pub struct ExtractSettings {
     pub retry_base: Duration,
     /// Longest delay between two attempts of a stage.
     pub retry_max: Duration,
+    /// Whether workers lock themselves in (environment, namespaces, Landlock, seccomp and the
+    /// limits below; see [`crate::extract::sandbox`]). Off only for diagnosis.
+    pub sandbox: bool,
+    /// Further paths a sandboxed worker may read (and execute from), e.g. a tessdata directory
+    /// or fonts outside `/usr`.
+    pub sandbox_read_paths: Vec<PathBuf>,
+    /// CPU time a worker may use for one job (`RLIMIT_CPU`, renewed per job; a searchable PDF
+    /// gets as many times more as its time limit).
+    pub cpu_limit: Duration,
+    /// Largest file a worker may write (`RLIMIT_FSIZE`) and largest result (PDF, page image)
+    /// the daemon reads back, in bytes.
+    pub max_output_bytes: u64,
+    /// Processes and threads the worker's user may have when the worker starts one
+    /// (`RLIMIT_NPROC`, counted per user; not enforced for root).
+    pub max_processes: u64,
+}
+
+impl Default for ExtractSettings {
+    fn default() -> Self {
+        validate(
+            RawExtract::default(),
+            &mut Problems::new(std::path::Path::new(""), ""),
+        )
+    }
+}
+
+impl ExtractSettings {
+    /// Largest JSON result the daemon reads back from a worker: 64 MiB, or less when
+    /// [`ExtractSettings::max_output_bytes`] is smaller.
+    pub fn max_result_json_bytes(&self) -> u64 {
+        self.max_output_bytes.min(64 * 1024 * 1024)
+    }
 }
 
 /// Validates `[extract]`.
@@ -121,5 +164,14 @@ pub fn validate(raw: RawExtract, problems: &mut Problems) -> ExtractSettings {
         max_attempts: raw.max_attempts.max(1),
         retry_base: Duration::from_secs(raw.retry_base_secs),
         retry_max: Duration::from_secs(raw.retry_max_secs.max(1)),
+        sandbox: raw.sandbox,
+        sandbox_read_paths: raw.sandbox_read_paths,
+        cpu_limit: Duration::from_secs(if raw.cpu_limit_secs == 0 {
+            raw.timeout_secs.max(1)
+        } else {
+            raw.cpu_limit_secs
+        }),
+        max_output_bytes: raw.max_output_mb.max(1) * 1024 * 1024,
+        max_processes: raw.max_processes,
     }
 }

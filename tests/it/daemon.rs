@@ -48,6 +48,13 @@ fn health_without_a_token_says_only_that_the_daemon_is_up() {
         .expect("json");
     assert_eq!(with_token["status"], "ok");
     assert_eq!(with_token["documents"]["delivered"], 1, "{with_token}");
+    // How far the extraction workers are locked in (README "Security: the extraction sandbox").
+    let sandbox = &with_token["sandbox"];
+    assert_ne!(sandbox["level"], "off", "{with_token}");
+    assert_eq!(sandbox["status"]["seccomp"], true, "{with_token}");
+    if poststelle::extract::sandbox::landlock_abi() > 0 {
+        assert_eq!(sandbox["status"]["landlock"], "full", "{with_token}");
+    }
     let wrong = reqwest::blocking::Client::new()
         .get(install.url("/health"))
         .bearer_auth("wrong")

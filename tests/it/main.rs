@@ -36,6 +36,7 @@ mod route_cli;
 mod router_regression;
 mod rules;
 mod sample;
+mod sandbox;
 mod searchable_einvoice;
 mod sender_memory;
 mod shadow;

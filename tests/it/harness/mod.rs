@@ -371,6 +371,7 @@ pub fn extractor() -> poststelle::extract::Extractor {
         max_attempts: 1,
         retry_base: Duration::from_secs(1),
         retry_max: Duration::from_secs(1),
+        ..Default::default()
     };
     poststelle::extract::Extractor::new(exe(), &settings)
 }
