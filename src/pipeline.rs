@@ -449,7 +449,7 @@ impl Pipeline {
     async fn quarantine(&self, doc: &DocumentRow, e: &ExtractError) -> anyhow::Result<()> {
         let reason = e.reason_de();
         tracing::warn!(document = %doc.id, file = doc.original_name, error = %e, "quarantined");
-        let bytes = self.blobs.get(&doc.sha256)?;
+        let original = self.blobs.path(&doc.sha256);
         let name = format!(
             "{}-{}",
             doc.id,
@@ -457,8 +457,14 @@ impl Pipeline {
         );
         let dir = self.settings.hot_folder.quarantine.clone();
         let r = reason.clone();
+        // Copied from the blob store (which keeps the original), not read into memory.
         let path = tokio::task::spawn_blocking(move || {
-            crate::intake::write_quarantine(&dir, &name, &r, None, Some(&bytes))
+            crate::intake::write_quarantine(
+                &dir,
+                &name,
+                &r,
+                crate::intake::QuarantineSource::Copy(&original),
+            )
         })
         .await??;
         self.store

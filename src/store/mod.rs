@@ -7,6 +7,7 @@
 pub mod blobs;
 mod delivery;
 pub mod imap;
+pub mod lock;
 pub mod metadata;
 pub mod outgoing;
 pub mod samples;
@@ -142,6 +143,9 @@ pub enum Inserted {
     New(DocumentId),
     /// The same bytes were received before as this document.
     Duplicate(DocumentId),
+    /// The same bytes were received before as this document, which was quarantined: it is
+    /// read again (`quarantined -> received`, event `quarantine_retried`).
+    Retried(DocumentId),
 }
 
 /// An audit event.
@@ -220,12 +224,28 @@ impl Store {
     /// Records a received document, or recognises its bytes as a duplicate. One transaction.
     pub async fn insert_received(&self, doc: &NewDocument, actor: &str) -> Result<Inserted> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        if let Some(row) = sqlx::query("SELECT id FROM documents WHERE sha256 = ?")
+        if let Some(row) = sqlx::query("SELECT id, state FROM documents WHERE sha256 = ?")
             .bind(&doc.sha256)
             .fetch_optional(&mut *tx)
             .await?
         {
             let id: String = row.try_get("id")?;
+            if parse_state(&row.try_get::<String, _>("state")?)? == DocState::Quarantined {
+                // Handed in again: read it anew instead of calling it a duplicate.
+                requeue_quarantined(
+                    &mut tx,
+                    &id,
+                    actor,
+                    serde_json::json!({
+                        "trigger": "same_bytes_again", "original_name": doc.original_name,
+                        "source": doc.source,
+                        "note": "Dieselbe Datei wurde erneut eingereicht; sie wird neu gelesen.",
+                    }),
+                )
+                .await?;
+                tx.commit().await?;
+                return Ok(Inserted::Retried(DocumentId::from_store(id)));
+            }
             insert_event(
                 &mut tx,
                 Some(&id),
@@ -709,23 +729,7 @@ impl Store {
                 message: "only quarantined documents can be tried again".into(),
             });
         }
-        sqlx::query(
-            "UPDATE documents SET state = ?, reason = NULL, failed_stage = NULL, attempts = 0, \
-             next_attempt_at = NULL, updated_at = ? WHERE id = ?",
-        )
-        .bind(DocState::Received.as_str())
-        .bind(now_str())
-        .bind(id.as_str())
-        .execute(&mut *tx)
-        .await?;
-        insert_event(
-            &mut tx,
-            Some(id.as_str()),
-            actor,
-            "quarantine_retried",
-            &serde_json::json!({}),
-        )
-        .await?;
+        requeue_quarantined(&mut tx, id.as_str(), actor, serde_json::json!({})).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -1064,6 +1068,25 @@ async fn assign_in(
     Ok(())
 }
 
+/// `quarantined -> received` with its event `quarantine_retried`: attempts start again.
+async fn requeue_quarantined(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    id: &str,
+    actor: &str,
+    detail: serde_json::Value,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE documents SET state = ?, reason = NULL, failed_stage = NULL, attempts = 0, \
+         next_attempt_at = NULL, updated_at = ? WHERE id = ?",
+    )
+    .bind(DocState::Received.as_str())
+    .bind(now_str())
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    insert_event(tx, Some(id), actor, "quarantine_retried", &detail).await
+}
+
 /// The named columns of one document inside a transaction (`NotFound` when there is none).
 async fn doc_columns(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
@@ -1197,7 +1220,7 @@ mod tests {
                 doc.arrived_at = arrived;
                 match s.insert_received(&doc, "t").await.expect("insert") {
                     Inserted::New(id) => id,
-                    Inserted::Duplicate(_) => panic!("new"),
+                    Inserted::Duplicate(_) | Inserted::Retried(_) => panic!("new"),
                 }
             }
         };
