@@ -1,7 +1,8 @@
 //! The JSON API under `/api`. Every route needs an [`Identity`] (a bearer token or a session);
 //! without one it answers 401. Roles are enforced here: a department (`fachbereich`) sees only
 //! documents in its own mailboxes (any other answers 404, as if it did not exist), the review
-//! queue, uploads and the quarantine list are the Poststelle's (403 for others), re-drives,
+//! queue, uploads, the quarantine list and reading a quarantined document again are the
+//! Poststelle's (403 for others), re-drives,
 //! the model comparison and other people's tokens are the admins'. The Stichprobe (`/samples`)
 //! is the Poststelle's. The `actor` of every audit event is the identity's
 //! name, never a name from the request body.
@@ -23,6 +24,7 @@ pub fn routes() -> Router<ApiState> {
         .route("/documents/{id}", get(show))
         .route("/documents/{id}/assign", post(assign))
         .route("/documents/{id}/redrive", post(redrive))
+        .route("/documents/{id}/retry", post(retry_quarantined))
         .route("/review", get(review))
         .route("/samples", get(samples))
         .route("/samples/precision", get(precision))
@@ -95,7 +97,7 @@ async fn upload(
     let limits = s.pipeline.settings.upload.clone();
     let deadline = tokio::time::Instant::now() + limits.timeout;
     let work = async {
-        let _slot = super::streaming::slot(&s, deadline).await?;
+        let _slot = super::streaming::slot(&s, limits.timeout).await?;
         receive_upload(&s, &who, q, req, limits.max_bytes).await
     };
     let outcome = tokio::time::timeout_at(deadline, work)
@@ -295,6 +297,22 @@ async fn redrive(
     let state = s.pipeline.store.redrive(&id, who.actor()).await?;
     s.pipeline.wake.notify_one();
     Ok(Json(serde_json::json!({"id": id, "state": state})))
+}
+
+/// Reads a quarantined document again from its stored original (`quarantined -> received`);
+/// the Poststelle's (and admins'). 409 for a document that is not quarantined.
+async fn retry_quarantined(
+    who: Identity,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    need_poststelle(&who)?;
+    let id = parse_id(&id)?;
+    s.pipeline.store.retry_quarantined(&id, who.actor()).await?;
+    s.pipeline.wake.notify_one();
+    Ok(Json(
+        serde_json::json!({"id": id, "state": DocState::Received}),
+    ))
 }
 
 async fn quarantine(

@@ -41,13 +41,15 @@ impl From<StreamError> for ApiError {
     }
 }
 
-/// A slot for one upload: waits for one while the daemon receives `max_concurrent` others, at
-/// most until `deadline`; 503 when none became free.
+/// A slot for one upload: waits for one while the daemon receives `max_concurrent` others,
+/// at most half of the upload's time limit `timeout` (the other half is left for the
+/// transfer); 503 when none became free. A slot held by an upload that stalls is freed at the
+/// latest when that upload's own time limit ends it.
 pub async fn slot(
     s: &ApiState,
-    deadline: tokio::time::Instant,
+    timeout: Duration,
 ) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
-    match tokio::time::timeout_at(deadline, s.uploads.clone().acquire_owned()).await {
+    match tokio::time::timeout(timeout / 2, s.uploads.clone().acquire_owned()).await {
         Ok(Ok(permit)) => Ok(permit),
         Ok(Err(_)) | Err(_) => Err(ApiError::Unavailable(
             "Es werden gerade zu viele Dateien gleichzeitig hochgeladen. Bitte gleich erneut versuchen."

@@ -25,6 +25,7 @@ pub struct RawExtract {
     max_attempts: u32,
     retry_base_secs: u64,
     retry_max_secs: u64,
+    worker_fault_attempts: u32,
 }
 
 impl Default for RawExtract {
@@ -48,6 +49,7 @@ impl Default for RawExtract {
             max_attempts: 5,
             retry_base_secs: 2,
             retry_max_secs: 300,
+            worker_fault_attempts: 3,
         }
     }
 }
@@ -87,6 +89,10 @@ pub struct ExtractSettings {
     pub retry_base: Duration,
     /// Longest delay between two attempts of a stage.
     pub retry_max: Duration,
+    /// Attempts at reading one document when the sandboxed worker runs out of time or dies
+    /// (which may be the machine's load as well as the file) before the document is
+    /// quarantined; the attempts wait for the stage's backoff. At least 1.
+    pub worker_fault_attempts: u32,
 }
 
 /// Validates `[extract]`.
@@ -121,5 +127,6 @@ pub fn validate(raw: RawExtract, problems: &mut Problems) -> ExtractSettings {
         max_attempts: raw.max_attempts.max(1),
         retry_base: Duration::from_secs(raw.retry_base_secs),
         retry_max: Duration::from_secs(raw.retry_max_secs.max(1)),
+        worker_fault_attempts: raw.worker_fault_attempts.max(1),
     }
 }

@@ -70,7 +70,7 @@ async fn submit(Signed(who): Signed, State(s): State<ApiState>, mp: Multipart) -
     let limits = s.pipeline.settings.upload.clone();
     let deadline = tokio::time::Instant::now() + limits.timeout;
     let work = async {
-        let _slot = crate::api::streaming::slot(&s, deadline).await?;
+        let _slot = crate::api::streaming::slot(&s, limits.timeout).await?;
         Ok::<_, crate::api::ApiError>(receive_files(&who, &s, mp, limits.max_bytes).await)
     };
     let answer = match tokio::time::timeout_at(deadline, work).await {
