@@ -85,6 +85,8 @@ pub struct Application {
     pub observers: Vec<Arc<dyn crate::domain::MailObserver>>,
     settings: Arc<Settings>,
     listener: Option<tokio::net::TcpListener>,
+    /// One daemon per database: held from build to the end of run.
+    lock: Option<crate::store::lock::DataLock>,
 }
 
 impl Application {
@@ -92,10 +94,18 @@ impl Application {
     /// sandboxed workers of `extract::pool`).
     pub async fn build(settings: Settings, exe: PathBuf) -> anyhow::Result<Application> {
         let settings = Arc::new(settings);
+        // Before anything is opened: a second daemon on the same data stops here.
+        let lock = crate::store::lock::DataLock::acquire(&settings.store.url)?;
         let store = Store::open(&settings.store.url)
             .await
             .context("opening the store")?;
         let blobs = BlobStore::open(&settings.store.blobs).context("opening blob storage")?;
+        // Uploads and hot-folder files a crash broke off; no one else writes them (the lock).
+        match blobs.remove_stale_incoming() {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(files = n, "removed unfinished incoming blobs"),
+            Err(e) => tracing::warn!(error = %e, "cannot clean up unfinished incoming blobs"),
+        }
         let router = build_router(&settings)?;
         if let Some(m) = router.classifier().model() {
             let path = crate::train::Registry::new(&settings.classify.models).path(&m.meta.version);
@@ -156,6 +166,7 @@ impl Application {
             observers,
             settings,
             listener,
+            lock,
         })
     }
 
@@ -168,6 +179,7 @@ impl Application {
     /// logged, stops every other task and makes this return an error, so the process exits
     /// non-zero and its supervisor (systemd) restarts it, instead of running on without it.
     pub async fn run(self, cancel: CancellationToken) -> anyhow::Result<()> {
+        let _lock = self.lock;
         if self.settings.api.token.is_empty() {
             tracing::warn!(
                 "no API token configured (POSTSTELLE__API__TOKEN or api.token_file): the API refuses every /api request"
@@ -239,6 +251,9 @@ impl Application {
                 training: Default::default(),
                 page_images: Arc::new(tokio::sync::Semaphore::new(
                     std::thread::available_parallelism().map_or(2, |n| n.get()),
+                )),
+                uploads: Arc::new(tokio::sync::Semaphore::new(
+                    self.settings.upload.max_concurrent,
                 )),
             });
             let c = cancel.clone();

@@ -441,15 +441,59 @@ impl Pipeline {
                     .await?;
                 self.classify(&self.store.get(&doc.id).await?).await
             }
+            Err(e @ (ExtractError::Timeout(_) | ExtractError::Crashed(_))) => {
+                self.worker_fault(doc, &e).await
+            }
             Err(e) if e.is_input_fault() => self.quarantine(doc, &e).await,
             Err(e) => Err(anyhow::anyhow!(e)),
         }
     }
 
+    /// The sandboxed worker ran out of time or died on this document. That may be the file
+    /// (a bomb, a parser bug) or the machine (load, the system's OOM killer), so the document
+    /// is read again after the stage's backoff, `[extract] worker_fault_attempts` times in
+    /// all, before it is quarantined with the reason.
+    async fn worker_fault(&self, doc: &DocumentRow, e: &ExtractError) -> anyhow::Result<()> {
+        let attempts = doc.attempts + 1;
+        let allowed = i64::from(self.settings.extract.worker_fault_attempts);
+        if attempts >= allowed {
+            return self.quarantine_after(doc, e, attempts).await;
+        }
+        let delay = self
+            .stage_retry
+            .backoff
+            .delay(attempts as u32, doc.id.as_str());
+        let at = chrono::Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+        tracing::warn!(document = %doc.id, attempts, retry_in = ?delay, error = %e, "the reader ran out of time or died; will read again");
+        self.store
+            .stage_failed(
+                &doc.id,
+                DocState::Received,
+                attempts,
+                at,
+                &format!("{e} (Versuch {attempts} von {allowed})"),
+            )
+            .await?;
+        Ok(())
+    }
+
     async fn quarantine(&self, doc: &DocumentRow, e: &ExtractError) -> anyhow::Result<()> {
-        let reason = e.reason_de();
+        self.quarantine_after(doc, e, 1).await
+    }
+
+    /// Quarantines a document the reader gave up on after `attempts` attempts.
+    async fn quarantine_after(
+        &self,
+        doc: &DocumentRow,
+        e: &ExtractError,
+        attempts: i64,
+    ) -> anyhow::Result<()> {
+        let reason = match attempts {
+            1 => e.reason_de(),
+            n => format!("{} ({n} Versuche)", e.reason_de()),
+        };
         tracing::warn!(document = %doc.id, file = doc.original_name, error = %e, "quarantined");
-        let bytes = self.blobs.get(&doc.sha256)?;
+        let original = self.blobs.path(&doc.sha256);
         let name = format!(
             "{}-{}",
             doc.id,
@@ -457,8 +501,14 @@ impl Pipeline {
         );
         let dir = self.settings.hot_folder.quarantine.clone();
         let r = reason.clone();
+        // Copied from the blob store (which keeps the original), not read into memory.
         let path = tokio::task::spawn_blocking(move || {
-            crate::intake::write_quarantine(&dir, &name, &r, None, Some(&bytes))
+            crate::intake::write_quarantine(
+                &dir,
+                &name,
+                &r,
+                crate::intake::QuarantineSource::Copy(&original),
+            )
         })
         .await??;
         self.store
@@ -638,7 +688,7 @@ impl Pipeline {
                 pause_point(points::AFTER_DELIVER).await;
                 if self
                     .store
-                    .mark_delivered(id, target.name(), &receipt.reference, &mailbox)
+                    .mark_delivered(id, target.name(), &receipt.reference, &mailbox, doc.version)
                     .await?
                 {
                     tracing::info!(document = %id, mailbox = %mailbox, reference = receipt.reference, "delivered");
@@ -649,7 +699,11 @@ impl Pipeline {
                     self.wake.notify_one();
                 }
             }
-            Err(_) if self.reassigned_meanwhile(id, &mailbox).await? => {
+            Err(_)
+                if self
+                    .decided_anew_meanwhile(id, &mailbox, doc.version)
+                    .await? =>
+            {
                 // The failed attempt was for a mailbox the document no longer has: not counted.
                 tracing::info!(document = %id, mailbox = %mailbox, "delivery failed, but re-assigned meanwhile");
             }
@@ -681,14 +735,18 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Whether the document left `mailbox` (re-assigned or sent back) since its delivery began.
-    async fn reassigned_meanwhile(
+    /// Whether the document's decision changed (re-assigned, sent back) since its delivery to
+    /// `mailbox` with decision `version` began.
+    async fn decided_anew_meanwhile(
         &self,
         id: &DocumentId,
         mailbox: &crate::domain::MailboxId,
+        version: i64,
     ) -> anyhow::Result<bool> {
         let now = self.store.get(id).await?;
-        Ok(now.state != DocState::Queued || now.mailbox.as_ref() != Some(mailbox))
+        Ok(now.state != DocState::Queued
+            || now.mailbox.as_ref() != Some(mailbox)
+            || now.version != version)
     }
 
     fn note_failure(&self, target: &str, retry_after: Option<Duration>, error: &str) {

@@ -1,7 +1,8 @@
 //! The JSON API under `/api`. Every route needs an [`Identity`] (a bearer token or a session);
 //! without one it answers 401. Roles are enforced here: a department (`fachbereich`) sees only
 //! documents in its own mailboxes (any other answers 404, as if it did not exist), the review
-//! queue, uploads and the quarantine list are the Poststelle's (403 for others), re-drives,
+//! queue, uploads, the quarantine list and reading a quarantined document again are the
+//! Poststelle's (403 for others), re-drives,
 //! the model comparison and other people's tokens are the admins'. The Stichprobe (`/samples`)
 //! is the Poststelle's. The `actor` of every audit event is the identity's
 //! name, never a name from the request body.
@@ -23,6 +24,7 @@ pub fn routes() -> Router<ApiState> {
         .route("/documents/{id}", get(show))
         .route("/documents/{id}/assign", post(assign))
         .route("/documents/{id}/redrive", post(redrive))
+        .route("/documents/{id}/retry", post(retry_quarantined))
         .route("/review", get(review))
         .route("/samples", get(samples))
         .route("/samples/precision", get(precision))
@@ -78,6 +80,13 @@ struct UploadQuery {
     name: Option<String>,
 }
 
+/// Room for the multipart framing around the file in a request's declared length.
+const MULTIPART_OVERHEAD: u64 = 64 * 1024;
+
+/// An upload, as multipart field `file` or as the raw body (`?name=`). The file streams into
+/// the data directory with the size limit enforced on the way (413), within an upload slot
+/// (503 when none becomes free) and the time limit (408); it is committed (or quarantined)
+/// before this answers.
 async fn upload(
     who: Identity,
     State(s): State<ApiState>,
@@ -85,14 +94,59 @@ async fn upload(
     req: Request,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     need_poststelle(&who)?;
-    let max = s.pipeline.settings.upload_max_bytes;
+    let limits = s.pipeline.settings.upload.clone();
+    let deadline = tokio::time::Instant::now() + limits.timeout;
+    let work = async {
+        let _slot = super::streaming::slot(&s, limits.timeout).await?;
+        receive_upload(&s, &who, q, req, limits.max_bytes).await
+    };
+    let outcome = tokio::time::timeout_at(deadline, work)
+        .await
+        .map_err(|_| super::streaming::timed_out(limits.timeout))??;
+    match outcome {
+        Outcome::New(id) => Ok((
+            StatusCode::CREATED,
+            Json(serde_json::json!({"id": id, "duplicate": false, "state": DocState::Received})),
+        )),
+        Outcome::Duplicate(id) => {
+            let doc = s.pipeline.store.get(&id).await?;
+            Ok((
+                StatusCode::OK,
+                Json(serde_json::json!({"id": id, "duplicate": true, "state": doc.state})),
+            ))
+        }
+        Outcome::Retried(id) => Ok((
+            StatusCode::OK,
+            Json(serde_json::json!({
+                "id": id, "duplicate": true, "retried": true, "state": DocState::Received,
+            })),
+        )),
+        Outcome::Quarantined(reason) => Err(ApiError::Unprocessable(reason)),
+    }
+}
+
+/// Streams the upload's file into the blob store and commits it.
+async fn receive_upload(
+    s: &ApiState,
+    who: &Identity,
+    q: UploadQuery,
+    req: Request,
+    max: u64,
+) -> Result<Outcome, ApiError> {
+    use super::streaming::{check_declared_length, read_past, receive};
+    let blobs = &s.intake.blobs;
     let is_multipart = req
         .headers()
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("multipart/form-data"));
-    let (name, bytes) = if is_multipart {
-        let mut mp = Multipart::from_request(req, &s)
+    let overhead = if is_multipart { MULTIPART_OVERHEAD } else { 0 };
+    if let Err(e) = check_declared_length(req.headers(), max, overhead) {
+        read_past(&mut req.into_body().into_data_stream()).await;
+        return Err(e.into());
+    }
+    let (name, incoming) = if is_multipart {
+        let mut mp = Multipart::from_request(req, s)
             .await
             .map_err(|e| ApiError::BadRequest(format!("Ungültiger Upload: {e}")))?;
         let mut found = None;
@@ -107,44 +161,21 @@ async fn upload(
                     .map(str::to_string)
                     .or(q.name.clone())
                     .unwrap_or_else(|| "upload".into());
-                let data = field
-                    .bytes()
-                    .await
-                    .map_err(|e| ApiError::BadRequest(format!("Upload abgebrochen: {e}")))?;
-                found = Some((name, data.to_vec()));
+                found = Some((name, receive(blobs, field, max).await?));
                 break;
             }
         }
         found.ok_or_else(|| ApiError::BadRequest("Feld „file“ fehlt im Upload.".into()))?
     } else {
-        let body = axum::body::to_bytes(req.into_body(), max as usize + 1)
-            .await
-            .map_err(|e| ApiError::BadRequest(format!("Upload abgebrochen oder zu groß: {e}")))?;
-        (
-            q.name.clone().unwrap_or_else(|| "upload".into()),
-            body.to_vec(),
-        )
+        let name = q.name.clone().unwrap_or_else(|| "upload".into());
+        let incoming = receive(blobs, req.into_body().into_data_stream(), max).await?;
+        (name, incoming)
     };
     let name = crate::intake::safe_name(&name);
-    match s
-        .intake
-        .upload(who.actor(), &name, &bytes, max)
+    s.intake
+        .upload(who.actor(), &name, incoming, max)
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-    {
-        Outcome::New(id) => Ok((
-            StatusCode::CREATED,
-            Json(serde_json::json!({"id": id, "duplicate": false, "state": DocState::Received})),
-        )),
-        Outcome::Duplicate(id) => {
-            let doc = s.pipeline.store.get(&id).await?;
-            Ok((
-                StatusCode::OK,
-                Json(serde_json::json!({"id": id, "duplicate": true, "state": doc.state})),
-            ))
-        }
-        Outcome::Quarantined(reason) => Err(ApiError::Unprocessable(reason)),
-    }
+        .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 #[derive(Debug, Deserialize)]
@@ -266,6 +297,22 @@ async fn redrive(
     let state = s.pipeline.store.redrive(&id, who.actor()).await?;
     s.pipeline.wake.notify_one();
     Ok(Json(serde_json::json!({"id": id, "state": state})))
+}
+
+/// Reads a quarantined document again from its stored original (`quarantined -> received`);
+/// the Poststelle's (and admins'). 409 for a document that is not quarantined.
+async fn retry_quarantined(
+    who: Identity,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    need_poststelle(&who)?;
+    let id = parse_id(&id)?;
+    s.pipeline.store.retry_quarantined(&id, who.actor()).await?;
+    s.pipeline.wake.notify_one();
+    Ok(Json(
+        serde_json::json!({"id": id, "state": DocState::Received}),
+    ))
 }
 
 async fn quarantine(

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod json;
 pub mod metrics;
 pub mod settings;
+pub mod streaming;
 pub mod web;
 
 use crate::intake::Intake;
@@ -37,6 +38,8 @@ pub struct ApiState {
     pub training: web::admin::Training,
     /// Page images drawn at once at most (each is a sandboxed worker process).
     pub page_images: Arc<tokio::sync::Semaphore>,
+    /// Uploads received at once at most (`[intake.upload] max_concurrent`).
+    pub uploads: Arc<tokio::sync::Semaphore>,
 }
 
 /// API errors mapped to status codes.
@@ -60,22 +63,41 @@ pub enum ApiError {
     /// 422: input refused (quarantined).
     #[error("{0}")]
     Unprocessable(String),
+    /// 413: an upload over the size limit.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// 408: an upload that took longer than its time limit.
+    #[error("{0}")]
+    Timeout(String),
+    /// 503: no upload slot became free in time.
+    #[error("{0}")]
+    Unavailable(String),
     /// 500.
     #[error("Interner Fehler: {0}")]
     Internal(String),
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = match self {
+impl ApiError {
+    /// The status code it answers with.
+    pub fn status(&self) -> StatusCode {
+        match self {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
         let text = if status == StatusCode::INTERNAL_SERVER_ERROR {
             // The detail goes to the log, never to the caller.
             tracing::error!(error = %self, "API internal error");
@@ -118,7 +140,7 @@ impl From<crate::auth::authenticator::AuthError> for ApiError {
 
 /// Builds the router: `/health`, `/metrics`, `/api/...`, the web desk and its static assets.
 pub fn router(state: ApiState) -> Router {
-    let max = state.pipeline.settings.upload_max_bytes as usize;
+    let max = state.pipeline.settings.upload.max_bytes as usize;
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics::metrics))

@@ -1,6 +1,6 @@
-//! Operating commands: `check-config`, `documents`, `model`, `digest`.
+//! Operating commands: `check-config`, `documents`, `quarantine`, `model`, `digest`.
 
-use super::ModelCommand;
+use super::{ModelCommand, QuarantineCommand};
 use crate::config::Settings;
 use crate::domain::DocState;
 use crate::train::Registry;
@@ -41,6 +41,54 @@ pub async fn documents_list(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `quarantine list|retry`.
+pub async fn quarantine(
+    settings: &Settings,
+    command: QuarantineCommand,
+) -> anyhow::Result<ExitCode> {
+    let store = crate::store::Store::open(&settings.store.url).await?;
+    match command {
+        QuarantineCommand::List { json, limit } => {
+            for e in store.quarantine_entries(limit).await? {
+                if json {
+                    println!("{}", serde_json::to_string(&e)?);
+                } else {
+                    println!(
+                        "{}  {}  {:<36}  {}  ({})",
+                        e.id,
+                        e.at,
+                        e.document_id.as_deref().unwrap_or("-"),
+                        e.original_name,
+                        e.reason
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        QuarantineCommand::Retry { id } => {
+            let doc = crate::domain::DocumentId::parse(&id)
+                .with_context(|| format!("„{id}“ ist keine Dokument-ID"))?;
+            match store.retry_quarantined(&doc, &super::users::actor()).await {
+                Ok(()) => {
+                    println!("Dokument {doc} wird erneut gelesen.");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(crate::store::StoreError::Conflict { state, .. }) => {
+                    eprintln!(
+                        "Dokument {doc} ist im Zustand „{state}“, nicht in Quarantäne; nichts geändert."
+                    );
+                    Ok(ExitCode::FAILURE)
+                }
+                Err(crate::store::StoreError::NotFound(_)) => {
+                    eprintln!("Dokument {doc} gibt es nicht.");
+                    Ok(ExitCode::FAILURE)
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+    }
 }
 
 /// `model list|activate|rollback`.

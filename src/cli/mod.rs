@@ -132,6 +132,11 @@ pub enum Command {
         #[command(subcommand)]
         command: DocumentsCommand,
     },
+    /// Quarantined inputs: list them, or read a quarantined document again.
+    Quarantine {
+        #[command(subcommand)]
+        command: QuarantineCommand,
+    },
     /// Accounts of the web desk and the API, and their API tokens.
     Users {
         #[command(subcommand)]
@@ -206,6 +211,26 @@ pub enum DocumentsCommand {
         /// At most this many.
         #[arg(long, default_value_t = 100)]
         limit: i64,
+    },
+}
+
+/// `quarantine` subcommands.
+#[derive(Subcommand)]
+pub enum QuarantineCommand {
+    /// List the quarantine entries with their reasons, newest first.
+    List {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+    /// Read a quarantined document again from its stored original (`quarantined ->
+    /// received`); the running daemon takes it up within a second.
+    Retry {
+        /// The document's id (as `quarantine list` or `documents list` show it).
+        id: String,
     },
 }
 
@@ -305,6 +330,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: DocumentsCommand::List { json, state, limit },
         } => admin::documents_list(&load(&cli.config)?, json, state.as_deref(), limit).await,
         Command::Model { command } => admin::model(&load(&cli.config)?, command).await,
+        Command::Quarantine { command } => admin::quarantine(&load(&cli.config)?, command).await,
         Command::Users { command } => users::run(&load(&cli.config)?, command).await,
         Command::Purge { dry_run, json } => {
             retention::purge(&load(&cli.config)?, dry_run, json).await

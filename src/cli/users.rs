@@ -104,7 +104,7 @@ fn without_echo<T>(f: impl FnOnce() -> std::io::Result<T>) -> std::io::Result<T>
     out
 }
 
-fn actor() -> String {
+pub(crate) fn actor() -> String {
     std::env::var("USER")
         .map(|u| format!("cli:{u}"))
         .unwrap_or_else(|_| "cli".into())

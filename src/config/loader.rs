@@ -167,6 +167,13 @@ pub fn deserialize<T: DeserializeOwned>(
             }
             let msg = e.inner().message().trim().to_string();
             let hint = unknown_field_hint(&msg);
+            // A message about a secret's value could quote it: say only what is wrong.
+            let msg = if !msg.starts_with("unknown field") && path.iter().any(|k| is_secret_key(k))
+            {
+                "not a usable value (a secret: its value is not shown)".to_string()
+            } else {
+                msg
+            };
             // "a.b: unknown field `c`" names the table; other messages name the key itself.
             let named = if msg.starts_with("unknown field") {
                 &path[..path.len().saturating_sub(1)]

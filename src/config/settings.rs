@@ -39,8 +39,8 @@ pub struct Settings {
     pub store: StoreSettings,
     /// Scanner hot folder.
     pub hot_folder: HotFolderSettings,
-    /// Largest upload accepted over the API, in bytes.
-    pub upload_max_bytes: u64,
+    /// Uploads over the API and the web desk (size limit, slots, time limit).
+    pub upload: intake::UploadSettings,
     /// IMAP e-mail intake.
     pub imap: ImapSettings,
     /// Extraction limits and OCR settings.
@@ -266,7 +266,7 @@ fn validate(path: &Path, table: toml::Table, problems: &mut Problems) -> Option<
         address_markers: town.address_markers,
         store: store::validate(raw.store, problems),
         hot_folder: intake.hot_folder,
-        upload_max_bytes: intake.upload_max_bytes,
+        upload: intake.upload,
         imap: intake.imap,
         extract: extract::validate(raw.extract, problems),
         classify: classify::validate(raw.classify, problems),

@@ -30,6 +30,7 @@ pub struct RawExtract {
     cpu_limit_secs: u64,
     max_output_mb: u64,
     max_processes: u64,
+    worker_fault_attempts: u32,
 }
 
 impl Default for RawExtract {
@@ -59,6 +60,7 @@ impl Default for RawExtract {
             cpu_limit_secs: 0,
             max_output_mb: 512,
             max_processes: 512,
+            worker_fault_attempts: 3,
         }
     }
 }
@@ -113,6 +115,10 @@ pub struct ExtractSettings {
     /// Processes and threads the worker's user may have when the worker starts one
     /// (`RLIMIT_NPROC`, counted per user; not enforced for root).
     pub max_processes: u64,
+    /// Attempts at reading one document when the sandboxed worker runs out of time or dies
+    /// (which may be the machine's load as well as the file) before the document is
+    /// quarantined; the attempts wait for the stage's backoff. At least 1.
+    pub worker_fault_attempts: u32,
 }
 
 impl Default for ExtractSettings {
@@ -173,5 +179,6 @@ pub fn validate(raw: RawExtract, problems: &mut Problems) -> ExtractSettings {
         }),
         max_output_bytes: raw.max_output_mb.max(1) * 1024 * 1024,
         max_processes: raw.max_processes,
+        worker_fault_attempts: raw.worker_fault_attempts.max(1),
     }
 }

@@ -5,7 +5,7 @@
 //! the bytes (SHA-256) and only moves it.
 
 use super::settings::HotFolderSettings;
-use super::{Intake, Outcome, move_file, unique_path};
+use super::{Intake, Outcome, QuarantineSource, move_file, unique_path};
 use crate::faults::{pause_point, points};
 use notify::Watcher;
 use std::collections::HashMap;
@@ -154,17 +154,28 @@ impl HotFolder {
         left
     }
 
+    /// Takes one settled file. Its size is looked at first: a file over the limit goes to
+    /// the quarantine (reason file first, then the file moved) without a byte of it read. Any
+    /// other file is copied into the blob store through a small buffer and hashed on the way,
+    /// so the daemon's memory does not grow with the file.
     async fn take(&self, path: &Path, name: &str, arrived: chrono::DateTime<chrono::Utc>) {
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
+        let size = match std::fs::metadata(path) {
+            Ok(m) => m.len(),
             Err(e) => {
-                tracing::warn!(file = %path.display(), error = %e, "cannot read file yet; will retry");
+                tracing::warn!(file = %path.display(), error = %e, "cannot look at file yet; will retry");
                 return;
             }
         };
         let outcome = match self
             .intake
-            .ingest_arrived(SOURCE, name, &bytes, self.settings.max_file_bytes, arrived)
+            .ingest_file(
+                SOURCE,
+                name,
+                path,
+                size,
+                self.settings.max_file_bytes,
+                arrived,
+            )
             .await
         {
             Ok(o) => o,
@@ -184,11 +195,15 @@ impl HotFolder {
                 tracing::info!(file = name, document = %id, "same bytes received before; not filed again");
                 self.move_processed(path, name);
             }
+            Outcome::Retried(id) => {
+                tracing::info!(file = name, document = %id, "same bytes as a quarantined document; it is read again");
+                self.move_processed(path, name);
+            }
             Outcome::Quarantined(reason) => {
                 tracing::warn!(file = name, %reason, "quarantined");
                 if let Err(e) = self
                     .intake
-                    .quarantine(SOURCE, name, &reason, "", Some(path), None)
+                    .quarantine(SOURCE, name, &reason, "", QuarantineSource::Move(path))
                     .await
                 {
                     tracing::error!(file = name, error = %e, "could not quarantine; file stays in inbox");

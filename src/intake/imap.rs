@@ -15,7 +15,7 @@
 //! - Plain connections are refused by config validation unless the host is a loopback address.
 
 use super::settings::{ImapAccount, ImapSettings, ImapTls};
-use super::{Intake, IntakeError, Outcome, safe_name};
+use super::{Intake, IntakeError, Outcome, QuarantineSource, safe_name};
 use crate::domain::{DocumentId, InboundMail, MailObserver};
 use crate::faults::pause_point;
 use crate::retry::{self, Backoff, Next, Reasons, RetryPolicy};
@@ -368,7 +368,7 @@ impl ImapIntake {
                             .await?;
                         doc
                     }
-                    Outcome::Duplicate(doc) => {
+                    Outcome::Duplicate(doc) | Outcome::Retried(doc) => {
                         store
                             .imap_committed(
                                 key,
@@ -501,8 +501,10 @@ impl ImapIntake {
                 &name,
                 reason,
                 &detail,
-                None,
-                bytes,
+                match bytes {
+                    Some(b) => QuarantineSource::Bytes(b),
+                    None => QuarantineSource::Nothing,
+                },
             )
             .await?;
         self.intake.store.imap_quarantined(key, reason).await?;

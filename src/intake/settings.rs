@@ -47,11 +47,17 @@ impl Default for RawHotFolder {
 #[serde(deny_unknown_fields, default)]
 struct RawUpload {
     max_file_mb: u64,
+    max_concurrent: usize,
+    timeout_secs: u64,
 }
 
 impl Default for RawUpload {
     fn default() -> Self {
-        Self { max_file_mb: 100 }
+        Self {
+            max_file_mb: 100,
+            max_concurrent: 4,
+            timeout_secs: 300,
+        }
     }
 }
 
@@ -139,10 +145,21 @@ fn default_retry_max() -> u64 {
 pub struct IntakeSettings {
     /// Scanner hot folder.
     pub hot_folder: HotFolderSettings,
-    /// Largest upload accepted over the API, in bytes.
-    pub upload_max_bytes: u64,
+    /// Uploads over the API and the web desk.
+    pub upload: UploadSettings,
     /// IMAP e-mail intake.
     pub imap: ImapSettings,
+}
+
+/// Upload settings (`[intake.upload]`).
+#[derive(Debug, Clone)]
+pub struct UploadSettings {
+    /// Largest upload accepted, in bytes; a larger one is refused (413) while it streams in.
+    pub max_bytes: u64,
+    /// Uploads received at once at most; further ones wait for a slot (within `timeout`).
+    pub max_concurrent: usize,
+    /// Time limit of one upload request, the wait for a slot included.
+    pub timeout: Duration,
 }
 
 /// Scanner hot-folder settings.
@@ -249,7 +266,11 @@ pub fn validate(raw: RawIntake, problems: &mut Problems) -> IntakeSettings {
             rescan: Duration::from_secs(h.rescan_secs.max(1)),
             max_file_bytes: h.max_file_mb * 1024 * 1024,
         },
-        upload_max_bytes: raw.upload.max_file_mb * 1024 * 1024,
+        upload: UploadSettings {
+            max_bytes: raw.upload.max_file_mb * 1024 * 1024,
+            max_concurrent: raw.upload.max_concurrent.max(1),
+            timeout: Duration::from_secs(raw.upload.timeout_secs.max(1)),
+        },
         imap: validate_imap(raw.imap, problems),
     }
 }

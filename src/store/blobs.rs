@@ -1,11 +1,20 @@
 //! Content-addressed blob storage: `<root>/<first two hex digits>/<sha256>`.
 //!
-//! A blob is written to a temporary file, fsynced, renamed into place and its directory fsynced,
-//! so a blob that exists is complete. Writing the same bytes twice is a no-op.
+//! A blob is written to a temporary file of its own (`<root>/.incoming/<uuid>.tmp`), hashed
+//! while it is written, fsynced, renamed into place and its directory fsynced, so a blob that
+//! exists is complete. Writing the same bytes twice is a no-op. Large inputs (a hot-folder file,
+//! an upload) are streamed through an [`Incoming`] blob: memory stays bounded whatever the size.
 
 use sha2::{Digest, Sha256};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+
+/// The directory below the blob root that holds blobs still being written.
+const INCOMING_DIR: &str = ".incoming";
+/// Bytes of the start of an incoming blob kept in memory (format detection).
+pub const HEAD_BYTES: usize = 64 * 1024;
+/// Size of the buffer a file is copied through.
+const COPY_BUFFER: usize = 64 * 1024;
 
 /// The blob store.
 #[derive(Debug, Clone)]
@@ -20,6 +29,20 @@ pub struct BlobStore {
 /// The SHA-256 of some bytes, as lowercase hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
+}
+
+/// Errors of [`BlobStore::copy_file`].
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    /// The source holds more than the limit (it may have grown since it was measured).
+    #[error("more than {limit} bytes")]
+    TooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// Reading or writing failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
 }
 
 impl BlobStore {
@@ -54,34 +77,191 @@ impl BlobStore {
 
     /// Where the blob with this hash lives.
     pub fn path(&self, sha256: &str) -> PathBuf {
-        let prefix = sha256.get(..2).unwrap_or("00");
-        self.root.join(prefix).join(sha256)
+        blob_path(&self.root, sha256)
     }
 
     /// Stores bytes durably and returns their hash.
     pub fn put(&self, bytes: &[u8]) -> std::io::Result<String> {
         let sha = sha256_hex(bytes);
-        let path = self.path(&sha);
-        if path.exists() {
+        if self.path(&sha).exists() {
             return Ok(sha);
         }
-        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
+        let mut incoming = self.incoming()?;
+        incoming.write(bytes)?;
+        incoming.commit()
+    }
+
+    /// Starts a blob that is written piece by piece (and hashed on the way); see [`Incoming`].
+    pub fn incoming(&self) -> std::io::Result<Incoming> {
+        let dir = self.root.join(INCOMING_DIR);
         std::fs::create_dir_all(&dir)?;
-        let tmp = dir.join(format!(".{sha}.{}.tmp", std::process::id()));
-        {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(bytes)?;
-            f.sync_all()?;
+        let tmp = dir.join(format!("{}.tmp", uuid::Uuid::now_v7()));
+        let file = std::fs::File::create_new(&tmp)?;
+        Ok(Incoming {
+            root: self.root.clone(),
+            tmp,
+            file: Some(file),
+            hasher: Sha256::new(),
+            len: 0,
+            head: Vec::new(),
+            saw_nul: false,
+        })
+    }
+
+    /// Copies the file at `from` into an [`Incoming`] blob through a small buffer, at most
+    /// `limit` bytes: a file that turns out larger (it grew after it was measured) is refused
+    /// without reading more than `limit + 1` bytes of it.
+    pub fn copy_file(&self, from: &Path, limit: u64) -> Result<Incoming, CopyError> {
+        let mut source = std::fs::File::open(from)?;
+        let mut incoming = self.incoming()?;
+        let mut buf = vec![0u8; COPY_BUFFER];
+        loop {
+            let n = source.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            if incoming.len() + n as u64 > limit {
+                return Err(CopyError::TooLarge { limit });
+            }
+            incoming.write(&buf[..n])?;
         }
-        std::fs::rename(&tmp, &path)?;
-        sync_dir(&dir)?;
-        Ok(sha)
+        Ok(incoming)
+    }
+
+    /// Removes blobs left half-written by a crash (`.incoming/`). Only the daemon, which holds
+    /// the data lock, calls this: a command running beside it could be writing one.
+    pub fn remove_stale_incoming(&self) -> std::io::Result<usize> {
+        let dir = self.root.join(INCOMING_DIR);
+        let mut removed = 0;
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        for entry in entries.flatten() {
+            if std::fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     /// Reads a blob back.
     pub fn get(&self, sha256: &str) -> std::io::Result<Vec<u8>> {
         std::fs::read(self.path(sha256))
     }
+}
+
+/// A blob being written: every piece is hashed and counted on its way to a temporary file; the
+/// first [`HEAD_BYTES`] are kept for format detection. [`Incoming::commit`] makes it a blob;
+/// dropped without a commit, the temporary file is removed.
+#[derive(Debug)]
+pub struct Incoming {
+    root: PathBuf,
+    tmp: PathBuf,
+    file: Option<std::fs::File>,
+    hasher: Sha256,
+    len: u64,
+    head: Vec<u8>,
+    saw_nul: bool,
+}
+
+impl Incoming {
+    /// Appends a piece.
+    pub fn write(&mut self, piece: &[u8]) -> std::io::Result<()> {
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("incoming blob already closed"))?;
+        file.write_all(piece)?;
+        self.hasher.update(piece);
+        self.len += piece.len() as u64;
+        if self.head.len() < HEAD_BYTES {
+            let take = (HEAD_BYTES - self.head.len()).min(piece.len());
+            self.head.extend_from_slice(&piece[..take]);
+        }
+        self.saw_nul |= piece.contains(&0);
+        Ok(())
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// True before the first byte.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The first [`HEAD_BYTES`] bytes (fewer for a smaller blob).
+    pub fn head(&self) -> &[u8] {
+        &self.head
+    }
+
+    /// Whether any byte so far was NUL (a text file has none).
+    pub fn saw_nul(&self) -> bool {
+        self.saw_nul
+    }
+
+    /// The SHA-256 of the bytes written so far, as lowercase hex.
+    pub fn sha256(&self) -> String {
+        hex::encode(self.hasher.clone().finalize())
+    }
+
+    /// Where the bytes are while the blob is written.
+    pub fn temp_path(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// Makes it a blob: fsync, rename into place (or drop it when the blob exists already),
+    /// fsync the directories. Returns the hash.
+    pub fn commit(mut self) -> std::io::Result<String> {
+        let sha = self.sha256();
+        let file = self
+            .file
+            .take()
+            .ok_or_else(|| std::io::Error::other("incoming blob already closed"))?;
+        let path = blob_path(&self.root, &sha);
+        if path.exists() {
+            drop(file);
+            std::fs::remove_file(&self.tmp)?;
+            return Ok(sha);
+        }
+        file.sync_all()?;
+        drop(file);
+        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
+        if !dir.exists() {
+            std::fs::create_dir_all(&dir)?;
+            sync_dir(&self.root)?;
+        }
+        std::fs::rename(&self.tmp, &path)?;
+        sync_dir(&dir)?;
+        Ok(sha)
+    }
+
+    /// Moves the bytes to `to` instead of the blob store (a refused upload goes to quarantine);
+    /// fsynced, the target's directory too.
+    pub fn persist_to(mut self, to: &Path) -> std::io::Result<()> {
+        if let Some(file) = self.file.take() {
+            file.sync_all()?;
+        }
+        crate::intake::move_file(&self.tmp, to)
+    }
+}
+
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        self.file.take();
+        // Gone already after a commit or a move; else a refused or broken-off blob.
+        let _ = std::fs::remove_file(&self.tmp);
+    }
+}
+
+/// Where the blob with this hash lives under `root`.
+fn blob_path(root: &Path, sha256: &str) -> PathBuf {
+    let prefix = sha256.get(..2).unwrap_or("00");
+    root.join(prefix).join(sha256)
 }
 
 /// fsyncs a directory so a rename inside it survives a crash.
@@ -103,5 +283,42 @@ mod tests {
         assert_eq!(a, sha256_hex(b"hallo"));
         assert_eq!(store.get(&a).expect("get"), b"hallo");
         assert!(store.path(&a).starts_with(dir.path().join(&a[..2])));
+    }
+
+    #[test]
+    fn a_streamed_blob_is_hashed_on_the_way_and_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = BlobStore::open(&dir.path().join("blobs")).expect("open");
+        let source = dir.path().join("scan.pdf");
+        let bytes: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&source, &bytes).expect("write");
+        let incoming = store.copy_file(&source, 1 << 20).expect("copy");
+        assert_eq!(incoming.len(), bytes.len() as u64);
+        assert_eq!(incoming.head(), &bytes[..HEAD_BYTES]);
+        assert!(incoming.saw_nul());
+        let sha = incoming.commit().expect("commit");
+        assert_eq!(sha, sha256_hex(&bytes));
+        assert_eq!(store.get(&sha).expect("get"), bytes);
+        // The same bytes again: no second file, the temporary one gone.
+        store
+            .copy_file(&source, 1 << 20)
+            .expect("copy")
+            .commit()
+            .expect("commit again");
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("blobs/.incoming"))
+            .expect("incoming dir")
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+        // Over the limit: refused, nothing left behind.
+        assert!(matches!(
+            store.copy_file(&source, 1000),
+            Err(CopyError::TooLarge { limit: 1000 })
+        ));
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("blobs/.incoming"))
+                .expect("incoming dir")
+                .count(),
+            0
+        );
     }
 }

@@ -7,6 +7,7 @@
 pub mod blobs;
 mod delivery;
 pub mod imap;
+pub mod lock;
 pub mod metadata;
 pub mod outgoing;
 pub mod pseudonym;
@@ -120,6 +121,9 @@ pub struct DocumentRow {
     pub updated_at: String,
     /// When its content was deleted (retention period or erasure request), if it was.
     pub purged_at: Option<String>,
+    /// The decision's version: counted up by every change of the decision (the machine's, an
+    /// assignment, a send-back). A delivery is recorded only for the version it was sent with.
+    pub version: i64,
 }
 
 /// What intake hands to the store.
@@ -147,6 +151,9 @@ pub enum Inserted {
     New(DocumentId),
     /// The same bytes were received before as this document.
     Duplicate(DocumentId),
+    /// The same bytes were received before as this document, which was quarantined: it is
+    /// read again (`quarantined -> received`, event `quarantine_retried`).
+    Retried(DocumentId),
 }
 
 /// An audit event.
@@ -194,7 +201,7 @@ pub struct Store {
 }
 
 const DOC_COLUMNS: &str = "id, sha256, source, original_name, media_type, size_bytes, state, mailbox, \
-     confidence, decided_by, decision, reason, attempts, next_attempt_at, delivery_ref, failed_stage, created_at, COALESCE(arrived_at, created_at) AS arrived_at, updated_at, purged_at";
+     confidence, decided_by, decision, reason, attempts, next_attempt_at, delivery_ref, failed_stage, created_at, COALESCE(arrived_at, created_at) AS arrived_at, updated_at, purged_at, version";
 
 impl Store {
     /// Opens the database at `url` (`sqlite://path`), creating it and applying migrations.
@@ -292,12 +299,28 @@ impl Store {
     /// Records a received document, or recognises its bytes as a duplicate. One transaction.
     pub async fn insert_received(&self, doc: &NewDocument, actor: &str) -> Result<Inserted> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        if let Some(row) = sqlx::query("SELECT id FROM documents WHERE sha256 = ?")
+        if let Some(row) = sqlx::query("SELECT id, state FROM documents WHERE sha256 = ?")
             .bind(&doc.sha256)
             .fetch_optional(&mut *tx)
             .await?
         {
             let id: String = row.try_get("id")?;
+            if parse_state(&row.try_get::<String, _>("state")?)? == DocState::Quarantined {
+                // Handed in again: read it anew instead of calling it a duplicate.
+                requeue_quarantined(
+                    &mut tx,
+                    &id,
+                    actor,
+                    serde_json::json!({
+                        "trigger": "same_bytes_again", "original_name": doc.original_name,
+                        "source": doc.source,
+                        "note": "Dieselbe Datei wurde erneut eingereicht; sie wird neu gelesen.",
+                    }),
+                )
+                .await?;
+                tx.commit().await?;
+                return Ok(Inserted::Retried(DocumentId::from_store(id)));
+            }
             insert_event(
                 &mut tx,
                 Some(&id),
@@ -517,7 +540,7 @@ impl Store {
         }
         sqlx::query(
             "UPDATE documents SET state = ?, mailbox = ?, confidence = ?, decided_by = ?, decision = ?, \
-             attempts = 0, next_attempt_at = NULL, reason = NULL, updated_at = ? WHERE id = ?",
+             attempts = 0, next_attempt_at = NULL, reason = NULL, version = version + 1, updated_at = ? WHERE id = ?",
         )
         .bind(next.as_str())
         .bind(decision.mailbox.as_ref().map(|m| m.as_str().to_string()))
@@ -615,7 +638,7 @@ impl Store {
         let now = now_str();
         sqlx::query(
             "UPDATE documents SET state = ?, decision = ?, attempts = 0, next_attempt_at = NULL, \
-             reason = NULL, failed_stage = NULL, updated_at = ? WHERE id = ?",
+             reason = NULL, failed_stage = NULL, version = version + 1, updated_at = ? WHERE id = ?",
         )
         .bind(DocState::Review.as_str())
         .bind(decision.map(|d| serde_json::to_string(&d)).transpose()?)
@@ -635,42 +658,66 @@ impl Store {
         Ok(())
     }
 
-    /// The target confirmed the document in `mailbox`: `queued -> delivered`. When a person
-    /// re-assigned the document while this delivery was in flight (its mailbox is another one
-    /// now, or it was sent back to review), the delivery is recorded but the state stays: the
-    /// document is delivered again to its new mailbox (the target's re-assignment rules), or
-    /// waits in review. Returns whether the document is delivered now.
+    /// The target confirmed the document in `mailbox`, sent with decision `version`: `queued
+    /// -> delivered`, but only when mailbox and version are still the document's
+    /// (compare-and-set). When the decision changed while this delivery was in flight (a
+    /// person re-assigned it, or it was sent back to review), the delivery is recorded
+    /// honestly (event `delivered_superseded`: the target has it in `mailbox` too, with a
+    /// German note) and the state stays: the document is delivered again with its new decision
+    /// (the target's re-assignment rules), or waits in review. Returns whether the document is
+    /// delivered now.
     pub async fn mark_delivered(
         &self,
         id: &DocumentId,
         target: &str,
         reference: &str,
         mailbox: &MailboxId,
+        version: i64,
     ) -> Result<bool> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row = doc_columns(&mut tx, id, "state, mailbox").await?;
+        let row = doc_columns(&mut tx, id, "state, mailbox, version").await?;
         let state = parse_state(&row.try_get::<String, _>("state")?)?;
         let current: Option<String> = row.try_get("mailbox")?;
-        let detail =
-            serde_json::json!({"target": target, "reference": reference, "mailbox": mailbox});
+        let current_version: i64 = row.try_get("version")?;
+        let unchanged = current.as_deref() == Some(mailbox.as_str()) && current_version == version;
         let delivered = match state {
-            DocState::Queued if current.as_deref() == Some(mailbox.as_str()) => {
-                sqlx::query(
+            DocState::Queued if unchanged => {
+                let updated = sqlx::query(
                     "UPDATE documents SET state = ?, delivery_ref = ?, next_attempt_at = NULL, \
-                     updated_at = ? WHERE id = ?",
+                     updated_at = ? WHERE id = ? AND state = ? AND mailbox = ? AND version = ?",
                 )
                 .bind(DocState::Delivered.as_str())
                 .bind(reference)
                 .bind(now_str())
                 .bind(id.as_str())
+                .bind(DocState::Queued.as_str())
+                .bind(mailbox.as_str())
+                .bind(version)
                 .execute(&mut *tx)
                 .await?;
+                if updated.rows_affected() != 1 {
+                    return Err(StoreError::Conflict {
+                        id: id.to_string(),
+                        state,
+                        message: "changed while being marked delivered".into(),
+                    });
+                }
+                let detail = serde_json::json!({
+                    "target": target, "reference": reference, "mailbox": mailbox,
+                    "version": version,
+                });
                 insert_event(&mut tx, Some(id.as_str()), "outbox", "delivered", &detail).await?;
                 true
             }
             DocState::Queued | DocState::Review => {
-                // Re-assigned or sent back while in flight: the target has it in `mailbox`,
-                // the document's decision is another one now.
+                // Decided anew while in flight: the target has it in `mailbox`, the document's
+                // decision is another one now.
+                let note = superseded_note(target, reference, mailbox, state, current.as_deref());
+                let detail = serde_json::json!({
+                    "target": target, "reference": reference, "mailbox": mailbox,
+                    "version": version, "now_mailbox": current, "now_version": current_version,
+                    "now_state": state, "note": note,
+                });
                 insert_event(
                     &mut tx,
                     Some(id.as_str()),
@@ -772,7 +819,7 @@ impl Store {
     /// received`, so that extraction runs anew on the stored original.
     pub async fn retry_quarantined(&self, id: &DocumentId, actor: &str) -> Result<()> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row = doc_columns(&mut tx, id, "state").await?;
+        let row = doc_columns(&mut tx, id, "state, purged_at").await?;
         let state = parse_state(&row.try_get::<String, _>("state")?)?;
         if state != DocState::Quarantined {
             return Err(StoreError::Conflict {
@@ -781,23 +828,16 @@ impl Store {
                 message: "only quarantined documents can be tried again".into(),
             });
         }
-        sqlx::query(
-            "UPDATE documents SET state = ?, reason = NULL, failed_stage = NULL, attempts = 0, \
-             next_attempt_at = NULL, updated_at = ? WHERE id = ?",
-        )
-        .bind(DocState::Received.as_str())
-        .bind(now_str())
-        .bind(id.as_str())
-        .execute(&mut *tx)
-        .await?;
-        insert_event(
-            &mut tx,
-            Some(id.as_str()),
-            actor,
-            "quarantine_retried",
-            &serde_json::json!({}),
-        )
-        .await?;
+        if row.try_get::<Option<String>, _>("purged_at")?.is_some() {
+            return Err(StoreError::Conflict {
+                id: id.to_string(),
+                state,
+                message: "Der Inhalt wurde gelöscht (Aufbewahrungsfrist oder Löschantrag); das \
+                          Schriftstück kann nicht erneut gelesen werden."
+                    .into(),
+            });
+        }
+        requeue_quarantined(&mut tx, id.as_str(), actor, serde_json::json!({})).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -1124,7 +1164,8 @@ async fn assign_in(
             .await?;
     sqlx::query(
             "UPDATE documents SET state = ?, mailbox = ?, confidence = 1.0, decided_by = ?, decision = ?, \
-             attempts = 0, next_attempt_at = NULL, reason = NULL, failed_stage = NULL, updated_at = ? WHERE id = ?",
+             attempts = 0, next_attempt_at = NULL, reason = NULL, failed_stage = NULL, version = version + 1, \
+             updated_at = ? WHERE id = ?",
         )
         .bind(DocState::Queued.as_str())
         .bind(mailbox.as_str())
@@ -1143,6 +1184,50 @@ async fn assign_in(
     )
     .await?;
     Ok(())
+}
+
+/// The German note of a `delivered_superseded` event: where the target has the document, and
+/// what happens next.
+fn superseded_note(
+    target: &str,
+    reference: &str,
+    filed_in: &MailboxId,
+    now: DocState,
+    now_mailbox: Option<&str>,
+) -> String {
+    let filed = format!(
+        "Das Zielsystem „{target}“ hat das Dokument in Postfach {filed_in} abgelegt (Referenz {reference})"
+    );
+    match (now, now_mailbox) {
+        (DocState::Review, _) => format!(
+            "{filed}, während es an die Poststelle zurückgegeben wurde. Es liegt dort weiterhin, bis eine Person neu entscheidet."
+        ),
+        (_, Some(m)) if m != filed_in.as_str() => format!(
+            "{filed}, während es Postfach {m} zugeordnet wurde. Es wird an Postfach {m} erneut zugestellt; ob es in Postfach {filed_in} bleibt, hängt vom Zielsystem ab (bitte dort prüfen)."
+        ),
+        _ => format!(
+            "{filed}, während die Entscheidung geändert wurde. Es wird mit der neuen Entscheidung erneut zugestellt."
+        ),
+    }
+}
+
+/// `quarantined -> received` with its event `quarantine_retried`: attempts start again.
+async fn requeue_quarantined(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    id: &str,
+    actor: &str,
+    detail: serde_json::Value,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE documents SET state = ?, reason = NULL, failed_stage = NULL, attempts = 0, \
+         next_attempt_at = NULL, updated_at = ? WHERE id = ?",
+    )
+    .bind(DocState::Received.as_str())
+    .bind(now_str())
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    insert_event(tx, Some(id), actor, "quarantine_retried", &detail).await
 }
 
 /// The named columns of one document inside a transaction (`NotFound` when there is none).
@@ -1256,6 +1341,7 @@ fn doc_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<DocumentRow> {
         arrived_at: r.try_get("arrived_at")?,
         updated_at: r.try_get("updated_at")?,
         purged_at: r.try_get("purged_at")?,
+        version: r.try_get("version")?,
     })
 }
 
@@ -1291,7 +1377,7 @@ mod tests {
                 doc.arrived_at = arrived;
                 match s.insert_received(&doc, "t").await.expect("insert") {
                     Inserted::New(id) => id,
-                    Inserted::Duplicate(_) => panic!("new"),
+                    Inserted::Duplicate(_) | Inserted::Retried(_) => panic!("new"),
                 }
             }
         };
@@ -1454,7 +1540,7 @@ mod tests {
         };
         // Not queued yet: delivery confirmation must be refused.
         assert!(matches!(
-            s.mark_delivered(&id, "fs", "x", &MailboxId::parse("63").expect("id"))
+            s.mark_delivered(&id, "fs", "x", &MailboxId::parse("63").expect("id"), 0)
                 .await,
             Err(StoreError::Conflict { .. })
         ));

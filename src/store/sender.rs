@@ -150,12 +150,14 @@ mod tests {
             .expect("open");
         // Delivered as the machine decided.
         let a = decided(&s, "a", "20", false).await;
-        s.mark_delivered(&a, "dms", "r", &id("20"))
+        let version = s.get(&a).await.expect("doc").version;
+        s.mark_delivered(&a, "dms", "r", &id("20"), version)
             .await
             .expect("delivered");
         // Delivered to 11, then corrected by a person to 20: counts for 20 only.
         let b = decided(&s, "b", "11", false).await;
-        s.mark_delivered(&b, "dms", "r", &id("11"))
+        let version = s.get(&b).await.expect("doc").version;
+        s.mark_delivered(&b, "dms", "r", &id("11"), version)
             .await
             .expect("delivered");
         s.assign(&b, &id("20"), "p.post", "correction")

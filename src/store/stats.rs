@@ -366,7 +366,7 @@ mod tests {
         };
         match s.insert_received(&new, "t").await.expect("insert") {
             Inserted::New(id) => id,
-            Inserted::Duplicate(_) => panic!("new"),
+            Inserted::Duplicate(_) | Inserted::Retried(_) => panic!("new"),
         }
     }
 

@@ -499,12 +499,14 @@ async fn document(
     };
     store.set_decision(&id, &decision).await.expect("decided");
     if !review {
+        let version = store.get(&id).await.expect("document").version;
         let delivered = store
             .mark_delivered(
                 &id,
                 "dms",
                 "ref",
                 &MailboxId::parse(mailbox).expect("mailbox"),
+                version,
             )
             .await
             .expect("delivered");

@@ -52,7 +52,7 @@ fn page(who: &crate::auth::Identity, s: &ApiState, results: Vec<UploadResult>) -
     render(&Page {
         chrome: Chrome::new(who, "Hochladen", "/hochladen"),
         results,
-        max_mb: s.pipeline.settings.upload_max_bytes.div_ceil(1024 * 1024),
+        max_mb: s.pipeline.settings.upload.max_bytes.div_ceil(1024 * 1024),
     })
 }
 
@@ -63,25 +63,67 @@ async fn form(Signed(who): Signed, State(s): State<ApiState>) -> Response {
     page(&who, &s, Vec::new())
 }
 
-async fn submit(Signed(who): Signed, State(s): State<ApiState>, mut mp: Multipart) -> Response {
+async fn submit(Signed(who): Signed, State(s): State<ApiState>, mp: Multipart) -> Response {
     if let Some(r) = unless_poststelle(&who) {
         return r;
     }
-    let max = s.pipeline.settings.upload_max_bytes;
+    let limits = s.pipeline.settings.upload.clone();
+    let deadline = tokio::time::Instant::now() + limits.timeout;
+    let work = async {
+        let _slot = crate::api::streaming::slot(&s, limits.timeout).await?;
+        Ok::<_, crate::api::ApiError>(receive_files(&who, &s, mp, limits.max_bytes).await)
+    };
+    let answer = match tokio::time::timeout_at(deadline, work).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => Err(Refused::Api(e)),
+        Err(_) => Err(Refused::Api(crate::api::streaming::timed_out(
+            limits.timeout,
+        ))),
+    };
+    match answer {
+        Ok(results) => page(&who, &s, results),
+        Err(Refused::Page(r)) => r,
+        Err(Refused::Api(e)) => {
+            let status = e.status();
+            error_page(Some(&who), status, e.to_string())
+        }
+    }
+}
+
+/// Why the form was not taken: a finished page, or an error to show in one.
+enum Refused {
+    Page(Response),
+    Api(crate::api::ApiError),
+}
+
+impl From<crate::api::ApiError> for Refused {
+    fn from(e: crate::api::ApiError) -> Self {
+        Refused::Api(e)
+    }
+}
+
+/// Reads the form's fields in order: the CSRF token, then the files, each streamed into the
+/// data directory and committed (or quarantined) before the next is read.
+async fn receive_files(
+    who: &crate::auth::Identity,
+    s: &ApiState,
+    mut mp: Multipart,
+    max: u64,
+) -> Result<Vec<UploadResult>, Refused> {
     let mut results = Vec::new();
     // A session must show its CSRF token first (the form's first field); a token identity
     // (scanner software) has none and needs none.
     let mut csrf_ok = who.csrf().is_none();
     loop {
-        let field = match mp.next_field().await {
+        let mut field = match mp.next_field().await {
             Ok(Some(f)) => f,
             Ok(None) => break,
             Err(e) => {
-                return error_page(
-                    Some(&who),
+                return Err(Refused::Page(error_page(
+                    Some(who),
                     StatusCode::BAD_REQUEST,
                     format!("Der Upload ist abgebrochen oder zu groß: {e}"),
-                );
+                )));
             }
         };
         if field.name() == Some("csrf") {
@@ -95,26 +137,20 @@ async fn submit(Signed(who): Signed, State(s): State<ApiState>, mut mp: Multipar
             continue;
         }
         if !csrf_ok {
-            // Refused: nothing is taken in, but the rest of the body (within the upload
-            // limit) is read past, so the sender gets the answer instead of a closed
-            // connection in the middle of its request.
+            // Refused: nothing is taken in, but the rest of the body is read past (and thrown
+            // away), so the sender gets the answer instead of a closed connection in the
+            // middle of its request.
+            crate::api::streaming::read_past(&mut field).await;
             continue;
         }
         let name = crate::intake::safe_name(field.file_name().unwrap_or("upload"));
-        let bytes = match field.bytes().await {
-            Ok(b) => b,
-            Err(e) => {
-                return error_page(
-                    Some(&who),
-                    StatusCode::BAD_REQUEST,
-                    format!("Der Upload ist abgebrochen oder zu groß: {e}"),
-                );
-            }
-        };
-        if bytes.is_empty() && name == "upload" {
+        let incoming = crate::api::streaming::receive(&s.intake.blobs, field, max)
+            .await
+            .map_err(crate::api::ApiError::from)?;
+        if incoming.is_empty() && name == "upload" {
             continue;
         }
-        let outcome = s.intake.upload(who.actor(), &name, &bytes, max).await;
+        let outcome = s.intake.upload(who.actor(), &name, incoming, max).await;
         let r = match outcome {
             Ok(Outcome::New(id)) => UploadResult {
                 name,
@@ -125,6 +161,12 @@ async fn submit(Signed(who): Signed, State(s): State<ApiState>, mut mp: Multipar
             Ok(Outcome::Duplicate(id)) => UploadResult {
                 name,
                 text: "war schon da (gleicher Inhalt); nicht noch einmal angenommen.".into(),
+                link: Some(format!("/eingang/{id}")),
+                problem: false,
+            },
+            Ok(Outcome::Retried(id)) => UploadResult {
+                name,
+                text: "war schon da und lag in der Quarantäne; wird erneut gelesen.".into(),
                 link: Some(format!("/eingang/{id}")),
                 problem: false,
             },
@@ -147,18 +189,18 @@ async fn submit(Signed(who): Signed, State(s): State<ApiState>, mut mp: Multipar
         results.push(r);
     }
     if !csrf_ok {
-        return error_page(
-            Some(&who),
+        return Err(Refused::Page(error_page(
+            Some(who),
             StatusCode::FORBIDDEN,
             "Das Sicherheitsmerkmal des Formulars fehlt oder ist abgelaufen. Bitte laden Sie die Seite neu.",
-        );
+        )));
     }
     if results.is_empty() {
-        return error_page(
-            Some(&who),
+        return Err(Refused::Page(error_page(
+            Some(who),
             StatusCode::BAD_REQUEST,
             "Bitte mindestens eine Datei auswählen.",
-        );
+        )));
     }
-    page(&who, &s, results)
+    Ok(results)
 }

@@ -371,6 +371,7 @@ pub fn extractor() -> poststelle::extract::Extractor {
         max_attempts: 1,
         retry_base: Duration::from_secs(1),
         retry_max: Duration::from_secs(1),
+        worker_fault_attempts: 1,
         ..Default::default()
     };
     poststelle::extract::Extractor::new(exe(), &settings)
@@ -965,4 +966,45 @@ pub fn bauantrag_pdf() -> Vec<u8> {
             "meinem Grundstück ein. Lageplan und Bauzeichnungen liegen bei.",
         ],
     ))
+}
+
+/// The peak resident memory of process `pid` so far (`VmHWM` in `/proc/<pid>/status`), in
+/// bytes.
+pub fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .expect("VmHWM")
+}
+
+/// A sparse file of `size` bytes at `path` that starts with `head` (the rest reads as zeros
+/// and takes no disk space).
+pub fn sparse_file(path: &Path, head: &[u8], size: u64) {
+    let mut f = std::fs::File::create(path).expect("create sparse file");
+    f.write_all(head).expect("head");
+    f.set_len(size).expect("set_len");
+}
+
+/// A hot-folder file of `size` bytes (sparse after `head`) dropped into the inbox as `name` the
+/// way a scanner does (written under a hidden name, then renamed).
+pub fn drop_sparse(install: &Install, name: &str, head: &[u8], size: u64) {
+    std::fs::create_dir_all(install.path("inbox")).expect("inbox");
+    let tmp = install.path(&format!("inbox/.{name}.part"));
+    sparse_file(&tmp, head, size);
+    std::fs::rename(&tmp, install.path(&format!("inbox/{name}"))).expect("rename");
+}
+
+/// A document's audit event kinds and details, through the API.
+pub fn events(port: u16, token: &str, id: &str) -> Vec<serde_json::Value> {
+    let v: serde_json::Value = reqwest::blocking::Client::new()
+        .get(format!("http://127.0.0.1:{port}/api/documents/{id}"))
+        .bearer_auth(token)
+        .send()
+        .expect("document")
+        .json()
+        .expect("json");
+    v["events"].as_array().cloned().unwrap_or_default()
 }

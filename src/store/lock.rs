@@ -1,0 +1,153 @@
+//! The data lock: one daemon per database. Two daemons on one SQLite database would each
+//! deliver the same queued document, so `poststelle serve` takes an exclusive `flock` on
+//! `<database>.lock` beside the database file and holds it for its lifetime (the kernel lets
+//! go of it when the process ends, SIGKILL included). A second daemon on the same data is
+//! refused with a message that names the first one's process id.
+//!
+//! Only the daemon takes the lock. The other commands (`documents list`, `users`, `model`,
+//! `train`, `digest`, `quarantine retry`, ...) run beside it: each of their changes is one
+//! transaction the daemon reads like its own, and none of them delivers.
+
+use std::io::{Read, Seek, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+/// Why the lock could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    /// Another process holds it.
+    #[error(
+        "Ein anderer poststelle-Dienst{} arbeitet bereits mit der Datenbank {}; ein zweiter wird nicht gestartet. \
+         / Another poststelle daemon{} already uses the database {}; refusing to start a second one (lock file {}).",
+        holder_de(.holder), .database.display(), holder_en(.holder), .database.display(), .lock_file.display()
+    )]
+    Held {
+        /// The database.
+        database: PathBuf,
+        /// The lock file.
+        lock_file: PathBuf,
+        /// The process id written by the holder, if readable.
+        holder: Option<u32>,
+    },
+    /// The lock file could not be opened or locked.
+    #[error("cannot take the data lock {}: {source}", .lock_file.display())]
+    Io {
+        /// The lock file.
+        lock_file: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+fn holder_de(pid: &Option<u32>) -> String {
+    pid.map(|p| format!(" (Prozess {p})")).unwrap_or_default()
+}
+
+fn holder_en(pid: &Option<u32>) -> String {
+    pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+}
+
+/// The held lock; released when dropped (or when the process ends).
+#[derive(Debug)]
+pub struct DataLock {
+    _file: std::fs::File,
+    path: PathBuf,
+}
+
+impl DataLock {
+    /// Takes the lock of the database at `url` (`sqlite://path`). An in-memory database has
+    /// nothing to share and needs none (`None`).
+    pub fn acquire(url: &str) -> Result<Option<DataLock>, LockError> {
+        let Some(database) = database_path(url) else {
+            return Ok(None);
+        };
+        let mut lock_file = database.clone().into_os_string();
+        lock_file.push(".lock");
+        let lock_file = PathBuf::from(lock_file);
+        let io = |source| LockError::Io {
+            lock_file: lock_file.clone(),
+            source,
+        };
+        if let Some(dir) = database.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_file)
+            .map_err(io)?;
+        // SAFETY: flock on a file descriptor this function owns; no memory is involved.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let err = std::io::Error::last_os_error();
+            if err.kind() == std::io::ErrorKind::WouldBlock {
+                let mut text = String::new();
+                let _ = file.read_to_string(&mut text);
+                return Err(LockError::Held {
+                    database,
+                    lock_file,
+                    holder: text.trim().parse().ok(),
+                });
+            }
+            return Err(io(err));
+        }
+        // Ours now: say who holds it, for the message a second daemon gives.
+        file.set_len(0).map_err(io)?;
+        file.rewind().map_err(io)?;
+        writeln!(file, "{}", std::process::id()).map_err(io)?;
+        Ok(Some(DataLock {
+            _file: file,
+            path: lock_file,
+        }))
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// The database file of a `sqlite:` URL; `None` for an in-memory database.
+fn database_path(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    let path = rest.split('?').next().unwrap_or(rest);
+    if path.is_empty() || path == ":memory:" || url.contains("mode=memory") {
+        return None;
+    }
+    Some(PathBuf::from(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_lock_on_the_same_database_is_refused_until_the_first_is_gone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}/poststelle.db", dir.path().display());
+        let first = DataLock::acquire(&url)
+            .expect("first")
+            .expect("a file lock");
+        let err = DataLock::acquire(&url).expect_err("second refused");
+        let msg = err.to_string();
+        assert!(msg.contains("bereits"), "{msg}");
+        assert!(msg.contains("already uses"), "{msg}");
+        assert!(
+            msg.contains(&format!("Prozess {}", std::process::id())),
+            "{msg}"
+        );
+        assert_eq!(first.path(), dir.path().join("poststelle.db.lock"));
+        drop(first);
+        assert!(DataLock::acquire(&url).expect("free again").is_some());
+        assert!(
+            DataLock::acquire("sqlite::memory:")
+                .expect("memory")
+                .is_none()
+        );
+    }
+}
