@@ -578,6 +578,27 @@ mod tests {
                 Predict::predict(&model, &DatasetBase::new(unseen, Array1::<usize>::zeros(1)));
             assert_eq!(p[0], 2, "{learner:?}");
         }
+        // A model learnt by linfa is saved and loaded like ours and routes the same.
+        let est = ModelEstimator {
+            classes: classes.clone(),
+            params: TrainParams {
+                settings: ModelSettings {
+                    learner: Learner::LinfaBayes,
+                    ..ModelSettings::default()
+                },
+                ..TrainParams::default()
+            },
+        };
+        let model = est.fit(&ds).expect("fit");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("linfa.model");
+        model.save(&path).expect("save");
+        let back = Model::load(&path).expect("load");
+        assert_eq!(back.meta.settings.learner, Learner::LinfaBayes);
+        let z = from_text("Die Biotonne wurde nicht geleert", &[]);
+        assert_eq!(model.predict(&z), back.predict(&z));
+        let p = back.predict(&z);
+        assert!(p[1] > p[0] && p[1] > p[2], "{p:?}");
         // Targets outside the mailboxes are refused, not guessed.
         let est = ModelEstimator {
             classes: classes[..2].to_vec(),

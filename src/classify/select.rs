@@ -347,16 +347,7 @@ pub fn select(
         });
         held_out.push(scores);
     }
-    let best = trials
-        .iter()
-        .enumerate()
-        .min_by(|(ia, a), (ib, b)| {
-            b.top1
-                .total_cmp(&a.top1)
-                .then(a.log_loss.total_cmp(&b.log_loss))
-                .then(ia.cmp(ib))
-        })
-        .map(|(i, _)| i);
+    let best = winner(&trials);
     let (chosen, calibration) = match best {
         Some(i) => (
             trials[i].settings,
@@ -378,6 +369,21 @@ pub fn select(
         seconds: started.elapsed().as_secs_f64(),
         folds,
     }
+}
+
+/// The index of the winning trial: the best inner top-1, ties to the lower log-loss, then to
+/// the earlier candidate (ours come before linfa's).
+fn winner(trials: &[Trial]) -> Option<usize> {
+    trials
+        .iter()
+        .enumerate()
+        .min_by(|(ia, a), (ib, b)| {
+            b.top1
+                .total_cmp(&a.top1)
+                .then(a.log_loss.total_cmp(&b.log_loss))
+                .then(ia.cmp(ib))
+        })
+        .map(|(i, _)| i)
 }
 
 /// Top-1 and mean negative log-likelihood at the best temperature of held-out scores.
@@ -555,6 +561,49 @@ mod tests {
         let fixed = select(&ex, 3, 3, Search::Fixed(sel.chosen), &params);
         assert_eq!(fixed.trials.len(), 1);
         assert_eq!(fixed.chosen, sel.chosen);
+    }
+
+    #[test]
+    fn a_linfa_candidate_that_measures_better_wins_and_a_fixed_one_is_kept() {
+        let trial = |learner, top1, log_loss| Trial {
+            settings: ModelSettings {
+                learner,
+                ..ModelSettings::default()
+            },
+            top1,
+            log_loss,
+            seconds: 0.0,
+        };
+        // Better top-1 wins whoever made it; equal top-1 goes to the lower log-loss; a full
+        // tie to the earlier candidate (ours).
+        let t = [
+            trial(Learner::Own, 0.90, 0.30),
+            trial(Learner::LinfaLogistic, 0.91, 0.50),
+        ];
+        assert_eq!(winner(&t), Some(1));
+        let t = [
+            trial(Learner::Own, 0.90, 0.30),
+            trial(Learner::LinfaBayes, 0.90, 0.20),
+        ];
+        assert_eq!(winner(&t), Some(1));
+        let t = [
+            trial(Learner::Own, 0.90, 0.30),
+            trial(Learner::LinfaSvm, 0.90, 0.30),
+        ];
+        assert_eq!(winner(&t), Some(0));
+        // A fixed linfa learner is what selection returns, calibrated on its own scores.
+        let ex = examples();
+        let fixed = ModelSettings {
+            learner: Learner::LinfaLogistic,
+            nb_weight: 0.0,
+            ..ModelSettings::default()
+        };
+        let sel = select(&ex, 3, 3, Search::Fixed(fixed), &TrainParams::default());
+        assert_eq!(sel.chosen, fixed);
+        assert_eq!(sel.trials.len(), 1);
+        assert!(sel.trials[0].top1 > 0.9, "{}", sel.why());
+        assert_eq!(sel.calibration.platt.len(), 3);
+        assert!(sel.why().contains("linfa logistische Regression"));
     }
 
     #[test]
