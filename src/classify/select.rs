@@ -318,6 +318,11 @@ pub fn select(
         let mut scores: Vec<Vec<f32>> = vec![Vec::new(); examples.len()];
         let mut failed = None;
         for f in 0..folds {
+            if !fixed && started.elapsed() > budget.saturating_mul(2) {
+                // Far over budget: this candidate is dropped (one fit itself cannot be stopped).
+                complete = false;
+                break;
+            }
             let train: Vec<usize> = (0..examples.len())
                 .filter(|&i| assignment[i] != f)
                 .collect();
@@ -337,6 +342,9 @@ pub fn select(
         if let Some(e) = failed {
             tracing::warn!(learner = ?s.learner, error = %e, "linfa candidate failed, skipped");
             continue;
+        }
+        if scores.iter().any(|v| v.is_empty()) {
+            break;
         }
         let (top1, log_loss) = quality(&scores, &labels);
         trials.push(Trial {
