@@ -7,12 +7,16 @@
 //!   then the final model is trained on everything;
 //! - [`Registry`]: model versions in a directory, one active, old ones kept, rollback possible.
 
+use crate::classify::learners::{Documents, LearnerError, ModelEstimator};
 use crate::classify::model::{Example, Model, ModelError, TrainParams, softmax_in_place};
 use crate::classify::rules::RuleSet;
 use crate::classify::select::{Search, Selection, select};
 use crate::classify::{Classifier, Router, RouterSettings};
 use crate::domain::{DecidedBy, MailboxId};
 use crate::extract::zones::{Zones, from_text};
+use linfa::metrics::ToConfusionMatrix;
+use linfa::traits::{Fit, Predict};
+use ndarray::Array1;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -263,6 +267,8 @@ fn load_files(dirs: &[PathBuf]) -> Result<Vec<Item>, TrainError> {
 pub struct HoldoutReport {
     /// Items.
     pub items: usize,
+    /// linfa's metrics of the model alone (its predictions through linfa's `Predict`).
+    pub model_metrics: LinfaMetrics,
     /// Rules alone.
     pub rules: ModeReport,
     /// Model alone.
@@ -315,11 +321,20 @@ pub fn train_calibrated(
         None => Search::Fixed(params.settings),
     };
     let sel = select(examples, classes.len(), SELECTION_FOLDS, search, params);
-    let chosen = TrainParams {
-        settings: sel.chosen,
-        ..params.clone()
+    // The winner, ours or one of linfa's, is trained on everything through linfa's `Fit`.
+    let estimator = ModelEstimator {
+        classes: classes.to_vec(),
+        params: TrainParams {
+            settings: sel.chosen,
+            ..params.clone()
+        },
     };
-    let mut model = Model::train(examples, classes.to_vec(), &chosen)?;
+    let mut model = estimator
+        .fit(&Documents::dataset(examples))
+        .map_err(|e| match e {
+            LearnerError::Model(m) => TrainError::Model(m),
+            other => TrainError::Model(ModelError::Training(other.to_string())),
+        })?;
     model.meta.platt = sel.calibration.platt.clone();
     model.meta.temperature = sel.calibration.temperature;
     Ok((model, sel))
@@ -338,6 +353,21 @@ pub fn evaluate_holdout(
 ) -> Result<HoldoutReport, TrainError> {
     let markers = &routing.address_markers;
     let (model, _) = train_calibrated(&examples(train, classes, markers), classes, None, params)?;
+    // The model alone through linfa's `Predict` on the held-out documents.
+    let held_out = examples(holdout, classes, markers);
+    let predicted: Array1<usize> = Predict::predict(&model, &Documents::dataset(&held_out));
+    let model_metrics = LinfaMetrics::of(
+        &predicted.mapv(|c| classes.get(c).map(|m| m.to_string()).unwrap_or_default()),
+        &held_out
+            .iter()
+            .map(|e| {
+                classes
+                    .get(e.label)
+                    .map(|m| m.to_string())
+                    .unwrap_or_default()
+            })
+            .collect(),
+    );
     let rule_only = Classifier::new(rules.clone(), None, classes.to_vec(), 0.0);
     let router = Router::new(Arc::new(rule_only), routing.clone());
     let mut preds: [Vec<Prediction>; 4] = Default::default();
@@ -369,6 +399,7 @@ pub fn evaluate_holdout(
         .collect();
     let [r, m, c, as_routed] = preds;
     Ok(HoldoutReport {
+        model_metrics,
         items: holdout.len(),
         rules: score(&r, PRECISION_TARGET),
         model: score(&m, PRECISION_TARGET),
@@ -458,6 +489,54 @@ pub struct ModeReport {
     /// Expected calibration error over the reliability table's bins: the count-weighted mean
     /// gap between confidence and accuracy.
     pub ece: f64,
+    /// linfa's confusion-matrix metrics of the top-1 decisions.
+    pub linfa: LinfaMetrics,
+}
+
+/// Metrics from linfa's [`ConfusionMatrix`](linfa::metrics::ConfusionMatrix) of top-1
+/// decisions (a missing decision counts as the label `-`). None where linfa's value is not
+/// a number (e.g. a class that was never predicted makes macro precision undefined).
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct LinfaMetrics {
+    /// Accuracy.
+    pub accuracy: Option<f64>,
+    /// Macro-averaged F1.
+    pub macro_f1: Option<f64>,
+    /// Matthews correlation coefficient (multi-class).
+    pub mcc: Option<f64>,
+    /// Per label: (precision, recall), from linfa's one-vs-all split.
+    pub per_class: BTreeMap<String, (Option<f64>, Option<f64>)>,
+}
+
+impl LinfaMetrics {
+    /// The metrics of `predicted` against `truth` (same length; labels as strings).
+    pub fn of(predicted: &Array1<String>, truth: &Array1<String>) -> Self {
+        let num = |v: f32| v.is_finite().then_some(f64::from(v));
+        let Ok(cm) = predicted.confusion_matrix(truth) else {
+            return Self::default();
+        };
+        // linfa orders the labels as sorted (reversed for exactly two); its one-vs-all split
+        // follows that order. Its matrix has predictions as rows: the split's "precision"
+        // divides by the true count and its "recall" by the predicted count, so they are read
+        // the other way round here (checked against hand-counted values in the tests).
+        let mut labels: Vec<String> = predicted.iter().chain(truth.iter()).cloned().collect();
+        labels.sort();
+        labels.dedup();
+        if labels.len() == 2 {
+            labels.reverse();
+        }
+        let per_class = labels
+            .into_iter()
+            .zip(cm.split_one_vs_all())
+            .map(|(l, b)| (l, (num(b.recall()), num(b.precision()))))
+            .collect();
+        LinfaMetrics {
+            accuracy: num(cm.accuracy()),
+            macro_f1: num(cm.f1_score()),
+            mcc: num(cm.mcc()),
+            per_class,
+        }
+    }
 }
 
 /// Summarises held-out predictions.
@@ -513,7 +592,16 @@ pub fn score(preds: &[Prediction], target: f64) -> ModeReport {
         let acc = in_bin.iter().filter(|p| correct(p)).count() as f64 / c as f64;
         reliability.push((lo, c, mean, acc));
     }
+    let label = |p: Option<&str>| p.unwrap_or("-").to_string();
+    let linfa = LinfaMetrics::of(
+        &preds
+            .iter()
+            .map(|p| label(p.predicted.as_deref()))
+            .collect(),
+        &preds.iter().map(|p| label(Some(&p.truth))).collect(),
+    );
     ModeReport {
+        linfa,
         top1,
         straight_through: best_n as f64 / n,
         auto_precision: if best_n > 0 {

@@ -6,6 +6,7 @@
 //! Without a model, rule evidence alone is used. Below the threshold, a person decides.
 
 pub mod einvoice;
+pub mod learners;
 pub mod model;
 pub mod router;
 pub mod rules;

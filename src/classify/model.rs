@@ -14,9 +14,12 @@
 //!
 //! [`ModelSettings`] holds what [`select`](super::select) chooses by cross-validation inside the
 //! training data: the feature families, the regularisation strength, class weights and the
-//! naive Bayes weight. The file format is versioned ([`FORMAT_VERSION`]); a model written in
+//! naive Bayes weight, or one of linfa's classifiers ([`Learner`], see
+//! [`learners`](super::learners)), whose weights over the χ²-selected features are stored in the
+//! same form (zero elsewhere), so such a model routes, saves and loads like ours. The file format is versioned ([`FORMAT_VERSION`]); a model written in
 //! another format is refused with a message naming the fix (retrain), never silently used.
 
+use super::learners::{Learner, LinearMap};
 use super::text::norm_tokens;
 use crate::domain::{FeatureWeight, MailboxId};
 use crate::extract::zones::Zones;
@@ -110,6 +113,11 @@ pub struct ModelSettings {
     pub balanced: bool,
     /// Weight of the complement naive Bayes member (0 = SVM alone).
     pub nb_weight: f32,
+    /// Who learns the weights: our SVM + naive Bayes, or one of linfa's classifiers on
+    /// χ²-selected features ([`Learner`]; then `c` is its cost and `balanced`, `nb_weight`
+    /// are unused). Files written before this field existed were made by our own.
+    #[serde(default)]
+    pub learner: Learner,
 }
 
 impl Default for ModelSettings {
@@ -120,6 +128,7 @@ impl Default for ModelSettings {
             c: 1.0,
             balanced: false,
             nb_weight: 0.5,
+            learner: Learner::Own,
         }
     }
 }
@@ -133,6 +142,15 @@ impl ModelSettings {
         }
         if let Some((lo, hi)) = self.chars {
             f.push(format!("Zeichen {lo}-{hi}"));
+        }
+        if self.learner != Learner::Own {
+            return format!(
+                "{} auf {} χ²-gewählten Merkmalen aus {}, C={}",
+                self.learner.label_de(),
+                super::learners::CHI2_FEATURES,
+                f.join(" + "),
+                self.c
+            );
         }
         format!(
             "{}, C={}{}, NB {}",
@@ -652,6 +670,21 @@ impl Vectorized {
     pub fn transform(&self, prep: &Prepared<'_>, i: usize) -> Features {
         self.vocab.transform(&prep.counts[i])
     }
+
+    /// The transformed items of the subset, in its order.
+    pub fn items(&self) -> &[Features] {
+        &self.xs
+    }
+
+    /// Their class labels.
+    pub fn labels(&self) -> &[usize] {
+        &self.labels
+    }
+
+    /// Size of the vocabulary.
+    pub fn dims(&self) -> usize {
+        self.vocab.keys.len()
+    }
 }
 
 /// The two members trained on a vectorized subset, before they become a [`Model`].
@@ -740,6 +773,20 @@ impl Fitted {
         fitted
     }
 
+    /// A linear classifier learnt elsewhere (one of linfa's, [`LinearMap`]) as the fitted
+    /// weights over the vocabulary of `v`, without a naive Bayes member.
+    pub fn linear(v: &Vectorized, lin: &LinearMap) -> Self {
+        let k = lin.bias.len();
+        Fitted {
+            weights: lin.full_weights(v.dims()),
+            bias: lin.bias.clone(),
+            nb: vec![0f32; v.vocab.words * k],
+            nb_unit: 0.0,
+            k,
+            passes: 0,
+        }
+    }
+
     /// The SVM's margins of a document.
     pub fn svm_scores(&self, x: &Features) -> Vec<f32> {
         let k = self.k;
@@ -779,7 +826,14 @@ impl Model {
         let prep = Prepared::new(examples, &s);
         let all: Vec<usize> = (0..examples.len()).collect();
         let v = Vectorized::new(&prep, &all, &s);
-        let fitted = Fitted::train(&v, k, &s, params);
+        let fitted = if s.learner == Learner::Own {
+            Fitted::train(&v, k, &s, params)
+        } else {
+            let lin =
+                super::learners::fit_linear(v.items(), v.labels(), k, v.dims(), s.learner, s.c)
+                    .map_err(|e| ModelError::Training(e.to_string()))?;
+            Fitted::linear(&v, &lin)
+        };
         Ok(Model::assemble(v, fitted, classes, s, examples.len()))
     }
 

@@ -8,6 +8,7 @@
 //! is varied on the stored scores (it only adds). The winner has the best inner top-1; ties go
 //! to the lower log-loss after temperature scaling, then to the earlier (simpler) candidate.
 
+use super::learners::{Learner, fit_linear};
 use super::model::{
     Example, Fitted, ModelSettings, Prepared, TrainParams, Vectorized, apply_platt, fit_platt,
     softmax_in_place,
@@ -24,6 +25,9 @@ pub struct Trial {
     pub top1: f64,
     /// Inner mean negative log-likelihood at the best temperature.
     pub log_loss: f64,
+    /// Seconds its inner cross-validation took (training and scoring; our candidates share
+    /// the vectorizing of their feature setting).
+    pub seconds: f64,
 }
 
 /// What selection tried and chose.
@@ -57,8 +61,21 @@ impl Selection {
             .iter()
             .find(|t| t.settings == ModelSettings::default())
             .map(|t| t.top1);
+        let linfa: Vec<String> = self
+            .trials
+            .iter()
+            .filter(|t| t.settings.learner != Learner::Own && t.settings != self.chosen)
+            .map(|t| {
+                format!(
+                    "{} C={} {:.1} %",
+                    t.settings.learner.label_de(),
+                    t.settings.c,
+                    t.top1 * 100.0
+                )
+            })
+            .collect();
         format!(
-            "gewählt: {} – {:.1} % Top-1 in {}-facher Kreuzvalidierung im Trainingsteil, bester von {} Versuchen{}{} ({:.0} s)",
+            "gewählt: {} – {:.1} % Top-1 in {}-facher Kreuzvalidierung im Trainingsteil, bester von {} Versuchen{}{}{} ({:.0} s)",
             self.chosen.describe(),
             best * 100.0,
             self.folds,
@@ -66,6 +83,11 @@ impl Selection {
             default
                 .map(|d| format!("; Voreinstellung {:.1} %", d * 100.0))
                 .unwrap_or_default(),
+            if linfa.is_empty() {
+                String::new()
+            } else {
+                format!("; linfa: {}", linfa.join(", "))
+            },
             if self.complete {
                 ""
             } else {
@@ -144,6 +166,25 @@ const COSTS: [(f32, bool); 6] = [
 /// Naive Bayes weights tried on each SVM.
 const NB_WEIGHTS: [f32; 3] = [0.5, 0.0, 1.0];
 
+/// linfa's classifiers tried after ours (on the default feature families): learner and cost.
+const LINFA_CANDIDATES: [(Learner, f32); 4] = [
+    (Learner::LinfaLogistic, 1.0),
+    (Learner::LinfaLogistic, 10.0),
+    (Learner::LinfaBayes, 1.0),
+    (Learner::LinfaSvm, 1.0),
+];
+
+/// The settings of a linfa candidate.
+fn linfa_settings(learner: Learner, c: f32) -> ModelSettings {
+    ModelSettings {
+        learner,
+        c,
+        balanced: false,
+        nb_weight: 0.0,
+        ..ModelSettings::default()
+    }
+}
+
 /// Chooses settings for `examples` (labels `0..k`) by `folds`-fold cross-validation, stopping
 /// after the budget (the first candidate always completes), and calibrates the winner on its
 /// held-out scores.
@@ -155,19 +196,39 @@ pub fn select(
     params: &TrainParams,
 ) -> Selection {
     let started = Instant::now();
-    let (budget, features, costs, nb_weights) = match search {
-        Search::Auto(b) => (b, feature_candidates(), COSTS.to_vec(), NB_WEIGHTS.to_vec()),
-        Search::Fixed(s) => (
+    let (budget, features, costs, nb_weights, linfa) = match search {
+        Search::Auto(b) => (
+            b,
+            feature_candidates(),
+            COSTS.to_vec(),
+            NB_WEIGHTS.to_vec(),
+            LINFA_CANDIDATES
+                .iter()
+                .map(|(l, c)| linfa_settings(*l, *c))
+                .collect(),
+        ),
+        Search::Fixed(s) if s.learner == Learner::Own => (
             Duration::MAX,
             vec![(s.word_pairs, s.chars)],
             vec![(s.c, s.balanced)],
             vec![s.nb_weight],
+            Vec::new(),
         ),
+        Search::Fixed(s) => (Duration::MAX, Vec::new(), Vec::new(), Vec::new(), vec![s]),
     };
     let folds = folds.clamp(2, 10);
+    let all_features: Vec<(bool, Option<(u8, u8)>)> = features
+        .iter()
+        .copied()
+        .chain(
+            linfa
+                .iter()
+                .map(|s: &ModelSettings| (s.word_pairs, s.chars)),
+        )
+        .collect();
     let widest = ModelSettings {
-        word_pairs: features.iter().any(|f| f.0),
-        chars: features
+        word_pairs: all_features.iter().any(|f| f.0),
+        chars: all_features
             .iter()
             .filter_map(|f| f.1)
             .reduce(|a, b| (a.0.min(b.0), a.1.max(b.1))),
@@ -184,6 +245,7 @@ pub fn select(
             complete = false;
             break;
         }
+        let block_started = Instant::now();
         let base = ModelSettings {
             word_pairs: pairs,
             chars,
@@ -221,6 +283,7 @@ pub fn select(
                 }
             }
         }
+        let per_cost = block_started.elapsed().as_secs_f64() / costs.len().max(1) as f64;
         for (ci, (c, balanced)) in costs.iter().enumerate() {
             for &w in &nb_weights {
                 let scores: Vec<Vec<f32>> = svm[ci]
@@ -238,27 +301,73 @@ pub fn select(
                     },
                     top1,
                     log_loss,
+                    seconds: per_cost,
                 });
                 held_out.push(scores);
             }
         }
     }
-    let best = trials
-        .iter()
-        .enumerate()
-        .min_by(|(ia, a), (ib, b)| {
-            b.top1
-                .total_cmp(&a.top1)
-                .then(a.log_loss.total_cmp(&b.log_loss))
-                .then(ia.cmp(ib))
-        })
-        .map(|(i, _)| i);
+    // linfa's classifiers, after ours, while the budget lasts (a fixed one always runs).
+    let fixed = matches!(search, Search::Fixed(_));
+    for s in linfa {
+        if !fixed && (!complete || started.elapsed() > budget) {
+            complete = false;
+            break;
+        }
+        let t = Instant::now();
+        let mut scores: Vec<Vec<f32>> = vec![Vec::new(); examples.len()];
+        let mut failed = None;
+        for f in 0..folds {
+            if !fixed && started.elapsed() > budget.saturating_mul(2) {
+                // Far over budget: this candidate is dropped (one fit itself cannot be stopped).
+                complete = false;
+                break;
+            }
+            let train: Vec<usize> = (0..examples.len())
+                .filter(|&i| assignment[i] != f)
+                .collect();
+            let v = Vectorized::new(&prep, &train, &s);
+            match fit_linear(v.items(), v.labels(), k, v.dims(), s.learner, s.c) {
+                Ok(lin) => {
+                    for i in (0..examples.len()).filter(|&i| assignment[i] == f) {
+                        scores[i] = lin.scores(&v.transform(&prep, i));
+                    }
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        if let Some(e) = failed {
+            tracing::warn!(learner = ?s.learner, error = %e, "linfa candidate failed, skipped");
+            continue;
+        }
+        if scores.iter().any(|v| v.is_empty()) {
+            break;
+        }
+        let (top1, log_loss) = quality(&scores, &labels);
+        trials.push(Trial {
+            settings: s,
+            top1,
+            log_loss,
+            seconds: t.elapsed().as_secs_f64(),
+        });
+        held_out.push(scores);
+    }
+    let best = winner(&trials);
     let (chosen, calibration) = match best {
         Some(i) => (
             trials[i].settings,
             Calibration::fit(&held_out[i], &labels, k),
         ),
-        None => (ModelSettings::default(), Calibration::default()),
+        None => (
+            match search {
+                Search::Fixed(s) => s,
+                Search::Auto(_) => ModelSettings::default(),
+            },
+            Calibration::default(),
+        ),
     };
     Selection {
         chosen,
@@ -268,6 +377,21 @@ pub fn select(
         seconds: started.elapsed().as_secs_f64(),
         folds,
     }
+}
+
+/// The index of the winning trial: the best inner top-1, ties to the lower log-loss, then to
+/// the earlier candidate (ours come before linfa's).
+fn winner(trials: &[Trial]) -> Option<usize> {
+    trials
+        .iter()
+        .enumerate()
+        .min_by(|(ia, a), (ib, b)| {
+            b.top1
+                .total_cmp(&a.top1)
+                .then(a.log_loss.total_cmp(&b.log_loss))
+                .then(ia.cmp(ib))
+        })
+        .map(|(i, _)| i)
 }
 
 /// Top-1 and mean negative log-likelihood at the best temperature of held-out scores.
@@ -421,7 +545,14 @@ mod tests {
         assert!(sel.complete, "{}", sel.why());
         assert_eq!(
             sel.trials.len(),
-            feature_candidates().len() * COSTS.len() * NB_WEIGHTS.len()
+            feature_candidates().len() * COSTS.len() * NB_WEIGHTS.len() + LINFA_CANDIDATES.len()
+        );
+        assert_eq!(
+            sel.trials
+                .iter()
+                .filter(|t| t.settings.learner != Learner::Own)
+                .count(),
+            LINFA_CANDIDATES.len()
         );
         let best = sel.trials.iter().map(|t| t.top1).fold(0.0, f64::max);
         let chosen = sel
@@ -438,6 +569,49 @@ mod tests {
         let fixed = select(&ex, 3, 3, Search::Fixed(sel.chosen), &params);
         assert_eq!(fixed.trials.len(), 1);
         assert_eq!(fixed.chosen, sel.chosen);
+    }
+
+    #[test]
+    fn a_linfa_candidate_that_measures_better_wins_and_a_fixed_one_is_kept() {
+        let trial = |learner, top1, log_loss| Trial {
+            settings: ModelSettings {
+                learner,
+                ..ModelSettings::default()
+            },
+            top1,
+            log_loss,
+            seconds: 0.0,
+        };
+        // Better top-1 wins whoever made it; equal top-1 goes to the lower log-loss; a full
+        // tie to the earlier candidate (ours).
+        let t = [
+            trial(Learner::Own, 0.90, 0.30),
+            trial(Learner::LinfaLogistic, 0.91, 0.50),
+        ];
+        assert_eq!(winner(&t), Some(1));
+        let t = [
+            trial(Learner::Own, 0.90, 0.30),
+            trial(Learner::LinfaBayes, 0.90, 0.20),
+        ];
+        assert_eq!(winner(&t), Some(1));
+        let t = [
+            trial(Learner::Own, 0.90, 0.30),
+            trial(Learner::LinfaSvm, 0.90, 0.30),
+        ];
+        assert_eq!(winner(&t), Some(0));
+        // A fixed linfa learner is what selection returns, calibrated on its own scores.
+        let ex = examples();
+        let fixed = ModelSettings {
+            learner: Learner::LinfaLogistic,
+            nb_weight: 0.0,
+            ..ModelSettings::default()
+        };
+        let sel = select(&ex, 3, 3, Search::Fixed(fixed), &TrainParams::default());
+        assert_eq!(sel.chosen, fixed);
+        assert_eq!(sel.trials.len(), 1);
+        assert!(sel.trials[0].top1 > 0.9, "{}", sel.why());
+        assert_eq!(sel.calibration.platt.len(), 3);
+        assert!(sel.why().contains("linfa logistische Regression"));
     }
 
     #[test]

@@ -100,6 +100,10 @@ pub enum Command {
         /// folds; 0 = the defaults).
         #[arg(long, default_value_t = crate::train::SELECTION_BUDGET_S)]
         budget: u64,
+        /// Evaluate one learner with its default settings instead of selecting: `own` (ours),
+        /// or linfa's `logistic`, `bayes`, `svm` (on χ²-selected features); implies no selection.
+        #[arg(long, value_parser = ["own", "logistic", "bayes", "svm"])]
+        learner: Option<String>,
     },
     /// Extract a file's text as poststelle reads it (text layer or OCR), with zones.
     Extract {
@@ -316,6 +320,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             twins,
             export_folds,
             budget,
+            learner,
         } => train::eval(
             &load(&cli.config)?,
             json,
@@ -324,6 +329,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             twins.as_deref(),
             export_folds.as_deref(),
             budget,
+            learner.as_deref(),
         ),
         Command::Extract { json, files } => route::extract(&load(&cli.config)?, json, &files).await,
         Command::Documents {

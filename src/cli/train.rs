@@ -280,7 +280,8 @@ pub async fn eval_live(settings: &Settings, json: bool) -> anyhow::Result<ExitCo
 }
 
 /// `eval`: cross-validates rules, model, both combined and the router (as the daemon routes),
-/// plus the held-out set and scanned twins.
+/// plus the held-out set and scanned twins. `learner` fixes the learner (no selection).
+#[allow(clippy::too_many_arguments)]
 pub fn eval(
     settings: &Settings,
     json: bool,
@@ -289,7 +290,15 @@ pub fn eval(
     twins: Option<&Path>,
     export_folds: Option<&Path>,
     budget: u64,
+    learner: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
+    let learner = match learner {
+        Some(name) => Some(
+            crate::classify::learners::Learner::parse(name)
+                .ok_or_else(|| anyhow::anyhow!("unbekanntes Lernverfahren {name:?}"))?,
+        ),
+        None => None,
+    };
     let items = corpus(settings, data)?;
     let rules = Arc::new(crate::classify::rules::RuleSet::load_dir(
         &settings.classify.rules,
@@ -301,11 +310,24 @@ pub fn eval(
         settings.mailbox_ids()
     };
     let classes = crate::train::classes_for(&items, &configured);
-    let params = crate::classify::model::TrainParams {
-        selection_budget: budget_of(budget),
+    let mut params = crate::classify::model::TrainParams {
+        selection_budget: if learner.is_some() {
+            None
+        } else {
+            budget_of(budget)
+        },
         precision_target: settings.classify.precision_target,
         ..Default::default()
     };
+    if let Some(l) = learner {
+        params.settings = crate::classify::model::ModelSettings {
+            learner: l,
+            ..Default::default()
+        };
+        if l != crate::classify::learners::Learner::Own {
+            params.settings.nb_weight = 0.0;
+        }
+    }
     if let Some(out) = export_folds {
         let folds = crate::train::stratified_folds(&items, folds, params.seed);
         let lines: Vec<String> = items
@@ -390,6 +412,19 @@ pub fn eval(
         "expected calibration error (model, 10 bins): {:.3}",
         report.model.ece
     );
+    let pct = |v: Option<f64>| {
+        v.map(|v| format!("{:.1} %", v * 100.0))
+            .unwrap_or_else(|| "-".into())
+    };
+    let num = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
+    for (name, r) in [("Modell", &report.model), ("kombiniert", &report.combined)] {
+        println!(
+            "linfa-Metriken ({name}): Genauigkeit {}, Makro-F1 {}, MCC {}",
+            pct(r.linfa.accuracy),
+            num(r.linfa.macro_f1),
+            num(r.linfa.mcc)
+        );
+    }
     for (name, r) in [
         ("rules", &report.rules),
         ("model", &report.model),
@@ -475,6 +510,12 @@ pub fn eval(
             );
         }
         println!(
+            "  linfa-Metriken (Modell, über linfas Predict): Genauigkeit {}, Makro-F1 {}, MCC {}",
+            pct(h.model_metrics.accuracy),
+            num(h.model_metrics.macro_f1),
+            num(h.model_metrics.mcc)
+        );
+        println!(
             "  at the thresholds chosen on the corpus for the target ({} overall): straight-through {:.1} %, precision {:.1} %",
             h.threshold
                 .map(|t| format!("{t:.3}"))
@@ -500,9 +541,10 @@ pub fn eval(
             );
         }
     }
-    println!("\nper mailbox (combined): precision / recall / n");
-    for (m, (p, r, n)) in &report.combined.per_mailbox {
-        println!("  {m:<8} {:5.1} % {:5.1} % {n:4}", p * 100.0, r * 100.0);
+    println!("\nje Postfach (kombiniert, linfa): Präzision / Trefferquote / n");
+    for (m, (p, r)) in &report.combined.linfa.per_class {
+        let n = report.combined.per_mailbox.get(m).map(|v| v.2).unwrap_or(0);
+        println!("  {m:<8} {:>7} {:>7} {n:4}", pct(*p), pct(*r));
     }
     println!("\nreliability (model): confidence bin, n, mean confidence, accuracy");
     for (lo, n, mean, acc) in &report.model.reliability {
