@@ -10,7 +10,9 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::sync::LazyLock;
 
-/// Keys of event details whose string values are personal data as a whole.
+/// Keys of event details whose string values are personal data as a whole. Notes that staff
+/// write for each other (a review note, the German note of a superseded delivery) stay
+/// readable: they are the work record the desk shows; e-mail addresses in them are replaced.
 const PERSONAL_KEYS: &[&str] = &[
     "original_name",
     "name",
@@ -21,7 +23,6 @@ const PERSONAL_KEYS: &[&str] = &[
     "detail",
     "path",
     "recipients",
-    "note",
 ];
 
 /// Keys that hold a mailbox id in most events but an e-mail address in some (acknowledgements):
