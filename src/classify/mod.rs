@@ -319,10 +319,13 @@ impl Classifier {
         };
         let (best, decided_by, confidence) = match &conflict {
             Some((_, by_model, _)) if split => {
-                let proposed = candidates.iter().find(|c| c.mailbox == *by_model).cloned();
-                if let Some(i) = candidates.iter().position(|c| c.mailbox == *by_model) {
-                    let c = candidates.remove(i);
-                    candidates.insert(0, c);
+                // The model's choice moves to the front of the candidates.
+                let proposed = candidates
+                    .iter()
+                    .position(|c| c.mailbox == *by_model)
+                    .map(|i| candidates.remove(i));
+                if let Some(c) = &proposed {
+                    candidates.insert(0, c.clone());
                 }
                 let score = proposed.as_ref().map_or(0.0, |c| c.score);
                 (proposed, DecidedBy::Combined, score)
