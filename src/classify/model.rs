@@ -118,7 +118,21 @@ pub struct ModelSettings {
     /// are unused). Files written before this field existed were made by our own.
     #[serde(default)]
     pub learner: Learner,
+    /// Weight of the zone features (the words of the address field and the Betreff, which
+    /// appear among the letter's words as well) relative to the words and the characters:
+    /// their normalised block is scaled by it. Files written before this field existed used 1.
+    #[serde(default = "unit_zone_weight")]
+    pub zone_weight: f32,
 }
+
+/// The zone weight of model files written before it could be chosen.
+fn unit_zone_weight() -> f32 {
+    1.0
+}
+
+/// The default zone weight: the address field and the Betreff count half as much as the
+/// letter's words (the corpus's cross-validation prefers it to 1 and to 0.25; BENCHMARKS.md).
+pub const DEFAULT_ZONE_WEIGHT: f32 = 0.5;
 
 impl Default for ModelSettings {
     fn default() -> Self {
@@ -129,6 +143,7 @@ impl Default for ModelSettings {
             balanced: false,
             nb_weight: 0.5,
             learner: Learner::Own,
+            zone_weight: DEFAULT_ZONE_WEIGHT,
         }
     }
 }
@@ -142,6 +157,9 @@ impl ModelSettings {
         }
         if let Some((lo, hi)) = self.chars {
             f.push(format!("Zeichen {lo}-{hi}"));
+        }
+        if self.zone_weight != 1.0 {
+            f.push(format!("Adressfeld/Betreff ×{}", self.zone_weight));
         }
         if self.learner != Learner::Own {
             return format!(
@@ -417,6 +435,8 @@ struct Vocabulary {
     /// Number of word features (indices 0..words).
     words: usize,
     index: KeyMap<u32>,
+    /// Scale of the zone block ([`ModelSettings::zone_weight`]).
+    zone_weight: f32,
 }
 
 impl Vocabulary {
@@ -441,6 +461,7 @@ impl Vocabulary {
         let n = docs.len() as f32;
         let mut v = Vocabulary {
             words: entries.iter().filter(|e| e.1 == FAM_WORD).count(),
+            zone_weight: s.zone_weight,
             ..Default::default()
         };
         for (i, (k, fam, d)) in entries.into_iter().enumerate() {
@@ -486,6 +507,7 @@ impl Vocabulary {
         for n in &mut norms {
             *n = if *n > 0.0 { 1.0 / n.sqrt() } else { 0.0 };
         }
+        norms[block(FAM_ZONE)] *= self.zone_weight;
         for (i, v) in &mut values {
             *v *= norms[block(self.fams[*i as usize])];
         }
@@ -1070,6 +1092,7 @@ impl Model {
             keys,
             fams,
             idf,
+            zone_weight: meta.settings.zone_weight,
             ..Default::default()
         };
         vocab.rebuild_index();
@@ -1276,5 +1299,57 @@ mod tests {
         assert!(err.to_string().contains("poststelle train"));
         std::fs::write(&path, b"garbage").expect("write");
         assert!(matches!(Model::load(&path), Err(ModelError::Corrupt(_))));
+    }
+
+    #[test]
+    fn zone_weight_scales_the_zone_block_and_survives_save_and_load() {
+        let letter = "Stadt Musterstadt\nSteueramt\nMarktplatz 1\n12345 Musterstadt\n\n\
+                      Betreff: Hundesteuer\n\nSehr geehrte Damen und Herren,\nich melde den Hund ab.";
+        let z = from_text(letter, &[]);
+        assert!(z.address.is_some() && z.subject.is_some(), "{z:?}");
+        let docs = [raw_counts(&z, &ModelSettings::default())];
+        let docs: Vec<&RawCounts> = docs.iter().collect();
+        let zone_values = |w: f32| -> Vec<f32> {
+            let s = ModelSettings {
+                zone_weight: w,
+                ..ModelSettings::default()
+            };
+            let v = Vocabulary::fit(&docs, &s);
+            let x = v.transform(docs[0]);
+            x.values
+                .iter()
+                .filter(|(i, _)| v.fams[*i as usize] == FAM_ZONE)
+                .map(|(_, v)| *v)
+                .collect()
+        };
+        let (full, half, none) = (zone_values(1.0), zone_values(0.5), zone_values(0.0));
+        assert!(!full.is_empty());
+        for ((f, h), n) in full.iter().zip(&half).zip(&none) {
+            assert!((f * 0.5 - h).abs() < 1e-6, "{f} {h}");
+            assert_eq!(*n, 0.0);
+        }
+        // A model keeps its zone weight in its file; files without it meant 1.
+        let (data, classes) = tiny();
+        let params = TrainParams {
+            settings: ModelSettings {
+                zone_weight: 0.25,
+                ..ModelSettings::default()
+            },
+            ..TrainParams::default()
+        };
+        let m = Model::train(&data, classes, &params).expect("train");
+        assert_eq!(m.meta.settings.zone_weight, 0.25);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("m.model");
+        m.save(&path).expect("save");
+        let back = Model::load(&path).expect("load");
+        assert_eq!(back.vocab.zone_weight, 0.25);
+        assert_eq!(m.predict(&z), back.predict(&z));
+        let old: ModelSettings = serde_json::from_str(
+            r#"{"word_pairs":false,"chars":[2,5],"c":1.0,"balanced":false,"nb_weight":0.5}"#,
+        )
+        .expect("old settings");
+        assert_eq!(old.zone_weight, 1.0);
+        assert_eq!(ModelSettings::default().zone_weight, DEFAULT_ZONE_WEIGHT);
     }
 }

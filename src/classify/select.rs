@@ -10,8 +10,8 @@
 
 use super::learners::{Learner, fit_linear};
 use super::model::{
-    Example, Fitted, ModelSettings, Prepared, TrainParams, Vectorized, apply_platt, fit_platt,
-    softmax_in_place,
+    DEFAULT_ZONE_WEIGHT, Example, Fitted, ModelSettings, Prepared, TrainParams, Vectorized,
+    apply_platt, fit_platt, softmax_in_place,
 };
 use serde::Serialize;
 use std::time::{Duration, Instant};
@@ -143,15 +143,21 @@ pub enum Search {
     Auto(Duration),
 }
 
-/// Feature settings in the order they are tried (the default first).
-fn feature_candidates() -> Vec<(bool, Option<(u8, u8)>)> {
+/// Feature settings in the order they are tried (the default first): word pairs, character
+/// n-gram range, zone weight.
+fn feature_candidates() -> Vec<Families> {
+    let z = DEFAULT_ZONE_WEIGHT;
     vec![
-        (false, Some((2, 5))),
-        (false, None),
-        (true, Some((2, 5))),
-        (false, Some((3, 6))),
+        (false, Some((2, 5)), z),
+        (false, Some((2, 5)), 1.0),
+        (false, None, z),
+        (true, Some((2, 5)), z),
+        (false, Some((3, 6)), z),
     ]
 }
+
+/// The feature families of a candidate: word pairs, character n-gram range, zone weight.
+type Families = (bool, Option<(u8, u8)>, f32);
 
 /// Cost and class weighting pairs, in order.
 const COSTS: [(f32, bool); 6] = [
@@ -211,7 +217,7 @@ pub fn select(
         ),
         Search::Fixed(s) if s.learner == Learner::Own => (
             Duration::MAX,
-            vec![(s.word_pairs, s.chars)],
+            vec![(s.word_pairs, s.chars, s.zone_weight)],
             vec![(s.c, s.balanced)],
             vec![s.nb_weight],
             Vec::new(),
@@ -219,13 +225,13 @@ pub fn select(
         Search::Fixed(s) => (Duration::MAX, Vec::new(), Vec::new(), Vec::new(), vec![s]),
     };
     let folds = folds.clamp(2, 10);
-    let all_features: Vec<(bool, Option<(u8, u8)>)> = features
+    let all_features: Vec<Families> = features
         .iter()
         .copied()
         .chain(
             linfa
                 .iter()
-                .map(|s: &ModelSettings| (s.word_pairs, s.chars)),
+                .map(|s: &ModelSettings| (s.word_pairs, s.chars, s.zone_weight)),
         )
         .collect();
     let widest = ModelSettings {
@@ -242,7 +248,7 @@ pub fn select(
     let mut trials: Vec<Trial> = Vec::new();
     let mut held_out: Vec<Vec<Vec<f32>>> = Vec::new();
     let mut complete = true;
-    'features: for (fi, (pairs, chars)) in features.into_iter().enumerate() {
+    'features: for (fi, (pairs, chars, zone_weight)) in features.into_iter().enumerate() {
         if fi > 0 && started.elapsed() > budget {
             complete = false;
             break;
@@ -251,6 +257,7 @@ pub fn select(
         let base = ModelSettings {
             word_pairs: pairs,
             chars,
+            zone_weight,
             ..ModelSettings::default()
         };
         // Held-out scores per (cost index): SVM margins and naive Bayes scores per item.
