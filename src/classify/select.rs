@@ -144,16 +144,20 @@ pub enum Search {
 }
 
 /// Feature settings in the order they are tried (the default first): word pairs, character
-/// n-gram range, zone weight.
-fn feature_candidates() -> Vec<Families> {
+/// n-gram range, zone weight. Another zone weight is only a candidate where some item has an
+/// address field or a Betreff (elsewhere it would repeat the default).
+fn feature_candidates(with_zones: bool) -> Vec<Families> {
     let z = DEFAULT_ZONE_WEIGHT;
-    vec![
-        (false, Some((2, 5)), z),
-        (false, Some((2, 5)), 1.0),
+    let mut c = vec![(false, Some((2, 5)), z)];
+    if with_zones {
+        c.push((false, Some((2, 5)), 1.0));
+    }
+    c.extend([
         (false, None, z),
         (true, Some((2, 5)), z),
         (false, Some((3, 6)), z),
-    ]
+    ]);
+    c
 }
 
 /// The feature families of a candidate: word pairs, character n-gram range, zone weight.
@@ -207,7 +211,11 @@ pub fn select(
     let (budget, features, costs, nb_weights, linfa) = match search {
         Search::Auto(b) => (
             b,
-            feature_candidates(),
+            feature_candidates(
+                examples
+                    .iter()
+                    .any(|e| e.zones.address.is_some() || e.zones.subject.is_some()),
+            ),
             COSTS.to_vec(),
             NB_WEIGHTS.to_vec(),
             LINFA_CANDIDATES
@@ -552,10 +560,23 @@ mod tests {
         let params = TrainParams::default();
         let sel = select(&ex, 3, 3, Search::Auto(Duration::from_secs(60)), &params);
         assert!(sel.complete, "{}", sel.why());
+        let with_zones = ex
+            .iter()
+            .any(|e| e.zones.address.is_some() || e.zones.subject.is_some());
         assert_eq!(
             sel.trials.len(),
-            feature_candidates().len() * COSTS.len() * NB_WEIGHTS.len() + LINFA_CANDIDATES.len()
+            feature_candidates(with_zones).len() * COSTS.len() * NB_WEIGHTS.len()
+                + LINFA_CANDIDATES.len()
         );
+        // Another zone weight is a candidate only where there are zones.
+        let other_zone_weight = |z: bool| {
+            feature_candidates(z)
+                .iter()
+                .filter(|f| f.2 != DEFAULT_ZONE_WEIGHT)
+                .count()
+        };
+        assert_eq!(other_zone_weight(false), 0);
+        assert_eq!(other_zone_weight(true), 1);
         assert_eq!(
             sel.trials
                 .iter()
