@@ -13,6 +13,7 @@
 
 mod harness;
 
+mod audit;
 mod auth;
 mod compliance;
 mod daemon;
