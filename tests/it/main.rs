@@ -17,6 +17,7 @@ mod audit;
 mod auth;
 mod compliance;
 mod daemon;
+mod decode_limits;
 mod desk;
 mod desk_browser;
 mod desk_dashboard;
