@@ -296,7 +296,16 @@ pub fn create_dir_synced(dir: &Path) -> std::io::Result<()> {
         }
         match std::fs::create_dir(d) {
             Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && d.is_dir() => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                // A file in the way: as `create_dir_all`, the next level fails with "Not a
+                // directory" (or this error when it is the directory asked for).
+                if !d.is_dir() {
+                    if d == dir {
+                        return Err(e);
+                    }
+                    continue;
+                }
+            }
             Err(e) => return Err(e),
         }
         sync_dir(d.parent().unwrap_or(Path::new(".")))?;
@@ -384,7 +393,10 @@ mod tests {
         assert!(deep.join("d0").is_dir() && deep.join("d1").is_dir());
         create_dir_synced(&deep).expect("exists already");
         std::fs::write(dir.path().join("file"), b"x").expect("file");
-        assert!(create_dir_synced(&dir.path().join("file/sub")).is_err());
+        let e = create_dir_synced(&dir.path().join("file/sub")).expect_err("a file in the way");
+        assert_eq!(e.kind(), std::io::ErrorKind::NotADirectory, "{e}");
+        let e = create_dir_synced(&dir.path().join("file")).expect_err("a file");
+        assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists, "{e}");
         // The prefix directories are there from the start.
         let store = dir.path().join("store");
         BlobStore::open(&store).expect("open");
