@@ -31,8 +31,14 @@ fn count_files(dir: &Path) -> usize {
 fn health_without_a_token_says_only_that_the_daemon_is_up() {
     let install = spawn_app(&[]);
     install.drop_file("mail.txt", &hundesteuer_txt("Bello"));
+    // Delivered and recorded: the DMS has its files a moment before the store commits.
     wait_for("a delivery", LONG, || {
-        (install.delivered().len() == 1).then_some(())
+        (install.delivered().len() == 1
+            && install
+                .documents()
+                .iter()
+                .any(|d| d["state"] == "delivered"))
+        .then_some(())
     });
     let anonymous: serde_json::Value = reqwest::blocking::get(install.url("/health"))
         .expect("health")
