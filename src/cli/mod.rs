@@ -4,7 +4,8 @@
 //! - [`train`]: `train` (with the promotion rule from [`crate::train::judge_promotion`]) and `eval`;
 //! - [`admin`]: `check-config`, `check-sandbox`, `documents`, `model` (versions, shadow and its comparison),
 //!   `digest` and the shutdown signal;
-//! - [`retention`]: `purge` and `erase` (DSGVO retention and erasure requests);
+//! - [`retention`]: `purge` and `erase` (DSGVO retention and erasure requests), and
+//!   `audit verify` (the audit trail's hash chain);
 //! - [`users`]: `users` (accounts and API tokens of the web desk and the API);
 //! - [`worker`]: the hidden `extract-worker`, the sandboxed child that parses input.
 
@@ -175,6 +176,11 @@ pub enum Command {
         #[arg(long)]
         by: String,
     },
+    /// The audit trail (the `events` of every document).
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Daily digests: print what would be sent now (since the last digest), or send it.
     Digest {
         /// Queue the digests and send them now; the next digest starts where this one ends.
@@ -235,6 +241,18 @@ pub enum QuarantineCommand {
     Retry {
         /// The document's id (as `quarantine list` or `documents list` show it).
         id: String,
+    },
+}
+
+/// `audit` subcommands.
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the hash chain of the audit trail: prints how many events fit and the first
+    /// that does not (edited, deleted before it or moved); exits non-zero on a break.
+    Verify {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -354,6 +372,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )
             .await
         }
+        Command::Audit {
+            command: AuditCommand::Verify { json },
+        } => retention::audit_verify(&load(&cli.config)?, json).await,
         Command::Digest { send } => admin::digest(load(&cli.config)?, send).await,
         Command::ExtractWorker { .. } => bail!("extract-worker is handled before start-up"),
     }

@@ -1,4 +1,5 @@
-//! `poststelle purge` and `poststelle erase`: retention and erasure requests (DSGVO).
+//! `poststelle purge` and `poststelle erase`: retention and erasure requests (DSGVO);
+//! `poststelle audit verify`: the audit trail's hash chain.
 
 use crate::config::Settings;
 use crate::domain::DocumentId;
@@ -88,4 +89,31 @@ pub async fn erase(
         _ => bail!("give --document ID or --sender ADDRESS"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `poststelle audit verify [--json]`: recomputes the audit trail's hash chain. Exit code 0
+/// when it holds, 1 at a break (named by its event id).
+pub async fn audit_verify(settings: &Settings, json: bool) -> anyhow::Result<ExitCode> {
+    let store = Store::open(&settings.store.url).await?;
+    let report = store.verify_audit().await?;
+    let ok = report.first_break.is_none();
+    if json {
+        let mut v = serde_json::to_value(&report)?;
+        v["ok"] = ok.into();
+        println!("{v}");
+    } else {
+        println!("audit: {} events verified", report.verified);
+        if let Some((id, hash)) = &report.head {
+            println!("head: event {id} {hash}");
+        }
+        match &report.first_break {
+            None => println!("chain intact"),
+            Some(b) => println!("BROKEN at event {}: {}", b.event_id, b.reason),
+        }
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -18,12 +18,17 @@ const EXCERPT: usize = 300;
 
 /// A client with the connector's timeout (whole request) and a shorter connect timeout. A
 /// connector that cannot get one cannot be built.
+///
+/// The client follows no redirect: every connector sends credentials (a bearer token, basic
+/// auth, an API key in a header of its own), and a redirect to another host would carry them
+/// there (reqwest drops `Authorization` across hosts, but not a custom header). A 3xx answer is
+/// an error of its own ([`status_error`]) that names where the server points.
 pub fn client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
     reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
         .user_agent(concat!("poststelle/", env!("CARGO_PKG_VERSION")))
-        .redirect(reqwest::redirect::Policy::limited(5))
+        .redirect(reqwest::redirect::Policy::none())
         .build()
 }
 
@@ -78,13 +83,27 @@ pub fn is_retriable(status: StatusCode) -> bool {
         || status.is_server_error()
 }
 
-/// The error for a non-success status with its body.
+/// The error for a non-success status with its body. A redirect (3xx) is permanent: the
+/// same request would be redirected again, and it is not followed (see [`client`]); the
+/// configured URL has to name the target itself.
 pub fn status_error(
     what: &str,
     status: StatusCode,
     headers: &HeaderMap,
     body: &str,
 ) -> DeliveryError {
+    if status.is_redirection() {
+        let to = headers
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("(ohne Location)");
+        let to: String = to.chars().take(EXCERPT).collect();
+        return DeliveryError::Permanent(format!(
+            "{what}: HTTP {status}: Weiterleitung nach {to} nicht gefolgt (Anfragen mit \
+             Zugangsdaten folgen keiner Weiterleitung); die URL in der Konfiguration muss \
+             direkt auf das Ziel zeigen"
+        ));
+    }
     let excerpt: String = body.chars().take(EXCERPT).collect();
     let msg = format!("{what}: HTTP {status}: {}", excerpt.trim());
     if is_retriable(status) {
@@ -184,7 +203,9 @@ mod tests {
             let e = status_error("x", StatusCode::from_u16(s).expect("status"), &h, "");
             assert!(matches!(e, DeliveryError::Retriable(_)), "{s}: {e:?}");
         }
-        for s in [400u16, 401, 403, 404, 405, 409, 413, 415, 422] {
+        for s in [
+            301u16, 302, 303, 307, 308, 400, 401, 403, 404, 405, 409, 413, 415, 422,
+        ] {
             let e = status_error("x", StatusCode::from_u16(s).expect("status"), &h, "no");
             assert!(matches!(e, DeliveryError::Permanent(_)), "{s}: {e:?}");
         }

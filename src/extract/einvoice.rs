@@ -356,16 +356,41 @@ pub fn embedded_xml(doc: &lopdf::Document) -> Option<Vec<u8>> {
         let Ok(stream) = stream.as_stream() else {
             continue;
         };
-        let bytes = if stream.dict.get(b"Filter").is_ok() {
-            stream.decompressed_content().ok()?
-        } else {
-            stream.content.clone()
-        };
-        if bytes.len() <= MAX_XML_BYTES {
+        if let Some(bytes) = embedded_bytes(stream) {
             return Some(bytes);
         }
     }
     None
+}
+
+/// The bytes of an embedded file's stream, at most [`MAX_XML_BYTES`]: a Flate stream is
+/// inflated through a reader that stops one byte past the limit (a compression bomb costs no
+/// more than that), a stream without a filter is taken as it is. Other filters (and Flate with
+/// a predictor) are not read: ZUGFeRD, Factur-X and XRechnung embed with plain `FlateDecode`.
+fn embedded_bytes(stream: &lopdf::Stream) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let bytes = match stream.dict.get(b"Filter") {
+        Err(_) => stream.content.clone(),
+        Ok(filter) => {
+            let flate = match filter {
+                lopdf::Object::Name(n) => n == b"FlateDecode",
+                lopdf::Object::Array(a) => {
+                    matches!(&a[..], [lopdf::Object::Name(n)] if n == b"FlateDecode")
+                }
+                _ => false,
+            };
+            if !flate || stream.dict.get(b"DecodeParms").is_ok() {
+                return None;
+            }
+            let mut out = Vec::new();
+            flate2::read::ZlibDecoder::new(stream.content.as_slice())
+                .take(MAX_XML_BYTES as u64 + 1)
+                .read_to_end(&mut out)
+                .ok()?;
+            out
+        }
+    };
+    (bytes.len() <= MAX_XML_BYTES).then_some(bytes)
 }
 
 fn resolve<'a>(doc: &'a lopdf::Document, o: &'a lopdf::Object) -> &'a lopdf::Object {
@@ -446,6 +471,74 @@ mod tests {
     <cbc:PayableAmount currencyID="EUR">1190.00</cbc:PayableAmount>
   </cac:LegalMonetaryTotal>
 </ubl:Invoice>"#;
+
+    /// A PDF (no pages needed) whose catalog names `factur-x.xml` with this stream.
+    fn pdf_embedding(stream: lopdf::Stream) -> lopdf::Document {
+        use lopdf::{Object, dictionary};
+        let mut doc = lopdf::Document::with_version("1.7");
+        let file = doc.add_object(stream);
+        let spec = doc.add_object(dictionary! {
+            "Type" => "Filespec",
+            "F" => Object::string_literal("factur-x.xml"),
+            "UF" => Object::string_literal("factur-x.xml"),
+            "EF" => dictionary! { "F" => file },
+        });
+        let catalog = doc.add_object(dictionary! {
+            "Type" => "Catalog",
+            "AF" => vec![spec.into()],
+        });
+        doc.trailer.set("Root", catalog);
+        doc
+    }
+
+    fn deflate(chunks: impl Iterator<Item = Vec<u8>>) -> Vec<u8> {
+        use std::io::Write;
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        for c in chunks {
+            z.write_all(&c).expect("deflate");
+        }
+        z.finish().expect("deflate")
+    }
+
+    #[test]
+    fn an_embedded_invoice_is_inflated_and_a_compression_bomb_is_refused_unread() {
+        use lopdf::{Stream, dictionary};
+        // A real one, Flate-compressed, and the same without a filter.
+        let packed = deflate(std::iter::once(UBL.as_bytes().to_vec()));
+        let doc = pdf_embedding(Stream::new(
+            dictionary! { "Type" => "EmbeddedFile", "Filter" => "FlateDecode" },
+            packed,
+        ));
+        assert_eq!(embedded_xml(&doc).as_deref(), Some(UBL.as_bytes()));
+        let doc = pdf_embedding(Stream::new(
+            dictionary! { "Type" => "EmbeddedFile" },
+            UBL.as_bytes().to_vec(),
+        ));
+        assert_eq!(embedded_xml(&doc).as_deref(), Some(UBL.as_bytes()));
+        // 1 GiB of zeros deflated into about a megabyte: refused after MAX_XML_BYTES + 1 bytes
+        // (the test process would need a gigabyte if it were inflated whole).
+        let bomb = deflate((0..1024).map(|_| vec![0u8; 1024 * 1024]));
+        assert!(bomb.len() < 4 * 1024 * 1024, "{}", bomb.len());
+        let mut stream = Stream::new(
+            dictionary! { "Type" => "EmbeddedFile", "Filter" => "FlateDecode" },
+            bomb,
+        );
+        stream.allows_compression = false;
+        let doc = pdf_embedding(stream);
+        assert_eq!(embedded_xml(&doc), None);
+        // As a file: the PDF still loads, and the invoice is not read from it.
+        let mut doc = doc;
+        let mut bytes = Vec::new();
+        doc.save_to(&mut bytes).expect("save");
+        let loaded = lopdf::Document::load_mem(&bytes).expect("load");
+        assert_eq!(embedded_xml(&loaded), None);
+        // A filter we do not inflate is not read either.
+        let doc = pdf_embedding(Stream::new(
+            dictionary! { "Type" => "EmbeddedFile", "Filter" => "LZWDecode" },
+            vec![0x80, 0x0b, 0x60, 0x50, 0x22, 0x0c, 0x0c, 0x85, 0x01],
+        ));
+        assert_eq!(embedded_xml(&doc), None);
+    }
 
     #[test]
     fn ubl_invoice() {

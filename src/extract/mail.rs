@@ -109,7 +109,6 @@ struct Walk<'o> {
     opts: &'o ExtractOptions,
     pages: Vec<Page>,
     attachments: u32,
-    decoded: u64,
     /// The first e-invoice found among the attachments (XRechnung XML or ZUGFeRD PDF).
     invoice: Option<crate::domain::InvoiceInfo>,
 }
@@ -144,11 +143,11 @@ fn parse_message(bytes: &[u8]) -> Result<Message<'_>, ExtractError> {
 pub fn extract(bytes: &[u8], opts: &ExtractOptions) -> Result<Extraction, ExtractError> {
     let limits = opts.mail;
     let message = parse_message(bytes)?;
+    check_decoded(&message, limits)?;
     let mut walk = Walk {
         opts,
         pages: Vec::new(),
         attachments: 0,
-        decoded: 0,
         invoice: None,
     };
     let mut page1 = header_block(&message);
@@ -164,6 +163,32 @@ pub fn extract(bytes: &[u8], opts: &ExtractOptions) -> Result<Extraction, Extrac
         page_count: count,
         invoice: walk.invoice,
     })
+}
+
+/// The bytes of every decoded part of a message: its bodies (text, HTML), its attachments
+/// and, for a forwarded message, its parts in turn (to `max_depth` levels; the walk refuses
+/// deeper ones, here such a message counts as its raw bytes).
+fn decoded_bytes(m: &Message<'_>, depth: u32, max_depth: u32) -> u64 {
+    m.parts
+        .iter()
+        .map(|p| match &p.body {
+            PartType::Message(nested) if depth < max_depth => {
+                decoded_bytes(nested, depth + 1, max_depth)
+            }
+            _ => p.contents().len() as u64,
+        })
+        .fold(0, u64::saturating_add)
+}
+
+/// Refuses a message whose decoded parts, bodies included, exceed the limit.
+fn check_decoded(m: &Message<'_>, limits: MailLimits) -> Result<(), ExtractError> {
+    if decoded_bytes(m, 0, limits.max_depth) > limits.max_decoded_bytes {
+        return Err(ExtractError::MailLimit(format!(
+            "Die E-Mail ist entpackt (Text und Anhänge) größer als die erlaubten {} MB.",
+            limits.max_decoded_bytes / (1024 * 1024)
+        )));
+    }
+    Ok(())
 }
 
 /// The message's body as text: its text parts, or its HTML parts turned into text.
@@ -190,14 +215,6 @@ impl Walk<'_> {
                 return Err(ExtractError::MailLimit(format!(
                     "Die E-Mail hat mehr als die erlaubten {} Anhänge.",
                     limits.max_attachments
-                )));
-            }
-            let size = part.contents().len() as u64;
-            self.decoded = self.decoded.saturating_add(size);
-            if self.decoded > limits.max_decoded_bytes {
-                return Err(ExtractError::MailLimit(format!(
-                    "Die Anhänge der E-Mail sind entpackt größer als die erlaubten {} MB.",
-                    limits.max_decoded_bytes / (1024 * 1024)
                 )));
             }
             let name = part
@@ -329,6 +346,7 @@ pub fn render_pdf(bytes: &[u8], opts: &ExtractOptions) -> Result<Vec<u8>, Extrac
     use super::textpdf::Block;
     let limits = opts.mail;
     let message = parse_message(bytes)?;
+    check_decoded(&message, limits)?;
     let mut blocks = vec![Block::Heading("E-Mail".into()), Block::Space];
     let field = |blocks: &mut Vec<Block>, label: &str, values: Vec<String>| {
         if !values.is_empty() {
@@ -348,19 +366,11 @@ pub fn render_pdf(bytes: &[u8], opts: &ExtractOptions) -> Result<Vec<u8>, Extrac
     blocks.push(Block::Space);
     blocks.push(Block::Text(body_text(&message).trim_end().to_string()));
     let mut listed = Vec::new();
-    let mut decoded = 0u64;
     for (i, part) in message.attachments().enumerate() {
         if i as u32 >= limits.max_attachments {
             return Err(ExtractError::MailLimit(format!(
                 "Die E-Mail hat mehr als die erlaubten {} Anhänge.",
                 limits.max_attachments
-            )));
-        }
-        decoded = decoded.saturating_add(part.contents().len() as u64);
-        if decoded > limits.max_decoded_bytes {
-            return Err(ExtractError::MailLimit(format!(
-                "Die Anhänge der E-Mail sind entpackt größer als die erlaubten {} MB.",
-                limits.max_decoded_bytes / (1024 * 1024)
             )));
         }
         let name = part
@@ -405,6 +415,48 @@ mod tests {
             max_pages: 30,
             max_image_pixels: 80_000_000,
             mail: MailLimits::default(),
+        }
+    }
+
+    /// A text body (plain or HTML, in base64 as mail programs send it) over the decoded-size
+    /// limit is refused like attachments over it, for the extraction and the delivered PDF.
+    #[test]
+    fn the_decoded_size_limit_counts_the_mail_body_too() {
+        use base64::Engine as _;
+        let mut o = opts();
+        o.mail.max_decoded_bytes = 1024 * 1024;
+        let mail = |subtype: &str, body_len: usize| -> Vec<u8> {
+            let body = "Sehr geehrte Damen und Herren, bitte prüfen Sie meinen Antrag. "
+                .repeat(body_len / 64 + 1);
+            let b64 =
+                base64::engine::general_purpose::STANDARD.encode(&body.as_bytes()[..body_len]);
+            let mut m = format!(
+                "From: a@example.org\r\nTo: bauordnung@musterstadt.de\r\nSubject: Antrag\r\n\
+                 MIME-Version: 1.0\r\nContent-Type: text/{subtype}; charset=utf-8\r\n\
+                 Content-Transfer-Encoding: base64\r\n\r\n"
+            );
+            for line in b64.as_bytes().chunks(76) {
+                m.push_str(std::str::from_utf8(line).expect("ascii"));
+                m.push_str("\r\n");
+            }
+            m.into_bytes()
+        };
+        for subtype in ["plain", "html"] {
+            let big = mail(subtype, 1536 * 1024);
+            let e = extract(&big, &o).expect_err("over the limit");
+            assert_eq!(
+                e,
+                ExtractError::MailLimit(
+                    "Die E-Mail ist entpackt (Text und Anhänge) größer als die erlaubten 1 MB."
+                        .into()
+                ),
+                "{subtype}"
+            );
+            assert_eq!(render_pdf(&big, &o).expect_err("over the limit"), e);
+            // Below the limit it is read.
+            let small = mail(subtype, 512 * 1024);
+            let ex = extract(&small, &o).expect("read");
+            assert!(ex.pages[0].text.contains("bitte prüfen"), "{subtype}");
         }
     }
 

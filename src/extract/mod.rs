@@ -316,6 +316,18 @@ pub enum ExtractError {
         /// Height in pixels.
         height: u64,
     },
+    /// A PDF page that would have more pixels than allowed when rendered: not rendered.
+    #[error("page {page} too large to render: {width}x{height} at {dpi} dpi")]
+    PageTooLarge {
+        /// The page (1-based).
+        page: u32,
+        /// Width in pixels at `dpi`.
+        width: u64,
+        /// Height in pixels at `dpi`.
+        height: u64,
+        /// The resolution it was to be rendered at.
+        dpi: u32,
+    },
     /// An image that cannot be decoded.
     #[error("broken image: {0}")]
     BrokenImage(String),
@@ -378,6 +390,9 @@ impl ExtractError {
             ExtractError::BrokenPdf(_) => "Das PDF ist beschädigt und kann weder als Text noch als Bild gelesen werden.".into(),
             ExtractError::ImageTooLarge { width, height } => format!(
                 "Das Bild ist mit {width} × {height} Pixeln zu groß (mögliche Dekompressionsbombe); es wurde nicht geöffnet."
+            ),
+            ExtractError::PageTooLarge { page, width, height, dpi } => format!(
+                "Seite {page} des PDFs wäre bei {dpi} dpi {width} × {height} Pixel groß (über der Grenze, mögliche Dekompressionsbombe); sie wurde nicht gerendert."
             ),
             ExtractError::BrokenImage(_) => "Das Bild ist beschädigt oder in einer nicht unterstützten Variante gespeichert.".into(),
             ExtractError::Ocr(_) => "Die Texterkennung (OCR) ist fehlgeschlagen.".into(),

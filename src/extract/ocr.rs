@@ -52,10 +52,12 @@ pub fn page(
             if let Some((img, dpi)) = stored {
                 return with_engine(opts, |e| e.recognize(&img, page, dpi)).map(Some);
             }
-            let pgm = match super::pdf::render_page(path, page, opts.dpi) {
+            let pgm = match super::pdf::render_page(path, page, opts.dpi, opts.max_image_pixels) {
                 Ok(p) => p,
-                Err(e) if e.contains("Wrong page range") => return Ok(None),
-                Err(e) => return Err(ExtractError::BrokenPdf(e)),
+                Err(super::pdf::RenderError::Failed(e)) if e.contains("Wrong page range") => {
+                    return Ok(None);
+                }
+                Err(e) => return Err(e.into_extract(ExtractError::BrokenPdf)),
             };
             (
                 super::image::decode_pnm_gray(&pgm, opts.max_image_pixels)?,

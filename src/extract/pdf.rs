@@ -74,19 +74,20 @@ pub fn extract(
             .and_then(|d| stored_page_image(d, n, opts.max_image_pixels));
         let (img, dpi) = match stored {
             Some(found) => found,
-            None => match render_page(path, n, opts.dpi) {
+            None => match render_page(path, n, opts.dpi, opts.max_image_pixels) {
                 Ok(g) => (
                     super::image::decode_pnm_gray(&g, opts.max_image_pixels)?,
                     opts.dpi,
                 ),
-                Err(e) if n == 1 => {
+                Err(RenderError::TooLarge(e)) => return Err(e),
+                Err(RenderError::Failed(e)) if n == 1 => {
                     return Err(if encrypted {
                         ExtractError::Encrypted(e)
                     } else {
                         ExtractError::BrokenPdf(e)
                     });
                 }
-                Err(_) => break,
+                Err(RenderError::Failed(_)) => break,
             },
         };
         let page = super::ocr::with_engine(opts, |e| e.recognize(&img, n, dpi))?;
@@ -307,8 +308,83 @@ fn inflate(data: &[u8], expected: usize) -> Option<Vec<u8>> {
     (out.len() == expected).then_some(out)
 }
 
-/// Renders one page to an 8-bit grayscale PGM with poppler's `pdftoppm`.
-pub(crate) fn render_page(path: &Path, page: u32, dpi: u32) -> Result<Vec<u8>, String> {
+/// Why a page was not rendered.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum RenderError {
+    /// The page would have more pixels than allowed at this resolution: not rendered.
+    TooLarge(ExtractError),
+    /// `pdftoppm` failed (its message; "Wrong page range" for a page beyond the last).
+    Failed(String),
+}
+
+impl RenderError {
+    /// The error for an extraction: a page too large as it is, a failure as `fail` makes it.
+    pub(crate) fn into_extract(self, fail: impl FnOnce(String) -> ExtractError) -> ExtractError {
+        match self {
+            RenderError::TooLarge(e) => e,
+            RenderError::Failed(m) => fail(m),
+        }
+    }
+}
+
+/// The size in pixels of page `page` rendered at `dpi`, from its MediaBox as poppler reads it
+/// (`pdfinfo -box`; `pdftoppm` renders the MediaBox and ignores `/UserUnit`). `None` when
+/// `pdfinfo` cannot tell (a page beyond the last, a file poppler cannot open): `pdftoppm`
+/// then fails the same way.
+fn rendered_size(path: &Path, page: u32, dpi: u32) -> Option<(u64, u64)> {
+    let out = Command::new("pdfinfo")
+        .args(["-box", "-f", &page.to_string(), "-l", &page.to_string()])
+        .arg(path)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    super::sandbox::pass_on_limit_signal(&out.status);
+    if !out.status.success() {
+        return None;
+    }
+    media_box_pixels(&String::from_utf8_lossy(&out.stdout), dpi)
+}
+
+/// Width and height in pixels at `dpi` of the first `MediaBox:` line of `pdfinfo -box`.
+fn media_box_pixels(info: &str, dpi: u32) -> Option<(u64, u64)> {
+    let line = info.lines().find(|l| l.contains("MediaBox:"))?;
+    let nums: Vec<f64> = line
+        .split_once("MediaBox:")?
+        .1
+        .split_whitespace()
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    let [x1, y1, x2, y2] = nums[..] else {
+        return None;
+    };
+    let px =
+        |points: f64| ((points.abs() * f64::from(dpi) / 72.0).ceil()).min(u64::MAX as f64) as u64;
+    Some((px(x2 - x1), px(y2 - y1)))
+}
+
+/// Renders one page to an 8-bit grayscale PGM with poppler's `pdftoppm`, after checking its
+/// size: a page that would have more than `max_pixels` pixels at `dpi` is refused before
+/// anything is drawn ([`ExtractError::PageTooLarge`]).
+pub(crate) fn render_page(
+    path: &Path,
+    page: u32,
+    dpi: u32,
+    max_pixels: u64,
+) -> Result<Vec<u8>, RenderError> {
+    if let Some((width, height)) = rendered_size(path, page, dpi)
+        && width.saturating_mul(height) > max_pixels
+    {
+        return Err(RenderError::TooLarge(ExtractError::PageTooLarge {
+            page,
+            width,
+            height,
+            dpi,
+        }));
+    }
+    render_unchecked(path, page, dpi).map_err(RenderError::Failed)
+}
+
+fn render_unchecked(path: &Path, page: u32, dpi: u32) -> Result<Vec<u8>, String> {
     let out = Command::new("pdftoppm")
         .args([
             "-gray",
@@ -471,6 +547,92 @@ mod tests {
             },
             jpeg.into_inner(),
         )
+    }
+
+    fn opts() -> ExtractOptions {
+        ExtractOptions {
+            language: "deu".into(),
+            tessdata: None,
+            dpi: 300,
+            min_text_chars: 20,
+            max_pages: 5,
+            max_image_pixels: 100_000_000,
+            mail: Default::default(),
+        }
+    }
+
+    /// A page of 20000 × 20000 pt (about 7 m square) with one small square on it and no text:
+    /// at 300 dpi 83334 × 83334 pixels, 6.9 GB of gray, if anything rendered it.
+    #[test]
+    fn a_pdf_page_too_large_to_render_is_refused_before_rendering() {
+        let mut doc = Document::with_version("1.4");
+        let pages = doc.new_object_id();
+        let content = doc.add_object(Stream::new(
+            dictionary! {},
+            b"0 0 0 rg 100 100 500 500 re f".to_vec(),
+        ));
+        let page = doc.add_object(dictionary! {
+            "Type" => "Page",
+            "Parent" => pages,
+            "MediaBox" => vec![0.into(), 0.into(), 20000.into(), 20000.into()],
+            "Contents" => content,
+        });
+        doc.objects.insert(
+            pages,
+            Object::Dictionary(dictionary! {
+                "Type" => "Pages", "Kids" => vec![page.into()], "Count" => 1,
+            }),
+        );
+        let catalog = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages });
+        doc.trailer.set("Root", catalog);
+        let mut bytes = Vec::new();
+        doc.save_to(&mut bytes).expect("save");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("riesig.pdf");
+        std::fs::write(&path, &bytes).expect("write");
+        let too_large = ExtractError::PageTooLarge {
+            page: 1,
+            width: 83334,
+            height: 83334,
+            dpi: 300,
+        };
+        let e = extract(&bytes, &path, &opts()).expect_err("refused");
+        assert_eq!(e, too_large);
+        assert!(e.is_input_fault());
+        let reason = e.reason_de();
+        assert!(
+            reason.contains("Seite 1") && reason.contains("nicht gerendert"),
+            "{reason}"
+        );
+        // The OCR of one page and the desk's page image refuse it the same way.
+        assert_eq!(
+            super::super::ocr::page(&path, MediaType::Pdf, 1, &opts()).expect_err("refused"),
+            too_large
+        );
+        assert!(matches!(
+            super::super::preview::page_png(&path, MediaType::Pdf, 1, &opts()),
+            Err(ExtractError::PageTooLarge { page: 1, .. })
+        ));
+        // A page beyond the last is not the check's business: pdftoppm says what it says.
+        assert_eq!(
+            render_page(&path, 2, 300, 100_000_000),
+            Err(RenderError::Failed(
+                render_unchecked(&path, 2, 300).expect_err("no page 2")
+            ))
+        );
+    }
+
+    #[test]
+    fn the_media_box_is_read_from_pdfinfo() {
+        let info = "Pages:           1\nPage    1 size:  595 x 842 pts (A4)\n\
+                    Page    1 MediaBox:      0.00     0.00   595.28   841.89\n\
+                    Page    1 CropBox:       0.00     0.00   100.00   100.00\n";
+        assert_eq!(media_box_pixels(info, 300), Some((2481, 3508)));
+        assert_eq!(media_box_pixels(info, 72), Some((596, 842)));
+        let odd = "Page    1 MediaBox:  -10000.00 -10000.00 10000.00 10000.00\n";
+        assert_eq!(media_box_pixels(odd, 72), Some((20000, 20000)));
+        assert_eq!(media_box_pixels("Pages: 0\n", 300), None);
+        assert_eq!(media_box_pixels("Page 1 MediaBox: 1 2 x\n", 300), None);
     }
 
     #[test]

@@ -26,13 +26,17 @@ pub fn page_png(
     }
     let gray = match media {
         MediaType::Pdf => {
-            let pgm = super::pdf::render_page(path, page, PDF_DPI).map_err(|e| {
-                if e.contains("Wrong page range") {
-                    ExtractError::NoPageImage(format!("page {page} out of range"))
-                } else {
-                    ExtractError::BrokenPdf(e)
-                }
-            })?;
+            let pgm = super::pdf::render_page(path, page, PDF_DPI, opts.max_image_pixels).map_err(
+                |e| {
+                    e.into_extract(|e| {
+                        if e.contains("Wrong page range") {
+                            ExtractError::NoPageImage(format!("page {page} out of range"))
+                        } else {
+                            ExtractError::BrokenPdf(e)
+                        }
+                    })
+                },
+            )?;
             decode_single(&pgm, opts.max_image_pixels)?
         }
         MediaType::Png | MediaType::Jpeg => {

@@ -28,7 +28,7 @@ impl HotFolder {
     /// Creates the source (and its folders).
     pub fn new(settings: HotFolderSettings, intake: Intake) -> std::io::Result<Self> {
         for d in [&settings.inbox, &settings.processed, &settings.quarantine] {
-            std::fs::create_dir_all(d)?;
+            crate::store::blobs::create_dir_synced(d)?;
         }
         Ok(Self {
             settings,

@@ -6,7 +6,7 @@ pub mod imap;
 pub mod settings;
 
 use crate::extract::{ExtractError, MediaType, sniff};
-use crate::store::blobs::{BlobStore, CopyError, Incoming, sync_dir};
+use crate::store::blobs::{BlobStore, CopyError, Incoming, create_dir_synced, sync_dir};
 use crate::store::{Inserted, NewDocument, Store, StoreError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -380,7 +380,7 @@ pub fn write_quarantine(
 
 /// Chooses the quarantine path for `name` and writes its `<name>.reason.txt` (synced).
 fn reserve_quarantine(dir: &Path, name: &str, reason: &str) -> std::io::Result<PathBuf> {
-    std::fs::create_dir_all(dir)?;
+    create_dir_synced(dir)?;
     let name_there = safe_name(name);
     // A reason file left by a crash claims its name as well.
     let free = |p: &PathBuf| !p.exists() && !reason_path(p).exists();
@@ -465,14 +465,21 @@ pub fn unique_path(dir: &Path, name: &str) -> PathBuf {
         .unwrap_or(first)
 }
 
-/// Moves a file (rename, or copy + remove across file systems) and syncs the target dir.
+/// Moves a file (rename, or copy + remove across file systems) and syncs both directories:
+/// the target's first (the file is there), then the source's (it is gone).
 pub fn move_file(from: &Path, to: &Path) -> std::io::Result<()> {
     if std::fs::rename(from, to).is_err() {
         std::fs::copy(from, to)?;
         std::fs::File::open(to)?.sync_all()?;
+        if let Some(d) = to.parent() {
+            sync_dir(d)?;
+        }
         std::fs::remove_file(from)?;
     }
     if let Some(d) = to.parent() {
+        sync_dir(d)?;
+    }
+    if let Some(d) = from.parent() {
         sync_dir(d)?;
     }
     Ok(())

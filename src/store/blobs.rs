@@ -46,9 +46,14 @@ pub enum CopyError {
 }
 
 impl BlobStore {
-    /// Opens (and creates) the store at `root`.
+    /// Opens (and creates) the store at `root`. Its directories (`.incoming` and the 256
+    /// prefix directories) are made here, each new one with its parent fsynced, so that a
+    /// commit never creates a directory while another commit renames into it.
     pub fn open(root: &Path) -> std::io::Result<Self> {
-        std::fs::create_dir_all(root)?;
+        create_dir_synced(&root.join(INCOMING_DIR))?;
+        for prefix in 0..=255u8 {
+            create_dir_synced(&root.join(hex::encode([prefix])))?;
+        }
         Ok(Self {
             root: root.to_path_buf(),
             gc: Default::default(),
@@ -94,7 +99,10 @@ impl BlobStore {
     /// Starts a blob that is written piece by piece (and hashed on the way); see [`Incoming`].
     pub fn incoming(&self) -> std::io::Result<Incoming> {
         let dir = self.root.join(INCOMING_DIR);
-        std::fs::create_dir_all(&dir)?;
+        create_dir_synced(&dir)?;
+        // A name of its own for every writer (a v7 UUID: time, a per-process counter and
+        // random bits), so that concurrent writers of the same bytes never share a temporary
+        // file; `create_new` refuses a name that exists all the same.
         let tmp = dir.join(format!("{}.tmp", uuid::Uuid::now_v7()));
         let file = std::fs::File::create_new(&tmp)?;
         Ok(Incoming {
@@ -231,10 +239,8 @@ impl Incoming {
         file.sync_all()?;
         drop(file);
         let dir = path.parent().unwrap_or(&self.root).to_path_buf();
-        if !dir.exists() {
-            std::fs::create_dir_all(&dir)?;
-            sync_dir(&self.root)?;
-        }
+        // Made by `open`; again here (durably) if someone removed it since.
+        create_dir_synced(&dir)?;
         std::fs::rename(&self.tmp, &path)?;
         sync_dir(&dir)?;
         Ok(sha)
@@ -264,9 +270,47 @@ fn blob_path(root: &Path, sha256: &str) -> PathBuf {
     root.join(prefix).join(sha256)
 }
 
-/// fsyncs a directory so a rename inside it survives a crash.
+/// fsyncs a directory so that a file created, renamed or removed in it stays so after a
+/// crash.
 pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    // `Path::parent` of a relative single name is "": the current directory.
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
     std::fs::File::open(dir)?.sync_all()
+}
+
+/// `create_dir_all` that lasts: every directory it creates has its parent fsynced afterwards
+/// (also when another writer created it at the same moment), so a file fsynced into a new
+/// directory is not lost with the directory's entry after a crash.
+pub fn create_dir_synced(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let missing: Vec<&Path> = dir.ancestors().take_while(|d| !d.is_dir()).collect();
+    for d in missing.into_iter().rev() {
+        if d.as_os_str().is_empty() {
+            continue;
+        }
+        match std::fs::create_dir(d) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                // A file in the way: as `create_dir_all`, the next level fails with "Not a
+                // directory" (or this error when it is the directory asked for).
+                if !d.is_dir() {
+                    if d == dir {
+                        return Err(e);
+                    }
+                    continue;
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        sync_dir(d.parent().unwrap_or(Path::new(".")))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -283,6 +327,81 @@ mod tests {
         assert_eq!(a, sha256_hex(b"hallo"));
         assert_eq!(store.get(&a).expect("get"), b"hallo");
         assert!(store.path(&a).starts_with(dir.path().join(&a[..2])));
+    }
+
+    /// Many writers at once, of the same bytes and of different ones, each streamed in pieces
+    /// so that their temporary files are open side by side: every put succeeds, every blob
+    /// holds its bytes, and no temporary file is left.
+    #[test]
+    fn concurrent_blob_puts_use_temporary_files_of_their_own() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = BlobStore::open(&dir.path().join("blobs")).expect("open");
+        let shared: Vec<u8> = (0..300_000u32).map(|i| (i % 241) as u8).collect();
+        let start = std::sync::Arc::new(std::sync::Barrier::new(16));
+        let threads: Vec<_> = (0..16u8)
+            .map(|t| {
+                let (store, shared, start) = (store.clone(), shared.clone(), start.clone());
+                std::thread::spawn(move || {
+                    let own: Vec<u8> = shared.iter().map(|b| b ^ (t + 1)).collect();
+                    start.wait();
+                    let mut out = Vec::new();
+                    for _ in 0..5 {
+                        for bytes in [&shared, &own] {
+                            let mut incoming = store.incoming().expect("incoming");
+                            for piece in bytes.chunks(4096) {
+                                incoming.write(piece).expect("write");
+                                std::thread::yield_now();
+                            }
+                            out.push((incoming.commit().expect("commit"), bytes.clone()));
+                        }
+                        out.push((store.put(&shared).expect("put"), shared.clone()));
+                    }
+                    out
+                })
+            })
+            .collect();
+        let mut blobs = std::collections::BTreeMap::new();
+        for t in threads {
+            for (sha, bytes) in t.join().expect("writer") {
+                assert_eq!(sha, sha256_hex(&bytes));
+                blobs.insert(sha, bytes);
+            }
+        }
+        assert_eq!(blobs.len(), 17, "the shared blob and one per writer");
+        for (sha, bytes) in &blobs {
+            assert_eq!(&store.get(sha).expect("get"), bytes, "{sha}");
+        }
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("blobs/.incoming"))
+            .expect("incoming dir")
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn directories_are_created_with_their_parents_even_side_by_side() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let deep = dir.path().join("a/b/c");
+        let threads: Vec<_> = (0..8)
+            .map(|i| {
+                let deep = deep.clone();
+                std::thread::spawn(move || create_dir_synced(&deep.join(format!("d{}", i % 2))))
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("thread").expect("created");
+        }
+        assert!(deep.join("d0").is_dir() && deep.join("d1").is_dir());
+        create_dir_synced(&deep).expect("exists already");
+        std::fs::write(dir.path().join("file"), b"x").expect("file");
+        let e = create_dir_synced(&dir.path().join("file/sub")).expect_err("a file in the way");
+        assert_eq!(e.kind(), std::io::ErrorKind::NotADirectory, "{e}");
+        let e = create_dir_synced(&dir.path().join("file")).expect_err("a file");
+        assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists, "{e}");
+        // The prefix directories are there from the start.
+        let store = dir.path().join("store");
+        BlobStore::open(&store).expect("open");
+        assert!(store.join("00").is_dir() && store.join("ff").is_dir());
+        assert!(store.join(INCOMING_DIR).is_dir());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! API (`query`/`query_as`), so a PostgreSQL backend can be added here without touching callers.
 //! Every state change and its audit event are written in one transaction.
 
+pub mod audit;
 pub mod blobs;
 mod delivery;
 pub mod imap;
@@ -229,6 +230,7 @@ impl Store {
         let store = Store { pool };
         store.ensure_pseudonym_key().await?;
         store.pseudonymise_old_events().await?;
+        store.chain_old_events().await?;
         Ok(store)
     }
 
@@ -1260,15 +1262,15 @@ async fn insert_event(
 ) -> Result<()> {
     let key = pseudonym_key(tx).await?;
     let detail = pseudonym::scrub(&key, detail);
-    sqlx::query("INSERT INTO events (document_id, at, actor, kind, detail) VALUES (?, ?, ?, ?, ?)")
-        .bind(document)
-        .bind(now_str())
-        .bind(pseudonym::scrub_text(&key, actor))
-        .bind(kind)
-        .bind(detail.to_string())
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+    audit::append(
+        tx,
+        document,
+        &now_str(),
+        &pseudonym::scrub_text(&key, actor),
+        kind,
+        &detail.to_string(),
+    )
+    .await
 }
 
 /// This installation's pseudonym key (see [`pseudonym`]).

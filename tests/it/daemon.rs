@@ -31,8 +31,14 @@ fn count_files(dir: &Path) -> usize {
 fn health_without_a_token_says_only_that_the_daemon_is_up() {
     let install = spawn_app(&[]);
     install.drop_file("mail.txt", &hundesteuer_txt("Bello"));
+    // Delivered and recorded: the DMS has its files a moment before the store commits.
     wait_for("a delivery", LONG, || {
-        (install.delivered().len() == 1).then_some(())
+        (install.delivered().len() == 1
+            && install
+                .documents()
+                .iter()
+                .any(|d| d["state"] == "delivered"))
+        .then_some(())
     });
     let anonymous: serde_json::Value = reqwest::blocking::get(install.url("/health"))
         .expect("health")
@@ -500,4 +506,145 @@ fn a_reassignment_while_the_delivery_is_in_flight_ends_in_the_new_mailbox() {
         .filter_map(|e| e["kind"].as_str())
         .collect();
     assert!(kinds.contains(&"delivered_superseded"), "{kinds:?}");
+}
+
+/// Every route of the HTTP side as (method, path), read from the router's source
+/// (`src/api/mod.rs`, `src/api/json.rs` under `/api`, `src/api/web/*.rs`): a route added there
+/// is checked by [`every_route_refuses_a_missing_or_wrong_token`] without being listed here.
+fn all_routes() -> Vec<(String, String)> {
+    let api = repo().join("src/api");
+    let mut files = vec![(api.join("mod.rs"), ""), (api.join("json.rs"), "/api")];
+    let mut web: Vec<_> = std::fs::read_dir(api.join("web"))
+        .expect("src/api/web")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "rs"))
+        .collect();
+    web.sort();
+    files.extend(web.into_iter().map(|p| (p, "")));
+    let start = regex::Regex::new(r#"\.route\(\s*("([^"]*)"|([A-Z_]+))\s*,"#).expect("regex");
+    let method = regex::Regex::new(r"\b(get|post|put|patch|delete)\(").expect("regex");
+    let mut out = Vec::new();
+    for (file, prefix) in files {
+        let src = std::fs::read_to_string(&file).expect("source");
+        for c in start.captures_iter(&src) {
+            let path = match (c.get(2), c.get(3)) {
+                (Some(p), _) => p.as_str().to_string(),
+                (None, Some(name)) => {
+                    let def =
+                        regex::Regex::new(&format!(r#"const {}: &str = "([^"]+)""#, name.as_str()))
+                            .expect("regex");
+                    def.captures(&src)
+                        .unwrap_or_else(|| panic!("{}: {} not found", file.display(), &c[0]))[1]
+                        .to_string()
+                }
+                _ => unreachable!(),
+            };
+            // The rest of this `.route(` call: up to its closing parenthesis.
+            let rest = &src[c.get(0).expect("match").end()..];
+            let mut depth = 1;
+            let end = rest
+                .char_indices()
+                .find(|&(_, ch)| {
+                    match ch {
+                        '(' => depth += 1,
+                        ')' => depth -= 1,
+                        _ => {}
+                    }
+                    depth == 0
+                })
+                .map(|(i, _)| i)
+                .expect("closing parenthesis");
+            for m in method.captures_iter(&rest[..end]) {
+                out.push((m[1].to_uppercase(), format!("{prefix}{path}")));
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Every route, with no credentials, a wrong token and a forged session cookie: the JSON API
+/// answers 401, the desk's pages send the browser to `/login`, and a wrong token is refused
+/// on every route (public ones included) rather than served as anonymous. Only the login
+/// form, the desk's static files, `/health` (status only) and `/metrics` (from this machine)
+/// answer without credentials.
+#[test]
+fn every_route_refuses_a_missing_or_wrong_token() {
+    let routes = all_routes();
+    for known in [
+        ("GET", "/api/documents/{id}"),
+        ("POST", "/api/documents"),
+        ("DELETE", "/api/tokens/{id}"),
+        ("POST", "/verwaltung/quarantaene/{id}/erneut"),
+        ("POST", "/hochladen"),
+        ("GET", "/metrics"),
+    ] {
+        assert!(
+            routes.contains(&(known.0.to_string(), known.1.to_string())),
+            "{known:?} not found in {routes:?}"
+        );
+    }
+    assert!(routes.len() >= 45, "{} routes: {routes:?}", routes.len());
+    let d = spawn_app(&[]);
+    let client = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let public = [
+        "/login",
+        "/static/desk.css",
+        "/static/desk.js",
+        "/health",
+        "/metrics",
+    ];
+    let mut checked = 0;
+    for (method, path) in &routes {
+        let url = d.url(
+            &path
+                .replace("{id}", "01890a5d-ac96-774b-bcce-b302099a8057")
+                .replace("{entry}", "1")
+                .replace("{name}", "niemand")
+                .replace("{page}", "1"),
+        );
+        let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let send = |r: reqwest::blocking::RequestBuilder| r.send().expect("send");
+        // A wrong token: 401 everywhere.
+        let r = send(client.request(m.clone(), &url).bearer_auth("falsch-0815"));
+        assert_eq!(r.status(), 401, "{method} {path} with a wrong token");
+        if public.contains(&path.as_str()) || path == "/logout" {
+            continue;
+        }
+        // Nothing, or a session cookie nobody issued.
+        for forged in [None, Some("poststelle_sitzung=erfunden")] {
+            let mut req = client.request(m.clone(), &url);
+            if let Some(c) = forged {
+                req = req.header("Cookie", c);
+            }
+            let r = send(req);
+            if path.starts_with("/api/") {
+                assert_eq!(r.status(), 401, "{method} {path} ({forged:?})");
+            } else {
+                assert_eq!(r.status(), 303, "{method} {path} ({forged:?})");
+                let to = r
+                    .headers()
+                    .get("location")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                assert!(to.starts_with("/login"), "{method} {path}: to {to}");
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked >= 40, "{checked}");
+    // The public ones answer without credentials, and say nothing more.
+    let health: serde_json::Value = send_json(&client, &d.url("/health"));
+    assert_eq!(health, serde_json::json!({"status": "ok"}));
+    let login = client.get(d.url("/login")).send().expect("login");
+    assert_eq!(login.status(), 200);
+}
+
+fn send_json(client: &reqwest::blocking::Client, url: &str) -> serde_json::Value {
+    client.get(url).send().expect("send").json().expect("json")
 }

@@ -338,6 +338,71 @@ timeout_secs = 2
     }
 }
 
+/// An authenticated REST target whose server redirects to another host: the credentials
+/// (bearer, basic, an API key in a header of its own) must not travel there, and the delivery
+/// is a permanent failure that names the redirect, not a success.
+#[tokio::test]
+async fn authenticated_rest_requests_do_not_follow_redirects() {
+    let elsewhere = recorder();
+    // Another host name and port than the redirecting server's.
+    let to = format!("http://localhost:{}", elsewhere.port);
+    let srv = redirect(&to);
+    let secret = "S3CRET-KEY-4711";
+    for (auth, extra, leaks) in [
+        ("bearer", "", "authorization"),
+        ("basic", "username = \"poststelle\"\n", "authorization"),
+        ("header", "auth_header = \"X-Api-Key\"\n", "x-api-key"),
+    ] {
+        for exists in [false, true] {
+            let exists_url = if exists {
+                format!("exists_url = \"{}/api/docs/{{document_id}}\"\n", srv.url())
+            } else {
+                String::new()
+            };
+            let block = format!(
+                "kind = \"rest\"\nmethod = \"PUT\"\nurl = \"{}/api/docs/{{document_id}}\"\n\
+                 {exists_url}auth = \"{auth}\"\n{extra}timeout_secs = 2\n",
+                srv.url()
+            );
+            let t = target(
+                &block,
+                &[("POSTSTELLE__DELIVER__TARGETS__T__SECRET", secret)],
+            );
+            let it = item("63", b"%PDF-1.4 redirected");
+            let e = t
+                .deliver(&it)
+                .await
+                .expect_err(&format!("{auth}: a redirect is no delivery"));
+            assert!(!retriable(&e), "{auth}: {e:?}");
+            let msg = e.to_string();
+            assert!(
+                msg.contains("302") && msg.contains("Weiterleitung") && msg.contains(&to),
+                "{auth}: {msg}"
+            );
+            assert!(!msg.contains(secret), "{auth}: {msg}");
+            // The health check with a health_url does not follow either.
+            let block = format!("{block}health_url = \"{}/api/health\"\n", srv.url());
+            let t = target(
+                &block,
+                &[("POSTSTELLE__DELIVER__TARGETS__T__SECRET", secret)],
+            );
+            t.check()
+                .await
+                .expect_err("a redirecting health check fails");
+        }
+        let got = elsewhere.state.requests.lock().expect("lock").clone();
+        assert!(
+            got.is_empty(),
+            "{auth}: requests reached the other host: {:?}",
+            got.iter()
+                .map(|r| (r.line.clone(), r.headers.contains_key(leaks)))
+                .collect::<Vec<_>>()
+        );
+    }
+    // The redirecting server did see the requests (the test reached it).
+    assert!(srv.state.log.lock().expect("lock").len() >= 9);
+}
+
 #[test]
 fn secrets_in_the_file_are_refused_and_unknown_fields_named() {
     let text = format!(

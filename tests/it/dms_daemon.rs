@@ -356,11 +356,64 @@ fn rest_target_500s_then_delivered_once() {
     wait_for("delivered", LONG, || {
         all_in(&install, 1, "delivered").then_some(())
     });
+    // Time for a late second PUT to show.
+    std::thread::sleep(Duration::from_secs(3));
     let docs = srv.state.docs.lock().expect("lock").clone();
     assert_eq!(docs.len(), 1);
     assert_eq!(docs[0].mailbox, "22");
+    let id = install.documents()[0]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    assert_eq!(docs[0].id, id);
+    // The server answers a second PUT with 409, which the connector takes for "already
+    // there": only the count of PUTs that reached it shows a duplicate.
+    let puts = srv.state.puts.lock().expect("lock").clone();
     assert_eq!(
-        docs[0].id,
-        install.documents()[0]["id"].as_str().expect("id")
+        puts.into_iter().collect::<Vec<_>>(),
+        vec![(id, 1)],
+        "exactly one PUT past the 502s"
+    );
+}
+
+/// A REST target that redirects (here to another host): the daemon does not follow with its
+/// API key, and the document is not marked delivered but ends as a dead letter that says why.
+#[test]
+fn a_redirecting_rest_target_is_not_marked_delivered() {
+    let elsewhere = recorder();
+    let to = format!("http://localhost:{}", elsewhere.port);
+    let srv = redirect(&to);
+    let url = format!("\"{}/api/documents/{{document_id}}\"", srv.url());
+    let env = target_env(
+        "rest",
+        &[
+            ("method", "\"PUT\""),
+            ("url", url.as_str()),
+            ("auth", "\"header\""),
+            ("auth_header", "\"X-Api-Key\""),
+            ("secret", "KEY-0815"),
+            ("timeout_secs", "2"),
+        ],
+        2,
+        100,
+    );
+    let install = spawn(&env);
+    install.drop_file("brief.txt", &letter("Hasso"));
+    wait_for("dead letter", LONG, || {
+        all_in(&install, 1, "dead_letter").then_some(())
+    });
+    let doc = install.documents()[0].clone();
+    let reason = doc["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("Weiterleitung"), "{reason}");
+    assert!(!reason.contains("KEY-0815"), "{reason}");
+    assert!(doc["delivery_ref"].is_null(), "{doc}");
+    assert!(!srv.state.log.lock().expect("lock").is_empty());
+    let got = elsewhere.state.requests.lock().expect("lock").clone();
+    assert!(
+        got.is_empty(),
+        "the other host was asked: {:?}",
+        got.iter()
+            .map(|r| (r.line.clone(), r.headers.get("x-api-key").cloned()))
+            .collect::<Vec<_>>()
     );
 }

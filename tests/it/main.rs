@@ -13,9 +13,11 @@
 
 mod harness;
 
+mod audit;
 mod auth;
 mod compliance;
 mod daemon;
+mod decode_limits;
 mod desk;
 mod desk_browser;
 mod desk_dashboard;

@@ -10,7 +10,7 @@ mod settings;
 pub use settings::{FilesystemSettings, RawFilesystem};
 
 use super::{CheckFuture, Delivery, DeliveryError, DeliveryFuture, DeliveryItem, Receipt};
-use crate::store::blobs::sync_dir;
+use crate::store::blobs::{create_dir_synced, sync_dir};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -44,7 +44,9 @@ impl FilesystemTarget {
         let io =
             |e: std::io::Error| DeliveryError::Retriable(format!("{}: {e}", self.root.display()));
         let dir = self.root.join(item.mailbox.as_str());
-        std::fs::create_dir_all(&dir).map_err(io)?;
+        // A new mailbox directory (and root) is synced into its parent: else a crash could
+        // lose the directory with the document that was reported delivered.
+        create_dir_synced(&dir).map_err(io)?;
         let id = item.document_id.as_str();
         let doc_name = format!("{id}.{}", item.extension);
         let sidecar_name = format!("{id}.json");
@@ -64,11 +66,17 @@ impl FilesystemTarget {
                 if other == dir || !other.is_dir() {
                     continue;
                 }
+                let mut removed = false;
                 for n in [&doc_name, &sidecar_name] {
                     let p = other.join(n);
                     if p.exists() {
                         std::fs::remove_file(&p).map_err(io)?;
+                        removed = true;
                     }
+                }
+                // The removal lasts, or after a crash the document is in two mailboxes.
+                if removed {
+                    sync_dir(&other).map_err(io)?;
                 }
             }
         }

@@ -1655,6 +1655,10 @@ pub struct Rest {
     pub token: String,
     /// Stored documents.
     pub docs: Mutex<Vec<RestDoc>>,
+    /// Per document id: the PUTs that got past the faults and the token check, whatever the
+    /// answer (`201`, or `409` for a second one). A client that files a document once sends
+    /// exactly one; a repeated PUT is answered 409 and would pass unseen without this count.
+    pub puts: Mutex<BTreeMap<String, u32>>,
     /// Faults.
     pub faults: Mutex<Faults>,
 }
@@ -1728,6 +1732,7 @@ async fn rest_put(
     if bearer(&h).as_deref() != Some(s.token.as_str()) {
         return StatusCode::UNAUTHORIZED.into_response();
     }
+    *lock(&s.puts).entry(id.clone()).or_default() += 1;
     let fields = match read_multipart(m).await {
         Ok(f) => f,
         Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
@@ -1861,4 +1866,90 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
         Ok(bytes) => (status, headers, bytes).into_response(),
         Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
     }
+}
+
+// ------------------------------------------------------------------------------------------
+// A server that redirects every request elsewhere, and one that only records what reaches it:
+// together they show whether a connector carries its credentials along a redirect.
+
+/// State of the redirecting server.
+#[derive(Debug, Default)]
+pub struct Redirect {
+    /// Base URL every request is sent on to (`302`, same path and query).
+    pub to: String,
+    /// Requests redirected (method and path).
+    pub log: Mutex<Vec<String>>,
+    /// Faults.
+    pub faults: Mutex<Faults>,
+}
+
+impl HasFaults for Redirect {
+    fn faults(&self) -> &Mutex<Faults> {
+        &self.faults
+    }
+}
+
+/// Starts a server that answers every request with `302 Found` to the same path under `to`.
+pub fn redirect(to: &str) -> Server<Redirect> {
+    Server::start(
+        Redirect {
+            to: to.trim_end_matches('/').to_string(),
+            ..Default::default()
+        },
+        |s| Router::new().fallback(redirect_any).with_state(s),
+    )
+}
+
+async fn redirect_any(State(s): State<Arc<Redirect>>, req: Request) -> Response {
+    let pq = req
+        .uri()
+        .path_and_query()
+        .map(|pq| pq.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
+    lock(&s.log).push(format!("{} {pq}", req.method()));
+    (
+        StatusCode::FOUND,
+        [(header::LOCATION, format!("{}{pq}", s.to))],
+    )
+        .into_response()
+}
+
+/// A request as the recording server saw it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// Method and path.
+    pub line: String,
+    /// Every header.
+    pub headers: HeaderMap,
+}
+
+/// State of the recording server.
+#[derive(Debug, Default)]
+pub struct Recorder {
+    /// What reached it.
+    pub requests: Mutex<Vec<Recorded>>,
+    /// Faults.
+    pub faults: Mutex<Faults>,
+}
+
+impl HasFaults for Recorder {
+    fn faults(&self) -> &Mutex<Faults> {
+        &self.faults
+    }
+}
+
+/// Starts a server that records every request and answers `201 Created` (so that a client
+/// that got here would take its delivery for done).
+pub fn recorder() -> Server<Recorder> {
+    Server::start(Recorder::default(), |s| {
+        Router::new().fallback(record_any).with_state(s)
+    })
+}
+
+async fn record_any(State(s): State<Arc<Recorder>>, req: Request) -> Response {
+    lock(&s.requests).push(Recorded {
+        line: format!("{} {}", req.method(), req.uri().path()),
+        headers: req.headers().clone(),
+    });
+    (StatusCode::CREATED, axum::Json(json!({"id": "here"}))).into_response()
 }
