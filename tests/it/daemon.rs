@@ -250,13 +250,13 @@ fn bad_input_is_quarantined_with_a_german_reason_and_the_daemon_stays_up() {
     for (name, bytes, _) in &cases {
         install.drop_file(name, bytes);
     }
-    // Hostile files from the shared corpora, if present (CI has ../shared beside the checkout).
-    let shared = repo().join("../shared/corpora");
+    // Hostile files from the shared corpora (CI has ../shared beside the checkout; missing,
+    // the test fails). Every file of them goes through the daemon in `hostile_corpora`.
+    let shared = corpora();
     let mut hostile = 0;
     for (dir, n) in [("pdf-malformed", 12), ("images-hostile", 12)] {
         let mut files: Vec<_> = std::fs::read_dir(shared.join(dir))
-            .into_iter()
-            .flatten()
+            .unwrap_or_else(|e| panic!("{}: {e}", shared.join(dir).display()))
             .flatten()
             .map(|e| e.path())
             .filter(|p| !p.to_string_lossy().contains("LICENSE"))
@@ -273,6 +273,7 @@ fn bad_input_is_quarantined_with_a_german_reason_and_the_daemon_stays_up() {
             hostile += 1;
         }
     }
+    assert_eq!(hostile, 24, "too few hostile files in {}", shared.display());
     let total = cases.len() + hostile;
     // Every file ends as a document (routed, review or quarantined) or a quarantine entry.
     wait_for("all inputs handled", Duration::from_secs(300), || {
