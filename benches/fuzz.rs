@@ -3,8 +3,10 @@
 //! - `rules`: the rule-file parser (`RuleSet::load_dir` on one mutated `rules/*.toml`), and, when
 //!   a file loads, its rules evaluated against a letter and its own test cases run;
 //! - `mime`: the e-mail intake: what the daemon itself does with an IMAP message's bytes
-//!   (`intake::imap::parse_head`, `body_sha256`, `extract::sniff`) and what the extraction
-//!   worker does with them (`extract::mail::extract`, `extract::mail::render_pdf`);
+//!   (`intake::imap::parse_head`, `body_sha256`, `extract::sniff`, in process) and what the
+//!   extraction worker does with them (its jobs `Extract` and `MailPdf` through
+//!   `extract::run_job`, as the worker runs them: `extract::mail::extract` and `render_pdf`,
+//!   a parser's panic caught and made the document's error);
 //! - `extract`: the PDF and image intake through the sandboxed extraction workers, as the
 //!   daemon calls them (`extract::sniff`, then `Extractor::extract` with a time limit of 10 s
 //!   per job). A worker may die or run out of time: that is an error the pipeline quarantines
@@ -38,7 +40,7 @@
 #[allow(dead_code)]
 mod harness;
 
-use poststelle::extract::{self, ExtractError, ExtractOptions, Extractor};
+use poststelle::extract::{self, ExtractError, ExtractOptions, Extractor, MediaType};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::panic::AssertUnwindSafe;
@@ -482,17 +484,43 @@ impl Rules {
 
 struct Mime {
     opts: ExtractOptions,
+    dir: tempfile::TempDir,
 }
 
 impl Mime {
+    /// One job of the worker, run as the worker runs it (`extract::run_job`: a panic of a
+    /// parser is caught there and becomes the document's error); its JSON result, decoded.
+    fn job<T: serde::de::DeserializeOwned>(
+        &self,
+        job: extract::Job,
+        path: &Path,
+    ) -> Result<Result<T, ExtractError>, String> {
+        let out = self.dir.path().join("result.json");
+        let _ = std::fs::remove_file(&out);
+        extract::run_job(job, MediaType::Eml, path, &out, None, &self.opts)
+            .map_err(|e| format!("the worker's job failed: {e}"))?;
+        let json = std::fs::read(&out).map_err(|e| format!("no result: {e}"))?;
+        serde_json::from_slice(&json).map_err(|e| format!("unreadable result: {e}"))
+    }
+
     fn run(&self, input: &[u8]) -> Outcome {
-        // In the daemon (IMAP intake): header facts and the body's hash.
+        // In the daemon (IMAP intake): header facts and the body's hash, in process.
         let head = poststelle::intake::imap::parse_head(input);
         let _ = poststelle::intake::imap::body_sha256(input);
         let sniffed = extract::sniff(input, "nachricht.eml");
-        // In the worker.
-        let extracted = extract::mail::extract(input, &self.opts);
-        let pdf = extract::mail::render_pdf(input, &self.opts);
+        // In the worker: the text and the delivery PDF of the message.
+        let path = self.dir.path().join("nachricht.eml");
+        if let Err(e) = std::fs::write(&path, input) {
+            return Outcome::Finding(format!("cannot write the input: {e}"));
+        }
+        let extracted = match self.job::<extract::Extraction>(extract::Job::Extract, &path) {
+            Ok(r) => r,
+            Err(f) => return Outcome::Finding(f),
+        };
+        let pdf = match self.job::<()>(extract::Job::MailPdf, &path) {
+            Ok(r) => r,
+            Err(f) => return Outcome::Finding(f),
+        };
         let mut class = format!(
             "{}:{}:{}",
             extracted
@@ -598,6 +626,7 @@ impl Runner {
                 .expect("config/musterstadt.toml");
                 Runner::Mime(Mime {
                     opts: (&settings.extract).into(),
+                    dir: tempfile::tempdir().expect("tempdir"),
                 })
             }
             Target::Extract => Runner::Extract(Box::new(Extract::new())),
@@ -737,6 +766,21 @@ fn fuzz(target: Target, opts: &Options, seed: u64) -> usize {
 
 fn main() {
     let opts = parse_args();
+    // One line per panic (a finding, or a parser's panic that the worker's guard turns into
+    // the document's error), not a backtrace each.
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| info.payload().downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        let at = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!("panic at {at}: {msg}");
+    }));
     if let Some(file) = &opts.replay {
         let input = std::fs::read(file)
             .unwrap_or_else(|e| usage_error(&format!("{}: {e}", file.display())));

@@ -533,6 +533,16 @@ impl Extractor {
     /// Builds an extractor from settings; `exe` is normally `std::env::current_exe()`. Its pool
     /// has `settings.workers` workers, started when first needed.
     pub fn new(exe: PathBuf, settings: &settings::ExtractSettings) -> Self {
+        Self::with_dir_prefix(exe, settings, pool::DEFAULT_DIR_PREFIX.into())
+    }
+
+    /// [`Extractor::new`] whose workers' directories begin with `dir_prefix` (the daemon's
+    /// own, [`pool::owned_dir_prefix`], so that its next start finds what a crash left).
+    pub fn with_dir_prefix(
+        exe: PathBuf,
+        settings: &settings::ExtractSettings,
+        dir_prefix: String,
+    ) -> Self {
         let mut options: ExtractOptions = settings.into();
         // A sandboxed worker runs in its own directory: relative paths are the daemon's.
         let cwd = std::env::current_dir().unwrap_or_default();
@@ -556,6 +566,7 @@ impl Extractor {
                 options: serde_json::to_string(&options).unwrap_or_default(),
                 memory_limit: settings.memory_limit_bytes,
                 limits,
+                dir_prefix,
             },
             settings.workers,
         );

@@ -163,6 +163,52 @@ fn sigkill_between_delivery_and_confirmation_delivers_exactly_once() {
     assert_eq!(install.documents().len(), 1);
 }
 
+/// The extraction workers' directories (each holds a copy of the document being read) in the
+/// daemon's temporary directory.
+fn worker_dirs(tmp: &Path) -> Vec<std::path::PathBuf> {
+    let mut dirs: Vec<_> = std::fs::read_dir(tmp)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("poststelle-worker-")
+        })
+        .map(|e| e.path())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+#[test]
+fn a_restart_removes_the_worker_directories_a_killed_daemon_left() {
+    let install = Install::new();
+    let tmp = install.path("tmp");
+    std::fs::create_dir_all(&tmp).expect("tmp");
+    // Another daemon's or a command's directory: not ours to remove.
+    let foreign = tmp.join("poststelle-workerAbC123");
+    std::fs::create_dir_all(&foreign).expect("foreign dir");
+    let tmp_s = tmp.display().to_string();
+    let env = [("TMPDIR", tmp_s.as_str())];
+    let d = install.serve(&env);
+    install.drop_file("brief.pdf", &bauantrag_pdf());
+    wait_for("delivery", LONG, || {
+        (install.delivered().len() == 1).then_some(())
+    });
+    let left = worker_dirs(&tmp);
+    d.kill();
+    assert!(
+        !left.is_empty() && left.iter().all(|p| p.exists()),
+        "a daemon killed with SIGKILL leaves its workers' directories: {left:?}"
+    );
+    let _d = install.serve(&env);
+    for p in &left {
+        assert!(!p.exists(), "{} left behind after the restart", p.display());
+    }
+    assert!(foreign.exists(), "a directory of someone else was removed");
+}
+
 #[test]
 fn a_file_still_being_written_is_not_taken_early() {
     let install = spawn_app(&[]);
