@@ -527,6 +527,8 @@ pub struct Extractor {
     /// CPU time per job.
     pub cpu_limit: Duration,
     pool: pool::Pool,
+    /// How the names of its directories in the temporary directory begin.
+    dir_prefix: String,
 }
 
 impl Extractor {
@@ -536,8 +538,9 @@ impl Extractor {
         Self::with_dir_prefix(exe, settings, pool::DEFAULT_DIR_PREFIX.into())
     }
 
-    /// [`Extractor::new`] whose workers' directories begin with `dir_prefix` (the daemon's
-    /// own, [`pool::owned_dir_prefix`], so that its next start finds what a crash left).
+    /// [`Extractor::new`] whose directories in the temporary directory (the workers', and the
+    /// page lists of searchable PDFs) begin with `dir_prefix` (the daemon's own,
+    /// [`pool::owned_dir_prefix`], so that its next start finds what a crash left).
     pub fn with_dir_prefix(
         exe: PathBuf,
         settings: &settings::ExtractSettings,
@@ -566,7 +569,7 @@ impl Extractor {
                 options: serde_json::to_string(&options).unwrap_or_default(),
                 memory_limit: settings.memory_limit_bytes,
                 limits,
-                dir_prefix,
+                dir_prefix: dir_prefix.clone(),
             },
             settings.workers,
         );
@@ -577,6 +580,7 @@ impl Extractor {
             memory_limit: settings.memory_limit_bytes,
             cpu_limit: settings.cpu_limit,
             pool,
+            dir_prefix,
         }
     }
 
@@ -677,8 +681,11 @@ impl Extractor {
         urgency: pool::Urgency,
     ) -> Result<(Vec<u8>, searchable::Made), ExtractError> {
         let io = |e: std::io::Error| ExtractError::Io(e.to_string());
+        // Named like the workers' directories: a daemon's next start removes what a crash
+        // left (the recognised text of the pages).
+        let prefix = format!("{}-pages-", self.dir_prefix.trim_end_matches('-'));
         let input = tempfile::Builder::new()
-            .prefix("poststelle-pages")
+            .prefix(&prefix)
             .tempdir()
             .map_err(io)?;
         let list = input.path().join("pages.json");
