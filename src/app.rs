@@ -122,7 +122,23 @@ impl Application {
         let targets = crate::deliver::build_all(&settings.deliver)
             .context("building the delivery targets")?;
         let wake = Arc::new(Notify::new());
-        let extractor = Extractor::new(exe, &settings.extract);
+        // Worker directories (copies of documents being read) that a killed daemon on the same
+        // data left behind; no worker of ours has started yet, no one else uses the prefix.
+        let extractor = match &lock {
+            Some(lock) => {
+                // Absolute, so that another installation's relative path never matches.
+                let lock_file =
+                    std::fs::canonicalize(lock.path()).unwrap_or_else(|_| lock.path().to_owned());
+                let prefix = crate::extract::pool::owned_dir_prefix(&lock_file);
+                match crate::extract::pool::remove_stale_dirs(&prefix) {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(directories = n, "removed stale worker directories"),
+                    Err(e) => tracing::warn!(error = %e, "cannot remove stale worker directories"),
+                }
+                Extractor::with_dir_prefix(exe, &settings.extract, prefix)
+            }
+            None => Extractor::new(exe, &settings.extract),
+        };
         let pipeline = Arc::new(Pipeline::new(
             store.clone(),
             blobs.clone(),

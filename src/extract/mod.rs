@@ -542,12 +542,25 @@ pub struct Extractor {
     /// CPU time per job.
     pub cpu_limit: Duration,
     pool: pool::Pool,
+    /// How the names of its directories in the temporary directory begin.
+    dir_prefix: String,
 }
 
 impl Extractor {
     /// Builds an extractor from settings; `exe` is normally `std::env::current_exe()`. Its pool
     /// has `settings.workers` workers, started when first needed.
     pub fn new(exe: PathBuf, settings: &settings::ExtractSettings) -> Self {
+        Self::with_dir_prefix(exe, settings, pool::DEFAULT_DIR_PREFIX.into())
+    }
+
+    /// [`Extractor::new`] whose directories in the temporary directory (the workers', and the
+    /// page lists of searchable PDFs) begin with `dir_prefix` (the daemon's own,
+    /// [`pool::owned_dir_prefix`], so that its next start finds what a crash left).
+    pub fn with_dir_prefix(
+        exe: PathBuf,
+        settings: &settings::ExtractSettings,
+        dir_prefix: String,
+    ) -> Self {
         let mut options: ExtractOptions = settings.into();
         // A sandboxed worker runs in its own directory: relative paths are the daemon's.
         let cwd = std::env::current_dir().unwrap_or_default();
@@ -571,6 +584,7 @@ impl Extractor {
                 options: serde_json::to_string(&options).unwrap_or_default(),
                 memory_limit: settings.memory_limit_bytes,
                 limits,
+                dir_prefix: dir_prefix.clone(),
             },
             settings.workers,
         );
@@ -581,6 +595,7 @@ impl Extractor {
             memory_limit: settings.memory_limit_bytes,
             cpu_limit: settings.cpu_limit,
             pool,
+            dir_prefix,
         }
     }
 
@@ -681,8 +696,11 @@ impl Extractor {
         urgency: pool::Urgency,
     ) -> Result<(Vec<u8>, searchable::Made), ExtractError> {
         let io = |e: std::io::Error| ExtractError::Io(e.to_string());
+        // Named like the workers' directories: a daemon's next start removes what a crash
+        // left (the recognised text of the pages).
+        let prefix = format!("{}-pages-", self.dir_prefix.trim_end_matches('-'));
         let input = tempfile::Builder::new()
-            .prefix("poststelle-pages")
+            .prefix(&prefix)
             .tempdir()
             .map_err(io)?;
         let list = input.path().join("pages.json");

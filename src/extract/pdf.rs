@@ -23,7 +23,13 @@ pub fn extract(
         // Damaged structure: poppler may still reconstruct it; the renderer decides below.
         None => (0, looks_encrypted(bytes), None),
     };
-    if let Ok(pages) = pdf_extract::extract_text_from_mem_by_pages(bytes) {
+    // pdf-extract panics on some damaged files (text shown before a font is set, a page
+    // without a MediaBox): that is a failure of this reader only, and the renderer still gets
+    // its turn, as after its errors (the fuzzing campaign found it: before, such a PDF was
+    // quarantined whole, and an e-mail with it as an attachment too).
+    let text_layer =
+        std::panic::catch_unwind(|| pdf_extract::extract_text_from_mem_by_pages(bytes));
+    if let Ok(Ok(pages)) = text_layer {
         let first_ok = pages
             .first()
             .map(|p| count_alnum(p) >= opts.min_text_chars)
@@ -633,6 +639,62 @@ mod tests {
         assert_eq!(media_box_pixels(odd, 72), Some((20000, 20000)));
         assert_eq!(media_box_pixels("Pages: 0\n", 300), None);
         assert_eq!(media_box_pixels("Page 1 MediaBox: 1 2 x\n", 300), None);
+    }
+
+    #[test]
+    fn a_panic_of_the_text_layer_reader_leaves_the_page_to_the_renderer() {
+        // Text shown before any font is set makes pdf-extract panic (found by the fuzzing
+        // campaign); poppler skips it and draws the rest, which OCR reads.
+        let mut doc = Document::with_version("1.4");
+        let pages = doc.new_object_id();
+        let font = doc.add_object(dictionary! {
+            "Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Helvetica",
+        });
+        let content = "BT 72 760 Td (ohne Schrift) Tj ET \
+                       BT /F1 16 Tf 72 700 Td (Antrag auf Erteilung einer Baugenehmigung) Tj \
+                       0 -30 Td (Sehr geehrte Damen und Herren, hiermit beantrage ich) Tj ET";
+        let content = doc.add_object(Stream::new(dictionary! {}, content.as_bytes().to_vec()));
+        let page = doc.add_object(dictionary! {
+            "Type" => "Page",
+            "Parent" => pages,
+            "MediaBox" => vec![0.into(), 0.into(), 595.into(), 842.into()],
+            "Resources" => dictionary! { "Font" => dictionary! { "F1" => font } },
+            "Contents" => content,
+        });
+        doc.objects.insert(
+            pages,
+            Object::Dictionary(dictionary! {
+                "Type" => "Pages", "Kids" => vec![page.into()], "Count" => 1,
+            }),
+        );
+        let catalog = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages });
+        doc.trailer.set("Root", catalog);
+        let mut bytes = Vec::new();
+        doc.save_to(&mut bytes).expect("save");
+        assert!(
+            std::panic::catch_unwind(|| pdf_extract::extract_text_from_mem_by_pages(&bytes))
+                .is_err(),
+            "the reader no longer panics on this PDF: the test needs another one"
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("brief.pdf");
+        std::fs::write(&path, &bytes).expect("write");
+        let opts = ExtractOptions {
+            language: "deu".into(),
+            tessdata: None,
+            dpi: 150,
+            min_text_chars: 20,
+            max_pages: 1,
+            max_image_pixels: 80_000_000,
+            mail: Default::default(),
+        };
+        let ex = extract(&bytes, &path, &opts).expect("read by the renderer and OCR");
+        assert_eq!(ex.method, Method::Ocr);
+        assert!(
+            ex.pages[0].text.contains("Baugenehmigung"),
+            "{}",
+            ex.pages[0].text
+        );
     }
 
     #[test]

@@ -147,6 +147,43 @@ pub struct WorkerCommand {
     pub memory_limit: u64,
     /// The sandbox and the other limits.
     pub limits: Limits,
+    /// How the names of the workers' directories in the system's temporary directory begin
+    /// ([`DEFAULT_DIR_PREFIX`], or the daemon's own from [`owned_dir_prefix`]).
+    pub dir_prefix: String,
+}
+
+/// The beginning of a worker directory's name when no daemon owns the pool (commands, tests).
+pub const DEFAULT_DIR_PREFIX: &str = "poststelle-worker";
+
+/// The beginning of the names of the worker directories of the daemon whose data lock file is
+/// `lock_file`: the same for every start on the same data, different for other data. A worker
+/// directory holds a copy of the document being read; a daemon killed with SIGKILL cannot
+/// remove its workers' directories, so the next start on the same data does
+/// ([`remove_stale_dirs`]).
+pub fn owned_dir_prefix(lock_file: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(lock_file.as_os_str().as_encoded_bytes());
+    format!("{DEFAULT_DIR_PREFIX}-{}-", hex::encode(&digest[..6]))
+}
+
+/// Removes the worker directories beginning with `prefix` from the system's temporary
+/// directory (what a killed daemon on the same data left behind); returns how many. Only the
+/// daemon that holds the data lock may call it: no worker of its own has started yet, and no
+/// other daemon uses the prefix.
+pub fn remove_stale_dirs(prefix: &str) -> std::io::Result<usize> {
+    let mut removed = 0;
+    for entry in std::fs::read_dir(std::env::temp_dir())? {
+        let entry = entry?;
+        let owned = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(prefix));
+        if owned && entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 /// The sandbox of the workers and the limits on what they write and the daemon reads.
@@ -454,7 +491,7 @@ impl Worker {
     async fn spawn(command: &WorkerCommand) -> Result<Self, ExtractError> {
         let io = |e: std::io::Error| ExtractError::Io(e.to_string());
         let tmp = tempfile::Builder::new()
-            .prefix("poststelle-worker")
+            .prefix(&command.dir_prefix)
             .tempdir()
             .map_err(io)?;
         let input_dir = tmp.path().join("in");
@@ -874,6 +911,7 @@ mod tests {
                 options: "{}".into(),
                 memory_limit: 0,
                 limits: Limits::default(),
+                dir_prefix: DEFAULT_DIR_PREFIX.into(),
             },
             size,
         )

@@ -169,6 +169,52 @@ fn sigkill_between_delivery_and_confirmation_delivers_exactly_once() {
     assert_eq!(install.documents().len(), 1);
 }
 
+/// The extraction workers' directories (each holds a copy of the document being read) in the
+/// daemon's temporary directory.
+fn worker_dirs(tmp: &Path) -> Vec<std::path::PathBuf> {
+    let mut dirs: Vec<_> = std::fs::read_dir(tmp)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("poststelle-worker-")
+        })
+        .map(|e| e.path())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+#[test]
+fn a_restart_removes_the_worker_directories_a_killed_daemon_left() {
+    let install = Install::new();
+    let tmp = install.path("tmp");
+    std::fs::create_dir_all(&tmp).expect("tmp");
+    // Another daemon's or a command's directory: not ours to remove.
+    let foreign = tmp.join("poststelle-workerAbC123");
+    std::fs::create_dir_all(&foreign).expect("foreign dir");
+    let tmp_s = tmp.display().to_string();
+    let env = [("TMPDIR", tmp_s.as_str())];
+    let d = install.serve(&env);
+    install.drop_file("brief.pdf", &bauantrag_pdf());
+    wait_for("delivery", LONG, || {
+        (install.delivered().len() == 1).then_some(())
+    });
+    let left = worker_dirs(&tmp);
+    d.kill();
+    assert!(
+        !left.is_empty() && left.iter().all(|p| p.exists()),
+        "a daemon killed with SIGKILL leaves its workers' directories: {left:?}"
+    );
+    let _d = install.serve(&env);
+    for p in &left {
+        assert!(!p.exists(), "{} left behind after the restart", p.display());
+    }
+    assert!(foreign.exists(), "a directory of someone else was removed");
+}
+
 #[test]
 fn a_file_still_being_written_is_not_taken_early() {
     let install = spawn_app(&[]);
@@ -256,13 +302,13 @@ fn bad_input_is_quarantined_with_a_german_reason_and_the_daemon_stays_up() {
     for (name, bytes, _) in &cases {
         install.drop_file(name, bytes);
     }
-    // Hostile files from the shared corpora, if present (CI has ../shared beside the checkout).
-    let shared = repo().join("../shared/corpora");
+    // Hostile files from the shared corpora (CI has ../shared beside the checkout; missing,
+    // the test fails). Every file of them goes through the daemon in `hostile_corpora`.
+    let shared = corpora();
     let mut hostile = 0;
     for (dir, n) in [("pdf-malformed", 12), ("images-hostile", 12)] {
         let mut files: Vec<_> = std::fs::read_dir(shared.join(dir))
-            .into_iter()
-            .flatten()
+            .unwrap_or_else(|e| panic!("{}: {e}", shared.join(dir).display()))
             .flatten()
             .map(|e| e.path())
             .filter(|p| !p.to_string_lossy().contains("LICENSE"))
@@ -279,6 +325,7 @@ fn bad_input_is_quarantined_with_a_german_reason_and_the_daemon_stays_up() {
             hostile += 1;
         }
     }
+    assert_eq!(hostile, 24, "too few hostile files in {}", shared.display());
     let total = cases.len() + hostile;
     // Every file ends as a document (routed, review or quarantined) or a quarantine entry.
     wait_for("all inputs handled", Duration::from_secs(300), || {

@@ -23,6 +23,7 @@ mod desk_browser;
 mod desk_dashboard;
 mod dms_connectors;
 mod dms_daemon;
+mod hostile_corpora;
 mod imap;
 mod imap_tls;
 mod intake_limits;

@@ -37,6 +37,24 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The shared hostile-input corpora beside the repository (`<repository>/../shared/corpora`:
+/// broken PDFs, hostile images, e-mails; CI has `shared/` beside the clone). Panics naming the
+/// path when they are missing: a test over hostile input must not pass without its input.
+pub fn corpora() -> PathBuf {
+    let dir = repo()
+        .parent()
+        .map(|p| p.join("shared/corpora"))
+        .unwrap_or_else(|| repo().join("../shared/corpora"));
+    assert!(
+        dir.is_dir(),
+        "the hostile-input corpora are missing: expected the directory {} (shared/corpora \
+         beside the repository, as on the CI machine); the tests and campaigns over hostile \
+         input cannot run without it",
+        dir.display()
+    );
+    dir
+}
+
 /// A model trained once per test run from the shipped corpus, shared by all tests (read only).
 pub fn models_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
