@@ -12,6 +12,8 @@
 //!   a boundary (split or no split) whose confidence is below the setting sends both parts
 //!   next to it to review.
 
+pub mod sheet;
+
 use crate::extract::batch::PageAnalysis;
 use crate::extract::letter;
 use regex::Regex;
@@ -200,7 +202,9 @@ pub fn letter_start(page: &crate::extract::Page, markers: &[String]) -> (f64, Ve
         text.lines().take(25).collect::<Vec<_>>().join("\n")
     };
     let read = letter::read_page(page, markers);
-    if !read.recipient.is_empty() || POSTCODE_TOWN.is_match(&top) {
+    // An address field has a postcode and town (a block the segmentation calls the recipient
+    // is not enough: a date or a salutation alone can be taken for one).
+    if read.recipient.iter().any(|l| POSTCODE_TOWN.is_match(l)) || POSTCODE_TOWN.is_match(&top) {
         cue(&mut score, 0.3, "Anschriftfeld");
     }
     if read.date.is_some() || top.lines().any(letter::is_date_line) {
@@ -371,18 +375,23 @@ pub fn plan(
         }
     }
     finish(cur.take(), &mut parts);
-    // An uncertain boundary at page n: the part that holds n and the one before go to review.
+    // An uncertain boundary at page n: the part that holds n goes to review, and when n
+    // begins it (an uncertain split), the part before too.
     for (page, confidence) in uncertain_before_page {
         let Some(i) = parts.iter().position(|p| p.first <= page && page <= p.last) else {
             continue;
+        };
+        let from = if parts[i].first == page {
+            i.saturating_sub(1)
+        } else {
+            i
         };
         let reason = format!(
             "Stapel: unsicher, ob auf Seite {page} ein neuer Brief beginnt (Sicherheit {:.0} %). \
              Bitte die Trennung prüfen und Trennstellen bei Bedarf verschieben.",
             confidence * 100.0
         );
-        for j in [i.saturating_sub(1), i] {
-            let part = &mut parts[j];
+        for part in &mut parts[from..=i] {
             part.confidence = part.confidence.min(confidence);
             part.review_reason.get_or_insert(reason.clone());
         }
@@ -543,6 +552,23 @@ mod tests {
         let reason = plan.parts[0].review_reason.clone().unwrap_or_default();
         assert!(reason.contains("Seite 2"), "{reason}");
         assert!(plan.parts[1].review_reason.is_none());
+    }
+
+    #[test]
+    fn an_uncertain_split_sends_the_parts_on_both_sides_to_review() {
+        // An address field and a date, no salutation: more likely a new letter, not sure.
+        let unsure = "Stadt Musterstadt\nMarktplatz 1\n12345 Musterstadt\n\
+            Musterstadt, 05.02.2025\nBetreff: Unterlagen";
+        let pages = vec![
+            content(1, FIRST),
+            patch_t(2),
+            content(3, FIRST),
+            content(4, unsure),
+        ];
+        let plan = plan(&pages, &settings(), None);
+        assert_eq!(ranges(&plan), ["1", "3", "4"], "{plan:#?}");
+        assert!(plan.parts[0].review_reason.is_none());
+        assert!(plan.parts[1].review_reason.is_some() && plan.parts[2].review_reason.is_some());
     }
 
     #[test]
