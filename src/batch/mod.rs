@@ -537,7 +537,7 @@ mod tests {
     }
 
     #[test]
-    fn an_uncertain_start_sends_both_parts_to_review() {
+    fn an_uncertain_continuation_sends_its_part_to_review() {
         // Salutation and date, but no address field: maybe a new letter, maybe not.
         let unsure =
             "Musterstadt, 05.02.2025\nLiebe Frau Schmidt,\nwie besprochen schicke ich Ihnen";
