@@ -229,6 +229,7 @@ fn inbox_files(install: &Install) -> usize {
         .map(|d| {
             d.flatten()
                 .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
                 .count()
         })
         .unwrap_or(0)

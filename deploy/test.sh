@@ -6,9 +6,10 @@ cd "$(dirname "$0")/.."
 deploy/setup.sh --no-run
 # Packages only the tests need: the fonts test letters are rendered with (scans are read under
 # each of DejaVu Sans, Liberation Sans and Nimbus Sans: tests/it/harness TEST_FONTS), OpenLDAP,
-# and headless Chromium with its WebDriver server for the browser tests of the web desk.
+# headless Chromium with its WebDriver server for the browser tests of the web desk, and zint,
+# which encodes the barcodes of the separator sheets in the stacks of tests/it/stack.rs.
 test_packages=(fonts-dejavu-core fonts-liberation2 fonts-urw-base35 slapd ldap-utils chromium
-               chromium-driver)
+               chromium-driver zint)
 # npm fetches axe-core (below); a Node.js from elsewhere that brings its own npm is fine.
 command -v npm >/dev/null || test_packages+=(npm)
 missing=()

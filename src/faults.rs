@@ -17,6 +17,10 @@ pub mod points {
     pub const AFTER_MAIL_SEND: &str = "after_mail_send";
     /// The pipeline is about to route an extracted document.
     pub const BEFORE_ROUTE: &str = "before_route";
+    /// A stack's pages are analysed (and kept), its parts not yet made.
+    pub const BATCH_ANALYSED: &str = "batch_analysed";
+    /// A stack's parts are made (their PDFs are blobs), the split not yet committed.
+    pub const BATCH_BEFORE_SPLIT: &str = "batch_before_split";
 }
 
 /// Panics here when `POSTSTELLE_PANIC_AT` names this point: tests use it to check that a bug

@@ -16,6 +16,7 @@
 //! - [`api`]: the HTTP API (axum) and the web desk;
 //! - [`auth`]: identities and roles (who may see and do what);
 //! - [`pipeline`]: the workers that move documents from state to state;
+//! - [`batch`]: how a scanned stack is split into letters (separators, blank pages, starts);
 //! - [`train`]: corpus loading, training, evaluation, model versions;
 //! - [`shadow`]: a model version in shadow on live post, scored beside the active one;
 //! - [`config`], [`domain`], [`app`], [`faults`]: settings, shared types, wiring, test hooks.
@@ -23,6 +24,7 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod batch;
 pub mod classify;
 pub mod cli;
 pub mod config;

@@ -21,6 +21,7 @@ use crate::extract::pool::Urgency;
 use crate::extract::{ExtractError, Extraction, Extractor, MediaType, Page};
 use crate::faults::{pause_point, points};
 use crate::retry::{AttemptLog, Backoff, Next, Outcome, Reasons, RetryPolicy};
+use crate::store::batches::{BatchRow, NewPart};
 use crate::store::blobs::BlobStore;
 use crate::store::metadata::Rendition;
 use crate::store::shadow::SideDecision;
@@ -343,6 +344,21 @@ impl Pipeline {
                 });
             }
         }
+        // Stacks waiting to be split (one task each; their pages queue in the pool).
+        for batch in self.store.batches_due(8).await? {
+            let Some(key) = DocumentId::parse(&batch.id) else {
+                continue;
+            };
+            if !self.claim(&key) {
+                continue;
+            }
+            let this = self.clone();
+            self.spawn_work(tracker, cancel, panicked, key.clone(), async move {
+                this.split_batch(&batch).await;
+                this.release(&key);
+                this.wake.notify_one();
+            });
+        }
         // Deliveries in flight (a searchable PDF being made) stay due: look past them.
         let busy = lock(&self.in_flight).len() as i64;
         for id in self.store.due_for_delivery(64 + busy).await? {
@@ -552,7 +568,15 @@ impl Pipeline {
             (routed, shadow_decision)
         })
         .await?;
-        let decision = routed.decision;
+        let mut decision = routed.decision;
+        // A letter of a stack whose split is uncertain waits for a person, whatever its routing.
+        if let Some(reason) = self.split_review_reason(doc).await? {
+            decision.needs_review = true;
+            decision.explanation.review_reason = Some(match decision.explanation.review_reason {
+                Some(r) => format!("{reason} {r}"),
+                None => reason,
+            });
+        }
         self.store
             .set_metadata(&doc.id, &routed.metadata, &keys)
             .await?;
@@ -1014,8 +1038,17 @@ fn arrived_ms(doc: &DocumentRow) -> i64 {
         .unwrap_or(0)
 }
 
-/// The JSON sidecar delivered with a document: metadata, decision and explanation.
+/// The JSON sidecar delivered with a document: metadata, decision and explanation; for a
+/// letter of a stack, the stack's id and its pages there.
 pub fn sidecar(doc: &DocumentRow, mailbox_name: &str) -> serde_json::Value {
+    let mut sidecar = sidecar_fields(doc, mailbox_name);
+    if let Some(batch) = &doc.batch_id {
+        sidecar["batch"] = serde_json::json!({"id": batch, "pages": doc.batch_pages});
+    }
+    sidecar
+}
+
+fn sidecar_fields(doc: &DocumentRow, mailbox_name: &str) -> serde_json::Value {
     serde_json::json!({
         "document_id": doc.id,
         "mailbox": doc.mailbox,
@@ -1030,4 +1063,391 @@ pub fn sidecar(doc: &DocumentRow, mailbox_name: &str) -> serde_json::Value {
         "decided_by": doc.decided_by,
         "decision": doc.decision,
     })
+}
+
+impl Pipeline {
+    /// The German review reason of a stack's letter whose split is uncertain, from the stack's
+    /// plan; `None` for any other document.
+    async fn split_review_reason(&self, doc: &DocumentRow) -> anyhow::Result<Option<String>> {
+        let (Some(batch), Some(pages)) = (&doc.batch_id, &doc.batch_pages) else {
+            return Ok(None);
+        };
+        let batch = self.store.batch(batch).await?;
+        let Some(plan) = batch.plan else {
+            return Ok(None);
+        };
+        let plan: crate::batch::Plan = serde_json::from_value(plan)?;
+        Ok(plan
+            .parts
+            .iter()
+            .find(|p| &p.range() == pages)
+            .and_then(|p| p.review_reason.clone()))
+    }
+
+    /// The separation's settings.
+    fn split_settings(&self) -> crate::batch::SplitSettings {
+        let h = &self.settings.hot_folder;
+        crate::batch::SplitSettings {
+            separator_barcode: h.separator_barcode.clone(),
+            drop_blank_pages: h.drop_blank_pages,
+            min_confidence: h.split_min_confidence,
+            address_markers: self.settings.address_markers.clone(),
+        }
+    }
+
+    /// Splits one stack (see [`crate::batch`]); a failure that is not the stack's fault is
+    /// retried after the stage's backoff, and after the last attempt the stack is quarantined
+    /// with the reason.
+    pub async fn split_batch(&self, batch: &BatchRow) {
+        let result = self.try_split_batch(batch, None).await;
+        let Err(e) = result else { return };
+        let attempts = batch.attempts + 1;
+        let error = format!("{e:#}");
+        if attempts >= i64::from(self.settings.extract.max_attempts) {
+            tracing::error!(batch = batch.id, attempts, error, "stack given up");
+            let reason = format!(
+                "Der Stapel konnte nach {attempts} Versuchen nicht geteilt werden (Fehler im \
+                 System, nicht in der Datei): {error}"
+            );
+            if let Err(e) = self.quarantine_stack(batch, &reason, &error).await {
+                tracing::error!(batch = batch.id, error = %e, "cannot quarantine the stack");
+            }
+            return;
+        }
+        let delay = self.stage_retry.backoff.delay(attempts as u32, &batch.id);
+        let at = chrono::Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+        tracing::warn!(batch = batch.id, attempts, retry_in = ?delay, error, "splitting the stack failed; will retry");
+        if let Err(e) = self
+            .store
+            .batch_failed(&batch.id, attempts, at, &error)
+            .await
+        {
+            tracing::error!(batch = batch.id, error = %e, "cannot record the failed attempt");
+        }
+    }
+
+    /// Splits a stack: its pages analysed (those kept from an earlier attempt are not read
+    /// again), the plan made, one PDF per part, then the parts committed in one transaction.
+    /// With `starts` (a person's split points) a split stack is split anew.
+    pub async fn try_split_batch(
+        &self,
+        batch: &BatchRow,
+        starts: Option<&[u32]>,
+    ) -> anyhow::Result<Vec<DocumentId>> {
+        use crate::extract::batch::{AnalyseSpec, PageAnalysis, StoredPage};
+        let path = self.blobs.path(&batch.sha256);
+        let spec = AnalyseSpec {
+            separator_barcode: self.settings.hot_folder.separator_barcode.clone(),
+        };
+        let urgency = Urgency::background(
+            chrono::DateTime::parse_from_rfc3339(&batch.arrived_at)
+                .map(|t| t.timestamp_millis())
+                .unwrap_or(0),
+        );
+        let mut pages: BTreeMap<u32, StoredPage> = BTreeMap::new();
+        for (n, json) in self.store.batch_pages(&batch.id).await? {
+            pages.insert(n, serde_json::from_str(&json)?);
+        }
+        let stored_count = |pages: &BTreeMap<u32, StoredPage>| {
+            pages.values().find_map(|p| match p {
+                StoredPage::Analysed(a) => Some(a.page_count),
+                StoredPage::Broken(_) => None,
+            })
+        };
+        let count = match stored_count(&pages) {
+            Some(c) => c,
+            None => {
+                // Page 1 tells the page count (and whether the stack can be read at all).
+                match self.extractor.analyse_page(&path, 1, &spec, urgency).await {
+                    Ok(Some(a)) => {
+                        let count = a.page_count;
+                        let stored = StoredPage::Analysed(a);
+                        self.store
+                            .save_batch_page(&batch.id, 1, count, &serde_json::to_string(&stored)?)
+                            .await?;
+                        pages.insert(1, stored);
+                        count
+                    }
+                    Ok(None) => {
+                        let reason = "Der Stapel hat keine Seiten.";
+                        self.quarantine_stack(batch, reason, "no pages").await?;
+                        anyhow::bail!("stack {} has no pages", batch.id);
+                    }
+                    Err(e) if e.is_input_fault() && stack_unreadable(&e) => {
+                        self.quarantine_stack(batch, &e.reason_de(), &e.to_string())
+                            .await?;
+                        anyhow::bail!("stack {} unreadable: {e}", batch.id);
+                    }
+                    Err(e) if e.is_input_fault() => {
+                        let stored = StoredPage::Broken(e.reason_de());
+                        // The count is not known from a broken page 1: ask page 2 below.
+                        self.store
+                            .save_batch_page(&batch.id, 1, 0, &serde_json::to_string(&stored)?)
+                            .await?;
+                        pages.insert(1, stored);
+                        0
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        };
+        let count = if count == 0 {
+            self.page_count_after_broken_first(&path, &spec, urgency, batch, &mut pages)
+                .await?
+        } else {
+            count
+        };
+        let missing: Vec<u32> = (1..=count).filter(|n| !pages.contains_key(n)).collect();
+        let jobs = missing.iter().map(|&n| {
+            let (path, spec) = (path.clone(), spec.clone());
+            async move {
+                let result = self.extractor.analyse_page(&path, n, &spec, urgency).await;
+                let stored = match result {
+                    Ok(Some(a)) => StoredPage::Analysed(a),
+                    Ok(None) => StoredPage::Broken("Die Seite fehlt im Stapel.".into()),
+                    Err(e) if e.is_input_fault() => StoredPage::Broken(e.reason_de()),
+                    Err(e) => return Err(anyhow::anyhow!(e)),
+                };
+                self.store
+                    .save_batch_page(&batch.id, n, count, &serde_json::to_string(&stored)?)
+                    .await?;
+                Ok::<_, anyhow::Error>((n, stored))
+            }
+        });
+        for r in futures::future::join_all(jobs).await {
+            let (n, stored) = r?;
+            pages.insert(n, stored);
+        }
+        pause_point(points::BATCH_ANALYSED).await;
+        let list: Vec<(u32, Result<PageAnalysis, String>)> = pages
+            .into_iter()
+            .map(|(n, p)| match p {
+                StoredPage::Analysed(a) => (n, Ok(a)),
+                StoredPage::Broken(r) => (n, Err(r)),
+            })
+            .collect();
+        let plan = crate::batch::plan(&list, &self.split_settings(), starts);
+        let analysed: BTreeMap<u32, &PageAnalysis> = list
+            .iter()
+            .filter_map(|(n, a)| a.as_ref().ok().map(|a| (*n, a)))
+            .collect();
+        let _blob = self.blobs.hold().await;
+        let mut parts = Vec::new();
+        for part in &plan.parts {
+            let pdf = match self
+                .extractor
+                .select_pages(&path, &part.pages, urgency)
+                .await
+            {
+                Ok(pdf) => pdf,
+                Err(e) if e.is_input_fault() => {
+                    // The part cannot be cut out: the stack's original goes to the quarantine
+                    // in its place, with the reason.
+                    let reason = format!(
+                        "Die Seiten {} des Stapels konnten nicht herausgelöst werden: {}",
+                        part.range(),
+                        e.reason_de()
+                    );
+                    let original = self.blobs.path(&batch.sha256);
+                    let sha = batch.sha256.clone();
+                    parts.push((part, sha, 0, Some(reason), original));
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let blobs = self.blobs.clone();
+            let size = pdf.len();
+            let sha = tokio::task::spawn_blocking(move || blobs.put(&pdf)).await??;
+            let file = self.blobs.path(&sha);
+            parts.push((part, sha, size, part.broken.clone(), file));
+        }
+        let mut new_parts = Vec::new();
+        for (part, sha, size, broken, file) in parts {
+            let broken = match broken {
+                Some(reason) => {
+                    let name = format!(
+                        "{}-Seiten-{}-{}",
+                        batch.id,
+                        part.range(),
+                        crate::intake::safe_name(&batch.original_name)
+                    );
+                    let (dir, r) = (self.settings.hot_folder.quarantine.clone(), reason.clone());
+                    let path = tokio::task::spawn_blocking(move || {
+                        crate::intake::write_quarantine(
+                            &dir,
+                            &name,
+                            &r,
+                            crate::intake::QuarantineSource::Copy(&file),
+                        )
+                    })
+                    .await??;
+                    Some((reason, path.display().to_string()))
+                }
+                None => None,
+            };
+            let extraction = if broken.is_none() {
+                let ex = part_extraction(part, &analysed);
+                Some((ex.text(), serde_json::to_string(&ex)?))
+            } else {
+                None
+            };
+            new_parts.push(NewPart {
+                sha256: sha,
+                size_bytes: size as i64,
+                pages: part.range(),
+                extraction,
+                broken,
+            });
+        }
+        pause_point(points::BATCH_BEFORE_SPLIT).await;
+        let plan_json = serde_json::to_value(&plan)?;
+        let ids = match starts {
+            None => {
+                self.store
+                    .split_batch(&batch.id, &plan_json, &new_parts, "system")
+                    .await?
+            }
+            Some(_) => {
+                self.store
+                    .resplit_batch(&batch.id, &plan_json, &new_parts, "system")
+                    .await?
+            }
+        };
+        tracing::info!(
+            batch = batch.id,
+            pages = count,
+            letters = ids.len(),
+            uncertain = plan.uncertain(),
+            "stack split"
+        );
+        self.wake.notify_one();
+        Ok(ids)
+    }
+
+    /// The page count of a stack whose page 1 is broken: the first page that reads tells it.
+    async fn page_count_after_broken_first(
+        &self,
+        path: &std::path::Path,
+        spec: &crate::extract::batch::AnalyseSpec,
+        urgency: Urgency,
+        batch: &BatchRow,
+        pages: &mut BTreeMap<u32, crate::extract::batch::StoredPage>,
+    ) -> anyhow::Result<u32> {
+        use crate::extract::batch::StoredPage;
+        let mut n = 2;
+        loop {
+            match self.extractor.analyse_page(path, n, spec, urgency).await {
+                Ok(Some(a)) => {
+                    let count = a.page_count;
+                    let stored = StoredPage::Analysed(a);
+                    self.store
+                        .save_batch_page(&batch.id, n, count, &serde_json::to_string(&stored)?)
+                        .await?;
+                    pages.insert(n, stored);
+                    return Ok(count);
+                }
+                Ok(None) => return Ok(n - 1),
+                Err(e) if e.is_input_fault() => {
+                    let stored = StoredPage::Broken(e.reason_de());
+                    self.store
+                        .save_batch_page(&batch.id, n, 0, &serde_json::to_string(&stored)?)
+                        .await?;
+                    pages.insert(n, stored);
+                    n += 1;
+                    if n > 10_000 {
+                        anyhow::bail!("no readable page in stack {}", batch.id);
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Quarantines a stack that cannot be split: a copy of its original beside the reason.
+    async fn quarantine_stack(
+        &self,
+        batch: &BatchRow,
+        reason: &str,
+        detail: &str,
+    ) -> anyhow::Result<()> {
+        let original = self.blobs.path(&batch.sha256);
+        let name = format!(
+            "{}-{}",
+            batch.id,
+            crate::intake::safe_name(&batch.original_name)
+        );
+        let (dir, r) = (
+            self.settings.hot_folder.quarantine.clone(),
+            reason.to_string(),
+        );
+        let path = tokio::task::spawn_blocking(move || {
+            crate::intake::write_quarantine(
+                &dir,
+                &name,
+                &r,
+                crate::intake::QuarantineSource::Copy(&original),
+            )
+        })
+        .await??;
+        self.store
+            .quarantine_batch(&batch.id, reason, detail, Some(&path.display().to_string()))
+            .await?;
+        Ok(())
+    }
+}
+
+/// Whether an error of page 1 means the whole stack cannot be read (not one broken page).
+fn stack_unreadable(e: &ExtractError) -> bool {
+    match e {
+        ExtractError::BrokenPdf(d) => d.starts_with("stack:"),
+        ExtractError::Encrypted(_) | ExtractError::Empty => true,
+        _ => false,
+    }
+}
+
+/// The extraction of one part, from the stack's analysed pages: its pages renumbered from 1,
+/// every page read once (a kept blank page has no words).
+fn part_extraction(
+    part: &crate::batch::Part,
+    analysed: &BTreeMap<u32, &crate::extract::batch::PageAnalysis>,
+) -> Extraction {
+    let pages: Vec<Page> = part
+        .pages
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let number = i as u32 + 1;
+            match analysed.get(n) {
+                Some(a) => match &a.ocr {
+                    Some(p) => Page {
+                        number,
+                        ..p.clone()
+                    },
+                    None => Page {
+                        number,
+                        text: String::new(),
+                        words: Vec::new(),
+                        width: a.width as f32,
+                        height: a.height as f32,
+                        units_per_mm: a.units_per_mm,
+                    },
+                },
+                None => Page {
+                    number,
+                    text: String::new(),
+                    words: Vec::new(),
+                    width: 0.0,
+                    height: 0.0,
+                    units_per_mm: 0.0,
+                },
+            }
+        })
+        .collect();
+    Extraction {
+        media_type: MediaType::Pdf,
+        method: crate::extract::Method::Ocr,
+        page_count: pages.len() as u32,
+        pages,
+        invoice: None,
+    }
 }

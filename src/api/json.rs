@@ -31,6 +31,8 @@ pub fn routes() -> Router<ApiState> {
         .route("/samples/{id}/confirm", post(confirm_sample))
         .route("/samples/{id}/overturn", post(overturn_sample))
         .route("/quarantine", get(quarantine))
+        .route("/batches/{id}", get(show_batch))
+        .route("/batches/{id}/split", post(resplit_batch))
         .route("/mailboxes", get(mailboxes))
         .route("/models/compare", get(compare_models))
         .route("/me", get(me))
@@ -247,6 +249,7 @@ async fn review(
                 "proposal": d.mailbox, "confidence": d.confidence,
                 "reason": d.decision.as_ref().and_then(|x| x.explanation.review_reason.clone()),
                 "candidates": d.decision.as_ref().map(|x| x.explanation.candidates.clone()),
+                "batch_id": d.batch_id, "batch_pages": d.batch_pages,
             })
         })
         .collect();
@@ -570,4 +573,97 @@ async fn judge(
         Err(SampleError::Store(e)) => Err(e.into()),
         Err(e) => Err(ApiError::Internal(e.to_string())),
     }
+}
+
+/// A stack (the Poststelle's): its pages as the split saw them (blank, separator sheet,
+/// start of a letter with its score), the parts and their documents.
+async fn show_batch(
+    who: Identity,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    need_poststelle(&who)?;
+    let batch = find_batch(&s, &id).await?;
+    let parts = s.pipeline.store.batch_parts(&batch.id).await?;
+    let documents: Vec<serde_json::Value> = parts
+        .iter()
+        .map(|d| {
+            serde_json::json!({
+                "id": d.id, "pages": d.batch_pages, "state": d.state, "mailbox": d.mailbox,
+                "reason": d.reason.clone().or_else(|| d.decision.as_ref()
+                    .and_then(|x| x.explanation.review_reason.clone())),
+            })
+        })
+        .collect();
+    Ok(Json(serde_json::json!({
+        "id": batch.id, "original_name": batch.original_name, "state": batch.state,
+        "page_count": batch.page_count, "received_at": batch.created_at,
+        "reason": batch.reason, "plan": batch.plan, "documents": documents,
+    })))
+}
+
+async fn find_batch(s: &ApiState, id: &str) -> Result<crate::store::batches::BatchRow, ApiError> {
+    let missing = || ApiError::NotFound(format!("Stapel {id} nicht gefunden."));
+    let id = DocumentId::parse(id).ok_or_else(missing)?;
+    match s.pipeline.store.batch(id.as_str()).await {
+        Ok(b) => Ok(b),
+        Err(crate::store::StoreError::NotFound(_)) => Err(missing()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct SplitBody {
+    /// The stack's page numbers where letters begin.
+    starts: Vec<u32>,
+}
+
+/// Moves a stack's split points (the Poststelle's): `{"starts": [1, 4, 7]}` are the pages
+/// where letters begin. The stack's letters, which must all still wait in review, are replaced
+/// by the new parts (made from the pages as analysed before, nothing is read again); they are
+/// routed anew.
+async fn resplit_batch(
+    who: Identity,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    Json(body): Json<SplitBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    need_poststelle(&who)?;
+    let batch = find_batch(&s, &id).await?;
+    let count = batch.page_count.unwrap_or(0).max(0) as u32;
+    let mut starts = body.starts.clone();
+    starts.sort_unstable();
+    starts.dedup();
+    if starts.is_empty() || starts.iter().any(|&p| p == 0 || p > count) {
+        return Err(ApiError::BadRequest(format!(
+            "Trennstellen müssen Seitenzahlen von 1 bis {count} sein."
+        )));
+    }
+    if batch.state != crate::store::batches::state::SPLIT {
+        return Err(ApiError::Conflict(
+            "Der Stapel ist noch nicht geteilt (oder in Quarantäne).".into(),
+        ));
+    }
+    let ids = s
+        .pipeline
+        .try_split_batch(&batch, Some(&starts))
+        .await
+        .map_err(|e| match e.downcast::<crate::store::StoreError>() {
+            Ok(crate::store::StoreError::Conflict { message, .. }) => ApiError::Conflict(message),
+            Ok(e) => ApiError::from(e),
+            Err(e) => ApiError::Internal(format!("{e:#}")),
+        })?;
+    s.pipeline
+        .store
+        .log_event(
+            None,
+            who.actor(),
+            "batch_split_moved",
+            serde_json::json!({"batch": batch.id, "starts": starts}),
+        )
+        .await?;
+    s.pipeline.wake.notify_one();
+    Ok(Json(
+        serde_json::json!({"id": batch.id, "starts": starts, "documents": ids}),
+    ))
 }

@@ -187,6 +187,13 @@ pub enum Command {
         #[arg(long)]
         send: bool,
     },
+    /// Write a printable separator sheet (Trennblatt) for stacks as PDF: a patch-T code and the
+    /// configured barcode value (`[intake.hot_folder] separator_barcode`) as Code 128 and QR.
+    Trennblatt {
+        /// Where to write the PDF.
+        #[arg(default_value = "trennblatt.pdf")]
+        file: PathBuf,
+    },
     /// Check the configuration and rules; report problems with file, line and a hint.
     CheckConfig {
         /// Also build every delivery target and run its health check (reachable, credentials
@@ -376,6 +383,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: AuditCommand::Verify { json },
         } => retention::audit_verify(&load(&cli.config)?, json).await,
         Command::Digest { send } => admin::digest(load(&cli.config)?, send).await,
+        Command::Trennblatt { file } => {
+            let settings = load(&cli.config)?;
+            let pdf = crate::batch::sheet::separator_sheet(&settings.hot_folder.separator_barcode)?;
+            std::fs::write(&file, pdf)
+                .with_context(|| format!("cannot write {}", file.display()))?;
+            println!(
+                "Trennblatt geschrieben: {} (Barcode-Wert „{}“)",
+                file.display(),
+                settings.hot_folder.separator_barcode
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::ExtractWorker { .. } => bail!("extract-worker is handled before start-up"),
     }
 }

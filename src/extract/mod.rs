@@ -18,6 +18,7 @@
 //! - scans are turned into searchable PDFs (page images plus an invisible OCR text layer) by
 //!   [`searchable`], in the same sandbox, after routing.
 
+pub mod batch;
 pub mod einvoice;
 pub mod image;
 pub mod letter;
@@ -767,6 +768,66 @@ impl Extractor {
         done.file.ok_or_else(no_file)
     }
 
+    /// Analyses page `page` (1-based) of the stack at `path` (a PDF) in the sandbox (see
+    /// [`batch::analyse`]); `None` when the stack has no such page.
+    pub async fn analyse_page(
+        &self,
+        path: &Path,
+        page: u32,
+        spec: &batch::AnalyseSpec,
+        urgency: pool::Urgency,
+    ) -> Result<Option<batch::PageAnalysis>, ExtractError> {
+        let io = |e: std::io::Error| ExtractError::Io(e.to_string());
+        let dir = tempfile::Builder::new()
+            .prefix("poststelle-analyse")
+            .tempdir()
+            .map_err(io)?;
+        let file = dir.path().join("spec.json");
+        let json = serde_json::to_vec(spec).map_err(|e| ExtractError::Io(e.to_string()))?;
+        std::fs::write(&file, json).map_err(io)?;
+        let done = self
+            .run(
+                Job::AnalysePage(page),
+                path,
+                MediaType::Pdf,
+                Some(&file),
+                urgency,
+                None,
+            )
+            .await?;
+        decode(&done.json)
+    }
+
+    /// Makes the PDF of `pages` (1-based, in order) of the stack at `path` in the sandbox
+    /// (see [`batch::select_pages`]); returns its bytes.
+    pub async fn select_pages(
+        &self,
+        path: &Path,
+        pages: &[u32],
+        urgency: pool::Urgency,
+    ) -> Result<Vec<u8>, ExtractError> {
+        let io = |e: std::io::Error| ExtractError::Io(e.to_string());
+        let dir = tempfile::Builder::new()
+            .prefix("poststelle-select")
+            .tempdir()
+            .map_err(io)?;
+        let file = dir.path().join("pages.json");
+        let json = serde_json::to_vec(pages).map_err(|e| ExtractError::Io(e.to_string()))?;
+        std::fs::write(&file, json).map_err(io)?;
+        let done = self
+            .run(
+                Job::SelectPages,
+                path,
+                MediaType::Pdf,
+                Some(&file),
+                urgency,
+                Some("result.pdf"),
+            )
+            .await?;
+        decode::<u32>(&done.json)?;
+        done.file.ok_or_else(no_file)
+    }
+
     /// Runs one job on a pooled worker under the time limit of extraction; returns its JSON
     /// result and the file `result_file` it made, if asked for.
     async fn run(
@@ -844,6 +905,12 @@ pub enum Job {
     MailPdf,
     /// Draw one page (1-based) as a PNG for people to look at (written as `result.png`).
     PageImage(u32),
+    /// Analyse one page (1-based) of a stack (the side file is a [`batch::AnalyseSpec`]; the
+    /// result is an `Option<batch::PageAnalysis>`).
+    AnalysePage(u32),
+    /// Write the PDF of some pages of a stack (the side file lists them as JSON; written as
+    /// `result.pdf`; the result is the page count).
+    SelectPages,
     /// Load the OCR engine and do nothing else (a worker warming up).
     Warm,
     /// Try accesses from inside the sandbox (the input is a [`sandbox::Probe`] as JSON; the
@@ -860,6 +927,8 @@ impl Job {
             Job::SearchablePdf => "searchable-pdf".into(),
             Job::MailPdf => "mail-pdf".into(),
             Job::PageImage(n) => format!("page-image:{n}"),
+            Job::AnalysePage(n) => format!("analyse-page:{n}"),
+            Job::SelectPages => "select-pages".into(),
             Job::Warm => "warm".into(),
             Job::Probe => "probe".into(),
         }
@@ -874,10 +943,14 @@ impl Job {
         if let Some(n) = s.strip_prefix("ocr-page:") {
             return page(n).map(Job::OcrPage);
         }
+        if let Some(n) = s.strip_prefix("analyse-page:") {
+            return page(n).map(Job::AnalysePage);
+        }
         [
             Job::Extract,
             Job::SearchablePdf,
             Job::MailPdf,
+            Job::SelectPages,
             Job::Warm,
             Job::Probe,
         ]
@@ -928,6 +1001,22 @@ pub fn run_job(
             let bytes = std::fs::read(path).map_err(io)?;
             let made = mail::render_pdf(&bytes, opts)?;
             std::fs::write(out.with_file_name("result.pdf"), made).map_err(io)
+        }),
+        Job::AnalysePage(n) => guarded(media, out, || {
+            let spec: batch::AnalyseSpec = match pages {
+                Some(p) => serde_json::from_slice(&std::fs::read(p).map_err(io)?)
+                    .map_err(|e| ExtractError::Io(e.to_string()))?,
+                None => batch::AnalyseSpec::default(),
+            };
+            batch::analyse(path, n, opts, &spec)
+        }),
+        Job::SelectPages => guarded(media, out, || {
+            let list: Vec<u32> = match pages {
+                Some(p) => serde_json::from_slice(&std::fs::read(p).map_err(io)?)
+                    .map_err(|e| ExtractError::Io(e.to_string()))?,
+                None => Vec::new(),
+            };
+            batch::select_pages(path, &list, &out.with_file_name("result.pdf"))
         }),
         Job::Warm => guarded(media, out, || ocr::with_engine(opts, |_| Ok(()))),
         Job::PageImage(n) => guarded(media, out, || {

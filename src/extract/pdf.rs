@@ -413,6 +413,32 @@ fn render_unchecked(path: &Path, page: u32, dpi: u32) -> Result<Vec<u8>, String>
     Ok(out.stdout)
 }
 
+/// Like [`render_page`], but a page poppler reports an error for (a broken image stream, a
+/// broken content stream) is refused instead of drawn as far as it goes: a stack's broken page
+/// must not pass for a blank one.
+pub(crate) fn render_page_strict(path: &Path, page: u32, dpi: u32) -> Result<Vec<u8>, String> {
+    let out = Command::new("pdftoppm")
+        .args([
+            "-gray",
+            "-r",
+            &dpi.to_string(),
+            "-f",
+            &page.to_string(),
+            "-l",
+            &page.to_string(),
+        ])
+        .arg(path)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("pdftoppm not available: {e}"))?;
+    super::sandbox::pass_on_limit_signal(&out.status);
+    let err = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() || out.stdout.is_empty() || err.contains("Error") {
+        return Err(format!("pdftoppm: {} {}", out.status, err.trim()));
+    }
+    Ok(out.stdout)
+}
+
 /// The words of page 1's text layer with their boxes (in points from the top-left corner) and
 /// the page's size in points, read by poppler's `pdftotext -bbox-layout`; `None` when it
 /// fails. Words of one `<line>` share a line number.

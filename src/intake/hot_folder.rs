@@ -2,10 +2,11 @@
 //! (watchers miss events on network shares). A file is taken only when its size and mtime have
 //! stayed the same for the settle time; its bytes and row are committed before it is moved to
 //! `processed/`. A crash between the two leaves the file in the inbox; the next run recognises
-//! the bytes (SHA-256) and only moves it.
+//! the bytes (SHA-256) and only moves it. A file in the batch folder (`stapel/`) is a stack of
+//! letters: committed as a stack the same way, then split by the pipeline.
 
 use super::settings::HotFolderSettings;
-use super::{Intake, Outcome, QuarantineSource, move_file, unique_path};
+use super::{BatchOutcome, Intake, Outcome, QuarantineSource, move_file, unique_path};
 use crate::faults::{pause_point, points};
 use notify::Watcher;
 use std::collections::HashMap;
@@ -27,7 +28,10 @@ pub struct HotFolder {
 impl HotFolder {
     /// Creates the source (and its folders).
     pub fn new(settings: HotFolderSettings, intake: Intake) -> std::io::Result<Self> {
-        for d in [&settings.inbox, &settings.processed, &settings.quarantine] {
+        for d in [&settings.inbox, &settings.processed, &settings.quarantine]
+            .into_iter()
+            .chain(settings.batch_folder.as_ref())
+        {
             crate::store::blobs::create_dir_synced(d)?;
         }
         Ok(Self {
@@ -47,6 +51,9 @@ impl HotFolder {
         })
         .and_then(|mut w| {
             w.watch(&self.settings.inbox, notify::RecursiveMode::NonRecursive)?;
+            if let Some(b) = &self.settings.batch_folder {
+                w.watch(b, notify::RecursiveMode::NonRecursive)?;
+            }
             Ok(w)
         });
         if let Err(e) = &watcher {
@@ -104,16 +111,23 @@ impl HotFolder {
     /// in short passes, and a letter dropped meanwhile is taken within a pass or two instead of
     /// after the whole stack. Returns whether settled files are left for the next pass.
     pub async fn scan(&mut self) -> bool {
-        let entries = match std::fs::read_dir(&self.settings.inbox) {
-            Ok(e) => e,
+        let mut entries = match std::fs::read_dir(&self.settings.inbox) {
+            Ok(e) => e.flatten().map(|e| (e, false)).collect::<Vec<_>>(),
             Err(e) => {
                 tracing::error!(error = %e, "cannot read inbox");
                 return false;
             }
         };
+        // Stacks: the batch folder's files.
+        if let Some(dir) = &self.settings.batch_folder {
+            match std::fs::read_dir(dir) {
+                Ok(e) => entries.extend(e.flatten().map(|e| (e, true))),
+                Err(e) => tracing::error!(error = %e, "cannot read the batch folder"),
+            }
+        }
         let mut settled = Vec::new();
         let mut present = Vec::new();
-        for entry in entries.flatten() {
+        for (entry, batch) in entries {
             let path = entry.path();
             let name = entry.file_name().to_string_lossy().to_string();
             // Scanner software writes temporary names first; hidden files are not ours.
@@ -132,7 +146,7 @@ impl HotFolder {
                     if now.duration_since(*since) >= self.settings.settle {
                         // Ordered by when the file was first seen here: its arrival (a
                         // renamed file keeps an older modification time).
-                        settled.push((*since, name, path));
+                        settled.push((*since, name, path, batch));
                     }
                 }
                 _ => {
@@ -145,11 +159,15 @@ impl HotFolder {
         settled.sort();
         let left = settled.len() > TAKE_PER_PASS;
         let newest = if left { settled.pop() } else { None };
-        for (since, name, path) in newest.into_iter().chain(settled).take(TAKE_PER_PASS) {
+        for (since, name, path, batch) in newest.into_iter().chain(settled).take(TAKE_PER_PASS) {
             self.seen.remove(&path);
             let arrived = chrono::Utc::now()
                 - chrono::Duration::from_std(since.elapsed()).unwrap_or_default();
-            self.take(&path, &name, arrived).await;
+            if batch {
+                self.take_batch(&path, &name, arrived).await;
+            } else {
+                self.take(&path, &name, arrived).await;
+            }
         }
         left
     }
@@ -207,6 +225,61 @@ impl HotFolder {
                     .await
                 {
                     tracing::error!(file = name, error = %e, "could not quarantine; file stays in inbox");
+                }
+            }
+        }
+    }
+
+    /// Takes one settled stack: committed as a stack (original kept, split by the pipeline)
+    /// before it is moved, like a letter.
+    async fn take_batch(&self, path: &Path, name: &str, arrived: chrono::DateTime<chrono::Utc>) {
+        let size = match std::fs::metadata(path) {
+            Ok(m) => m.len(),
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "cannot look at stack yet; will retry");
+                return;
+            }
+        };
+        let outcome = match self
+            .intake
+            .ingest_batch_file(
+                SOURCE,
+                name,
+                path,
+                size,
+                self.settings.max_file_bytes,
+                arrived,
+            )
+            .await
+        {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::error!(file = %path.display(), error = %e, "could not commit stack; file stays in the batch folder");
+                return;
+            }
+        };
+        match outcome {
+            BatchOutcome::New(id) => {
+                pause_point(points::AFTER_COMMIT).await;
+                tracing::info!(file = name, batch = id, "stack received");
+                self.move_processed(path, name);
+            }
+            BatchOutcome::Duplicate(id) => {
+                tracing::info!(
+                    file = name,
+                    batch = id,
+                    "same stack received before; not split again"
+                );
+                self.move_processed(path, name);
+            }
+            BatchOutcome::Quarantined(reason) => {
+                tracing::warn!(file = name, %reason, "stack quarantined");
+                if let Err(e) = self
+                    .intake
+                    .quarantine(SOURCE, name, &reason, "", QuarantineSource::Move(path))
+                    .await
+                {
+                    tracing::error!(file = name, error = %e, "could not quarantine; file stays in the batch folder");
                 }
             }
         }

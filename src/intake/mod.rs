@@ -27,6 +27,17 @@ pub enum Outcome {
     Quarantined(String),
 }
 
+/// What became of a stack (see [`Intake::ingest_batch_file`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum BatchOutcome {
+    /// A new stack, committed (its id).
+    New(String),
+    /// The same bytes arrived before as this stack.
+    Duplicate(String),
+    /// Refused with a German reason.
+    Quarantined(String),
+}
+
 /// Intake errors (local trouble, not the input's fault: the input is kept and retried).
 #[derive(Debug, thiserror::Error)]
 pub enum IntakeError {
@@ -220,6 +231,72 @@ impl Intake {
             Inserted::Duplicate(id) => Outcome::Duplicate(id),
             Inserted::Retried(id) => Outcome::Retried(id),
         }))
+    }
+
+    /// A stack (a file of the hot folder's batch folder), `size` bytes by its metadata: copied
+    /// into the blob store like [`Intake::ingest_file`] and committed as a stack (`batches`),
+    /// which the pipeline splits into letters. Only a PDF is a stack; anything else is refused
+    /// with a German reason (the caller moves it into the quarantine).
+    pub async fn ingest_batch_file(
+        &self,
+        source: &str,
+        name: &str,
+        path: &Path,
+        size: u64,
+        max_bytes: u64,
+        arrived: chrono::DateTime<chrono::Utc>,
+    ) -> Result<BatchOutcome, IntakeError> {
+        if size > max_bytes {
+            return Ok(BatchOutcome::Quarantined(too_large_reason(size, max_bytes)));
+        }
+        let (blobs, from) = (self.blobs.clone(), path.to_path_buf());
+        let copied = tokio::task::spawn_blocking(move || blobs.copy_file(&from, max_bytes))
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let incoming = match copied {
+            Ok(i) => i,
+            Err(CopyError::TooLarge { .. }) => {
+                let now = std::fs::metadata(path).map_or(max_bytes + 1, |m| m.len());
+                return Ok(BatchOutcome::Quarantined(too_large_reason(now, max_bytes)));
+            }
+            Err(CopyError::Io(e)) => return Err(e.into()),
+        };
+        let name = cap_original_name(name);
+        match sniff_incoming(&incoming, &name) {
+            Ok(MediaType::Pdf) => {}
+            Ok(_) => {
+                return Ok(BatchOutcome::Quarantined(
+                    "Ein Stapel muss als PDF gescannt werden (ein PDF mit allen Seiten); \
+                     diese Datei ist kein PDF."
+                        .into(),
+                ));
+            }
+            Err(e) => return Ok(BatchOutcome::Quarantined(e.reason_de())),
+        }
+        let size = incoming.len();
+        let _blob = self.blobs.hold().await;
+        let sha = tokio::task::spawn_blocking(move || incoming.commit())
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))??;
+        let inserted = self
+            .store
+            .insert_batch(
+                &crate::store::batches::NewBatch {
+                    sha256: sha,
+                    source: source.to_string(),
+                    original_name: name,
+                    media_type: MediaType::Pdf.mime().to_string(),
+                    size_bytes: size as i64,
+                    arrived_at: Some(arrived),
+                },
+                source,
+            )
+            .await?;
+        self.wake.notify_one();
+        Ok(match inserted {
+            crate::store::batches::BatchInserted::New(id) => BatchOutcome::New(id),
+            crate::store::batches::BatchInserted::Duplicate(id) => BatchOutcome::Duplicate(id),
+        })
     }
 
     /// An upload (API or the desk's Hochladen page) by `actor`, streamed into `incoming`:

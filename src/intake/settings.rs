@@ -27,6 +27,10 @@ struct RawHotFolder {
     settle_ms: u64,
     rescan_secs: u64,
     max_file_mb: u64,
+    batch_folder: String,
+    separator_barcode: String,
+    drop_blank_pages: bool,
+    split_min_confidence: f64,
 }
 
 impl Default for RawHotFolder {
@@ -39,6 +43,10 @@ impl Default for RawHotFolder {
             settle_ms: 1000,
             rescan_secs: 5,
             max_file_mb: 100,
+            batch_folder: "stapel".into(),
+            separator_barcode: "POSTSTELLE-TRENNBLATT".into(),
+            drop_blank_pages: true,
+            split_min_confidence: 0.7,
         }
     }
 }
@@ -179,6 +187,15 @@ pub struct HotFolderSettings {
     pub rescan: Duration,
     /// Largest file taken, in bytes.
     pub max_file_bytes: u64,
+    /// The subfolder of the inbox for stacks (`batch_folder`, default `stapel`): a file there
+    /// is a stack of letters and is split; `None` when switched off (`batch_folder = ""`).
+    pub batch_folder: Option<PathBuf>,
+    /// Value of a separator sheet's barcode (Code 128 or QR).
+    pub separator_barcode: String,
+    /// Blank pages of a stack are left out of the delivered PDFs.
+    pub drop_blank_pages: bool,
+    /// A split decided with less confidence than this goes to review (0..1).
+    pub split_min_confidence: f64,
 }
 
 /// IMAP intake settings.
@@ -256,6 +273,7 @@ pub struct ImapAccount {
 /// Validates `[intake]`.
 pub fn validate(raw: RawIntake, problems: &mut Problems) -> IntakeSettings {
     let h = raw.hot_folder;
+    let batch = batch_folder(&h.inbox, &h.batch_folder, problems);
     IntakeSettings {
         hot_folder: HotFolderSettings {
             enabled: h.enabled,
@@ -265,6 +283,19 @@ pub fn validate(raw: RawIntake, problems: &mut Problems) -> IntakeSettings {
             settle: Duration::from_millis(h.settle_ms),
             rescan: Duration::from_secs(h.rescan_secs.max(1)),
             max_file_bytes: h.max_file_mb * 1024 * 1024,
+            batch_folder: batch,
+            separator_barcode: h.separator_barcode,
+            drop_blank_pages: h.drop_blank_pages,
+            split_min_confidence: if (0.0..=1.0).contains(&h.split_min_confidence) {
+                h.split_min_confidence
+            } else {
+                problems.push_key(
+                    &["intake", "hot_folder", "split_min_confidence"],
+                    "intake.hot_folder.split_min_confidence must be between 0 and 1".to_string(),
+                    None,
+                );
+                0.7
+            },
         },
         upload: UploadSettings {
             max_bytes: raw.upload.max_file_mb * 1024 * 1024,
@@ -273,6 +304,25 @@ pub fn validate(raw: RawIntake, problems: &mut Problems) -> IntakeSettings {
         },
         imap: validate_imap(raw.imap, problems),
     }
+}
+
+/// The stacks' folder inside the inbox: one plain folder name (no path), or none.
+fn batch_folder(inbox: &std::path::Path, name: &str, problems: &mut Problems) -> Option<PathBuf> {
+    let name = name.trim();
+    if name.is_empty() {
+        return None;
+    }
+    if name.contains(['/', '\\']) || name.starts_with('.') {
+        problems.push_key(
+            &["intake", "hot_folder", "batch_folder"],
+            format!(
+                "intake.hot_folder.batch_folder: \"{name}\" must be a folder name inside the inbox"
+            ),
+            None,
+        );
+        return None;
+    }
+    Some(inbox.join(name))
 }
 
 fn validate_imap(raw: RawImap, problems: &mut Problems) -> ImapSettings {

@@ -5,6 +5,7 @@
 //! Every state change and its audit event are written in one transaction.
 
 pub mod audit;
+pub mod batches;
 pub mod blobs;
 mod delivery;
 pub mod imap;
@@ -125,6 +126,10 @@ pub struct DocumentRow {
     /// The decision's version: counted up by every change of the decision (the machine's, an
     /// assignment, a send-back). A delivery is recorded only for the version it was sent with.
     pub version: i64,
+    /// The stack (batch) the document was split from, if it was.
+    pub batch_id: Option<String>,
+    /// Its pages in that stack (`3-5`).
+    pub batch_pages: Option<String>,
 }
 
 /// What intake hands to the store.
@@ -202,7 +207,7 @@ pub struct Store {
 }
 
 const DOC_COLUMNS: &str = "id, sha256, source, original_name, media_type, size_bytes, state, mailbox, \
-     confidence, decided_by, decision, reason, attempts, next_attempt_at, delivery_ref, failed_stage, created_at, COALESCE(arrived_at, created_at) AS arrived_at, updated_at, purged_at, version";
+     confidence, decided_by, decision, reason, attempts, next_attempt_at, delivery_ref, failed_stage, created_at, COALESCE(arrived_at, created_at) AS arrived_at, updated_at, purged_at, version, batch_id, batch_pages";
 
 impl Store {
     /// Opens the database at `url` (`sqlite://path`), creating it and applying migrations.
@@ -1344,6 +1349,8 @@ fn doc_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<DocumentRow> {
         updated_at: r.try_get("updated_at")?,
         purged_at: r.try_get("purged_at")?,
         version: r.try_get("version")?,
+        batch_id: r.try_get("batch_id")?,
+        batch_pages: r.try_get("batch_pages")?,
     })
 }
 

@@ -98,7 +98,7 @@ impl Store {
         let row = doc_columns(
             &mut tx,
             id,
-            "state, sha256, rendition_sha256, decision, purged_at",
+            "state, sha256, rendition_sha256, decision, purged_at, batch_id",
         )
         .await?;
         if row.try_get::<Option<String>, _>("purged_at")?.is_some() {
@@ -191,6 +191,11 @@ impl Store {
             &serde_json::json!({"cause": cause.as_str(), "state": new_state.as_str()}),
         )
         .await?;
+        // The stack it was split from goes with its last letter (with an erased letter at once).
+        if let Some(batch) = row.try_get::<Option<String>, _>("batch_id")? {
+            super::batches::purge_batch_in(&mut tx, &batch, cause == PurgeCause::Erasure, actor)
+                .await?;
+        }
         tx.commit().await?;
         Ok(true)
     }
@@ -207,8 +212,10 @@ impl Store {
     /// Whether any document still refers to the blob (as its original or rendition).
     pub async fn blob_in_use(&self, sha256: &str) -> Result<bool> {
         let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM documents WHERE sha256 = ? OR rendition_sha256 = ?",
+            "SELECT (SELECT COUNT(*) FROM documents WHERE sha256 = ? OR rendition_sha256 = ?) \
+             + (SELECT COUNT(*) FROM batches WHERE sha256 = ?)",
         )
+        .bind(sha256)
         .bind(sha256)
         .bind(sha256)
         .fetch_one(&self.pool)

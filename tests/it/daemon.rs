@@ -21,7 +21,11 @@ fn count_files(dir: &Path) -> usize {
     std::fs::read_dir(dir)
         .map(|d| {
             d.flatten()
-                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                // Files only: the inbox holds the stacks' folder `stapel/`.
+                .filter(|e| {
+                    !e.file_name().to_string_lossy().starts_with('.')
+                        && e.file_type().is_ok_and(|t| t.is_file())
+                })
                 .count()
         })
         .unwrap_or(0)

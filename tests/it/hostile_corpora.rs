@@ -115,8 +115,10 @@ fn every_file_of_the_hostile_corpora_is_answered_and_the_daemon_stays_small() {
     let inbox_empty = || {
         std::fs::read_dir(install.path("inbox"))
             .map(|d| {
-                d.flatten()
-                    .all(|e| e.file_name().to_string_lossy().starts_with('.'))
+                d.flatten().all(|e| {
+                    e.file_name().to_string_lossy().starts_with('.')
+                        || e.file_type().is_ok_and(|t| t.is_dir())
+                })
             })
             .unwrap_or(true)
     };

@@ -49,3 +49,4 @@ mod searchable_einvoice;
 mod secrets;
 mod sender_memory;
 mod shadow;
+mod stack;

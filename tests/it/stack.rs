@@ -1,0 +1,544 @@
+//! Stacks (Stapel): one duplex scan of several letters dropped into the hot folder's batch
+//! folder is split into letters by patch-T sheets, barcode sheets (Code 128 and QR, made by
+//! Debian's `zint`), blank back sides (noise, dust, bleed-through) and, without separators, by
+//! what a letter's first page looks like; an uncertain split waits in review, a person moves
+//! the split points over the API; a SIGKILL while splitting loses and duplicates nothing; a
+//! broken page quarantines only its letter.
+
+use crate::harness::*;
+use image::GrayImage;
+use std::process::Command;
+use std::time::Duration;
+
+const LONG: Duration = Duration::from_secs(300);
+/// The stacks are scanned at 200 dpi (an office scanner's usual setting; cheaper OCR).
+const DPI: u32 = 200;
+
+fn mm(v: f32) -> u32 {
+    (v * DPI as f32 / 25.4) as u32
+}
+
+fn white() -> GrayImage {
+    GrayImage::from_pixel(mm(210.0), mm(297.0), image::Luma([250]))
+}
+
+/// A letter page rendered as scanned, with some noise.
+fn scanned(lines: &[Line<'_>]) -> GrayImage {
+    noisy(render(&letter_pdf(lines), DPI), 8)
+}
+
+/// The blank back side of `front`: paper with noise, dust specks and the front's text showing
+/// through faintly, mirrored.
+fn back_side(front: &GrayImage, seed: u32) -> GrayImage {
+    let mut img = white();
+    for (x, y, p) in front.enumerate_pixels() {
+        let mx = img.width().saturating_sub(1 + x);
+        if p.0[0] < 128 && mx < img.width() && y < img.height() {
+            img.put_pixel(mx, y, image::Luma([222]));
+        }
+    }
+    let mut img = noisy(img, 12);
+    let mut s = seed;
+    for _ in 0..150 {
+        s = s.wrapping_mul(1103515245).wrapping_add(12345);
+        let x = (s >> 8) % (img.width() - 3);
+        s = s.wrapping_mul(1103515245).wrapping_add(12345);
+        let y = (s >> 8) % (img.height() - 3);
+        for (dx, dy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+            img.put_pixel(x + dx, y + dy, image::Luma([20]));
+        }
+    }
+    img
+}
+
+fn fill(img: &mut GrayImage, x: u32, y: u32, w: u32, h: u32) {
+    for yy in y..(y + h).min(img.height()) {
+        for xx in x..(x + w).min(img.width()) {
+            img.put_pixel(xx, yy, image::Luma([15]));
+        }
+    }
+}
+
+/// A patch-T sheet: bars narrow, wide, narrow, wide (2.03 / 5.08 mm, narrow spaces), 63 mm
+/// long, as printed on the sheets of the scanner makers.
+fn patch_t_sheet() -> GrayImage {
+    let mut img = white();
+    let mut x = mm(80.0);
+    for wide in [false, true, false, true] {
+        let w = if wide { mm(5.08) } else { mm(2.03) };
+        fill(&mut img, x, mm(110.0), w, mm(63.5));
+        x += w + mm(2.03);
+    }
+    noisy(img, 10)
+}
+
+/// A separator sheet with the barcode `value` made by `zint` (`kind`: `CODE128` or `QRCODE`).
+fn barcode_sheet(kind: &str, value: &str) -> GrayImage {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("code.png");
+    // Code 128 at 0.25 mm a module (a 21-character value is about 70 mm wide), QR at 0.76 mm.
+    let scale = if kind == "QRCODE" {
+        "--scale=3"
+    } else {
+        "--scale=1"
+    };
+    let status = Command::new("zint")
+        .arg(format!("--barcode={kind}"))
+        .arg(scale)
+        .arg("--notext")
+        .arg(format!("--data={value}"))
+        .arg(format!("--output={}", out.display()))
+        .status()
+        .expect("zint (Debian package zint) must be installed");
+    assert!(status.success(), "zint failed");
+    let code = image::open(&out).expect("zint png").to_luma8();
+    let mut img = white();
+    let (x0, y0) = (mm(40.0), mm(100.0));
+    for (x, y, p) in code.enumerate_pixels() {
+        if x0 + x < img.width() && y0 + y < img.height() {
+            img.put_pixel(x0 + x, y0 + y, *p);
+        }
+    }
+    noisy(img, 8)
+}
+
+/// A letter's first page to the town (DIN 5008) with `subject` and `body`.
+fn first_page(department: &str, subject: &str, body: &[&str]) -> GrayImage {
+    scanned(&din_letter(
+        &[
+            "Stadt Musterstadt",
+            department,
+            "Rathausplatz 1",
+            "12345 Musterstadt",
+        ],
+        subject,
+        body,
+    ))
+}
+
+/// A continuation page: "Seite 2 von 2", no address, the text goes on.
+fn second_page(body: &[&str]) -> GrayImage {
+    let mut lines: Vec<Line<'_>> = vec![(90.0, 20.0, 10.0, "Seite 2 von 2")];
+    for (i, b) in body.iter().enumerate() {
+        lines.push((25.0, 40.0 + i as f32 * 6.0, 11.0, b));
+    }
+    lines.push((25.0, 80.0, 11.0, "Mit freundlichen Grüßen"));
+    lines.push((25.0, 92.0, 11.0, "Erika Mustermann"));
+    scanned(&lines)
+}
+
+/// A page that may or may not begin a letter: a date and a salutation, but no address field.
+fn doubtful_page() -> GrayImage {
+    scanned(&[
+        (125.0, 30.0, 10.0, "Musterstadt, 05.02.2025"),
+        (25.0, 50.0, 11.0, "Liebe Frau Schmidt,"),
+        (
+            25.0,
+            58.0,
+            11.0,
+            "wie am Telefon besprochen lege ich die Fotos der Stelle bei.",
+        ),
+        (25.0, 64.0, 11.0, "Viele Grüße"),
+    ])
+}
+
+fn bauantrag() -> GrayImage {
+    first_page(
+        "Bauordnungsamt",
+        "Bauantrag für einen Wintergarten, Flurstück 88",
+        &[
+            "hiermit reiche ich den Bauantrag für einen Wintergarten auf",
+            "meinem Grundstück ein. Lageplan und Bauzeichnungen liegen bei.",
+        ],
+    )
+}
+
+fn hundesteuer() -> GrayImage {
+    first_page(
+        "Steueramt",
+        "Anmeldung zur Hundesteuer",
+        &[
+            "hiermit melde ich unseren Hund Bello zur Hundesteuer an.",
+            "Bitte senden Sie mir den Hundesteuerbescheid und die Steuermarke.",
+        ],
+    )
+}
+
+fn schlagloch() -> GrayImage {
+    first_page(
+        "Tiefbauamt",
+        "Schlagloch in der Fahrbahn der Lindenstraße",
+        &[
+            "in der Lindenstraße vor Haus Nr. 12 ist ein tiefes Schlagloch in der",
+            "Fahrbahn. Bitte lassen Sie die Straße ausbessern.",
+        ],
+    )
+}
+
+fn kita() -> GrayImage {
+    first_page(
+        "Jugendamt",
+        "Antrag auf einen Kita-Platz für unsere Tochter",
+        &[
+            "wir beantragen einen Betreuungsplatz in einer Kindertagesstätte",
+            "für unsere Tochter Mia ab dem 1. August.",
+        ],
+    )
+}
+
+fn geburtsurkunde() -> GrayImage {
+    first_page(
+        "Standesamt",
+        "Antrag auf eine Geburtsurkunde",
+        &[
+            "bitte stellen Sie mir eine Geburtsurkunde für meinen Sohn aus,",
+            "geboren am 12.03.2019 in Musterstadt.",
+        ],
+    )
+}
+
+fn pdf(pages: &[GrayImage]) -> Vec<u8> {
+    let refs: Vec<&GrayImage> = pages.iter().collect();
+    scan_pdf_pages(&refs, DPI)
+}
+
+/// Drops a stack into the batch folder the way a scanner does.
+fn drop_stack(install: &Install, name: &str, bytes: &[u8]) {
+    let dir = install.path("inbox/stapel");
+    std::fs::create_dir_all(&dir).expect("batch folder");
+    let tmp = dir.join(format!(".{name}.part"));
+    std::fs::write(&tmp, bytes).expect("write");
+    std::fs::rename(&tmp, dir.join(name)).expect("rename");
+}
+
+/// The stack's documents: (pages in the stack, state, mailbox), by first page.
+fn parts(install: &Install) -> Vec<(String, String, String)> {
+    let mut out: Vec<(String, String, String)> = install
+        .documents()
+        .iter()
+        .filter(|d| !d["batch_id"].is_null())
+        .map(|d| {
+            (
+                d["batch_pages"].as_str().unwrap_or_default().to_string(),
+                d["state"].as_str().unwrap_or_default().to_string(),
+                d["mailbox"].as_str().unwrap_or("-").to_string(),
+            )
+        })
+        .collect();
+    out.sort_by_key(|(p, ..)| {
+        p.split('-')
+            .next()
+            .and_then(|n| n.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    out
+}
+
+fn settled(install: &Install, n: usize) -> Vec<(String, String, String)> {
+    wait_for("the stack's letters to settle", LONG, || {
+        let p = parts(install);
+        (p.len() == n
+            && p.iter()
+                .all(|(_, st, _)| matches!(st.as_str(), "delivered" | "review" | "quarantined")))
+        .then_some(p)
+    })
+}
+
+#[test]
+fn a_duplex_stack_is_split_by_separator_sheets_blank_pages_and_letter_starts() {
+    let app = spawn_app(&[]);
+    let bau = bauantrag();
+    let hund = hundesteuer();
+    let geburt = geburtsurkunde();
+    let kita = kita();
+    let loch = schlagloch();
+    let stack = vec![
+        // Separators, duplex: every sheet has a (blank) back side.
+        bau.clone(),                                                  // 1
+        back_side(&bau, 1),                                           // 2
+        second_page(&["Die Baubeschreibung und die Statik folgen."]), // 3
+        back_side(&bau, 2),                                           // 4
+        patch_t_sheet(),                                              // 5
+        back_side(&white(), 3),                                       // 6
+        hund.clone(),                                                 // 7
+        back_side(&hund, 4),                                          // 8
+        barcode_sheet("CODE128", "POSTSTELLE-TRENNBLATT"),            // 9
+        back_side(&white(), 5),                                       // 10
+        geburt.clone(),                                               // 11
+        back_side(&geburt, 6),                                        // 12
+        barcode_sheet("QRCODE", "POSTSTELLE-TRENNBLATT"),             // 13
+        back_side(&white(), 7),                                       // 14
+        // No separators from here: the letters' first pages tell.
+        kita,                                                            // 15
+        second_page(&["Die Geburtsurkunde unserer Tochter liegt bei."]), // 16
+        loch.clone(),                                                    // 17
+        back_side(&loch, 8),                                             // 18
+        doubtful_page(),                                                 // 19
+    ];
+    drop_stack(&app, "stapel-montag.pdf", &pdf(&stack));
+    let got = settled(&app, 5);
+    let ranges: Vec<&str> = got.iter().map(|(p, ..)| p.as_str()).collect();
+    assert_eq!(ranges, ["1-4", "7-8", "11-12", "15-16", "17-19"], "{got:?}");
+    // The letters with a sure split are routed; the one with the doubtful page waits.
+    for (pages, state, mailbox) in &got[..4] {
+        assert!(
+            state == "delivered" || state == "review",
+            "{pages}: {state} {mailbox}"
+        );
+    }
+    assert_eq!(got[0].2, "63", "the Bauantrag: {got:?}");
+    assert_eq!(got[1].2, "22", "the Hundesteuer: {got:?}");
+    assert_eq!(got[4].1, "review", "{got:?}");
+    let docs = app.documents();
+    let doubtful = docs
+        .iter()
+        .find(|d| d["batch_pages"] == "17-19")
+        .expect("part 17-19");
+    let reason = doubtful["decision"]["explanation"]["review_reason"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        reason.contains("Stapel") && reason.contains("Seite 19"),
+        "{reason}"
+    );
+    // The delivered Bauantrag is a searchable PDF of its two pages (back sides dropped), with
+    // the stack and its pages in the sidecar.
+    let delivered = app.delivered();
+    let (_, bau_pdf) = delivered
+        .iter()
+        .find(|(m, _)| m == "63")
+        .expect("Bauantrag delivered");
+    let sidecar: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bau_pdf.with_extension("json")).expect("sidecar"))
+            .expect("json");
+    assert_eq!(sidecar["batch"]["pages"], "1-4", "{sidecar}");
+    let batch_id = sidecar["batch"]["id"]
+        .as_str()
+        .expect("batch id")
+        .to_string();
+    let doc = lopdf::Document::load(bau_pdf).expect("delivered pdf");
+    assert_eq!(doc.get_pages().len(), 2, "blank back sides are dropped");
+    let text = Command::new("pdftotext")
+        .arg(bau_pdf)
+        .arg("-")
+        .output()
+        .expect("pdftotext");
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("Wintergarten") && text.contains("Statik"),
+        "both pages searchable: {text}"
+    );
+    // The API shows the stack; the Poststelle moves the split point: page 19 is a letter of
+    // its own. The letters waiting in review are replaced and routed anew.
+    let client = reqwest::blocking::Client::new();
+    let batch: serde_json::Value = client
+        .get(app.url(&format!("/api/batches/{batch_id}")))
+        .bearer_auth(&app.token)
+        .send()
+        .expect("batch")
+        .json()
+        .expect("json");
+    assert_eq!(batch["page_count"], 19, "{batch}");
+    assert_eq!(batch["documents"].as_array().map(Vec::len), Some(5));
+    let api_doc: serde_json::Value = client
+        .get(app.url(&format!(
+            "/api/documents/{}",
+            doubtful["id"].as_str().unwrap_or_default()
+        )))
+        .bearer_auth(&app.token)
+        .send()
+        .expect("document")
+        .json()
+        .expect("json");
+    assert_eq!(api_doc["document"]["batch_pages"], "17-19", "{api_doc}");
+    let starts: Vec<u32> = got
+        .iter()
+        .filter(|(_, st, _)| st != "review")
+        .map(|(p, ..)| {
+            p.split('-')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)
+        })
+        .chain([17, 19])
+        .collect();
+    let moved = client
+        .post(app.url(&format!("/api/batches/{batch_id}/split")))
+        .bearer_auth(&app.token)
+        .json(&serde_json::json!({"starts": starts}))
+        .send()
+        .expect("split");
+    // Only while every letter of the stack waits in review can the split move.
+    if got[..4].iter().all(|(_, st, _)| st == "review") {
+        assert!(moved.status().is_success(), "{:?}", moved.text());
+        let after = settled(&app, 6);
+        let ranges: Vec<&str> = after.iter().map(|(p, ..)| p.as_str()).collect();
+        assert_eq!(ranges, ["1-4", "7-8", "11-12", "15-16", "17-18", "19"]);
+    } else {
+        assert_eq!(moved.status(), 409, "letters already delivered");
+        let body = moved.text().unwrap_or_default();
+        assert!(body.contains("Prüfkorb"), "a German reason: {body}");
+    }
+    app.stop();
+}
+
+#[test]
+fn the_poststelle_moves_split_points_of_a_stack_in_review() {
+    // A letter followed by a page without an address field that may begin another one: an
+    // uncertain split, in review; the Poststelle says the second page is a letter of its own.
+    let app = spawn_app(&[]);
+    let stack = vec![hundesteuer(), doubtful_page()];
+    drop_stack(&app, "stapel.pdf", &pdf(&stack));
+    let got = settled(&app, 1);
+    assert_eq!(got[0].0, "1-2", "{got:?}");
+    assert_eq!(got[0].1, "review", "{got:?}");
+    let batch_id = app
+        .documents()
+        .iter()
+        .find_map(|d| d["batch_id"].as_str().map(str::to_string))
+        .expect("batch");
+    let client = reqwest::blocking::Client::new();
+    let url = app.url(&format!("/api/batches/{batch_id}/split"));
+    // Page 0 and pages beyond the stack are refused.
+    let bad = client
+        .post(&url)
+        .bearer_auth(&app.token)
+        .json(&serde_json::json!({"starts": [0, 9]}))
+        .send()
+        .expect("split");
+    assert_eq!(bad.status(), 400);
+    let moved = client
+        .post(&url)
+        .bearer_auth(&app.token)
+        .json(&serde_json::json!({"starts": [1, 2]}))
+        .send()
+        .expect("split");
+    assert!(moved.status().is_success(), "{:?}", moved.text());
+    let after = settled(&app, 2);
+    let ranges: Vec<&str> = after.iter().map(|(p, ..)| p.as_str()).collect();
+    assert_eq!(ranges, ["1", "2"]);
+    // A person decided the split: no letter waits for it any more.
+    for d in app.documents() {
+        let reason = d["decision"]["explanation"]["review_reason"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(!reason.contains("Stapel"), "{reason}");
+    }
+    app.stop();
+}
+
+#[test]
+fn a_stack_killed_while_being_split_ends_with_every_letter_once() {
+    let install = Install::new();
+    let marker = install.path("paused");
+    let marker_s = marker.display().to_string();
+    let d = install.serve(&[
+        ("POSTSTELLE_PAUSE_AT", "batch_before_split"),
+        ("POSTSTELLE_PAUSE_MARKER", &marker_s),
+    ]);
+    // The separator sheet `poststelle trennblatt` prints, scanned.
+    let sheet = install.path("trennblatt.pdf");
+    let out = install
+        .command()
+        .arg("trennblatt")
+        .arg(&sheet)
+        .output()
+        .expect("poststelle trennblatt");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = noisy(render(&std::fs::read(&sheet).expect("sheet"), DPI), 8);
+    let stack = vec![
+        bauantrag(),
+        printed,
+        hundesteuer(),
+        barcode_sheet("CODE128", "POSTSTELLE-TRENNBLATT"),
+        schlagloch(),
+    ];
+    drop_stack(&install, "stapel.pdf", &pdf(&stack));
+    wait_file(&marker, LONG);
+    // The parts' PDFs are made, the split is not committed: no letter exists yet.
+    d.kill();
+    assert_eq!(parts(&install).len(), 0);
+    let _d = install.serve(&[]);
+    let got = settled(&install, 3);
+    let ranges: Vec<&str> = got.iter().map(|(p, ..)| p.as_str()).collect();
+    assert_eq!(ranges, ["1", "3", "5"], "{got:?}");
+    wait_for("three deliveries", LONG, || {
+        (install.delivered().len() == 3).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(parts(&install).len(), 3, "no letter twice");
+    assert_eq!(install.delivered().len(), 3, "each delivered once");
+    assert_eq!(
+        std::fs::read_dir(install.path("inbox/stapel"))
+            .map(|d| d.count())
+            .unwrap_or(0),
+        0,
+        "the stack left the batch folder"
+    );
+}
+
+#[test]
+fn a_broken_page_quarantines_only_its_letter() {
+    let app = spawn_app(&[]);
+    let hund = hundesteuer();
+    let broken = geburtsurkunde();
+    let stack = vec![
+        bauantrag(),
+        patch_t_sheet(),
+        hund,
+        patch_t_sheet(),
+        broken.clone(),
+        patch_t_sheet(),
+        schlagloch(),
+    ];
+    let mut bytes = pdf(&stack);
+    // Page 5's image stream: its JPEG header destroyed (same length, offsets stay right). The
+    // headers and white margins of all pages are alike: the stream is found by the image data
+    // of its middle.
+    let jpeg = scan_jpeg(&broken);
+    let mid = jpeg.len() / 2;
+    let at = bytes
+        .windows(64)
+        .position(|w| w == &jpeg[mid..mid + 64])
+        .expect("page 5's image in the PDF")
+        - mid;
+    for b in &mut bytes[at..at + 600] {
+        *b = b'x';
+    }
+    drop_stack(&app, "stapel.pdf", &bytes);
+    let got = settled(&app, 4);
+    let ranges: Vec<&str> = got.iter().map(|(p, ..)| p.as_str()).collect();
+    assert_eq!(ranges, ["1", "3", "5", "7"], "{got:?}");
+    assert_eq!(got[2].1, "quarantined", "{got:?}");
+    for i in [0, 1, 3] {
+        assert_ne!(got[i].1, "quarantined", "{got:?}");
+    }
+    let docs = app.documents();
+    let q = docs
+        .iter()
+        .find(|d| d["batch_pages"] == "5")
+        .expect("part 5");
+    let reason = q["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("Seite 5") && reason.contains("beschädigt"),
+        "{reason}"
+    );
+    // Its reason file stands beside the quarantined part.
+    let files: Vec<String> = std::fs::read_dir(app.path("quarantine"))
+        .expect("quarantine")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
+    assert!(
+        files.iter().any(|f| f.ends_with(".reason.txt")),
+        "{files:?}"
+    );
+    wait_for("the other letters delivered", LONG, || {
+        (app.delivered().len() >= 2).then_some(())
+    });
+    app.stop();
+}
