@@ -424,6 +424,19 @@ fn the_poststelle_moves_split_points_of_a_stack_in_review() {
             .unwrap_or_default();
         assert!(!reason.contains("Stapel"), "{reason}");
     }
+    // The replaced letter's rows are gone; the events of the stack, its letters and the move
+    // stay, and the audit trail's chain is whole.
+    let out = app
+        .command()
+        .args(["audit", "verify"])
+        .output()
+        .expect("poststelle audit verify");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     app.stop();
 }
 
