@@ -126,8 +126,14 @@ fn page_image(
     if let Some((img, dpi)) = super::pdf::stored_page_image(&doc, page, opts.max_image_pixels) {
         return Ok(Some((img, dpi, count)));
     }
-    let pgm = super::pdf::render_page_strict(path, page, opts.dpi)
-        .map_err(|e| ExtractError::BrokenPdf(format!("page {page}: {e}")))?;
+    let pgm = super::pdf::render_page_strict(path, page, opts.dpi, opts.max_image_pixels).map_err(
+        |e| match e {
+            super::pdf::RenderError::TooLarge(e) => e,
+            super::pdf::RenderError::Failed(m) => {
+                ExtractError::BrokenPdf(format!("page {page}: {m}"))
+            }
+        },
+    )?;
     let img = super::image::decode_pnm_gray(&pgm, opts.max_image_pixels)?;
     Ok(Some((img, opts.dpi, count)))
 }

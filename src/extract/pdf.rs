@@ -377,6 +377,28 @@ pub(crate) fn render_page(
     dpi: u32,
     max_pixels: u64,
 ) -> Result<Vec<u8>, RenderError> {
+    render_checked(path, page, dpi, max_pixels, false)
+}
+
+/// Like [`render_page`], but a page poppler reports an error for (a broken image stream, a
+/// broken content stream) is refused instead of drawn as far as it goes: a stack's broken page
+/// must not pass for a blank one.
+pub(crate) fn render_page_strict(
+    path: &Path,
+    page: u32,
+    dpi: u32,
+    max_pixels: u64,
+) -> Result<Vec<u8>, RenderError> {
+    render_checked(path, page, dpi, max_pixels, true)
+}
+
+fn render_checked(
+    path: &Path,
+    page: u32,
+    dpi: u32,
+    max_pixels: u64,
+    strict: bool,
+) -> Result<Vec<u8>, RenderError> {
     if let Some((width, height)) = rendered_size(path, page, dpi)
         && width.saturating_mul(height) > max_pixels
     {
@@ -387,36 +409,11 @@ pub(crate) fn render_page(
             dpi,
         }));
     }
-    render_unchecked(path, page, dpi).map_err(RenderError::Failed)
+    render_unchecked(path, page, dpi, strict).map_err(RenderError::Failed)
 }
 
-fn render_unchecked(path: &Path, page: u32, dpi: u32) -> Result<Vec<u8>, String> {
-    let out = Command::new("pdftoppm")
-        .args([
-            "-gray",
-            "-r",
-            &dpi.to_string(),
-            "-f",
-            &page.to_string(),
-            "-l",
-            &page.to_string(),
-        ])
-        .arg(path)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| format!("pdftoppm not available: {e}"))?;
-    super::sandbox::pass_on_limit_signal(&out.status);
-    if !out.status.success() || out.stdout.is_empty() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        return Err(format!("pdftoppm: {} {}", out.status, err.trim()));
-    }
-    Ok(out.stdout)
-}
-
-/// Like [`render_page`], but a page poppler reports an error for (a broken image stream, a
-/// broken content stream) is refused instead of drawn as far as it goes: a stack's broken page
-/// must not pass for a blank one.
-pub(crate) fn render_page_strict(path: &Path, page: u32, dpi: u32) -> Result<Vec<u8>, String> {
+/// `pdftoppm` for one page; `strict`: an error poppler reports on stderr fails the page too.
+fn render_unchecked(path: &Path, page: u32, dpi: u32, strict: bool) -> Result<Vec<u8>, String> {
     let out = Command::new("pdftoppm")
         .args([
             "-gray",
@@ -433,7 +430,7 @@ pub(crate) fn render_page_strict(path: &Path, page: u32, dpi: u32) -> Result<Vec
         .map_err(|e| format!("pdftoppm not available: {e}"))?;
     super::sandbox::pass_on_limit_signal(&out.status);
     let err = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() || out.stdout.is_empty() || err.contains("Error") {
+    if !out.status.success() || out.stdout.is_empty() || (strict && err.contains("Error")) {
         return Err(format!("pdftoppm: {} {}", out.status, err.trim()));
     }
     Ok(out.stdout)
@@ -649,7 +646,7 @@ mod tests {
         assert_eq!(
             render_page(&path, 2, 300, 100_000_000),
             Err(RenderError::Failed(
-                render_unchecked(&path, 2, 300).expect_err("no page 2")
+                render_unchecked(&path, 2, 300, false).expect_err("no page 2")
             ))
         );
     }
