@@ -285,6 +285,7 @@ async fn assign(
         .assign(&id, &mailbox, who.actor(), &origin)
         .await?;
     s.pipeline.wake.notify_one();
+    crate::sample::after_correction(&s.pipeline, &id).await;
     Ok(Json(
         serde_json::json!({"id": id, "mailbox": mailbox, "state": DocState::Queued}),
     ))

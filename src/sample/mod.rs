@@ -247,6 +247,24 @@ pub async fn judge(
     Ok(Judgement { sample, raised })
 }
 
+/// After a correction (a forward, a new assignment, a send-back) of document `id`: when that
+/// correction judged the document's sample ([`Store::assign`](crate::store::Store::assign)
+/// does so in its transaction), the sample's mailbox may need a higher threshold. Errors are
+/// logged, not returned: the correction itself is committed.
+pub async fn after_correction(pipeline: &Pipeline, id: &DocumentId) {
+    let sample = match pipeline.store.sample(id).await {
+        Ok(Some(s)) if s.verdict.is_some() => s,
+        Ok(_) => return,
+        Err(e) => {
+            tracing::warn!(document = %id, error = %e, "Stichprobe: sample not read after a correction");
+            return;
+        }
+    };
+    if let Err(e) = maybe_raise(pipeline, &sample.mailbox).await {
+        tracing::warn!(document = %id, mailbox = %sample.mailbox, error = %e, "Stichprobe: threshold not checked after a correction");
+    }
+}
+
 /// Raises `mailbox`'s threshold when its judged samples say so (see the module's text).
 pub async fn maybe_raise(
     pipeline: &Pipeline,

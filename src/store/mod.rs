@@ -661,6 +661,7 @@ impl Store {
             &serde_json::json!({"from": from, "reason": reason}),
         )
         .await?;
+        samples::judge_by_correction(&mut tx, id, None, actor, "sent_back").await?;
         tx.commit().await?;
         Ok(())
     }
@@ -1190,6 +1191,9 @@ async fn assign_in(
         &serde_json::json!({"from": previous, "to": mailbox, "origin": origin}),
     )
     .await?;
+    if origin != "sample" {
+        samples::judge_by_correction(tx, id, Some(mailbox), actor, origin).await?;
+    }
     Ok(())
 }
 

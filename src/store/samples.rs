@@ -157,6 +157,55 @@ pub(super) async fn insert_sample(
     .await
 }
 
+/// A correction of a sampled document judges its open sample: a department that forwards it
+/// (or the Poststelle that assigns it anew) says the machine's mailbox was wrong, and so does a
+/// department that sends it back (`correct` is then unknown until the Poststelle assigns it).
+/// Without this, the measured precision would count only what the Poststelle happened to look
+/// at. Assigning it to the mailbox the machine chose is no verdict. Called inside the
+/// correction's transaction; returns the sample's mailbox when it was judged.
+pub(super) async fn judge_by_correction(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    id: &DocumentId,
+    correct: Option<&MailboxId>,
+    actor: &str,
+    origin: &str,
+) -> Result<Option<MailboxId>> {
+    let Some(row) =
+        sqlx::query("SELECT mailbox FROM samples WHERE document_id = ? AND verdict IS NULL")
+            .bind(id.as_str())
+            .fetch_optional(&mut **tx)
+            .await?
+    else {
+        return Ok(None);
+    };
+    let machine: String = row.try_get("mailbox")?;
+    if correct.is_some_and(|c| c.as_str() == machine) {
+        return Ok(None);
+    }
+    sqlx::query(
+        "UPDATE samples SET verdict = ?, correct_mailbox = ?, actor = ?, judged_at = ? \
+         WHERE document_id = ? AND verdict IS NULL",
+    )
+    .bind(Verdict::Overturned.as_str())
+    .bind(correct.map(|c| c.as_str()))
+    .bind(actor)
+    .bind(now_str())
+    .bind(id.as_str())
+    .execute(&mut **tx)
+    .await?;
+    insert_event(
+        tx,
+        Some(id.as_str()),
+        actor,
+        "sample_judged",
+        &serde_json::json!({"verdict": Verdict::Overturned, "machine": machine, "correct": correct, "by": origin}),
+    )
+    .await?;
+    MailboxId::parse(&machine)
+        .map(Some)
+        .ok_or_else(|| corrupt("mailbox", &machine))
+}
+
 impl Store {
     /// Open samples, oldest first.
     pub async fn open_samples(&self, limit: i64) -> Result<Vec<SampleRow>> {
@@ -352,5 +401,113 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Verdict;
+    use crate::domain::{DecidedBy, Decision, DocumentId, MailboxId};
+    use crate::store::{Inserted, NewDocument, Store};
+
+    fn id(s: &str) -> MailboxId {
+        MailboxId::parse(s).expect("valid id")
+    }
+
+    /// A document routed straight through to `mailbox` and sampled.
+    async fn sampled(s: &Store, sha: &str, mailbox: &str) -> DocumentId {
+        let Inserted::New(doc) = s
+            .insert_received(
+                &NewDocument {
+                    sha256: sha.into(),
+                    source: "t".into(),
+                    original_name: "a.txt".into(),
+                    media_type: "text/plain".into(),
+                    size_bytes: 1,
+                    arrived_at: None,
+                },
+                "t",
+            )
+            .await
+            .expect("insert")
+        else {
+            panic!("new")
+        };
+        s.set_extracted(&doc, "x", "{}", serde_json::json!({}))
+            .await
+            .expect("extracted");
+        let d = Decision {
+            mailbox: Some(id(mailbox)),
+            confidence: 0.97,
+            decided_by: DecidedBy::Model,
+            needs_review: false,
+            explanation: Default::default(),
+        };
+        s.set_decision_sampled(&doc, &d, true)
+            .await
+            .expect("decision");
+        let version = s.get(&doc).await.expect("doc").version;
+        s.mark_delivered(&doc, "dms", "r", &id(mailbox), version)
+            .await
+            .expect("delivered");
+        doc
+    }
+
+    #[tokio::test]
+    async fn a_forward_or_a_send_back_judges_the_open_sample_and_a_person_cannot_judge_it_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Store::open(&format!("sqlite://{}", dir.path().join("t.db").display()))
+            .await
+            .expect("open");
+        let forwarded = sampled(&s, "a", "63").await;
+        let returned = sampled(&s, "b", "63").await;
+        let kept = sampled(&s, "c", "63").await;
+        assert_eq!(s.open_samples(10).await.expect("open").len(), 3);
+
+        // The department forwards one to 61: the machine was wrong, and 61 is right.
+        s.assign(&forwarded, &id("61"), "b.bau", "forward")
+            .await
+            .expect("forward");
+        let f = s.sample(&forwarded).await.expect("read").expect("sample");
+        assert_eq!(f.verdict, Some(Verdict::Overturned));
+        assert_eq!(f.correct_mailbox, Some(id("61")));
+        assert_eq!(f.actor.as_deref(), Some("b.bau"));
+
+        // It sends one back: wrong, the right mailbox not yet known.
+        s.send_back(&returned, &id("63"), "nicht unser Vorgang", "b.bau")
+            .await
+            .expect("send back");
+        let r = s.sample(&returned).await.expect("read").expect("sample");
+        assert_eq!(r.verdict, Some(Verdict::Overturned));
+        assert_eq!(r.correct_mailbox, None);
+        // The Poststelle's assignment afterwards is a correction, not a second verdict.
+        s.assign(&returned, &id("66"), "p.post", "review")
+            .await
+            .expect("assign");
+        let r = s.sample(&returned).await.expect("read").expect("sample");
+        assert_eq!(r.correct_mailbox, None);
+        assert_eq!(r.actor.as_deref(), Some("b.bau"));
+
+        // Assigned again to the machine's own mailbox: no verdict, still open.
+        s.assign(&kept, &id("63"), "p.post", "correction")
+            .await
+            .expect("assign");
+        let open = s.open_samples(10).await.expect("open");
+        assert_eq!(open.len(), 1, "{open:?}");
+        assert_eq!(open[0].document_id, kept);
+
+        // A judged sample is not judged again by a person.
+        assert!(
+            s.judge_sample(&forwarded, Verdict::Confirmed, None, "p.post")
+                .await
+                .is_err()
+        );
+        let events = s.events(&forwarded).await.expect("events");
+        assert!(
+            events
+                .iter()
+                .any(|e| e.kind == "sample_judged" && e.detail["by"] == "forward"),
+            "{events:?}"
+        );
     }
 }

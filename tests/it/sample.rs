@@ -3,7 +3,8 @@
 //! (one on the web desk) and overturns the rest through the API, the overturned letters are
 //! re-delivered to the right mailbox; the measured precision with its 95 % interval shows in the
 //! API, `/metrics` and `eval --live`; the mailbox's threshold is raised, so the next similar
-//! letter waits in review, and the admins get one German e-mail.
+//! letter waits in review, and the admins get one German e-mail. A department's forward or
+//! send-back on the desk judges a sampled letter too.
 
 use crate::auth::{add_user, browser, sign_in};
 use crate::harness::smtp::{SmtpSink, free_port};
@@ -343,4 +344,105 @@ fn stichprobe_measures_live_precision_raises_the_threshold_and_tells_the_admins(
     );
     assert!(m.body.contains("Ziel 99,50 %"), "{}", m.body);
     d.stop();
+}
+
+/// A department that forwards a sampled letter, or sends it back, has judged the machine: its
+/// sample is overturned without waiting for the Poststelle, and it counts in the measured
+/// precision (here enough to raise the threshold).
+#[test]
+fn a_departments_forward_or_send_back_on_the_desk_judges_the_sample() {
+    let install = Install::new();
+    let d = install.spawn_app(&[
+        ("POSTSTELLE__SAMPLE__SHARE", "1.0"),
+        ("POSTSTELLE__SAMPLE__MIN_JUDGED", "3"),
+    ]);
+    add_user(&d, "b.bau", "fachbereich", &["63"]);
+    for n in 1..=3 {
+        d.drop_file(&format!("bauantrag-{n}.pdf"), &bauantrag(200 + n));
+    }
+    let mut delivered = wait_for("three deliveries", LONG, || {
+        let done: Vec<String> = d
+            .documents()
+            .iter()
+            .filter(|x| x["state"] == "delivered" && x["mailbox"] == "63")
+            .map(|x| x["id"].as_str().expect("id").to_string())
+            .collect();
+        (done.len() == 3).then_some(done)
+    });
+    delivered.sort();
+    let open = api_get(&d, "/api/samples");
+    let open = open["samples"].as_array().expect("samples");
+    assert_eq!(open.len(), 3);
+    let top_confidence = open
+        .iter()
+        .filter_map(|s| s["confidence"].as_f64())
+        .fold(0.0, f64::max);
+
+    let bau = sign_in(&d, "b.bau");
+    let post = |path: String, form: &[(&str, &str)]| {
+        let r = browser()
+            .post(d.url(&path))
+            .header("Cookie", &bau.cookie)
+            .form(form)
+            .send()
+            .expect("post");
+        assert_eq!(r.status(), 303, "{path}: {:?}", r.text());
+    };
+    let csrf = bau.csrf.as_str();
+    for id in &delivered[..2] {
+        post(
+            format!("/eingang/{id}/weiterleiten"),
+            &[("csrf", csrf), ("mailbox", "61")],
+        );
+    }
+    post(
+        format!("/eingang/{}/zurueck", delivered[2]),
+        &[
+            ("csrf", csrf),
+            ("reason", "Kein Bauantrag, eine Bauleitplanung"),
+        ],
+    );
+
+    // No sample is open any more; each was judged by the department's action.
+    assert!(
+        api_get(&d, "/api/samples")["samples"]
+            .as_array()
+            .expect("samples")
+            .is_empty()
+    );
+    for (id, by) in [
+        (&delivered[0], "forward"),
+        (&delivered[1], "forward"),
+        (&delivered[2], "sent_back"),
+    ] {
+        let doc = state_of(&d, id);
+        let judged = doc["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .find(|e| e["kind"] == "sample_judged")
+            .cloned()
+            .unwrap_or_else(|| panic!("no verdict: {doc}"));
+        assert_eq!(judged["actor"], "b.bau", "{judged}");
+        assert_eq!(judged["detail"]["verdict"], "overturned", "{judged}");
+        assert_eq!(judged["detail"]["by"], by, "{judged}");
+    }
+
+    // Three wrong of three: below the target with 95 % confidence, so 63 is raised.
+    let p = api_get(&d, "/api/samples/precision");
+    let m63 = p["mailboxes"]
+        .as_array()
+        .expect("mailboxes")
+        .iter()
+        .find(|m| m["mailbox"] == "63")
+        .cloned()
+        .expect("63");
+    assert_eq!(m63["judged"], 3, "{m63}");
+    assert_eq!(m63["confirmed"], 0, "{m63}");
+    assert_eq!(m63["below_target"], true, "{m63}");
+    let threshold = m63["threshold"].as_f64().expect("threshold");
+    assert!(
+        threshold > top_confidence,
+        "raised above {top_confidence}: {m63}"
+    );
 }

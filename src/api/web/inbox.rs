@@ -291,6 +291,7 @@ async fn forward(
         }
     }
     s.pipeline.wake.notify_one();
+    crate::sample::after_correction(&s.pipeline, &doc.id).await;
     tracing::info!(document = %doc.id, mailbox = %mailbox, actor = who.actor(), "forwarded from the inbox");
     Redirect::to("/eingang?erledigt=weiter").into_response()
 }
@@ -336,6 +337,7 @@ async fn send_back(
             );
         }
     }
+    crate::sample::after_correction(&s.pipeline, &doc.id).await;
     tracing::info!(document = %doc.id, from = %from, actor = who.actor(), "sent back to the Poststelle");
     Redirect::to("/eingang?erledigt=zurueck").into_response()
 }

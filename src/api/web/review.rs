@@ -415,6 +415,7 @@ async fn assign(
         return failed(&who, e);
     }
     s.pipeline.wake.notify_one();
+    crate::sample::after_correction(&s.pipeline, &id).await;
     tracing::info!(document = %id, mailbox = %mailbox, actor = who.actor(), "assigned in the review station");
     match next {
         Some(n) => Redirect::to(&format!("/pruefkorb/{n}")).into_response(),
