@@ -22,6 +22,7 @@ use crate::outgoing::settings::{self as outgoing, OutgoingSettings, RawOutgoing}
 use crate::outgoing::{DigestRecipient, Recipients};
 use crate::retention::settings::{self as retention, RawRetention, RetentionSettings};
 use crate::sample::settings::{self as sample, RawSample, SampleSettings};
+use crate::capture::settings::{self as capture, CaptureSettings, RawCapture};
 use crate::store::settings::{self as store, RawStore, StoreSettings};
 use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
@@ -63,6 +64,8 @@ pub struct Settings {
     pub einvoice: EinvoiceSettings,
     /// The Stichprobe (second look at a share of the straight-through documents).
     pub sample: SampleSettings,
+    /// The capture record's Sichtkontrolle (a share of the scans checked by eye).
+    pub capture: CaptureSettings,
     /// Retention periods of personal data (DSGVO).
     pub retention: RetentionSettings,
 }
@@ -82,6 +85,7 @@ const SECTIONS: &[&str] = &[
     "outgoing",
     "einvoice",
     "sample",
+    "capture",
     "retention",
 ];
 
@@ -167,6 +171,7 @@ struct RawSections {
     outgoing: RawOutgoing,
     einvoice: RawEinvoice,
     sample: RawSample,
+    capture: RawCapture,
     retention: RawRetention,
 }
 
@@ -194,6 +199,7 @@ impl RawSections {
         let outgoing = section(t, "outgoing", problems);
         let einvoice = section(t, "einvoice", problems);
         let sample = section(t, "sample", problems);
+        let capture = section(t, "capture", problems);
         let retention = section(t, "retention", problems);
         Some(RawSections {
             municipality: municipality?,
@@ -209,6 +215,7 @@ impl RawSections {
             outgoing: outgoing?,
             einvoice: einvoice?,
             sample: sample?,
+            capture: capture?,
             retention: retention?,
         })
     }
@@ -278,6 +285,7 @@ fn validate(path: &Path, table: toml::Table, problems: &mut Problems) -> Option<
         outgoing: outgoing::validate(raw.outgoing, problems),
         einvoice: classify::validate_einvoice(raw.einvoice, problems),
         sample: sample::validate(raw.sample, problems),
+        capture: capture::validate(raw.capture, problems),
         retention: retention::validate(raw.retention, problems),
     };
     check_across_sections(&mut settings, &target_names, problems);

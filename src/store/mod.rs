@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod batches;
+pub mod capture;
 pub mod blobs;
 mod delivery;
 pub mod imap;
