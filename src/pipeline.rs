@@ -881,10 +881,7 @@ impl Pipeline {
     /// delivered as it arrived (recorded in the audit trail).
     /// Also answers the pages recognised for a searchable PDF made now (every page once: the
     /// capture record's quality check reads them).
-    async fn rendition(
-        &self,
-        doc: &DocumentRow,
-    ) -> anyhow::Result<(Rendition, Option<Vec<Page>>)> {
+    async fn rendition(&self, doc: &DocumentRow) -> anyhow::Result<(Rendition, Option<Vec<Page>>)> {
         if let Some(r) = self.store.rendition(&doc.id).await? {
             return Ok((r, None));
         }
@@ -924,11 +921,11 @@ impl Pipeline {
                     .await;
                 recognised = Some(pages);
                 made.map(|(pdf, made)| {
-                        let detail = serde_json::json!({
-                            "pages": made.pages, "text_pages": made.text_pages,
-                            "recognised_after_routing": later, "pdfa": made.pdfa,
-                            "pdfa_obstacles": made.pdfa_obstacles,
-                        });
+                    let detail = serde_json::json!({
+                        "pages": made.pages, "text_pages": made.text_pages,
+                        "recognised_after_routing": later, "pdfa": made.pdfa,
+                        "pdfa_obstacles": made.pdfa_obstacles,
+                    });
                     (pdf, detail)
                 })
             }

@@ -612,7 +612,14 @@ async fn visual_check_ok(
     body: Option<Json<VisualCheckBody>>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let note = body.and_then(|b| b.0.note);
-    judge_visual(&s, &who, &id, crate::store::capture::VisualVerdict::Ok, note).await
+    judge_visual(
+        &s,
+        &who,
+        &id,
+        crate::store::capture::VisualVerdict::Ok,
+        note,
+    )
+    .await
 }
 
 /// The scan must be made again (pages missing, cut off, illegible); `{"note": "..."}` says
@@ -624,7 +631,14 @@ async fn visual_check_rescan(
     body: Option<Json<VisualCheckBody>>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let note = body.and_then(|b| b.0.note);
-    judge_visual(&s, &who, &id, crate::store::capture::VisualVerdict::Rescan, note).await
+    judge_visual(
+        &s,
+        &who,
+        &id,
+        crate::store::capture::VisualVerdict::Rescan,
+        note,
+    )
+    .await
 }
 
 async fn judge_visual(

@@ -412,8 +412,14 @@ mod tests {
         assert_eq!(r.channel, Channel::Scan);
         assert_eq!(r.source, "Poststelle EG");
         assert_eq!(r.received_at, "2026-12-07T08:15:00.000Z");
-        assert_eq!((r.dpi, r.colour, r.pages), (Some(300), Some(ColourMode::Gray), 2));
-        assert_eq!((r.sha256_original.as_str(), r.sha256_rendition.as_str()), ("aa", "bb"));
+        assert_eq!(
+            (r.dpi, r.colour, r.pages),
+            (Some(300), Some(ColourMode::Gray), 2)
+        );
+        assert_eq!(
+            (r.sha256_original.as_str(), r.sha256_rendition.as_str()),
+            ("aa", "bb")
+        );
         assert_eq!(r.quality.pages_checked, 2);
         assert_eq!(r.quality.poorly_read_pages, vec![2]);
         assert!(!r.visual_check);
@@ -441,7 +447,10 @@ mod tests {
         f.page_count = 1;
         f.visual_check_share = 1.0;
         let r = build(f);
-        assert_eq!((r.channel, r.source.as_str()), (Channel::Email, "poststelle"));
+        assert_eq!(
+            (r.channel, r.source.as_str()),
+            (Channel::Email, "poststelle")
+        );
         assert!(!r.visual_check, "an e-mail is no scan");
         let mut f = facts("hot_folder", &[]);
         f.stack = Some(StackOrigin {

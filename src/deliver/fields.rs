@@ -126,7 +126,13 @@ fn capture_values(item: &DeliveryItem, name: &str) -> Vec<String> {
         | "sha256_rendition" | "visual_check" => field(name),
         "stack" => c
             .get("stack")
-            .and_then(|s| Some(format!("{} S. {}", text(s.get("file")?)?, text(s.get("pages")?)?)))
+            .and_then(|s| {
+                Some(format!(
+                    "{} S. {}",
+                    text(s.get("file")?)?,
+                    text(s.get("pages")?)?
+                ))
+            })
             .into_iter()
             .collect(),
         "blank_pages_removed" => list("/quality/blank_pages_removed"),
@@ -274,9 +280,18 @@ pub(crate) mod tests {
             recorded_at: "2026-12-07T08:16:00.000Z".into(),
         };
         i.sidecar["capture"] = serde_json::json!(record);
-        assert_eq!(render("{capture_received_at}", &i), "2026-12-07T08:15:00.000Z");
-        assert_eq!(render("{capture_channel}/{capture_source}", &i), "stack/Poststelle EG");
-        assert_eq!(render("{capture_dpi} {capture_colour} {capture_pages}", &i), "300 gray 2");
+        assert_eq!(
+            render("{capture_received_at}", &i),
+            "2026-12-07T08:15:00.000Z"
+        );
+        assert_eq!(
+            render("{capture_channel}/{capture_source}", &i),
+            "stack/Poststelle EG"
+        );
+        assert_eq!(
+            render("{capture_dpi} {capture_colour} {capture_pages}", &i),
+            "300 gray 2"
+        );
         assert_eq!(render("{capture_stack}", &i), "stapel.pdf S. 3-5");
         assert_eq!(values(&i, "capture_sha256_rendition"), ["bb"]);
         assert_eq!(values(&i, "capture_blank_pages_removed"), ["4"]);

@@ -144,7 +144,10 @@ fn page_image(
 
 fn pdf_colour(doc: &lopdf::Document, d: &lopdf::Dictionary) -> Option<ColourMode> {
     use lopdf::Object;
-    let bits = d.get(b"BitsPerComponent").ok().and_then(|b| b.as_i64().ok());
+    let bits = d
+        .get(b"BitsPerComponent")
+        .ok()
+        .and_then(|b| b.as_i64().ok());
     let filters: Vec<Vec<u8>> = match d.get(b"Filter").ok() {
         Some(Object::Name(n)) => vec![n.clone()],
         Some(Object::Array(a)) => a
@@ -179,7 +182,15 @@ fn space_colour(doc: &lopdf::Document, space: &lopdf::Object, depth: u8) -> Opti
         Object::Array(a) => match a.first().and_then(|o| o.as_name().ok())? {
             b"ICCBased" => {
                 let (_, profile) = doc.dereference(a.get(1)?).ok()?;
-                match profile.as_stream().ok()?.dict.get(b"N").ok()?.as_i64().ok()? {
+                match profile
+                    .as_stream()
+                    .ok()?
+                    .dict
+                    .get(b"N")
+                    .ok()?
+                    .as_i64()
+                    .ok()?
+                {
                     1 => Some(ColourMode::Gray),
                     _ => Some(ColourMode::Colour),
                 }
@@ -286,6 +297,7 @@ fn tiff(bytes: &[u8], max_pages: u32) -> ScanParameters {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lopdf::dictionary;
 
     fn png_bytes(colour: image::ColorType, dpi: Option<u32>) -> Vec<u8> {
         let mut buf = Vec::new();
@@ -348,7 +360,8 @@ mod tests {
                 "Type" => "Pages", "Kids" => vec![page.into()], "Count" => 1,
             }),
         );
-        let catalog = doc.add_object(lopdf::dictionary! { "Type" => "Catalog", "Pages" => pages_id });
+        let catalog =
+            doc.add_object(lopdf::dictionary! { "Type" => "Catalog", "Pages" => pages_id });
         doc.trailer.set("Root", catalog);
         let mut bytes = Vec::new();
         doc.save_to(&mut bytes).expect("save");

@@ -103,8 +103,7 @@ impl Store {
         {
             return parse_record(&json);
         }
-        let json =
-            serde_json::to_string(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let json = serde_json::to_string(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let now = now_str();
         sqlx::query(
             "INSERT INTO capture_records (document_id, record, seal, recorded_at) VALUES (?, ?, ?, ?)",
@@ -204,12 +203,13 @@ impl Store {
         actor: &str,
     ) -> Result<VisualCheckRow> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let judged: Option<String> = sqlx::query("SELECT verdict FROM visual_checks WHERE document_id = ?")
-            .bind(id.as_str())
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(id.to_string()))?
-            .try_get("verdict")?;
+        let judged: Option<String> =
+            sqlx::query("SELECT verdict FROM visual_checks WHERE document_id = ?")
+                .bind(id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(id.to_string()))?
+                .try_get("verdict")?;
         if judged.is_some() {
             let state = parse_state(
                 &doc_columns(&mut tx, id, "state")

@@ -6,8 +6,8 @@
 
 pub mod audit;
 pub mod batches;
-pub mod capture;
 pub mod blobs;
+pub mod capture;
 mod delivery;
 pub mod imap;
 pub mod lock;

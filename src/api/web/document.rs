@@ -422,7 +422,11 @@ pub fn capture_facts(r: &crate::capture::CaptureRecord) -> Vec<Fact> {
             none.to_string()
         } else {
             let n: Vec<String> = pages.iter().map(u32::to_string).collect();
-            format!("{} {}{suffix}", if pages.len() == 1 { "Seite" } else { "Seiten" }, n.join(", "))
+            format!(
+                "{} {}{suffix}",
+                if pages.len() == 1 { "Seite" } else { "Seiten" },
+                n.join(", ")
+            )
         }
     };
     let mut facts = vec![

@@ -90,7 +90,10 @@ async fn list(
             .map(|m| mailbox_label(settings, &m))
             .unwrap_or_default(),
         queued: time_de(&c.queued_at),
-        verdict: c.verdict.map(|v| v.german().to_string()).unwrap_or_default(),
+        verdict: c
+            .verdict
+            .map(|v| v.german().to_string())
+            .unwrap_or_default(),
         note: c.note.clone().unwrap_or_default(),
         actor: c.actor.clone().unwrap_or_default(),
     };
