@@ -16,6 +16,8 @@
 //! - [`api`]: the HTTP API (axum) and the web desk;
 //! - [`auth`]: identities and roles (who may see and do what);
 //! - [`pipeline`]: the workers that move documents from state to state;
+//! - [`capture`]: the capture record (Erfassungsprotokoll) of every document and the
+//!   Sichtkontrolle of a share of the scans;
 //! - [`batch`]: how a scanned stack is split into letters (separators, blank pages, starts);
 //! - [`train`]: corpus loading, training, evaluation, model versions;
 //! - [`shadow`]: a model version in shadow on live post, scored beside the active one;
@@ -25,6 +27,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod batch;
+pub mod capture;
 pub mod classify;
 pub mod cli;
 pub mod config;

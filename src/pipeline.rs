@@ -670,7 +670,10 @@ impl Pipeline {
                 .await?;
             return Ok(());
         }
-        let rendition = self.rendition(&doc).await?;
+        let (rendition, recognised) = self.rendition(&doc).await?;
+        let capture = self
+            .capture_record(&doc, &rendition, recognised.as_deref())
+            .await?;
         let bytes = self.blobs.get(&rendition.sha256)?;
         let ext = MediaType::from_mime(&rendition.media_type)
             .map(|m| m.extension())
@@ -682,6 +685,7 @@ impl Pipeline {
             "media_type": rendition.media_type, "sha256": rendition.sha256,
             "size_bytes": bytes.len(),
         });
+        sidecar["capture"] = serde_json::json!(capture);
         let item = DeliveryItem {
             document_id: doc.id.clone(),
             mailbox: mailbox.clone(),
@@ -875,9 +879,11 @@ impl Pipeline {
     /// sandbox and linked to the document; else the original. The first link is kept, so a
     /// retried delivery sends the same bytes. A scan whose searchable PDF cannot be made is
     /// delivered as it arrived (recorded in the audit trail).
-    async fn rendition(&self, doc: &DocumentRow) -> anyhow::Result<Rendition> {
+    /// Also answers the pages recognised for a searchable PDF made now (every page once: the
+    /// capture record's quality check reads them).
+    async fn rendition(&self, doc: &DocumentRow) -> anyhow::Result<(Rendition, Option<Vec<Page>>)> {
         if let Some(r) = self.store.rendition(&doc.id).await? {
-            return Ok(r);
+            return Ok((r, None));
         }
         let original = Rendition {
             sha256: doc.sha256.clone(),
@@ -886,7 +892,7 @@ impl Pipeline {
         if doc.media_type == MediaType::Eml.mime()
             && self.settings.imap.deliver_as == crate::intake::settings::MailDelivery::Pdf
         {
-            return self.mail_rendition(doc, original).await;
+            return Ok((self.mail_rendition(doc, original).await?, None));
         }
         // A scanned ZUGFeRD PDF keeps its bytes: the embedded XML is the invoice.
         let ex: Option<Extraction> = match self.store.extraction(&doc.id).await? {
@@ -896,34 +902,39 @@ impl Pipeline {
         let Some(ex) =
             ex.filter(|e| e.method == crate::extract::Method::Ocr && e.invoice.is_none())
         else {
-            return Ok(original);
+            return Ok((original, None));
         };
         let Some(media) = MediaType::from_mime(&doc.media_type) else {
-            return Ok(original);
+            return Ok((original, None));
         };
         let path = self.blobs.path(&doc.sha256);
         let started = std::time::Instant::now();
         let urgency = Urgency::background(arrived_ms(doc));
+        let mut recognised = None;
         let made = match self.remaining_pages(doc, &ex, media, urgency).await {
             Ok(pages) => {
                 // Pages recognised for the PDF alone: routing read the others.
                 let later = pages.len().saturating_sub(ex.pages.len());
-                self.extractor
+                let made = self
+                    .extractor
                     .searchable_pdf(&path, media, &pages, urgency)
-                    .await
-                    .map(|(pdf, made)| {
-                        let detail = serde_json::json!({
-                            "pages": made.pages, "text_pages": made.text_pages,
-                            "recognised_after_routing": later, "pdfa": made.pdfa,
-                            "pdfa_obstacles": made.pdfa_obstacles,
-                        });
-                        (pdf, detail)
-                    })
+                    .await;
+                recognised = Some(pages);
+                made.map(|(pdf, made)| {
+                    let detail = serde_json::json!({
+                        "pages": made.pages, "text_pages": made.text_pages,
+                        "recognised_after_routing": later, "pdfa": made.pdfa,
+                        "pdfa_obstacles": made.pdfa_obstacles,
+                    });
+                    (pdf, detail)
+                })
             }
             Err(e) => Err(e),
         };
-        self.link_rendition(doc, original, "searchable_pdf", started, made)
-            .await
+        let rendition = self
+            .link_rendition(doc, original, "searchable_pdf", started, made)
+            .await?;
+        Ok((rendition, recognised))
     }
 
     /// Every page of a scan recognised once: the pages routing read come from its extraction,
@@ -1028,6 +1039,105 @@ impl Pipeline {
             .map(|pdf| (pdf, serde_json::json!({})));
         self.link_rendition(doc, original, "mail_pdf", started, made)
             .await
+    }
+}
+
+impl Pipeline {
+    /// The document's capture record (Erfassungsprotokoll): the stored one, else made now and
+    /// stored once with its audit event (and, for a share of the scans, its place in the
+    /// Sichtkontrolle). The scan parameters are read from the file in the sandbox; the
+    /// quality check reads the pages recognised for the searchable PDF (`recognised`), else
+    /// those routing read.
+    async fn capture_record(
+        &self,
+        doc: &DocumentRow,
+        rendition: &Rendition,
+        recognised: Option<&[Page]>,
+    ) -> anyhow::Result<crate::capture::CaptureRecord> {
+        use crate::capture::{Facts, StackOrigin};
+        use crate::extract::Method;
+        if let Some(r) = self.store.capture_record(&doc.id).await? {
+            return Ok(r);
+        }
+        let ex: Option<Extraction> = match self.store.extraction(&doc.id).await? {
+            Some(j) => serde_json::from_str(&j).ok(),
+            None => None,
+        };
+        let ocr = ex.as_ref().is_some_and(|e| e.method == Method::Ocr);
+        let media = MediaType::from_mime(&doc.media_type);
+        let scanned = match media {
+            Some(MediaType::Png | MediaType::Jpeg | MediaType::Tiff) => media,
+            Some(MediaType::Pdf) if ocr => media,
+            _ => None,
+        };
+        let scan = match scanned {
+            Some(media) => {
+                let path = self.blobs.path(&doc.sha256);
+                let urgency = Urgency::background(arrived_ms(doc));
+                match self.extractor.scan_parameters(&path, media, urgency).await {
+                    Ok(p) => Some(p),
+                    Err(e) if e.is_input_fault() => {
+                        tracing::warn!(document = %doc.id, error = %e, "scan parameters not readable; the capture record goes without them");
+                        None
+                    }
+                    Err(e) => return Err(anyhow::anyhow!(e)),
+                }
+            }
+            None => None,
+        };
+        let ocr_pages: Vec<Page> = match recognised {
+            Some(pages) => pages.to_vec(),
+            None if ocr => ex.as_ref().map(|e| e.pages.clone()).unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let (received_at, stack, blank) = match &doc.batch_id {
+            Some(id) => {
+                let batch = self.store.batch(id).await?;
+                let pages = doc.batch_pages.clone().unwrap_or_default();
+                let blank = batch
+                    .plan
+                    .as_ref()
+                    .map(|p| crate::capture::blank_pages_of(p, &pages))
+                    .unwrap_or_default();
+                (
+                    batch.created_at.clone(),
+                    Some(StackOrigin {
+                        id: batch.id,
+                        file: batch.original_name,
+                        pages,
+                        sha256: batch.sha256,
+                    }),
+                    blank,
+                )
+            }
+            None => (doc.created_at.clone(), None, Vec::new()),
+        };
+        let uploaded_by = match doc.source.as_str() {
+            "upload" => self.store.received_by(&doc.id).await?,
+            _ => None,
+        };
+        let now = crate::store::now_str();
+        let record = crate::capture::build(Facts {
+            document_id: doc.id.as_str(),
+            received_at: &received_at,
+            source: &doc.source,
+            station: self.settings.hot_folder.station.as_deref(),
+            uploaded_by: uploaded_by.as_deref(),
+            stack,
+            blank_pages_removed: blank,
+            scan,
+            page_count: ex.as_ref().map_or(1, |e| e.page_count.max(1)),
+            ocr_pages: &ocr_pages,
+            sha256_original: &doc.sha256,
+            rendition: (&rendition.sha256, &rendition.media_type),
+            visual_check_share: self.settings.capture.visual_check_share,
+            now: &now,
+        });
+        let stored = self.store.record_capture(&record).await?;
+        if stored.visual_check {
+            tracing::info!(document = %doc.id, "scan queued for the Sichtkontrolle");
+        }
+        Ok(stored)
     }
 }
 

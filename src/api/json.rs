@@ -30,6 +30,9 @@ pub fn routes() -> Router<ApiState> {
         .route("/samples/precision", get(precision))
         .route("/samples/{id}/confirm", post(confirm_sample))
         .route("/samples/{id}/overturn", post(overturn_sample))
+        .route("/visual-checks", get(visual_checks))
+        .route("/visual-checks/{id}/ok", post(visual_check_ok))
+        .route("/visual-checks/{id}/rescan", post(visual_check_rescan))
         .route("/quarantine", get(quarantine))
         .route("/batches/{id}", get(show_batch))
         .route("/batches/{id}/split", post(resplit_batch))
@@ -225,12 +228,16 @@ async fn show(
     let events = s.pipeline.store.events(&id).await?;
     let explanation = doc.decision.as_ref().map(|d| d.explanation.clone());
     let metadata = s.pipeline.store.metadata(&id).await?;
+    let capture = s.pipeline.store.capture_record(&id).await?;
+    let seal = capture.as_ref().map(|c| c.seal());
     Ok(Json(serde_json::json!({
         "document": doc,
         "state": doc.state,
         "mailbox": doc.mailbox,
         "explanation": explanation,
         "metadata": metadata,
+        "capture": capture,
+        "capture_seal": seal,
         "events": events,
     })))
 }
@@ -573,6 +580,91 @@ async fn judge(
         }
         Err(SampleError::Store(e)) => Err(e.into()),
         Err(e) => Err(ApiError::Internal(e.to_string())),
+    }
+}
+
+/// The Sichtkontrolle: the open visual checks (oldest first) and the last judged ones.
+async fn visual_checks(
+    who: Identity,
+    State(s): State<ApiState>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    need_poststelle(&who)?;
+    let store = &s.pipeline.store;
+    let open = store.open_visual_checks(1000).await?;
+    let all = store.visual_checks(200).await?;
+    let judged: Vec<_> = all.into_iter().filter(|c| c.verdict.is_some()).collect();
+    Ok(Json(serde_json::json!({
+        "open": open, "judged": judged,
+        "share": s.pipeline.settings.capture.visual_check_share,
+    })))
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct VisualCheckBody {
+    #[serde(default)]
+    note: Option<String>,
+}
+
+/// The scan is complete and legible.
+async fn visual_check_ok(
+    who: Identity,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    body: Option<Json<VisualCheckBody>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let note = body.and_then(|b| b.0.note);
+    judge_visual(
+        &s,
+        &who,
+        &id,
+        crate::store::capture::VisualVerdict::Ok,
+        note,
+    )
+    .await
+}
+
+/// The scan must be made again (pages missing, cut off, illegible); `{"note": "..."}` says
+/// what. The delivered document stays; the new scan is a document of its own.
+async fn visual_check_rescan(
+    who: Identity,
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    body: Option<Json<VisualCheckBody>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let note = body.and_then(|b| b.0.note);
+    judge_visual(
+        &s,
+        &who,
+        &id,
+        crate::store::capture::VisualVerdict::Rescan,
+        note,
+    )
+    .await
+}
+
+async fn judge_visual(
+    s: &ApiState,
+    who: &Identity,
+    id: &str,
+    verdict: crate::store::capture::VisualVerdict,
+    note: Option<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    use crate::store::StoreError;
+    need_poststelle(who)?;
+    let not_found = || ApiError::NotFound(format!("Sichtkontrolle {id} nicht gefunden."));
+    let id = DocumentId::parse(id).ok_or_else(not_found)?;
+    match s
+        .pipeline
+        .store
+        .judge_visual_check(&id, verdict, note.as_deref(), who.actor())
+        .await
+    {
+        Ok(check) => Ok(Json(serde_json::json!({"visual_check": check}))),
+        Err(StoreError::NotFound(_)) => Err(not_found()),
+        Err(StoreError::Conflict { .. }) => Err(ApiError::Conflict(
+            "Diese Sichtkontrolle ist schon erledigt.".into(),
+        )),
+        Err(e) => Err(e.into()),
     }
 }
 

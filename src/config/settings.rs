@@ -10,6 +10,7 @@ use super::mailboxes::{self, MailboxSettings, RawMailbox, RawMunicipality, RawRe
 use super::problem::{ConfigError, Problems, suggest};
 use crate::api::settings::{self as api, ApiSettings, RawApi};
 use crate::auth::settings::{self as auth, AuthSettings, RawAuth};
+use crate::capture::settings::{self as capture, CaptureSettings, RawCapture};
 use crate::classify::settings::{
     self as classify, ClassifySettings, EinvoiceSettings, RawClassify, RawEinvoice,
 };
@@ -63,6 +64,8 @@ pub struct Settings {
     pub einvoice: EinvoiceSettings,
     /// The Stichprobe (second look at a share of the straight-through documents).
     pub sample: SampleSettings,
+    /// The capture record's Sichtkontrolle (a share of the scans checked by eye).
+    pub capture: CaptureSettings,
     /// Retention periods of personal data (DSGVO).
     pub retention: RetentionSettings,
 }
@@ -82,6 +85,7 @@ const SECTIONS: &[&str] = &[
     "outgoing",
     "einvoice",
     "sample",
+    "capture",
     "retention",
 ];
 
@@ -142,6 +146,12 @@ impl Settings {
         Recipients {
             municipality: self.municipality.clone(),
             digests,
+            mailbox_names: self
+                .mailboxes
+                .iter()
+                .map(|m| (m.id.to_string(), m.name.clone()))
+                .collect(),
+            review_name: self.review.name.clone(),
         }
     }
 
@@ -167,6 +177,7 @@ struct RawSections {
     outgoing: RawOutgoing,
     einvoice: RawEinvoice,
     sample: RawSample,
+    capture: RawCapture,
     retention: RawRetention,
 }
 
@@ -194,6 +205,7 @@ impl RawSections {
         let outgoing = section(t, "outgoing", problems);
         let einvoice = section(t, "einvoice", problems);
         let sample = section(t, "sample", problems);
+        let capture = section(t, "capture", problems);
         let retention = section(t, "retention", problems);
         Some(RawSections {
             municipality: municipality?,
@@ -209,6 +221,7 @@ impl RawSections {
             outgoing: outgoing?,
             einvoice: einvoice?,
             sample: sample?,
+            capture: capture?,
             retention: retention?,
         })
     }
@@ -278,6 +291,7 @@ fn validate(path: &Path, table: toml::Table, problems: &mut Problems) -> Option<
         outgoing: outgoing::validate(raw.outgoing, problems),
         einvoice: classify::validate_einvoice(raw.einvoice, problems),
         sample: sample::validate(raw.sample, problems),
+        capture: capture::validate(raw.capture, problems),
         retention: retention::validate(raw.retention, problems),
     };
     check_across_sections(&mut settings, &target_names, problems);
@@ -308,6 +322,19 @@ fn check_across_sections(s: &mut Settings, target_names: &[String], problems: &m
             "the review mailbox must not also be a department mailbox",
             None,
         );
+    }
+    for id in s.outgoing.acknowledgements.templates.per_mailbox.keys() {
+        if !s.mailboxes.iter().any(|m| m.id.as_str() == id) {
+            let ids: Vec<&str> = s.mailboxes.iter().map(|m| m.id.as_str()).collect();
+            problems.push(
+                &format!("\"{id}\""),
+                format!(
+                    "outgoing.acknowledgements.templates.{id}: es gibt kein Postfach \"{id}\" \
+                     (Vorlagen gelten je Postfach, dazu \"default\")"
+                ),
+                suggest(id, &ids),
+            );
+        }
     }
     let departments: Vec<&MailboxId> = s.mailboxes.iter().map(|m| &m.id).collect();
     s.einvoice.keep_known(&departments, problems);
@@ -419,6 +446,8 @@ user = "poststelle@musterstadt.de"
     fn the_stichprobe_share_defaults_to_two_percent_and_is_validated() {
         let s = parse(MINIMAL, &[]).expect("default");
         assert_eq!(s.sample.share, 0.02);
+        assert_eq!(s.capture.visual_check_share, 0.02);
+        assert_eq!(s.hot_folder.station, None);
         assert_eq!(s.sample.min_judged, 20);
         assert!(s.sample.notify_to.is_empty());
         let text = format!(
@@ -698,6 +727,65 @@ cabinets = { "63" = "Bauordnung 63", "51" = 7 }
             panic!("not a Mayan target");
         };
         assert_eq!(m.auth, MayanAuth::Token(Secret::new("t0ken")));
+    }
+
+    #[test]
+    fn acknowledgement_templates_are_checked_at_load_in_german() {
+        let ok = parse(
+            &format!(
+                "{MINIMAL}\n[outgoing.acknowledgements.templates]\n\
+                 default = \"Eingang {{eingang}}, {{vorgangsnummer}}\"\n\
+                 \"63\" = \"{{anrede}} Bauordnung: {{eingang}} {{vorgangsnummer}} {{postfach}} {{betreff}}\"\n"
+            ),
+            &[],
+        )
+        .expect("valid templates");
+        let t = &ok.outgoing.acknowledgements.templates;
+        assert_eq!(t.for_mailbox(Some("63")).0, "63");
+        assert!(t.for_mailbox(Some("63")).1.contains("Bauordnung"));
+        assert_eq!(t.for_mailbox(Some("20")).0, "default");
+        assert_eq!(t.for_mailbox(None).1, "Eingang {eingang}, {vorgangsnummer}");
+        let unknown = parse(
+            &format!(
+                "{MINIMAL}\n[outgoing.acknowledgements.templates]\n\"63\" = \"{{eingang}} {{vorgangsnummer}} {{aktenzeichen}}\"\n"
+            ),
+            &[],
+        )
+        .expect_err("unknown placeholder")
+        .to_string();
+        assert!(
+            unknown.contains("templates.63: unbekannter Platzhalter {aktenzeichen}")
+                && unknown.contains("erlaubt sind {anrede}"),
+            "{unknown}"
+        );
+        let missing = parse(
+            &format!(
+                "{MINIMAL}\n[outgoing.acknowledgements.templates]\ndefault = \"Danke, {{vorgangsnummer}}\"\n"
+            ),
+            &[],
+        )
+        .expect_err("no time of receipt")
+        .to_string();
+        assert!(missing.contains("{eingang} fehlt"), "{missing}");
+        let no_mailbox = parse(
+            &format!(
+                "{MINIMAL}\n[outgoing.acknowledgements.templates]\n\"99\" = \"{{eingang}} {{vorgangsnummer}}\"\n"
+            ),
+            &[],
+        )
+        .expect_err("unknown mailbox")
+        .to_string();
+        assert!(
+            no_mailbox.contains("es gibt kein Postfach \"99\""),
+            "{no_mailbox}"
+        );
+        // The default text passes its own check.
+        assert_eq!(
+            crate::outgoing::settings::check_ack_template(
+                crate::outgoing::settings::DEFAULT_TEMPLATE
+            ),
+            Ok(())
+        );
     }
 
     #[test]

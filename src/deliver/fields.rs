@@ -36,6 +36,19 @@ pub const NAMES: &[&str] = &[
     "invoice_tax_amount",
     "invoice_gross_amount",
     "invoice_due_amount",
+    "capture_received_at",
+    "capture_channel",
+    "capture_source",
+    "capture_stack",
+    "capture_dpi",
+    "capture_colour",
+    "capture_pages",
+    "capture_sha256_original",
+    "capture_sha256_rendition",
+    "capture_blank_pages_removed",
+    "capture_poorly_read_pages",
+    "capture_visual_check",
+    "capture_seal",
 ];
 
 /// The values of a field for one document (empty when the document has none; lists for
@@ -86,6 +99,47 @@ pub fn values(item: &DeliveryItem, name: &str) -> Vec<String> {
         "invoice_tax_amount" => inv(|i| &i.tax_amount),
         "invoice_gross_amount" => inv(|i| &i.gross_amount),
         "invoice_due_amount" => inv(|i| &i.due_amount),
+        n if n.starts_with("capture_") => capture_values(item, &n["capture_".len()..]),
+        _ => Vec::new(),
+    }
+}
+
+/// The values of a capture-record field (the sidecar's `capture`, see [`crate::capture`]).
+fn capture_values(item: &DeliveryItem, name: &str) -> Vec<String> {
+    let Some(c) = item.sidecar.get("capture").filter(|c| c.is_object()) else {
+        return Vec::new();
+    };
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Null => None,
+        other => Some(other.to_string()),
+    };
+    let field = |k: &str| c.get(k).and_then(text).into_iter().collect::<Vec<_>>();
+    let list = |k: &str| {
+        c.pointer(k)
+            .and_then(|v| v.as_array())
+            .map(|a| a.iter().filter_map(text).collect())
+            .unwrap_or_default()
+    };
+    match name {
+        "received_at" | "channel" | "source" | "dpi" | "colour" | "pages" | "sha256_original"
+        | "sha256_rendition" | "visual_check" => field(name),
+        "stack" => c
+            .get("stack")
+            .and_then(|s| {
+                Some(format!(
+                    "{} S. {}",
+                    text(s.get("file")?)?,
+                    text(s.get("pages")?)?
+                ))
+            })
+            .into_iter()
+            .collect(),
+        "blank_pages_removed" => list("/quality/blank_pages_removed"),
+        "poorly_read_pages" => list("/quality/poorly_read_pages"),
+        "seal" => serde_json::from_value::<crate::capture::CaptureRecord>(c.clone())
+            .map(|r| vec![r.seal()])
+            .unwrap_or_default(),
         _ => Vec::new(),
     }
 }
@@ -193,5 +247,56 @@ pub(crate) mod tests {
             let _ = values(&i, n);
         }
         assert!(values(&i, "nonsense").is_empty());
+        assert!(values(&i, "capture_dpi").is_empty(), "no record, no value");
+    }
+
+    #[test]
+    fn capture_fields_come_from_the_sidecars_record() {
+        let mut i = item();
+        let record = crate::capture::CaptureRecord {
+            version: 1,
+            document_id: i.document_id.as_str().into(),
+            received_at: "2026-12-07T08:15:00.000Z".into(),
+            channel: crate::capture::Channel::Stack,
+            source: "Poststelle EG".into(),
+            stack: Some(crate::capture::StackOrigin {
+                id: "s1".into(),
+                file: "stapel.pdf".into(),
+                pages: "3-5".into(),
+                sha256: "cc".into(),
+            }),
+            dpi: Some(300),
+            colour: Some(crate::extract::scan::ColourMode::Gray),
+            pages: 2,
+            sha256_original: "aa".into(),
+            sha256_rendition: "bb".into(),
+            rendition_media_type: "application/pdf".into(),
+            quality: crate::capture::QualityChecks {
+                pages_checked: 2,
+                blank_pages_removed: vec![4],
+                poorly_read_pages: vec![2],
+            },
+            visual_check: true,
+            recorded_at: "2026-12-07T08:16:00.000Z".into(),
+        };
+        i.sidecar["capture"] = serde_json::json!(record);
+        assert_eq!(
+            render("{capture_received_at}", &i),
+            "2026-12-07T08:15:00.000Z"
+        );
+        assert_eq!(
+            render("{capture_channel}/{capture_source}", &i),
+            "stack/Poststelle EG"
+        );
+        assert_eq!(
+            render("{capture_dpi} {capture_colour} {capture_pages}", &i),
+            "300 gray 2"
+        );
+        assert_eq!(render("{capture_stack}", &i), "stapel.pdf S. 3-5");
+        assert_eq!(values(&i, "capture_sha256_rendition"), ["bb"]);
+        assert_eq!(values(&i, "capture_blank_pages_removed"), ["4"]);
+        assert_eq!(values(&i, "capture_poorly_read_pages"), ["2"]);
+        assert_eq!(values(&i, "capture_visual_check"), ["true"]);
+        assert_eq!(values(&i, "capture_seal"), [record.seal()]);
     }
 }

@@ -30,6 +30,7 @@ pub mod pdfa;
 pub mod pool;
 pub mod preview;
 pub mod sandbox;
+pub mod scan;
 pub mod searchable;
 pub mod settings;
 pub mod textpdf;
@@ -828,6 +829,20 @@ impl Extractor {
         done.file.ok_or_else(no_file)
     }
 
+    /// Reads how the scan at `path` was made (see [`scan::read`]) in the sandbox, in the
+    /// background: resolution, colour mode and pages, for the capture record.
+    pub async fn scan_parameters(
+        &self,
+        path: &Path,
+        media: MediaType,
+        urgency: pool::Urgency,
+    ) -> Result<scan::ScanParameters, ExtractError> {
+        let done = self
+            .run(Job::ScanParameters, path, media, None, urgency, None)
+            .await?;
+        decode(&done.json)
+    }
+
     /// Runs one job on a pooled worker under the time limit of extraction; returns its JSON
     /// result and the file `result_file` it made, if asked for.
     async fn run(
@@ -911,6 +926,9 @@ pub enum Job {
     /// Write the PDF of some pages of a stack (the side file lists them as JSON; written as
     /// `result.pdf`; the result is the page count).
     SelectPages,
+    /// Read how a scan was made (resolution, colour mode, pages; the result is a
+    /// [`scan::ScanParameters`]) for the capture record.
+    ScanParameters,
     /// Load the OCR engine and do nothing else (a worker warming up).
     Warm,
     /// Try accesses from inside the sandbox (the input is a [`sandbox::Probe`] as JSON; the
@@ -929,6 +947,7 @@ impl Job {
             Job::PageImage(n) => format!("page-image:{n}"),
             Job::AnalysePage(n) => format!("analyse-page:{n}"),
             Job::SelectPages => "select-pages".into(),
+            Job::ScanParameters => "scan-parameters".into(),
             Job::Warm => "warm".into(),
             Job::Probe => "probe".into(),
         }
@@ -951,6 +970,7 @@ impl Job {
             Job::SearchablePdf,
             Job::MailPdf,
             Job::SelectPages,
+            Job::ScanParameters,
             Job::Warm,
             Job::Probe,
         ]
@@ -1018,6 +1038,7 @@ pub fn run_job(
             };
             batch::select_pages(path, &list, &out.with_file_name("result.pdf"))
         }),
+        Job::ScanParameters => guarded(media, out, || scan::read(path, media, opts)),
         Job::Warm => guarded(media, out, || ocr::with_engine(opts, |_| Ok(()))),
         Job::PageImage(n) => guarded(media, out, || {
             let made = preview::page_png(path, media, n, opts)?;

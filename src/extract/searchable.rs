@@ -461,7 +461,7 @@ fn jpeg_image(bytes: &[u8], max_pixels: u64) -> Result<PageImage, ExtractError> 
 }
 
 /// Precision, components, width and height from a JPEG's start-of-frame marker.
-fn jpeg_frame(bytes: &[u8]) -> Option<(u8, u8, u32, u32)> {
+pub(crate) fn jpeg_frame(bytes: &[u8]) -> Option<(u8, u8, u32, u32)> {
     let mut i = 2;
     while i + 4 <= bytes.len() {
         if bytes[i] != 0xFF {
@@ -489,7 +489,7 @@ fn jpeg_frame(bytes: &[u8]) -> Option<(u8, u8, u32, u32)> {
 }
 
 /// The resolution a JFIF header states, if any.
-fn jpeg_dpi(bytes: &[u8]) -> Option<f32> {
+pub(crate) fn jpeg_dpi(bytes: &[u8]) -> Option<f32> {
     let app0 = bytes.get(2..20)?;
     if app0[0] != 0xFF || app0[1] != 0xE0 || &app0[4..9] != b"JFIF\0" {
         return None;

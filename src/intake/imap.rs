@@ -403,6 +403,13 @@ impl ImapIntake {
         bytes: &[u8],
     ) -> Result<(), ImapError> {
         let head = parse_head(bytes);
+        // The time of receipt is the commit (what counts for deadlines), not this moment.
+        let received_at = match self.intake.store.get(doc).await {
+            Ok(row) => chrono::DateTime::parse_from_rfc3339(&row.created_at)
+                .map(|t| t.with_timezone(&chrono::Utc))
+                .unwrap_or_else(|_| chrono::Utc::now()),
+            Err(_) => chrono::Utc::now(),
+        };
         let mail = InboundMail {
             document_id: doc.clone(),
             account: account.name.clone(),
@@ -411,7 +418,7 @@ impl ImapIntake {
             from_name: head.from_name,
             to: head.to,
             subject: head.subject,
-            received_at: chrono::Utc::now(),
+            received_at,
             auto_submitted: head.auto_submitted,
             precedence: head.precedence,
             list_id: head.list_id,

@@ -31,6 +31,7 @@ struct RawHotFolder {
     separator_barcode: String,
     drop_blank_pages: bool,
     split_min_confidence: f64,
+    station: String,
 }
 
 impl Default for RawHotFolder {
@@ -47,6 +48,7 @@ impl Default for RawHotFolder {
             separator_barcode: "POSTSTELLE-TRENNBLATT".into(),
             drop_blank_pages: true,
             split_min_confidence: 0.7,
+            station: String::new(),
         }
     }
 }
@@ -196,6 +198,9 @@ pub struct HotFolderSettings {
     pub drop_blank_pages: bool,
     /// A split decided with less confidence than this goes to review (0..1).
     pub split_min_confidence: f64,
+    /// The scan station the folder's scanner stands at (`station`, e.g. `Poststelle EG`), for
+    /// the capture record; `None` when not configured.
+    pub station: Option<String>,
 }
 
 /// IMAP intake settings.
@@ -296,6 +301,7 @@ pub fn validate(raw: RawIntake, problems: &mut Problems) -> IntakeSettings {
                 );
                 0.7
             },
+            station: Some(h.station.trim().to_string()).filter(|s| !s.is_empty()),
         },
         upload: UploadSettings {
             max_bytes: raw.upload.max_file_mb * 1024 * 1024,

@@ -12,7 +12,7 @@ pub mod templates;
 pub mod worker;
 
 use crate::domain::{DocumentId, InboundMail, MailObserver, MailboxId, ObserverFuture};
-use crate::store::outgoing::{AckRecord, DigestItem, DigestRun, NewMail, RateLimit};
+use crate::store::outgoing::{AckMail, AckRecord, DigestItem, DigestRun, NewMail, RateLimit};
 use crate::store::{Store, StoreError};
 use chrono::{DateTime, Datelike, Duration, FixedOffset, NaiveDate, Offset, TimeZone, Utc};
 use settings::OutgoingSettings;
@@ -198,6 +198,10 @@ pub struct Recipients {
     pub municipality: String,
     /// One entry per mailbox with `digest_to`.
     pub digests: Vec<DigestRecipient>,
+    /// Department mailbox id -> name (`{postfach}` in acknowledgements).
+    pub mailbox_names: std::collections::BTreeMap<String, String>,
+    /// The review mailbox's name (`{postfach}` of an e-mail in review).
+    pub review_name: String,
 }
 
 /// The daily digest of one mailbox and its addressees.
@@ -290,21 +294,22 @@ impl Outgoing {
             .from_address
             .as_deref()
             .map(|a| a.trim().to_ascii_lowercase());
+        // With texts per mailbox the mail is written once routing has decided the mailbox
+        // (Outgoing::write_pending); with one text for all it is written now.
+        let later = !out.acknowledgements.templates.per_mailbox.is_empty();
         let mail_or_reason = match acknowledgement_refusal(mail, &out.from_address) {
             Some(reason) => Err(reason),
-            None => match templates::acknowledgement(&self.sender(), mail) {
-                Ok(r) => Ok(NewMail {
-                    kind: "acknowledgement".into(),
-                    dedup_key: key.clone(),
-                    document_id: Some(mail.document_id.clone()),
-                    envelope_from: r.envelope_from,
-                    recipients: r.recipients,
-                    subject: r.subject,
-                    message_id: r.message_id,
-                    message: r.message,
-                }),
-                Err(e) => Err(e.to_string()),
-            },
+            None if later => serde_json::to_string(mail)
+                .map(AckMail::Later)
+                .map_err(|e| e.to_string()),
+            None => self
+                .render_acknowledgement(
+                    &key,
+                    mail,
+                    out.acknowledgements.templates.for_mailbox(None).1,
+                    &self.recipients.review_name,
+                )
+                .map(AckMail::Now),
         };
         let now = Utc::now();
         let limits = [
@@ -343,9 +348,82 @@ impl Outgoing {
             AckRecord::Suppressed(reason) => {
                 tracing::info!(document = %mail.document_id, %reason, "no acknowledgement")
             }
+            AckRecord::Pending => {
+                tracing::info!(document = %mail.document_id, "acknowledgement waits for the routing decision")
+            }
             AckRecord::AlreadyHandled => {}
         }
         Ok(rec)
+    }
+
+    fn render_acknowledgement(
+        &self,
+        key: &str,
+        mail: &InboundMail,
+        template: &str,
+        mailbox: &str,
+    ) -> Result<NewMail, String> {
+        match templates::acknowledgement(&self.sender(), mail, template, mailbox) {
+            Ok(r) => Ok(NewMail {
+                kind: "acknowledgement".into(),
+                dedup_key: key.to_string(),
+                document_id: Some(mail.document_id.clone()),
+                envelope_from: r.envelope_from,
+                recipients: r.recipients,
+                subject: r.subject,
+                message_id: r.message_id,
+                message: r.message,
+            }),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Writes the acknowledgements that waited for their e-mail's mailbox (per-mailbox
+    /// templates): an e-mail routed to a mailbox (queued or delivered) gets that mailbox's
+    /// text, one in review (or quarantined, a dead letter) the default text. The time of
+    /// receipt is the document's commit. Returns how many were written.
+    pub async fn write_pending(&self) -> Result<usize, OutgoingError> {
+        let pending = self.store.decided_pending_acknowledgements(100).await?;
+        let mut written = 0;
+        for p in pending {
+            let mut mail: InboundMail = match serde_json::from_str(&p.mail) {
+                Ok(m) => m,
+                Err(e) => {
+                    self.store
+                        .queue_pending_acknowledgement(
+                            &p.key,
+                            Err(format!("unlesbar: {e}")),
+                            "default",
+                        )
+                        .await?;
+                    continue;
+                }
+            };
+            if let Ok(t) = chrono::DateTime::parse_from_rfc3339(&p.received_at) {
+                mail.received_at = t.with_timezone(&Utc);
+            }
+            let routed = matches!(p.state.as_str(), "queued" | "delivered")
+                .then_some(p.mailbox.as_deref())
+                .flatten();
+            let templates = &self.settings.acknowledgements.templates;
+            let (name, template) = templates.for_mailbox(routed);
+            let mailbox = routed
+                .and_then(|m| self.recipients.mailbox_names.get(m))
+                .unwrap_or(&self.recipients.review_name);
+            let rendered = self.render_acknowledgement(&p.key, &mail, template, mailbox);
+            if let AckRecord::Queued(id) = self
+                .store
+                .queue_pending_acknowledgement(&p.key, rendered, name)
+                .await?
+            {
+                tracing::info!(document = %mail.document_id, mail = %id, template = name, "acknowledgement queued");
+                written += 1;
+            }
+        }
+        if written > 0 {
+            self.wake.notify_one();
+        }
+        Ok(written)
     }
 
     // ------------------------------------------------------------------------------------------
@@ -492,7 +570,32 @@ impl Outgoing {
                 }
             }
         };
-        tokio::join!(worker.run(cancel.clone()), sched);
+        let pending = {
+            let me = self.clone();
+            let cancel = cancel.clone();
+            async move {
+                if !me.settings.acknowledgements.enabled
+                    || me
+                        .settings
+                        .acknowledgements
+                        .templates
+                        .per_mailbox
+                        .is_empty()
+                {
+                    return;
+                }
+                loop {
+                    if let Err(e) = me.write_pending().await {
+                        tracing::error!(error = %e, "cannot write waiting acknowledgements");
+                    }
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                    }
+                }
+            }
+        };
+        tokio::join!(worker.run(cancel.clone()), sched, pending);
     }
 }
 

@@ -76,6 +76,7 @@ struct RawAcknowledgements {
     enabled: bool,
     max_per_sender_per_hour: u32,
     max_per_sender_per_day: u32,
+    templates: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for RawAcknowledgements {
@@ -84,6 +85,7 @@ impl Default for RawAcknowledgements {
             enabled: true,
             max_per_sender_per_hour: 3,
             max_per_sender_per_day: 10,
+            templates: Default::default(),
         }
     }
 }
@@ -143,6 +145,132 @@ pub struct AcknowledgementSettings {
     pub max_per_sender_per_hour: u32,
     /// At most this many acknowledgements to one sender per day.
     pub max_per_sender_per_day: u32,
+    /// The text: a default and per-mailbox overrides.
+    pub templates: AckTemplates,
+}
+
+/// The acknowledgement's text (the body), with placeholders ([`PLACEHOLDERS`]): a default for
+/// every e-mail and overrides per mailbox (chosen by the mailbox the e-mail was routed to).
+#[derive(Debug, Clone)]
+pub struct AckTemplates {
+    /// The default text (`templates.default`, else [`DEFAULT_TEMPLATE`]).
+    pub default: String,
+    /// Mailbox id -> text.
+    pub per_mailbox: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for AckTemplates {
+    fn default() -> Self {
+        Self {
+            default: DEFAULT_TEMPLATE.to_string(),
+            per_mailbox: Default::default(),
+        }
+    }
+}
+
+impl AckTemplates {
+    /// The text for an e-mail routed to `mailbox` (`None`: in review, or not decided), and the
+    /// name of the template (`default` or the mailbox id).
+    pub fn for_mailbox(&self, mailbox: Option<&str>) -> (&str, &str) {
+        match mailbox.and_then(|m| self.per_mailbox.get_key_value(m)) {
+            Some((id, t)) => (id.as_str(), t.as_str()),
+            None => ("default", self.default.as_str()),
+        }
+    }
+}
+
+/// The placeholders of an acknowledgement template, with what they stand for.
+pub const PLACEHOLDERS: &[(&str, &str)] = &[
+    ("anrede", "„Guten Tag <Name>,“"),
+    ("eingang", "Datum und Uhrzeit des Eingangs (deutsche Zeit)"),
+    ("vorgangsnummer", "die Vorgangsnummer PS-…"),
+    ("betreff", "der Betreff der E-Mail"),
+    ("postfach", "das Postfach, dem die E-Mail zugeordnet ist"),
+    ("stadt", "der Name der Stadt"),
+    ("absender", "der Name der Poststelle (from_name)"),
+    ("kennung", "die interne Kennung des Dokuments"),
+];
+
+/// The text of the acknowledgement unless configured.
+pub const DEFAULT_TEMPLATE: &str = "{anrede}
+
+wir bestätigen den Eingang Ihrer E-Mail bei der Stadtverwaltung {stadt}.
+
+Eingegangen am:  {eingang} (deutsche Zeit)
+Betreff:         {betreff}
+Vorgangsnummer:  {vorgangsnummer}
+
+Ihre Nachricht wird an die zuständige Stelle weitergeleitet und dort bearbeitet.
+Bitte geben Sie die Vorgangsnummer an, wenn Sie sich zu dieser Nachricht an uns wenden.
+
+Diese Bestätigung wurde automatisch erstellt. Bitte antworten Sie nicht auf diese E-Mail.
+
+Mit freundlichen Grüßen
+{absender}
+Stadtverwaltung {stadt}
+
+(Interne Kennung: {kennung})
+";
+
+/// Checks an acknowledgement template: every placeholder known, `{eingang}` and
+/// `{vorgangsnummer}` present. `Err` with the German reason.
+pub fn check_ack_template(t: &str) -> Result<(), String> {
+    let allowed = || {
+        PLACEHOLDERS
+            .iter()
+            .map(|(p, _)| format!("{{{p}}}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut rest = t;
+    while let Some(start) = rest.find('{') {
+        let after = &rest[start + 1..];
+        let Some(end) = after.find('}') else {
+            return Err(format!(
+                "eine geschweifte Klammer „{{“ ist nicht geschlossen; erlaubt sind {}",
+                allowed()
+            ));
+        };
+        let name = &after[..end];
+        if !PLACEHOLDERS.iter().any(|(p, _)| *p == name) {
+            return Err(format!(
+                "unbekannter Platzhalter {{{name}}}; erlaubt sind {}",
+                allowed()
+            ));
+        }
+        rest = &after[end + 1..];
+    }
+    for needed in ["eingang", "vorgangsnummer"] {
+        if !t.contains(&format!("{{{needed}}}")) {
+            return Err(format!(
+                "der Platzhalter {{{needed}}} fehlt; die Bestätigung muss Eingang (Datum und \
+                 Uhrzeit) und Vorgangsnummer nennen"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Fills an acknowledgement template; `value` gives each placeholder's text.
+pub fn fill_ack_template(t: &str, value: impl Fn(&str) -> String) -> String {
+    let mut out = String::with_capacity(t.len() + 64);
+    let mut rest = t;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 1..];
+        match after.find('}') {
+            Some(end) => {
+                out.push_str(&value(&after[..end]));
+                rest = &after[end + 1..];
+            }
+            None => {
+                out.push('{');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Daily digest settings.
@@ -185,6 +313,31 @@ pub struct OutgoingSettings {
 /// True for a syntactically valid e-mail address (`local@domain`).
 pub fn valid_address(a: &str) -> bool {
     a.parse::<lettre::Address>().is_ok()
+}
+
+/// Validates `[outgoing.acknowledgements.templates]`: every text's placeholders (German
+/// problems naming the template). Whether the mailbox ids exist is checked across sections.
+fn ack_templates(
+    raw: std::collections::BTreeMap<String, String>,
+    problems: &mut Problems,
+) -> AckTemplates {
+    let mut out = AckTemplates::default();
+    for (name, text) in raw {
+        if let Err(reason) = check_ack_template(&text) {
+            problems.push_key(
+                &["outgoing", "acknowledgements", "templates", &name],
+                format!("outgoing.acknowledgements.templates.{name}: {reason}"),
+                Some(format!("z. B. \"{{anrede}} … Eingegangen am {{eingang}}, Vorgangsnummer {{vorgangsnummer}} …\"")),
+            );
+            continue;
+        }
+        if name == "default" {
+            out.default = text;
+        } else {
+            out.per_mailbox.insert(name, text);
+        }
+    }
+    out
 }
 
 /// Validates `[outgoing]` and its tables.
@@ -306,6 +459,7 @@ pub fn validate(raw: RawOutgoing, problems: &mut Problems) -> OutgoingSettings {
             enabled: raw.acknowledgements.enabled,
             max_per_sender_per_hour: raw.acknowledgements.max_per_sender_per_hour,
             max_per_sender_per_day: raw.acknowledgements.max_per_sender_per_day,
+            templates: ack_templates(raw.acknowledgements.templates, problems),
         },
         digest: DigestSettings {
             enabled: raw.digest.enabled,

@@ -95,8 +95,16 @@ fn new_message_id(from: &str) -> String {
     format!("{}@{}", uuid::Uuid::now_v7(), domain)
 }
 
-/// The Eingangsbestätigung for an e-mail.
-pub fn acknowledgement(sender: &Sender, mail: &InboundMail) -> Result<Rendered, TemplateError> {
+/// The Eingangsbestätigung for an e-mail: `template` (see
+/// [`super::settings::PLACEHOLDERS`]) filled for `mail`, routed to the mailbox named
+/// `mailbox_name`.
+/// The time of receipt is `mail.received_at` (the commit of the intake).
+pub fn acknowledgement(
+    sender: &Sender,
+    mail: &InboundMail,
+    template: &str,
+    mailbox_name: &str,
+) -> Result<Rendered, TemplateError> {
     let to_addr = mail
         .from_address
         .as_deref()
@@ -115,25 +123,19 @@ pub fn acknowledgement(sender: &Sender, mail: &InboundMail) -> Result<Rendered, 
         Some(n) if !n.is_empty() => format!("Guten Tag {n},"),
         _ => "Guten Tag,".to_string(),
     };
-    let body = format!(
-        "{greeting}\n\n\
-         wir bestätigen den Eingang Ihrer E-Mail bei der Stadtverwaltung {town}.\n\n\
-         Eingegangen am:  {received} (deutsche Zeit)\n\
-         Betreff:         {subj}\n\
-         Vorgangsnummer:  {nummer}\n\n\
-         Ihre Nachricht wird an die zuständige Stelle weitergeleitet und dort bearbeitet.\n\
-         Bitte geben Sie die Vorgangsnummer an, wenn Sie sich zu dieser Nachricht an uns wenden.\n\n\
-         Diese Bestätigung wurde automatisch erstellt. Bitte antworten Sie nicht auf diese E-Mail.\n\n\
-         Mit freundlichen Grüßen\n\
-         {name}\n\
-         Stadtverwaltung {town}\n\n\
-         (Interne Kennung: {doc})\n",
-        town = sender.municipality,
-        received = german_time(mail.received_at),
-        subj = subject_line.as_deref().unwrap_or("(ohne Betreff)"),
-        name = sender.name,
-        doc = mail.document_id,
-    );
+    let body = super::settings::fill_ack_template(template, |p| match p {
+        "anrede" => greeting.clone(),
+        "eingang" => german_time(mail.received_at),
+        "vorgangsnummer" => nummer.clone(),
+        "betreff" => subject_line
+            .clone()
+            .unwrap_or_else(|| "(ohne Betreff)".into()),
+        "postfach" => one_line(mailbox_name, 100),
+        "stadt" => sender.municipality.clone(),
+        "absender" => sender.name.clone(),
+        "kennung" => mail.document_id.to_string(),
+        other => format!("{{{other}}}"),
+    });
     let message_id = new_message_id(&sender.address);
     let mut b = Message::builder()
         .from(mailbox(&sender.address, Some(&sender.name))?)

@@ -416,6 +416,8 @@ impl Store {
                 "samples",
                 "corrections",
                 "quarantine",
+                "capture_records",
+                "visual_checks",
             ] {
                 sqlx::query(&format!("DELETE FROM {table} WHERE document_id = ?"))
                     .bind(&doc)

@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod batches;
 pub mod blobs;
+pub mod capture;
 mod delivery;
 pub mod imap;
 pub mod lock;

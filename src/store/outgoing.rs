@@ -72,6 +72,32 @@ pub enum AckRecord {
     AlreadyHandled,
     /// Not sent, with the German reason.
     Suppressed(String),
+    /// Written once the e-mail's mailbox is decided (per-mailbox templates).
+    Pending,
+}
+
+/// What an acknowledgement decision stores.
+#[derive(Debug, Clone)]
+pub enum AckMail {
+    /// The mail, written now.
+    Now(NewMail),
+    /// The e-mail's facts (JSON), for the mail written once the routing decided its mailbox.
+    Later(String),
+}
+
+/// An acknowledgement waiting for its document's decision, now decided.
+#[derive(Debug, Clone)]
+pub struct PendingAck {
+    /// The acknowledgement's key.
+    pub key: String,
+    /// The e-mail's facts (JSON of an [`crate::domain::InboundMail`]).
+    pub mail: String,
+    /// The document's state.
+    pub state: String,
+    /// Its mailbox (decided or proposed).
+    pub mailbox: Option<String>,
+    /// Its commit: the time of receipt.
+    pub received_at: String,
 }
 
 /// A per-sender limit: at most `max` queued acknowledgements since `since`.
@@ -132,7 +158,7 @@ impl Store {
         key: &str,
         document: &DocumentId,
         sender: Option<&str>,
-        mail: std::result::Result<NewMail, String>,
+        mail: std::result::Result<AckMail, String>,
         limits: &[RateLimit],
     ) -> Result<AckRecord> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
@@ -148,7 +174,7 @@ impl Store {
         if let (Ok(_), Some(sender)) = (&mail, sender) {
             for l in limits {
                 let n: i64 = sqlx::query(
-                    "SELECT COUNT(*) AS n FROM acknowledgements WHERE sender = ? AND decision = 'queued' AND at > ?",
+                    "SELECT COUNT(*) AS n FROM acknowledgements WHERE sender = ? AND decision IN ('queued', 'pending') AND at > ?",
                 )
                 .bind(sender)
                 .bind(fmt_time(l.since))
@@ -163,7 +189,21 @@ impl Store {
         }
         let now = now_str();
         let out = match mail {
-            Ok(m) => {
+            Ok(AckMail::Later(json)) => {
+                sqlx::query("INSERT INTO acknowledgements (dedup_key, document_id, sender, decision, reason, mail_id, at, pending_mail) VALUES (?, ?, ?, 'pending', NULL, NULL, ?, ?)")
+                    .bind(key).bind(document.as_str()).bind(sender).bind(&now).bind(json)
+                    .execute(&mut *tx).await?;
+                insert_event(
+                    &mut tx,
+                    Some(document.as_str()),
+                    "outgoing",
+                    "acknowledgement_pending",
+                    &serde_json::json!({"to": sender}),
+                )
+                .await?;
+                AckRecord::Pending
+            }
+            Ok(AckMail::Now(m)) => {
                 let id = insert_mail(&mut tx, &m, &now).await?;
                 sqlx::query("INSERT INTO acknowledgements (dedup_key, document_id, sender, decision, reason, mail_id, at) VALUES (?, ?, ?, 'queued', NULL, ?, ?)")
                     .bind(key).bind(document.as_str()).bind(sender).bind(&id).bind(&now)
@@ -185,6 +225,88 @@ impl Store {
                 insert_event(
                     &mut tx,
                     Some(document.as_str()),
+                    "outgoing",
+                    "acknowledgement_suppressed",
+                    &serde_json::json!({"to": sender, "reason": reason}),
+                )
+                .await?;
+                AckRecord::Suppressed(reason)
+            }
+        };
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Acknowledgements waiting for the decision of their document, whose document is now
+    /// decided (or will not be: quarantined, a dead letter), oldest first.
+    pub async fn decided_pending_acknowledgements(&self, limit: i64) -> Result<Vec<PendingAck>> {
+        let rows = sqlx::query(
+            "SELECT a.dedup_key, a.pending_mail, d.state, d.mailbox, d.created_at \
+             FROM acknowledgements a JOIN documents d ON d.id = a.document_id \
+             WHERE a.decision = 'pending' AND a.pending_mail IS NOT NULL \
+             AND d.state NOT IN ('received', 'extracted') ORDER BY a.at LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(PendingAck {
+                    key: r.try_get("dedup_key")?,
+                    mail: r.try_get("pending_mail")?,
+                    state: r.try_get("state")?,
+                    mailbox: r.try_get("mailbox")?,
+                    received_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Writes a pending acknowledgement: the mail queued (event `acknowledgement_queued` with
+    /// the template used) or, when it cannot be written, suppressed with the reason. One
+    /// transaction; an acknowledgement no longer pending is left alone.
+    pub async fn queue_pending_acknowledgement(
+        &self,
+        key: &str,
+        mail: std::result::Result<NewMail, String>,
+        template: &str,
+    ) -> Result<AckRecord> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let Some(row) = sqlx::query(
+            "SELECT document_id, sender FROM acknowledgements WHERE dedup_key = ? AND decision = 'pending'",
+        )
+        .bind(key)
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            return Ok(AckRecord::AlreadyHandled);
+        };
+        let document: String = row.try_get("document_id")?;
+        let sender: Option<String> = row.try_get("sender")?;
+        let now = now_str();
+        let out = match mail {
+            Ok(m) => {
+                let id = insert_mail(&mut tx, &m, &now).await?;
+                sqlx::query("UPDATE acknowledgements SET decision = 'queued', mail_id = ?, pending_mail = NULL WHERE dedup_key = ?")
+                    .bind(&id).bind(key)
+                    .execute(&mut *tx).await?;
+                insert_event(
+                    &mut tx,
+                    Some(&document),
+                    "outgoing",
+                    "acknowledgement_queued",
+                    &serde_json::json!({"mail": id, "to": sender, "message_id": m.message_id, "template": template}),
+                )
+                .await?;
+                AckRecord::Queued(id)
+            }
+            Err(reason) => {
+                sqlx::query("UPDATE acknowledgements SET decision = 'suppressed', reason = ?, pending_mail = NULL WHERE dedup_key = ?")
+                    .bind(&reason).bind(key)
+                    .execute(&mut *tx).await?;
+                insert_event(
+                    &mut tx,
+                    Some(&document),
                     "outgoing",
                     "acknowledgement_suppressed",
                     &serde_json::json!({"to": sender, "reason": reason}),

@@ -170,7 +170,22 @@ impl Store {
         .bind(id.as_str())
         .execute(&mut *tx)
         .await?;
-        sqlx::query("UPDATE acknowledgements SET sender = NULL WHERE document_id = ?")
+        sqlx::query(
+            "UPDATE acknowledgements SET sender = NULL, pending_mail = NULL, \
+             decision = CASE WHEN decision = 'pending' THEN 'suppressed' ELSE decision END, \
+             reason = CASE WHEN decision = 'pending' THEN 'gelöscht' ELSE reason END \
+             WHERE document_id = ?",
+        )
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        // The capture record names the source (station, person, account) and the stack's
+        // file: it goes with the content; its seal stays in the audit trail.
+        sqlx::query("DELETE FROM capture_records WHERE document_id = ?")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE visual_checks SET note = NULL WHERE document_id = ?")
             .bind(id.as_str())
             .execute(&mut *tx)
             .await?;

@@ -582,6 +582,7 @@ fn every_page_is_accessible() {
         ("/pruefkorb".to_string(), "pruefkorb-alles"),
         (format!("/pruefkorb/{review}"), "pruefkorb-eintrag-alles"),
         ("/stichprobe".to_string(), "stichprobe"),
+        ("/sichtkontrolle".to_string(), "sichtkontrolle"),
         // Last: the charts are checked below.
         ("/uebersicht".to_string(), "uebersicht"),
     ];

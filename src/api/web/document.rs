@@ -406,6 +406,100 @@ pub fn time_de(at: &str) -> String {
         .unwrap_or_else(|_| at.to_string())
 }
 
+/// One line of the capture record as the desk shows it.
+#[derive(Debug, Clone)]
+pub struct Fact {
+    /// "Eingang", "Auflösung", ...
+    pub label: &'static str,
+    /// The value, German.
+    pub value: String,
+}
+
+/// The capture record (Erfassungsprotokoll) as German lines.
+pub fn capture_facts(r: &crate::capture::CaptureRecord) -> Vec<Fact> {
+    let list = |pages: &[u32], none: &str, suffix: &str| {
+        if pages.is_empty() {
+            none.to_string()
+        } else {
+            let n: Vec<String> = pages.iter().map(u32::to_string).collect();
+            format!(
+                "{} {}{suffix}",
+                if pages.len() == 1 { "Seite" } else { "Seiten" },
+                n.join(", ")
+            )
+        }
+    };
+    let mut facts = vec![
+        Fact {
+            label: "Eingang",
+            value: format!("{} (maßgeblich für Fristen)", time_de(&r.received_at)),
+        },
+        Fact {
+            label: "Kanal",
+            value: r.channel.german().to_string(),
+        },
+        Fact {
+            label: "Quelle",
+            value: r.source.clone(),
+        },
+    ];
+    if let Some(stack) = &r.stack {
+        facts.push(Fact {
+            label: "Stapel",
+            value: format!("{}, Seiten {}", stack.file, stack.pages),
+        });
+    }
+    if let Some(dpi) = r.dpi {
+        facts.push(Fact {
+            label: "Auflösung",
+            value: format!("{dpi} dpi"),
+        });
+    }
+    if let Some(c) = r.colour {
+        facts.push(Fact {
+            label: "Farbmodus",
+            value: c.german().to_string(),
+        });
+    }
+    facts.extend([
+        Fact {
+            label: "Seiten",
+            value: r.pages.to_string(),
+        },
+        Fact {
+            label: "SHA-256 Original",
+            value: r.sha256_original.clone(),
+        },
+        Fact {
+            label: "SHA-256 zugestellt",
+            value: r.sha256_rendition.clone(),
+        },
+    ]);
+    if r.stack.is_some() {
+        facts.push(Fact {
+            label: "Leere Seiten entfernt",
+            value: list(&r.quality.blank_pages_removed, "keine", " des Stapels"),
+        });
+    }
+    if r.quality.pages_checked > 0 {
+        facts.push(Fact {
+            label: "Wenig lesbarer Text",
+            value: list(&r.quality.poorly_read_pages, "keine Seite", ""),
+        });
+    }
+    facts.extend([
+        Fact {
+            label: "Sichtkontrolle",
+            value: if r.visual_check { "ja" } else { "nein" }.to_string(),
+        },
+        Fact {
+            label: "Siegel (SHA-256)",
+            value: r.seal(),
+        },
+    ]);
+    facts
+}
+
 /// The document's stored extraction, if readable.
 pub async fn extraction_of(s: &ApiState, id: &DocumentId) -> Option<Extraction> {
     let json = s.pipeline.store.extraction(id).await.ok().flatten()?;

@@ -182,6 +182,7 @@ struct ItemPage {
     all: Vec<MailboxOption>,
     can_correct: bool,
     error: Option<String>,
+    capture: Vec<document::Fact>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -224,6 +225,10 @@ async fn item(
             label: format!("{} {}", m.id, m.name),
         })
         .collect();
+    let capture = match s.pipeline.store.capture_record(&doc.id).await {
+        Ok(r) => r.as_ref().map(document::capture_facts).unwrap_or_default(),
+        Err(e) => return failed(&who, e),
+    };
     let error = q.fehler.map(|f| match f.as_str() {
         "grund" => "Bitte einen Grund mit 1 bis 500 Zeichen angeben.".to_string(),
         _ => "Bitte ein Postfach aus der Liste wählen.".to_string(),
@@ -249,6 +254,7 @@ async fn item(
         all,
         can_correct,
         error,
+        capture,
     })
 }
 

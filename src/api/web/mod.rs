@@ -29,6 +29,7 @@ pub mod login;
 pub mod review;
 pub mod sample;
 pub mod upload;
+pub mod visual;
 
 use super::ApiState;
 use crate::auth::{Identity, Role};
@@ -50,6 +51,7 @@ pub fn routes() -> Router<ApiState> {
         .merge(account::routes())
         .merge(review::routes())
         .merge(sample::routes())
+        .merge(visual::routes())
         .merge(document::routes())
         .merge(inbox::routes())
         .merge(dashboard::routes())
@@ -112,9 +114,10 @@ pub struct Chrome {
 impl Chrome {
     /// The frame for `who` on the page at `current` (its path, e.g. `/pruefkorb`).
     pub fn new(who: &Identity, title: impl Into<String>, current: &str) -> Chrome {
-        let all: [(&'static str, &'static str, bool); 7] = [
+        let all: [(&'static str, &'static str, bool); 8] = [
             ("/pruefkorb", "Prüfkorb", who.is_poststelle()),
             ("/stichprobe", "Stichprobe", who.is_poststelle()),
+            ("/sichtkontrolle", "Sichtkontrolle", who.is_poststelle()),
             ("/eingang", "Eingang", true),
             ("/uebersicht", "Übersicht", who.is_poststelle()),
             ("/hochladen", "Hochladen", who.is_poststelle()),
