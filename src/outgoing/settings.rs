@@ -327,7 +327,10 @@ fn ack_templates(
             problems.push_key(
                 &["outgoing", "acknowledgements", "templates", &name],
                 format!("outgoing.acknowledgements.templates.{name}: {reason}"),
-                Some(format!("z. B. \"{{anrede}} … Eingegangen am {{eingang}}, Vorgangsnummer {{vorgangsnummer}} …\"")),
+                Some(
+                    "z. B. \"{anrede} … Eingegangen am {eingang}, Vorgangsnummer {vorgangsnummer} …\""
+                        .to_string(),
+                ),
             );
             continue;
         }
