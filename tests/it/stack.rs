@@ -14,8 +14,8 @@ use std::process::Command;
 use std::time::Duration;
 
 const LONG: Duration = Duration::from_secs(300);
-/// The stacks are scanned at 200 dpi (an office scanner's usual setting; cheaper OCR).
-const DPI: u32 = 200;
+/// The stacks are scanned at 150 dpi (an office scanner's setting for post; cheaper OCR).
+const DPI: u32 = 150;
 
 fn mm(v: f32) -> u32 {
     (v * DPI as f32 / 25.4) as u32
