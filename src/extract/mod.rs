@@ -768,6 +768,28 @@ impl Extractor {
         done.file.ok_or_else(no_file)
     }
 
+    /// Draws page `page` (1-based) of a stack (any page, not only the first few) as a small
+    /// PNG for the web desk's stack page, in the sandbox ahead of other work (a person waits).
+    pub async fn page_thumbnail(
+        &self,
+        path: &Path,
+        media: MediaType,
+        page: u32,
+    ) -> Result<Vec<u8>, ExtractError> {
+        let done = self
+            .run(
+                Job::PageThumbnail(page),
+                path,
+                media,
+                None,
+                pool::Urgency::interactive(),
+                Some("result.png"),
+            )
+            .await?;
+        decode::<()>(&done.json)?;
+        done.file.ok_or_else(no_file)
+    }
+
     /// Analyses page `page` (1-based) of the stack at `path` (a PDF) in the sandbox (see
     /// [`batch::analyse`]); `None` when the stack has no such page.
     pub async fn analyse_page(
@@ -905,6 +927,8 @@ pub enum Job {
     MailPdf,
     /// Draw one page (1-based) as a PNG for people to look at (written as `result.png`).
     PageImage(u32),
+    /// Draw one page (1-based) of a stack as a small PNG (written as `result.png`).
+    PageThumbnail(u32),
     /// Analyse one page (1-based) of a stack (the side file is a [`batch::AnalyseSpec`]; the
     /// result is an `Option<batch::PageAnalysis>`).
     AnalysePage(u32),
@@ -927,6 +951,7 @@ impl Job {
             Job::SearchablePdf => "searchable-pdf".into(),
             Job::MailPdf => "mail-pdf".into(),
             Job::PageImage(n) => format!("page-image:{n}"),
+            Job::PageThumbnail(n) => format!("page-thumbnail:{n}"),
             Job::AnalysePage(n) => format!("analyse-page:{n}"),
             Job::SelectPages => "select-pages".into(),
             Job::Warm => "warm".into(),
@@ -939,6 +964,9 @@ impl Job {
         let page = |n: &str| n.parse().ok().filter(|n: &u32| *n >= 1);
         if let Some(n) = s.strip_prefix("page-image:") {
             return page(n).map(Job::PageImage);
+        }
+        if let Some(n) = s.strip_prefix("page-thumbnail:") {
+            return page(n).map(Job::PageThumbnail);
         }
         if let Some(n) = s.strip_prefix("ocr-page:") {
             return page(n).map(Job::OcrPage);
@@ -1021,6 +1049,10 @@ pub fn run_job(
         Job::Warm => guarded(media, out, || ocr::with_engine(opts, |_| Ok(()))),
         Job::PageImage(n) => guarded(media, out, || {
             let made = preview::page_png(path, media, n, opts)?;
+            std::fs::write(out.with_file_name("result.png"), made).map_err(io)
+        }),
+        Job::PageThumbnail(n) => guarded(media, out, || {
+            let made = preview::page_thumbnail(path, media, n, opts)?;
             std::fs::write(out.with_file_name("result.png"), made).map_err(io)
         }),
         Job::Probe => guarded(media, out, || {

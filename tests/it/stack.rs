@@ -2,12 +2,14 @@
 //! folder's batch folder is split into letters by patch-T sheets, barcode sheets (Code 128 and
 //! QR, made by Debian's `zint`), blank back sides (noise, dust, bleed-through) and, without
 //! separators, by what a letter's first page looks like, and each letter is routed to its
-//! mailbox; an uncertain split waits in review, a person moves
-//! the split points over the API; a SIGKILL while splitting loses and duplicates nothing; a
+//! mailbox; an uncertain split waits in review, a person moves the split points on the web
+//! desk (`/stapel/{id}`, thumbnails drawn in the sandbox, CSRF) and over the API
+//! (`POST /api/batches/{id}/split`); a SIGKILL while splitting loses and duplicates nothing; a
 //! broken page quarantines only its letter.
 
 mod letters;
 
+use crate::auth::{Session, add_user, browser, sign_in};
 use crate::harness::*;
 use image::GrayImage;
 use std::process::Command;
@@ -120,7 +122,7 @@ fn first_page(department: &str, subject: &str, body: &[&str]) -> GrayImage {
 }
 
 /// A page that may or may not begin a letter: a date and a salutation, but no address field.
-fn doubtful_page() -> GrayImage {
+pub(crate) fn doubtful_page() -> GrayImage {
     scanned(&[
         (125.0, 30.0, 10.0, "Musterstadt, 05.02.2025"),
         (25.0, 50.0, 11.0, "Liebe Frau Schmidt,"),
@@ -134,6 +136,18 @@ fn doubtful_page() -> GrayImage {
     ])
 }
 
+/// A photo enclosed with a note: a picture, no text.
+fn photo_page() -> GrayImage {
+    let mut img = white();
+    for y in mm(60.0)..mm(180.0) {
+        for x in mm(30.0)..mm(180.0) {
+            let v = 90 + ((x / 7 + y / 11) % 40) as u8;
+            img.put_pixel(x, y, image::Luma([v]));
+        }
+    }
+    noisy(img, 8)
+}
+
 fn bauantrag() -> GrayImage {
     first_page(
         "Bauordnungsamt",
@@ -145,7 +159,7 @@ fn bauantrag() -> GrayImage {
     )
 }
 
-fn hundesteuer() -> GrayImage {
+pub(crate) fn hundesteuer() -> GrayImage {
     first_page(
         "Steueramt",
         "Anmeldung zur Hundesteuer",
@@ -178,13 +192,36 @@ fn geburtsurkunde() -> GrayImage {
     )
 }
 
-fn pdf(pages: &[GrayImage]) -> Vec<u8> {
+/// The names (SHA-256) of the blobs in the install's blob store.
+fn blob_files(install: &Install) -> Vec<String> {
+    let mut out = Vec::new();
+    for dir in std::fs::read_dir(install.path("blobs"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if dir.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        for f in std::fs::read_dir(dir.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            out.push(f.file_name().to_string_lossy().to_string());
+        }
+    }
+    out.sort();
+    out
+}
+
+pub(crate) fn pdf(pages: &[GrayImage]) -> Vec<u8> {
     let refs: Vec<&GrayImage> = pages.iter().collect();
     scan_pdf_pages(&refs, DPI)
 }
 
 /// Drops a stack into the batch folder the way a scanner does.
-fn drop_stack(install: &Install, name: &str, bytes: &[u8]) {
+pub(crate) fn drop_stack(install: &Install, name: &str, bytes: &[u8]) {
     let dir = install.path("inbox/stapel");
     std::fs::create_dir_all(&dir).expect("batch folder");
     let tmp = dir.join(format!(".{name}.part"));
@@ -193,7 +230,7 @@ fn drop_stack(install: &Install, name: &str, bytes: &[u8]) {
 }
 
 /// The stack's documents: (pages in the stack, state, mailbox), by first page.
-fn parts(install: &Install) -> Vec<(String, String, String)> {
+pub(crate) fn parts(install: &Install) -> Vec<(String, String, String)> {
     let mut out: Vec<(String, String, String)> = install
         .documents()
         .iter()
@@ -215,7 +252,7 @@ fn parts(install: &Install) -> Vec<(String, String, String)> {
     out
 }
 
-fn settled(install: &Install, n: usize) -> Vec<(String, String, String)> {
+pub(crate) fn settled(install: &Install, n: usize) -> Vec<(String, String, String)> {
     settled_within(install, n, LONG)
 }
 
@@ -446,11 +483,14 @@ fn a_duplex_stack_of_twenty_letters_lands_as_twenty_documents() {
 }
 
 #[test]
-fn the_poststelle_moves_split_points_of_a_stack_in_review() {
-    // A letter followed by a page without an address field that may begin another one: an
-    // uncertain split, in review; the Poststelle says the second page is a letter of its own.
+fn the_poststelle_moves_split_points_on_the_desk_and_over_the_api() {
+    // A note without an address field and the photo it encloses: one letter, in review (the
+    // note names no department, the photo has no text), so every letter made of the two waits
+    // in review and the split can move twice: on the desk, then over the API.
     let app = spawn_app(&[]);
-    let stack = vec![hundesteuer(), doubtful_page()];
+    add_user(&app, "p.post", "poststelle", &[]);
+    add_user(&app, "b.bau", "fachbereich", &["63"]);
+    let stack = vec![doubtful_page(), photo_page()];
     drop_stack(&app, "stapel.pdf", &pdf(&stack));
     let got = settled(&app, 1);
     assert_eq!(got[0].0, "1-2", "{got:?}");
@@ -460,9 +500,92 @@ fn the_poststelle_moves_split_points_of_a_stack_in_review() {
         .iter()
         .find_map(|d| d["batch_id"].as_str().map(str::to_string))
         .expect("batch");
+    let post = sign_in(&app, "p.post");
+    let get = |s: &Session, path: &str| {
+        browser()
+            .get(app.url(path))
+            .header("Cookie", &s.cookie)
+            .send()
+            .expect("get")
+    };
+    // The Prüfkorb links the letter's stack; the stack's page shows its pages, page 1 as a
+    // letter start for good, page 2 with a "Briefanfang" checkbox, not checked.
+    let queue = get(&post, "/pruefkorb").text().expect("html");
+    let page_url = format!("/stapel/{batch_id}");
+    assert!(queue.contains(&format!("href=\"{page_url}\"")), "{queue}");
+    let page = get(&post, &page_url);
+    assert_eq!(page.status(), 200);
+    let html = page.text().expect("html");
+    assert!(
+        html.contains("Briefanfang (erste Seite des Stapels)"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<input type=\"checkbox\" name=\"start\" value=\"2\"> Briefanfang"),
+        "{html}"
+    );
+    assert!(html.contains("Trennstellen übernehmen"), "{html}");
+    // Thumbnails of every page of the stack, drawn in the sandbox; none past its end.
+    let thumb = get(&post, &format!("{page_url}/seite/2"));
+    assert_eq!(thumb.status(), 200);
+    assert_eq!(
+        thumb
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("image/png")
+    );
+    let img = image::load_from_memory(&thumb.bytes().expect("png")).expect("a png");
+    assert!(img.width() > 100 && img.width() <= 420, "{}", img.width());
+    assert_eq!(get(&post, &format!("{page_url}/seite/3")).status(), 404);
+    // A department sees no stack; a form without the CSRF token is refused.
+    let bau = sign_in(&app, "b.bau");
+    assert_eq!(get(&bau, &page_url).status(), 403);
+    assert_eq!(get(&bau, &format!("{page_url}/seite/1")).status(), 403);
+    let split_url = app.url(&format!("{page_url}/trennen"));
+    let refused = browser()
+        .post(&split_url)
+        .header("Cookie", &post.cookie)
+        .form(&[("start", "2")])
+        .send()
+        .expect("post");
+    assert_eq!(refused.status(), 403);
+    let bad = browser()
+        .post(&split_url)
+        .header("Cookie", &post.cookie)
+        .form(&[("csrf", post.csrf.as_str()), ("start", "9")])
+        .send()
+        .expect("post");
+    assert_eq!(bad.status(), 400);
+    assert_eq!(parts(&app).len(), 1, "nothing moved");
+    // Page 2 checked: two letters, decided by a person, waiting for their mailbox only.
+    let moved = browser()
+        .post(&split_url)
+        .header("Cookie", &post.cookie)
+        .form(&[("csrf", post.csrf.as_str()), ("start", "2")])
+        .send()
+        .expect("post");
+    assert_eq!(moved.status(), 303, "{:?}", moved.text());
+    let after = settled(&app, 2);
+    let ranges: Vec<&str> = after.iter().map(|(p, ..)| p.as_str()).collect();
+    assert_eq!(ranges, ["1", "2"]);
+    for d in app.documents() {
+        let reason = d["decision"]["explanation"]["review_reason"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(!reason.contains("Stapel"), "{reason}");
+    }
+    let html = get(&post, &format!("{page_url}?getrennt=1"))
+        .text()
+        .expect("html");
+    assert!(html.contains("Trennstellen sind übernommen"), "{html}");
+    assert!(
+        html.contains("<input type=\"checkbox\" name=\"start\" value=\"2\" checked>"),
+        "{html}"
+    );
+    // Over the API: page 0 and pages beyond the stack are refused; one letter again.
     let client = reqwest::blocking::Client::new();
     let url = app.url(&format!("/api/batches/{batch_id}/split"));
-    // Page 0 and pages beyond the stack are refused.
     let bad = client
         .post(&url)
         .bearer_auth(&app.token)
@@ -473,22 +596,14 @@ fn the_poststelle_moves_split_points_of_a_stack_in_review() {
     let moved = client
         .post(&url)
         .bearer_auth(&app.token)
-        .json(&serde_json::json!({"starts": [1, 2]}))
+        .json(&serde_json::json!({"starts": [1]}))
         .send()
         .expect("split");
     assert!(moved.status().is_success(), "{:?}", moved.text());
-    let after = settled(&app, 2);
-    let ranges: Vec<&str> = after.iter().map(|(p, ..)| p.as_str()).collect();
-    assert_eq!(ranges, ["1", "2"]);
-    // A person decided the split: no letter waits for it any more.
-    for d in app.documents() {
-        let reason = d["decision"]["explanation"]["review_reason"]
-            .as_str()
-            .unwrap_or_default();
-        assert!(!reason.contains("Stapel"), "{reason}");
-    }
-    // The replaced letter's rows are gone; the events of the stack, its letters and the move
-    // stay, and the audit trail's chain is whole.
+    let after = settled(&app, 1);
+    assert_eq!(after[0].0, "1-2", "{after:?}");
+    // The replaced letters' rows are gone; the events of the stack, its letters and the
+    // moves stay, and the audit trail's chain is whole.
     let out = app
         .command()
         .args(["audit", "verify"])
@@ -533,11 +648,16 @@ fn a_stack_killed_while_being_split_ends_with_every_letter_once() {
         barcode_sheet("CODE128", "POSTSTELLE-TRENNBLATT"),
         schlagloch(),
     ];
-    drop_stack(&install, "stapel.pdf", &pdf(&stack));
+    let bytes = pdf(&stack);
+    drop_stack(&install, "stapel.pdf", &bytes);
     wait_file(&marker, LONG);
-    // The parts' PDFs are made, the split is not committed: no letter exists yet.
+    // The parts' PDFs are made (blobs), the split is not committed: no letter exists yet.
+    let cut = blob_files(&install);
     d.kill();
     assert_eq!(parts(&install).len(), 0);
+    let stack_sha = format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(&bytes));
+    assert!(cut.contains(&stack_sha), "{cut:?}");
+    assert_eq!(cut.len(), 4, "the stack and its three parts' PDFs: {cut:?}");
     let _d = install.serve(&[]);
     let got = settled(&install, 3);
     let ranges: Vec<&str> = got.iter().map(|(p, ..)| p.as_str()).collect();
@@ -547,6 +667,20 @@ fn a_stack_killed_while_being_split_ends_with_every_letter_once() {
     });
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(parts(&install).len(), 3, "no letter twice");
+    // The parts cut before the kill are cut alike after it (same bytes, same blob): each
+    // blob of then is a letter's now, or the stack's; no letter's copy is left unreferenced.
+    let referenced: Vec<String> = install
+        .documents()
+        .iter()
+        .filter_map(|d| d["sha256"].as_str().map(str::to_string))
+        .chain([stack_sha])
+        .collect();
+    for blob in &cut {
+        assert!(
+            referenced.contains(blob),
+            "blob {blob} cut before the kill is no letter's: {referenced:?}"
+        );
+    }
     assert_eq!(install.delivered().len(), 3, "each delivered once");
     assert_eq!(
         std::fs::read_dir(install.path("inbox/stapel"))
