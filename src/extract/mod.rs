@@ -790,11 +790,12 @@ impl Extractor {
         done.file.ok_or_else(no_file)
     }
 
-    /// Analyses page `page` (1-based) of the stack at `path` (a PDF) in the sandbox (see
-    /// [`batch::analyse`]); `None` when the stack has no such page.
+    /// Analyses page `page` (1-based) of the stack at `path` (a PDF or a TIFF: `media`) in the
+    /// sandbox (see [`batch::analyse`]); `None` when the stack has no such page.
     pub async fn analyse_page(
         &self,
         path: &Path,
+        media: MediaType,
         page: u32,
         spec: &batch::AnalyseSpec,
         urgency: pool::Urgency,
@@ -811,7 +812,7 @@ impl Extractor {
             .run(
                 Job::AnalysePage(page),
                 path,
-                MediaType::Pdf,
+                media,
                 Some(&file),
                 urgency,
                 None,
@@ -825,6 +826,7 @@ impl Extractor {
     pub async fn select_pages(
         &self,
         path: &Path,
+        media: MediaType,
         pages: &[u32],
         urgency: pool::Urgency,
     ) -> Result<Vec<u8>, ExtractError> {
@@ -840,7 +842,7 @@ impl Extractor {
             .run(
                 Job::SelectPages,
                 path,
-                MediaType::Pdf,
+                media,
                 Some(&file),
                 urgency,
                 Some("result.pdf"),
@@ -1036,7 +1038,7 @@ pub fn run_job(
                     .map_err(|e| ExtractError::Io(e.to_string()))?,
                 None => batch::AnalyseSpec::default(),
             };
-            batch::analyse(path, n, opts, &spec)
+            batch::analyse(path, media, n, opts, &spec)
         }),
         Job::SelectPages => guarded(media, out, || {
             let list: Vec<u32> = match pages {
@@ -1044,7 +1046,7 @@ pub fn run_job(
                     .map_err(|e| ExtractError::Io(e.to_string()))?,
                 None => Vec::new(),
             };
-            batch::select_pages(path, &list, &out.with_file_name("result.pdf"))
+            batch::select_pages(path, media, &list, &out.with_file_name("result.pdf"), opts)
         }),
         Job::Warm => guarded(media, out, || ocr::with_engine(opts, |_| Ok(()))),
         Job::PageImage(n) => guarded(media, out, || {

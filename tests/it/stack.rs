@@ -752,3 +752,54 @@ fn a_broken_page_quarantines_only_its_letter() {
     });
     app.stop();
 }
+
+/// A multi-page grayscale TIFF as a scanner writes it, with its resolution.
+fn tiff_stack(pages: &[GrayImage]) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    {
+        let mut enc = tiff::encoder::TiffEncoder::new(&mut out).expect("tiff");
+        for p in pages {
+            let mut img = enc
+                .new_image::<tiff::encoder::colortype::Gray8>(p.width(), p.height())
+                .expect("page");
+            img.resolution(
+                tiff::tags::ResolutionUnit::Inch,
+                tiff::encoder::Rational { n: DPI, d: 1 },
+            );
+            img.write_data(p.as_raw()).expect("data");
+        }
+    }
+    out.into_inner()
+}
+
+#[test]
+fn a_multi_page_tiff_is_a_stack_too() {
+    let app = spawn_app(&[]);
+    let bau = bauantrag();
+    let stack = vec![
+        bau.clone(),
+        back_side(&bau, 1),
+        patch_t_sheet(),
+        back_side(&white(), 2),
+        hundesteuer(),
+    ];
+    drop_stack(&app, "stapel.tif", &tiff_stack(&stack));
+    let got = settled(&app, 2);
+    let ranges: Vec<&str> = got.iter().map(|(p, ..)| p.as_str()).collect();
+    assert_eq!(ranges, ["1-2", "5"], "{got:?}");
+    assert_eq!(got[0].2, "63", "the Bauantrag: {got:?}");
+    assert_eq!(got[1].2, "22", "the Hundesteuer: {got:?}");
+    // Each letter is a PDF of its pages' images, the blank back side left out.
+    for d in app.documents() {
+        assert_eq!(d["media_type"], "application/pdf", "{d}");
+    }
+    let delivered = got.iter().filter(|(_, st, _)| st == "delivered").count();
+    wait_for("the letters delivered", LONG, || {
+        (app.delivered().len() == delivered).then_some(())
+    });
+    for (mailbox, file) in app.delivered() {
+        let doc = lopdf::Document::load(&file).expect("delivered pdf");
+        assert_eq!(doc.get_pages().len(), 1, "{mailbox}");
+    }
+    app.stop();
+}
