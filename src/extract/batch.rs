@@ -552,7 +552,7 @@ mod tests {
                     .expect("page");
                 img.resolution(
                     tiff::tags::ResolutionUnit::Inch,
-                    tiff::encoder::Rational { n: 36, d: 1 },
+                    tiff::encoder::Rational { n: 300, d: 1 },
                 );
                 img.write_data(&vec![v; 300 * 424]).expect("data");
             }
@@ -574,18 +574,18 @@ mod tests {
         let doc = lopdf::Document::load(&out).expect("a pdf");
         let pages = doc.get_pages();
         assert_eq!(pages.len(), 2);
-        // 300 pixels at 36 dpi: 600 points wide.
+        // 300 pixels at 300 dpi: 72 points (one inch) wide.
         let first = doc.get_object(pages[&1]).expect("page 1");
         let media_box = first
             .as_dict()
             .and_then(|d| d.get(b"MediaBox"))
             .and_then(|b| b.as_array())
             .expect("media box");
-        assert_eq!(media_box[2].as_float().expect("width"), 600.0);
+        assert_eq!(media_box[2].as_float().expect("width"), 72.0);
         // The third page's image (white) is page 2 of the part: it decodes light.
         let (img, dpi) =
             crate::extract::pdf::stored_page_image(&doc, 2, 100_000_000).expect("the stored image");
-        assert!((35..=37).contains(&dpi), "{dpi}");
+        assert!((299..=301).contains(&dpi), "{dpi}");
         assert!(img.pixels.iter().all(|&p| p > 200));
         assert!(select_pages(&path, MediaType::Tiff, &[4], &out, &opts).is_err());
     }
