@@ -1246,6 +1246,7 @@ impl Pipeline {
     ) -> anyhow::Result<Vec<DocumentId>> {
         use crate::extract::batch::{AnalyseSpec, PageAnalysis, StoredPage};
         let path = self.blobs.path(&batch.sha256);
+        let media = MediaType::from_mime(&batch.media_type).unwrap_or(MediaType::Pdf);
         let spec = AnalyseSpec {
             separator_barcode: self.settings.hot_folder.separator_barcode.clone(),
         };
@@ -1268,7 +1269,11 @@ impl Pipeline {
             Some(c) => c,
             None => {
                 // Page 1 tells the page count (and whether the stack can be read at all).
-                match self.extractor.analyse_page(&path, 1, &spec, urgency).await {
+                match self
+                    .extractor
+                    .analyse_page(&path, media, 1, &spec, urgency)
+                    .await
+                {
                     Ok(Some(a)) => {
                         let count = a.page_count;
                         let stored = StoredPage::Analysed(a);
@@ -1302,7 +1307,7 @@ impl Pipeline {
             }
         };
         let count = if count == 0 {
-            self.page_count_after_broken_first(&path, &spec, urgency, batch, &mut pages)
+            self.page_count_after_broken_first(&path, media, &spec, urgency, batch, &mut pages)
                 .await?
         } else {
             count
@@ -1311,7 +1316,10 @@ impl Pipeline {
         let jobs = missing.iter().map(|&n| {
             let (path, spec) = (path.clone(), spec.clone());
             async move {
-                let result = self.extractor.analyse_page(&path, n, &spec, urgency).await;
+                let result = self
+                    .extractor
+                    .analyse_page(&path, media, n, &spec, urgency)
+                    .await;
                 let stored = match result {
                     Ok(Some(a)) => StoredPage::Analysed(a),
                     Ok(None) => StoredPage::Broken("Die Seite fehlt im Stapel.".into()),
@@ -1346,7 +1354,7 @@ impl Pipeline {
         for part in &plan.parts {
             let pdf = match self
                 .extractor
-                .select_pages(&path, &part.pages, urgency)
+                .select_pages(&path, media, &part.pages, urgency)
                 .await
             {
                 Ok(pdf) => pdf,
@@ -1438,6 +1446,7 @@ impl Pipeline {
     async fn page_count_after_broken_first(
         &self,
         path: &std::path::Path,
+        media: MediaType,
         spec: &crate::extract::batch::AnalyseSpec,
         urgency: Urgency,
         batch: &BatchRow,
@@ -1446,7 +1455,11 @@ impl Pipeline {
         use crate::extract::batch::StoredPage;
         let mut n = 2;
         loop {
-            match self.extractor.analyse_page(path, n, spec, urgency).await {
+            match self
+                .extractor
+                .analyse_page(path, media, n, spec, urgency)
+                .await
+            {
                 Ok(Some(a)) => {
                     let count = a.page_count;
                     let stored = StoredPage::Analysed(a);

@@ -695,7 +695,11 @@ async fn show_batch(
     })))
 }
 
-async fn find_batch(s: &ApiState, id: &str) -> Result<crate::store::batches::BatchRow, ApiError> {
+/// The stack `id`, or 404 with a German message.
+pub(crate) async fn find_batch(
+    s: &ApiState,
+    id: &str,
+) -> Result<crate::store::batches::BatchRow, ApiError> {
     let missing = || ApiError::NotFound(format!("Stapel {id} nicht gefunden."));
     let id = DocumentId::parse(id).ok_or_else(missing)?;
     match s.pipeline.store.batch(id.as_str()).await {
@@ -723,8 +727,24 @@ async fn resplit_batch(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     need_poststelle(&who)?;
     let batch = find_batch(&s, &id).await?;
+    let (starts, ids) = move_split_points(&s, &who, &batch, body.starts).await?;
+    Ok(Json(
+        serde_json::json!({"id": batch.id, "starts": starts, "documents": ids}),
+    ))
+}
+
+/// Moves the split points of `batch` to `starts` (the stack's pages where letters begin) on
+/// behalf of `who`, for the API and the desk alike: the pages are checked, the stack is split
+/// anew from its analysed pages ([`crate::pipeline::Pipeline::try_split_batch`], which replaces
+/// its letters only while all wait in review) and the move is recorded in the audit trail.
+/// Returns the split points (sorted, without repeats) and the new documents.
+pub(crate) async fn move_split_points(
+    s: &ApiState,
+    who: &Identity,
+    batch: &crate::store::batches::BatchRow,
+    mut starts: Vec<u32>,
+) -> Result<(Vec<u32>, Vec<DocumentId>), ApiError> {
     let count = batch.page_count.unwrap_or(0).max(0) as u32;
-    let mut starts = body.starts.clone();
     starts.sort_unstable();
     starts.dedup();
     if starts.is_empty() || starts.iter().any(|&p| p == 0 || p > count) {
@@ -739,7 +759,7 @@ async fn resplit_batch(
     }
     let ids = s
         .pipeline
-        .try_split_batch(&batch, Some(&starts))
+        .try_split_batch(batch, Some(&starts))
         .await
         .map_err(|e| match e.downcast::<crate::store::StoreError>() {
             Ok(crate::store::StoreError::Conflict { message, .. }) => ApiError::Conflict(message),
@@ -756,7 +776,5 @@ async fn resplit_batch(
         )
         .await?;
     s.pipeline.wake.notify_one();
-    Ok(Json(
-        serde_json::json!({"id": batch.id, "starts": starts, "documents": ids}),
-    ))
+    Ok((starts, ids))
 }

@@ -6,7 +6,7 @@
 //! `crate::batch`); this module only measures, because it parses the input.
 
 use super::image::Gray;
-use super::{ExtractError, ExtractOptions, Page};
+use super::{ExtractError, ExtractOptions, MediaType, Page};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -71,11 +71,12 @@ pub const NO_OCR_INK: f64 = 0.0006;
 /// the input.
 pub fn analyse(
     path: &Path,
+    media: MediaType,
     page: u32,
     opts: &ExtractOptions,
     spec: &AnalyseSpec,
 ) -> Result<Option<PageAnalysis>, ExtractError> {
-    let Some((img, dpi, page_count)) = page_image(path, page, opts)? else {
+    let Some((img, dpi, page_count)) = page_image(path, media, page, opts)? else {
         return Ok(None);
     };
     let (ink, specks) = ink_share(&img, dpi);
@@ -105,15 +106,35 @@ pub fn analyse(
     }))
 }
 
+/// Pages of a TIFF stack read at most.
+const MAX_TIFF_PAGES: u32 = 2000;
+
 /// The page drawn as 8-bit gray with its resolution, and the stack's page count. A scanner's
-/// page image is taken as stored; anything else is rendered by poppler, and a page poppler
-/// reports errors for is broken.
+/// page image is taken as stored (a TIFF's page, or a PDF page's image); anything else is
+/// rendered by poppler, and a page poppler reports errors for is broken.
 fn page_image(
     path: &Path,
+    media: MediaType,
     page: u32,
     opts: &ExtractOptions,
 ) -> Result<Option<(Gray, u32, u32)>, ExtractError> {
     let bytes = std::fs::read(path).map_err(|e| ExtractError::Io(e.to_string()))?;
+    if media == MediaType::Tiff {
+        if tiff::decoder::Decoder::new(std::io::Cursor::new(&bytes[..])).is_err() {
+            return Err(ExtractError::BrokenPdf("stack: not a readable TIFF".into()));
+        }
+        let count = super::image::tiff_page_count(&bytes, MAX_TIFF_PAGES);
+        if page > count {
+            return Ok(None);
+        }
+        let Some(img) =
+            super::image::tiff_nth_page(&bytes, page as usize - 1, opts.max_image_pixels)?
+        else {
+            return Ok(None);
+        };
+        let dpi = img.dpi.filter(|d| (70..=1200).contains(d)).unwrap_or(300);
+        return Ok(Some((img, dpi, count)));
+    }
     let doc = lopdf::Document::load_mem(&bytes)
         .map_err(|e| ExtractError::BrokenPdf(format!("stack: {e}")))?;
     if doc.is_encrypted() {
@@ -371,10 +392,20 @@ pub fn read_barcodes(img: &Gray) -> Vec<Barcode> {
     }
 }
 
-/// Writes the PDF of the stack's `pages` (1-based, in order) to `out`: the other pages are
-/// removed, the page objects and their image streams are kept as scanned. Returns the page
-/// count written.
-pub fn select_pages(path: &Path, pages: &[u32], out: &Path) -> Result<u32, ExtractError> {
+/// Writes the PDF of the stack's `pages` (1-based, in order) to `out`: from a PDF the other
+/// pages are removed, the page objects and their image streams are kept as scanned; from a
+/// TIFF each page becomes a PDF page of its image (JPEG, at the TIFF's resolution). Returns
+/// the page count written.
+pub fn select_pages(
+    path: &Path,
+    media: MediaType,
+    pages: &[u32],
+    out: &Path,
+    opts: &ExtractOptions,
+) -> Result<u32, ExtractError> {
+    if media == MediaType::Tiff {
+        return tiff_pages_pdf(path, pages, out, opts);
+    }
     let bytes = std::fs::read(path).map_err(|e| ExtractError::Io(e.to_string()))?;
     let mut doc = lopdf::Document::load_mem(&bytes)
         .map_err(|e| ExtractError::BrokenPdf(format!("stack: {e}")))?;
@@ -388,6 +419,67 @@ pub fn select_pages(path: &Path, pages: &[u32], out: &Path) -> Result<u32, Extra
     doc.delete_pages(&drop);
     doc.prune_objects();
     doc.renumber_objects();
+    let mut file = std::fs::File::create(out).map_err(|e| ExtractError::Io(e.to_string()))?;
+    doc.save_to(&mut file)
+        .map_err(|e| ExtractError::Io(e.to_string()))?;
+    Ok(pages.len() as u32)
+}
+
+/// The PDF of some pages of a TIFF stack: one page per image, DCT-encoded gray, its size from
+/// the TIFF's resolution.
+fn tiff_pages_pdf(
+    path: &Path,
+    pages: &[u32],
+    out: &Path,
+    opts: &ExtractOptions,
+) -> Result<u32, ExtractError> {
+    use lopdf::{Document, Object, Stream, dictionary};
+    let bytes = std::fs::read(path).map_err(|e| ExtractError::Io(e.to_string()))?;
+    let count = super::image::tiff_page_count(&bytes, MAX_TIFF_PAGES);
+    if pages.is_empty() || pages.iter().any(|&p| p == 0 || p > count) {
+        return Err(ExtractError::BrokenImage(format!(
+            "pages {pages:?} not in a stack of {count}"
+        )));
+    }
+    let mut doc = Document::with_version("1.4");
+    let pages_id = doc.new_object_id();
+    let mut kids = Vec::new();
+    for &n in pages {
+        let img = super::image::tiff_nth_page(&bytes, n as usize - 1, opts.max_image_pixels)?
+            .ok_or_else(|| ExtractError::BrokenImage(format!("page {n} missing")))?;
+        let dpi = img.dpi.filter(|d| (70..=1200).contains(d)).unwrap_or(300) as f32;
+        let (w, h) = (img.width, img.height);
+        let mut jpeg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 85)
+            .encode(&img.pixels, w, h, image::ExtendedColorType::L8)
+            .map_err(|e| ExtractError::BrokenImage(e.to_string()))?;
+        let image_id = doc.add_object(Stream::new(
+            dictionary! {
+                "Type" => "XObject", "Subtype" => "Image", "Width" => w as i64,
+                "Height" => h as i64, "ColorSpace" => "DeviceGray", "BitsPerComponent" => 8,
+                "Filter" => "DCTDecode",
+            },
+            jpeg,
+        ));
+        let (pw, ph) = (w as f32 * 72.0 / dpi, h as f32 * 72.0 / dpi);
+        let content = format!("q {pw:.2} 0 0 {ph:.2} 0 0 cm /Im0 Do Q");
+        let content_id = doc.add_object(Stream::new(dictionary! {}, content.into_bytes()));
+        let page_id = doc.add_object(dictionary! {
+            "Type" => "Page", "Parent" => pages_id,
+            "MediaBox" => vec![0.into(), 0.into(), Object::Real(pw), Object::Real(ph)],
+            "Resources" => dictionary! { "XObject" => dictionary! { "Im0" => image_id } },
+            "Contents" => content_id,
+        });
+        kids.push(Object::Reference(page_id));
+    }
+    doc.objects.insert(
+        pages_id,
+        Object::Dictionary(dictionary! {
+            "Type" => "Pages", "Count" => kids.len() as i64, "Kids" => kids,
+        }),
+    );
+    let catalog_id = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
+    doc.trailer.set("Root", catalog_id);
     let mut file = std::fs::File::create(out).map_err(|e| ExtractError::Io(e.to_string()))?;
     doc.save_to(&mut file)
         .map_err(|e| ExtractError::Io(e.to_string()))?;
@@ -445,6 +537,57 @@ mod tests {
                 fill(img, 180 + word * 110, 300 + l * 40, 80, 14, v);
             }
         }
+    }
+
+    #[test]
+    fn some_pages_of_a_tiff_stack_become_a_pdf_of_their_images() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("stapel.tif");
+        {
+            let mut f = std::fs::File::create(&path).expect("create");
+            let mut enc = tiff::encoder::TiffEncoder::new(&mut f).expect("tiff");
+            for v in [10u8, 120, 250] {
+                let mut img = enc
+                    .new_image::<tiff::encoder::colortype::Gray8>(300, 424)
+                    .expect("page");
+                img.resolution(
+                    tiff::tags::ResolutionUnit::Inch,
+                    tiff::encoder::Rational { n: 300, d: 1 },
+                );
+                img.write_data(&vec![v; 300 * 424]).expect("data");
+            }
+        }
+        let opts = ExtractOptions {
+            language: "deu".into(),
+            tessdata: None,
+            dpi: 300,
+            min_text_chars: 20,
+            max_pages: 5,
+            max_image_pixels: 100_000_000,
+            mail: Default::default(),
+        };
+        let out = dir.path().join("teil.pdf");
+        assert_eq!(
+            select_pages(&path, MediaType::Tiff, &[1, 3], &out, &opts).expect("pdf"),
+            2
+        );
+        let doc = lopdf::Document::load(&out).expect("a pdf");
+        let pages = doc.get_pages();
+        assert_eq!(pages.len(), 2);
+        // 300 pixels at 300 dpi: 72 points (one inch) wide.
+        let first = doc.get_object(pages[&1]).expect("page 1");
+        let media_box = first
+            .as_dict()
+            .and_then(|d| d.get(b"MediaBox"))
+            .and_then(|b| b.as_array())
+            .expect("media box");
+        assert_eq!(media_box[2].as_float().expect("width"), 72.0);
+        // The third page's image (white) is page 2 of the part: it decodes light.
+        let (img, dpi) =
+            crate::extract::pdf::stored_page_image(&doc, 2, 100_000_000).expect("the stored image");
+        assert!((299..=301).contains(&dpi), "{dpi}");
+        assert!(img.pixels.iter().all(|&p| p > 200));
+        assert!(select_pages(&path, MediaType::Tiff, &[4], &out, &opts).is_err());
     }
 
     #[test]

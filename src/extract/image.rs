@@ -112,6 +112,26 @@ pub(crate) fn tiff_page_count(bytes: &[u8], cap: u32) -> u32 {
     n
 }
 
+/// The horizontal resolution of the TIFF page in pixels per inch: `XResolution` is a RATIONAL
+/// (as scanners write it; a DOUBLE is taken too), in inches or, with `ResolutionUnit` 3, in
+/// centimetres. `None` when missing or not positive.
+fn tiff_dpi(dec: &mut tiff::decoder::Decoder<Cursor<&[u8]>>) -> Option<u32> {
+    use tiff::decoder::ifd::Value;
+    let per_unit = match dec.get_tag(tiff::tags::Tag::XResolution).ok()? {
+        Value::Rational(n, d) if d > 0 => f64::from(n) / f64::from(d),
+        other => other.into_f64().ok()?,
+    };
+    let centimetres = dec
+        .get_tag_u32(tiff::tags::Tag::ResolutionUnit)
+        .is_ok_and(|u| u == 3);
+    let dpi = if centimetres {
+        per_unit * 2.54
+    } else {
+        per_unit
+    };
+    (1.0..100_000.0).contains(&dpi).then(|| dpi.round() as u32)
+}
+
 /// Decodes the first (only) frame of a PNG/JPEG (or PNM) to grayscale.
 pub fn decode_single(bytes: &[u8], max_pixels: u64) -> Result<Gray, ExtractError> {
     let reader = image::ImageReader::new(Cursor::new(bytes))
@@ -193,11 +213,7 @@ fn tiff_page(
         .get_tag_u32(tiff::tags::Tag::PhotometricInterpretation)
         .map(|p| p == 0)
         .unwrap_or(false);
-    let dpi = dec
-        .get_tag(tiff::tags::Tag::XResolution)
-        .ok()
-        .and_then(|v| v.into_f64().ok())
-        .map(|d| d.round() as u32);
+    let dpi = tiff_dpi(dec);
     let data = dec.read_image().map_err(bad)?;
     let (w_us, h_us) = (w as usize, h as usize);
     let n = w_us * h_us;
@@ -246,4 +262,38 @@ fn tiff_page(
 /// The gray value of an RGB(A) pixel (ITU-R BT.601 weights).
 pub(crate) fn luma(p: &[u8]) -> u8 {
     ((p[0] as u32 * 299 + p[1] as u32 * 587 + p[2] as u32 * 114) / 1000) as u8
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A one-page white TIFF with its resolution given as a RATIONAL in `unit`.
+    fn tiff_with_resolution(unit: tiff::tags::ResolutionUnit, n: u32, d: u32) -> Vec<u8> {
+        let mut out = Cursor::new(Vec::new());
+        {
+            let mut enc = tiff::encoder::TiffEncoder::new(&mut out).expect("tiff");
+            let mut img = enc
+                .new_image::<tiff::encoder::colortype::Gray8>(8, 8)
+                .expect("page");
+            img.resolution(unit, tiff::encoder::Rational { n, d });
+            img.write_data(&[255; 64]).expect("data");
+        }
+        out.into_inner()
+    }
+
+    #[test]
+    fn a_tiff_s_resolution_is_read_from_its_rational_in_inches_or_centimetres() {
+        let inch = tiff_with_resolution(tiff::tags::ResolutionUnit::Inch, 200, 1);
+        let page = tiff_nth_page(&inch, 0, 1_000_000)
+            .expect("tiff")
+            .expect("page");
+        assert_eq!(page.dpi, Some(200));
+        // 118.11 pixels per centimetre are 300 dpi.
+        let cm = tiff_with_resolution(tiff::tags::ResolutionUnit::Centimeter, 11811, 100);
+        let page = tiff_nth_page(&cm, 0, 1_000_000)
+            .expect("tiff")
+            .expect("page");
+        assert_eq!(page.dpi, Some(300));
+    }
 }

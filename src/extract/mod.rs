@@ -769,11 +769,34 @@ impl Extractor {
         done.file.ok_or_else(no_file)
     }
 
-    /// Analyses page `page` (1-based) of the stack at `path` (a PDF) in the sandbox (see
-    /// [`batch::analyse`]); `None` when the stack has no such page.
+    /// Draws page `page` (1-based) of a stack (any page, not only the first few) as a small
+    /// PNG for the web desk's stack page, in the sandbox ahead of other work (a person waits).
+    pub async fn page_thumbnail(
+        &self,
+        path: &Path,
+        media: MediaType,
+        page: u32,
+    ) -> Result<Vec<u8>, ExtractError> {
+        let done = self
+            .run(
+                Job::PageThumbnail(page),
+                path,
+                media,
+                None,
+                pool::Urgency::interactive(),
+                Some("result.png"),
+            )
+            .await?;
+        decode::<()>(&done.json)?;
+        done.file.ok_or_else(no_file)
+    }
+
+    /// Analyses page `page` (1-based) of the stack at `path` (a PDF or a TIFF: `media`) in the
+    /// sandbox (see [`batch::analyse`]); `None` when the stack has no such page.
     pub async fn analyse_page(
         &self,
         path: &Path,
+        media: MediaType,
         page: u32,
         spec: &batch::AnalyseSpec,
         urgency: pool::Urgency,
@@ -790,7 +813,7 @@ impl Extractor {
             .run(
                 Job::AnalysePage(page),
                 path,
-                MediaType::Pdf,
+                media,
                 Some(&file),
                 urgency,
                 None,
@@ -804,6 +827,7 @@ impl Extractor {
     pub async fn select_pages(
         &self,
         path: &Path,
+        media: MediaType,
         pages: &[u32],
         urgency: pool::Urgency,
     ) -> Result<Vec<u8>, ExtractError> {
@@ -819,7 +843,7 @@ impl Extractor {
             .run(
                 Job::SelectPages,
                 path,
-                MediaType::Pdf,
+                media,
                 Some(&file),
                 urgency,
                 Some("result.pdf"),
@@ -920,6 +944,8 @@ pub enum Job {
     MailPdf,
     /// Draw one page (1-based) as a PNG for people to look at (written as `result.png`).
     PageImage(u32),
+    /// Draw one page (1-based) of a stack as a small PNG (written as `result.png`).
+    PageThumbnail(u32),
     /// Analyse one page (1-based) of a stack (the side file is a [`batch::AnalyseSpec`]; the
     /// result is an `Option<batch::PageAnalysis>`).
     AnalysePage(u32),
@@ -945,6 +971,7 @@ impl Job {
             Job::SearchablePdf => "searchable-pdf".into(),
             Job::MailPdf => "mail-pdf".into(),
             Job::PageImage(n) => format!("page-image:{n}"),
+            Job::PageThumbnail(n) => format!("page-thumbnail:{n}"),
             Job::AnalysePage(n) => format!("analyse-page:{n}"),
             Job::SelectPages => "select-pages".into(),
             Job::ScanParameters => "scan-parameters".into(),
@@ -958,6 +985,9 @@ impl Job {
         let page = |n: &str| n.parse().ok().filter(|n: &u32| *n >= 1);
         if let Some(n) = s.strip_prefix("page-image:") {
             return page(n).map(Job::PageImage);
+        }
+        if let Some(n) = s.strip_prefix("page-thumbnail:") {
+            return page(n).map(Job::PageThumbnail);
         }
         if let Some(n) = s.strip_prefix("ocr-page:") {
             return page(n).map(Job::OcrPage);
@@ -1028,7 +1058,7 @@ pub fn run_job(
                     .map_err(|e| ExtractError::Io(e.to_string()))?,
                 None => batch::AnalyseSpec::default(),
             };
-            batch::analyse(path, n, opts, &spec)
+            batch::analyse(path, media, n, opts, &spec)
         }),
         Job::SelectPages => guarded(media, out, || {
             let list: Vec<u32> = match pages {
@@ -1036,12 +1066,16 @@ pub fn run_job(
                     .map_err(|e| ExtractError::Io(e.to_string()))?,
                 None => Vec::new(),
             };
-            batch::select_pages(path, &list, &out.with_file_name("result.pdf"))
+            batch::select_pages(path, media, &list, &out.with_file_name("result.pdf"), opts)
         }),
         Job::ScanParameters => guarded(media, out, || scan::read(path, media, opts)),
         Job::Warm => guarded(media, out, || ocr::with_engine(opts, |_| Ok(()))),
         Job::PageImage(n) => guarded(media, out, || {
             let made = preview::page_png(path, media, n, opts)?;
+            std::fs::write(out.with_file_name("result.png"), made).map_err(io)
+        }),
+        Job::PageThumbnail(n) => guarded(media, out, || {
+            let made = preview::page_thumbnail(path, media, n, opts)?;
             std::fs::write(out.with_file_name("result.png"), made).map_err(io)
         }),
         Job::Probe => guarded(media, out, || {

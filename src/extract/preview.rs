@@ -1,6 +1,7 @@
 //! Page images for people: one page of a scan or PDF drawn as a PNG for the web desk's review
 //! station. Runs in the sandboxed worker like every other parser; the image is scaled down to
-//! [`MAX_WIDTH`] pixels so that a page is a few hundred kilobytes.
+//! [`MAX_WIDTH`] pixels so that a page is a few hundred kilobytes. A stack's pages are shown
+//! as thumbnails ([`page_thumbnail`], [`THUMB_WIDTH`] pixels wide), any page of the stack.
 
 use super::image::{Gray, decode_single, tiff_nth_page};
 use super::{ExtractError, ExtractOptions, MediaType};
@@ -11,6 +12,15 @@ pub const MAX_WIDTH: u32 = 1240;
 
 /// Resolution PDF pages are drawn at before scaling.
 const PDF_DPI: u32 = 150;
+
+/// Width of a thumbnail at most, in pixels.
+pub const THUMB_WIDTH: u32 = 420;
+
+/// Resolution PDF pages are drawn at for a thumbnail (A4: 413 pixels wide).
+const THUMB_DPI: u32 = 50;
+
+/// The last page of a stack a thumbnail is drawn for.
+pub const MAX_THUMB_PAGE: u32 = 2000;
 
 /// Draws page `page` (1-based) of the file at `path` as a grayscale PNG.
 pub fn page_png(
@@ -24,10 +34,37 @@ pub fn page_png(
             "page {page} out of range"
         )));
     }
+    encode(draw(path, media, page, PDF_DPI, opts)?, MAX_WIDTH)
+}
+
+/// Draws page `page` (1-based, up to [`MAX_THUMB_PAGE`]) of a stack at `path` as a small
+/// grayscale PNG, at most [`THUMB_WIDTH`] pixels wide.
+pub fn page_thumbnail(
+    path: &Path,
+    media: MediaType,
+    page: u32,
+    opts: &ExtractOptions,
+) -> Result<Vec<u8>, ExtractError> {
+    if page == 0 || page > MAX_THUMB_PAGE {
+        return Err(ExtractError::NoPageImage(format!(
+            "page {page} out of range"
+        )));
+    }
+    encode(draw(path, media, page, THUMB_DPI, opts)?, THUMB_WIDTH)
+}
+
+/// Page `page` as gray pixels (a PDF drawn at `dpi`).
+fn draw(
+    path: &Path,
+    media: MediaType,
+    page: u32,
+    dpi: u32,
+    opts: &ExtractOptions,
+) -> Result<Gray, ExtractError> {
     let gray = match media {
         MediaType::Pdf => {
-            let pgm = super::pdf::render_page(path, page, PDF_DPI, opts.max_image_pixels).map_err(
-                |e| {
+            let pgm =
+                super::pdf::render_page(path, page, dpi, opts.max_image_pixels).map_err(|e| {
                     e.into_extract(|e| {
                         if e.contains("Wrong page range") {
                             ExtractError::NoPageImage(format!("page {page} out of range"))
@@ -35,8 +72,7 @@ pub fn page_png(
                             ExtractError::BrokenPdf(e)
                         }
                     })
-                },
-            )?;
+                })?;
             decode_single(&pgm, opts.max_image_pixels)?
         }
         MediaType::Png | MediaType::Jpeg => {
@@ -59,16 +95,16 @@ pub fn page_png(
             ));
         }
     };
-    encode(gray)
+    Ok(gray)
 }
 
-/// Scales to at most [`MAX_WIDTH`] and encodes as PNG.
-fn encode(g: Gray) -> Result<Vec<u8>, ExtractError> {
+/// Scales to at most `max_width` and encodes as PNG.
+fn encode(g: Gray, max_width: u32) -> Result<Vec<u8>, ExtractError> {
     let img = image::GrayImage::from_raw(g.width, g.height, g.pixels)
         .ok_or_else(|| ExtractError::BrokenImage("pixel buffer does not fit its size".into()))?;
-    let img = if img.width() > MAX_WIDTH {
-        let h = ((img.height() as u64 * MAX_WIDTH as u64) / img.width() as u64).max(1) as u32;
-        image::imageops::resize(&img, MAX_WIDTH, h, image::imageops::FilterType::Triangle)
+    let img = if img.width() > max_width {
+        let h = ((img.height() as u64 * max_width as u64) / img.width() as u64).max(1) as u32;
+        image::imageops::resize(&img, max_width, h, image::imageops::FilterType::Triangle)
     } else {
         img
     };
@@ -107,6 +143,30 @@ mod tests {
         assert_eq!(back.height(), 3508 * MAX_WIDTH / 2480);
         assert!(matches!(
             page_png(&p, MediaType::Png, 2, &opts()),
+            Err(ExtractError::NoPageImage(_))
+        ));
+    }
+
+    #[test]
+    fn a_thumbnail_is_small_and_drawn_for_any_page_of_a_stack() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("stapel.tif");
+        let page = image::GrayImage::from_pixel(1240, 1754, image::Luma([255]));
+        {
+            let mut f = std::fs::File::create(&p).expect("create");
+            let mut enc = tiff::encoder::TiffEncoder::new(&mut f).expect("tiff");
+            for _ in 0..7 {
+                enc.write_image::<tiff::encoder::colortype::Gray8>(1240, 1754, page.as_raw())
+                    .expect("page");
+            }
+        }
+        // Page 7 is past `max_pages` (5): no page image, but a thumbnail.
+        assert!(page_png(&p, MediaType::Tiff, 7, &opts()).is_err());
+        let png = page_thumbnail(&p, MediaType::Tiff, 7, &opts()).expect("thumbnail");
+        let back = image::load_from_memory(&png).expect("decode").to_luma8();
+        assert_eq!(back.width(), THUMB_WIDTH);
+        assert!(matches!(
+            page_thumbnail(&p, MediaType::Tiff, 8, &opts()),
             Err(ExtractError::NoPageImage(_))
         ));
     }

@@ -262,17 +262,17 @@ impl Intake {
             Err(CopyError::Io(e)) => return Err(e.into()),
         };
         let name = cap_original_name(name);
-        match sniff_incoming(&incoming, &name) {
-            Ok(MediaType::Pdf) => {}
+        let media = match sniff_incoming(&incoming, &name) {
+            Ok(m @ (MediaType::Pdf | MediaType::Tiff)) => m,
             Ok(_) => {
                 return Ok(BatchOutcome::Quarantined(
-                    "Ein Stapel muss als PDF gescannt werden (ein PDF mit allen Seiten); \
-                     diese Datei ist kein PDF."
+                    "Ein Stapel muss als PDF oder mehrseitiges TIFF gescannt werden (eine \
+                     Datei mit allen Seiten); diese Datei ist keins von beiden."
                         .into(),
                 ));
             }
             Err(e) => return Ok(BatchOutcome::Quarantined(e.reason_de())),
-        }
+        };
         let size = incoming.len();
         let _blob = self.blobs.hold().await;
         let sha = tokio::task::spawn_blocking(move || incoming.commit())
@@ -285,7 +285,7 @@ impl Intake {
                     sha256: sha,
                     source: source.to_string(),
                     original_name: name,
-                    media_type: MediaType::Pdf.mime().to_string(),
+                    media_type: media.mime().to_string(),
                     size_bytes: size as i64,
                     arrived_at: Some(arrived),
                 },

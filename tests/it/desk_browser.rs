@@ -600,3 +600,57 @@ fn every_page_is_accessible() {
     let shot = b.save_screenshot("uebersicht");
     keep_for_docs(&shot, "uebersicht.png");
 }
+
+#[test]
+fn a_stack_s_split_points_are_moved_on_the_desk_in_a_real_browser() {
+    // A Hundesteuer letter and a note that may begin a letter of its own: one letter of two
+    // pages, in review because the split is uncertain.
+    use crate::stack::{doubtful_page, drop_stack, hundesteuer, parts, pdf, settled};
+    let d = spawn_app(&[]);
+    add_user(&d, "p.post", "poststelle", &[]);
+    drop_stack(&d, "stapel.pdf", &pdf(&[hundesteuer(), doubtful_page()]));
+    let got = settled(&d, 1);
+    assert_eq!((got[0].0.as_str(), got[0].1.as_str()), ("1-2", "review"));
+    let b = Browser::start();
+    sign_in_as(&b, &d, "p.post", PASSWORD);
+
+    // From the Prüfkorb to the stack's page: its pages as thumbnails, the split points.
+    b.goto(&d.url("/pruefkorb"));
+    let link = b.find("a[data-stack-link]");
+    let batch = link.attr("data-stack-link").expect("the stack's id");
+    next_page(&b, || link.click());
+    assert_eq!(path_of(&b.current_url()), format!("/stapel/{batch}"));
+    assert_eq!(status(&b), 200);
+    let loaded = wait_for("the thumbnails", Duration::from_secs(60), || {
+        let done = b.execute(
+            "const imgs = Array.from(document.querySelectorAll('.stack-page img'));\n\
+             return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0)\n\
+               ? imgs.length : null;",
+            vec![],
+        );
+        done.as_u64()
+    });
+    assert_eq!(loaded, 2, "one thumbnail per page");
+    assert!(body_text(&b).contains("Briefanfang (erste Seite des Stapels)"));
+    b.assert_no_axe_violations("stapel");
+    b.save_screenshot("stapel");
+
+    // Page 2 begins a letter: checked with the mouse, the form sent.
+    let start = b.find("input[name=start][value='2']");
+    assert_eq!(start.property("checked"), json!(false));
+    start.click();
+    assert_eq!(start.property("checked"), json!(true));
+    let submit = b.find("form[data-split-form] button[type=submit]");
+    next_page(&b, || submit.click());
+    let notice = b.find("[role=status]").text();
+    assert!(notice.contains("Trennstellen sind übernommen"), "{notice}");
+    assert_eq!(
+        b.find("input[name=start][value='2']").property("checked"),
+        json!(true)
+    );
+    let after = settled(&d, 2);
+    let ranges: Vec<&str> = after.iter().map(|(p, ..)| p.as_str()).collect();
+    assert_eq!(ranges, ["1", "2"]);
+    assert_eq!(parts(&d).len(), 2);
+    b.assert_no_axe_violations("stapel-getrennt");
+}

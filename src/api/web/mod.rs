@@ -13,7 +13,8 @@
 //! - [`dashboard`]: `/uebersicht` (Übersicht, server-rendered SVG charts);
 //! - [`admin`]: `/verwaltung/...` (models, quarantine, dead letters, users, tokens, targets),
 //!   `/quarantaene` (the quarantine list for the Poststelle);
-//! - [`upload`]: `/hochladen` (Hochladen).
+//! - [`upload`]: `/hochladen` (Hochladen);
+//! - [`stack`]: `/stapel/{id}` (a stack's pages as thumbnails; moving its split points).
 //!
 //! Every page handler takes [`Signed`] (a redirect to `/login` without a session) and builds its
 //! template with a [`Chrome`] (navigation, the signed-in person, the CSRF token every form
@@ -28,6 +29,7 @@ pub mod inbox;
 pub mod login;
 pub mod review;
 pub mod sample;
+pub mod stack;
 pub mod upload;
 pub mod visual;
 
@@ -57,6 +59,7 @@ pub fn routes() -> Router<ApiState> {
         .merge(dashboard::routes())
         .merge(admin::routes())
         .merge(upload::routes())
+        .merge(stack::routes())
         .layer(axum::middleware::map_response(security_headers))
 }
 

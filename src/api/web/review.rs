@@ -84,6 +84,8 @@ pub struct Row {
     pub light: Light,
     /// Why it waits.
     pub reason: String,
+    /// The stack it was split from (its id), for the stack's page.
+    pub batch: Option<String>,
 }
 
 #[derive(Template)]
@@ -158,6 +160,7 @@ async fn list(
                     .as_ref()
                     .and_then(|x| x.explanation.review_reason.clone())
                     .unwrap_or_default(),
+                batch: d.batch_id.clone(),
             }
         })
         .collect();
@@ -225,6 +228,8 @@ struct ItemPage {
     total: usize,
     message: Option<String>,
     deciding: Vec<String>,
+    /// The stack it was split from and its pages there: (stack id, "3-5").
+    batch: Option<(String, String)>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -356,6 +361,10 @@ async fn item(
             .unwrap_or_default()
             .into_iter()
             .collect(),
+        batch: doc
+            .batch_id
+            .clone()
+            .map(|b| (b, doc.batch_pages.clone().unwrap_or_default())),
     })
 }
 
