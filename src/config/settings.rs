@@ -10,6 +10,7 @@ use super::mailboxes::{self, MailboxSettings, RawMailbox, RawMunicipality, RawRe
 use super::problem::{ConfigError, Problems, suggest};
 use crate::api::settings::{self as api, ApiSettings, RawApi};
 use crate::auth::settings::{self as auth, AuthSettings, RawAuth};
+use crate::classify::clerk::{self, ClerkTable, RawClerks};
 use crate::classify::settings::{
     self as classify, ClassifySettings, EinvoiceSettings, RawClassify, RawEinvoice,
 };
@@ -65,6 +66,8 @@ pub struct Settings {
     pub sample: SampleSettings,
     /// Retention periods of personal data (DSGVO).
     pub retention: RetentionSettings,
+    /// The clerks inside departments: per mailbox an assignment table (`[[clerks."63"]]`).
+    pub clerks: ClerkTable,
 }
 
 /// The top-level sections of a config file.
@@ -83,6 +86,7 @@ const SECTIONS: &[&str] = &[
     "einvoice",
     "sample",
     "retention",
+    "clerks",
 ];
 
 impl Settings {
@@ -168,6 +172,7 @@ struct RawSections {
     einvoice: RawEinvoice,
     sample: RawSample,
     retention: RawRetention,
+    clerks: RawClerks,
 }
 
 impl RawSections {
@@ -195,6 +200,7 @@ impl RawSections {
         let einvoice = section(t, "einvoice", problems);
         let sample = section(t, "sample", problems);
         let retention = section(t, "retention", problems);
+        let clerks = section(t, "clerks", problems);
         Some(RawSections {
             municipality: municipality?,
             store: store?,
@@ -210,6 +216,7 @@ impl RawSections {
             einvoice: einvoice?,
             sample: sample?,
             retention: retention?,
+            clerks: clerks?,
         })
     }
 }
@@ -279,6 +286,7 @@ fn validate(path: &Path, table: toml::Table, problems: &mut Problems) -> Option<
         einvoice: classify::validate_einvoice(raw.einvoice, problems),
         sample: sample::validate(raw.sample, problems),
         retention: retention::validate(raw.retention, problems),
+        clerks: clerk::validate(raw.clerks, problems),
     };
     check_across_sections(&mut settings, &target_names, problems);
     Some(settings)
@@ -288,7 +296,7 @@ fn validate(path: &Path, table: toml::Table, problems: &mut Problems) -> Option<
 /// - every mailbox is filed into a configured target (`target_names`: every target block,
 ///   valid or not, so a broken block is reported once, not once per mailbox);
 /// - the review mailbox is not also a department mailbox;
-/// - e-invoice routes name department mailboxes;
+/// - e-invoice routes and clerk tables name department mailboxes;
 /// - connectors complete their per-mailbox defaults with the mailboxes filed into them (e.g.
 ///   Mayan's cabinet named after each mailbox).
 fn check_across_sections(s: &mut Settings, target_names: &[String], problems: &mut Problems) {
@@ -311,6 +319,7 @@ fn check_across_sections(s: &mut Settings, target_names: &[String], problems: &m
     }
     let departments: Vec<&MailboxId> = s.mailboxes.iter().map(|m| &m.id).collect();
     s.einvoice.keep_known(&departments, problems);
+    s.clerks.keep_known(&departments, problems);
     let filed = s
         .mailboxes
         .iter()
