@@ -344,6 +344,10 @@ fn strip_decision(json: &str) -> String {
                 ex.insert(k.into(), serde_json::Value::Null);
             }
         }
+        // The clerk stays, its reason may quote the sender's name or address.
+        if let Some(c) = ex.get_mut("clerk").and_then(|c| c.as_object_mut()) {
+            c.insert("reason".into(), "(gelöscht)".into());
+        }
         if let Some(f) = ex.get_mut("model_features") {
             *f = serde_json::Value::Array(Vec::new());
         }

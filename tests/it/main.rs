@@ -15,6 +15,7 @@ mod harness;
 
 mod audit;
 mod auth;
+mod clerks;
 mod compliance;
 mod daemon;
 mod decode_limits;

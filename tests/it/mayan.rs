@@ -25,6 +25,7 @@ fn item(mailbox: &str, name: &str, bytes: &[u8]) -> DeliveryItem {
             subject: Some("Bauantrag Lindenweg 4".into()),
             ..Default::default()
         },
+        clerk: None,
     }
 }
 
