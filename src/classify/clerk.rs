@@ -160,7 +160,13 @@ impl ClerkRow {
     }
 
     /// The row's criteria other than the two ranges (to find rows that differ only there).
-    fn others(&self) -> (&[(String, String)], &[(Vec<String>, String)], &[(String, String)]) {
+    fn others(
+        &self,
+    ) -> (
+        &[(String, String)],
+        &[(Vec<String>, String)],
+        &[(String, String)],
+    ) {
         (&self.file_references, &self.districts, &self.streets)
     }
 
@@ -332,7 +338,9 @@ pub fn fold(s: &str) -> String {
             'æ' | 'Æ' => "AE",
             'ç' | 'Ç' | 'ć' | 'Ć' | 'č' | 'Č' => "C",
             'ď' | 'Ď' | 'đ' | 'Đ' => "D",
-            'é' | 'É' | 'è' | 'È' | 'ê' | 'Ê' | 'ë' | 'Ë' | 'ę' | 'Ę' | 'ě' | 'Ě' => "E",
+            'é' | 'É' | 'è' | 'È' | 'ê' | 'Ê' | 'ë' | 'Ë' | 'ę' | 'Ę' | 'ě' | 'Ě' => {
+                "E"
+            }
             'ğ' | 'Ğ' => "G",
             'í' | 'Í' | 'ì' | 'Ì' | 'î' | 'Î' | 'ï' | 'Ï' | 'ı' | 'İ' => "I",
             'ł' | 'Ł' => "L",
@@ -345,7 +353,9 @@ pub fn fold(s: &str) -> String {
             'ß' | 'ẞ' => "SS",
             'š' | 'Š' | 'ś' | 'Ś' | 'ş' | 'Ş' => "S",
             'ť' | 'Ť' | 'ţ' | 'Ţ' => "T",
-            'ü' | 'Ü' | 'ú' | 'Ú' | 'ù' | 'Ù' | 'û' | 'Û' | 'ů' | 'Ů' | 'ű' | 'Ű' => "U",
+            'ü' | 'Ü' | 'ú' | 'Ú' | 'ù' | 'Ù' | 'û' | 'Û' | 'ů' | 'Ů' | 'ű' | 'Ű' => {
+                "U"
+            }
             'ý' | 'Ý' | 'ÿ' => "Y",
             'ž' | 'Ž' | 'ź' | 'Ź' | 'ż' | 'Ż' => "Z",
             _ => {
@@ -475,8 +485,7 @@ pub fn surname(sender: &str) -> Option<String> {
         })
         .collect();
     let last = tokens.last()?;
-    if PARTICLES.contains(&last.to_lowercase().as_str()) || !last.chars().any(char::is_alphabetic)
-    {
+    if PARTICLES.contains(&last.to_lowercase().as_str()) || !last.chars().any(char::is_alphabetic) {
         return None;
     }
     Some(last.to_string())
@@ -536,7 +545,12 @@ pub fn validate(raw: RawClerks, problems: &mut Problems) -> ClerkTable {
         let mut valid: Vec<ClerkRow> = Vec::new();
         let count = rows.len();
         for (i, raw) in rows.into_iter().enumerate() {
-            let at = |what: &str| format!("Sachbearbeitung Postfach {mailbox}, Zeile {}: {what}", i + 1);
+            let at = |what: &str| {
+                format!(
+                    "Sachbearbeitung Postfach {mailbox}, Zeile {}: {what}",
+                    i + 1
+                )
+            };
             let key = ["clerks", mailbox.as_str()];
             let mut push = |what: String, hint: Option<String>| {
                 problems.push_key(&key, at(&what), hint);
@@ -693,9 +707,14 @@ pub fn validate(raw: RawClerks, problems: &mut Problems) -> ClerkTable {
                 };
                 if surnames_meet && kassen_meet {
                     let what = match (&row.surnames, &row.kassenzeichen) {
-                        (Some(r), _) => format!("Nachnamenbereich \"{}\" überschneidet sich mit", r.label),
+                        (Some(r), _) => {
+                            format!("Nachnamenbereich \"{}\" überschneidet sich mit", r.label)
+                        }
                         (None, Some(r)) => {
-                            format!("Kassenzeichenbereich \"{}\" überschneidet sich mit", r.label)
+                            format!(
+                                "Kassenzeichenbereich \"{}\" überschneidet sich mit",
+                                r.label
+                            )
                         }
                         (None, None) => "dieselben Merkmale wie".to_string(),
                     };
@@ -783,7 +802,10 @@ surnames = "L-Z"
         // Titles, salutations, "Name, Vorname", birth names.
         assert_eq!(of("Herrn Dr. Klaus Zander").as_deref(), Some("nowak"));
         assert_eq!(of("Nowak, Jana").as_deref(), Some("nowak"));
-        assert_eq!(of("Erika Albers geb. Zimmermann").as_deref(), Some("schmidt"));
+        assert_eq!(
+            of("Erika Albers geb. Zimmermann").as_deref(),
+            Some("schmidt")
+        );
         // Organisations and bare addresses have no surname: no clerk.
         assert_eq!(of("Stadtwerke Nordheim GmbH"), None);
         assert_eq!(of("Bau GmbH"), None);
@@ -884,7 +906,10 @@ name = "Sachgebiet 63.1"
         );
         // Lindenwegstraße is another street; Nord is not Nordviertel.
         let c = t
-            .assign(&id("63"), &addr("Lindenwegstraße 4, 12345 Musterstadt-Nord"))
+            .assign(
+                &id("63"),
+                &addr("Lindenwegstraße 4, 12345 Musterstadt-Nord"),
+            )
             .expect("default");
         assert_eq!(c.id, "pool");
         assert_eq!(c.reason, "Voreinstellung des Postfachs");
@@ -951,7 +976,10 @@ id = "b"
 name = "B"
 surnames = "L-Z"
 "#);
-        assert!(e.contains("Zeile 2") && e.contains("überschneidet sich mit Zeile 1"), "{e}");
+        assert!(
+            e.contains("Zeile 2") && e.contains("überschneidet sich mit Zeile 1"),
+            "{e}"
+        );
         let e = err("[[clerks.\"33\"]]\nid = \"a\"\nname = \"A\"\nsurnames = \"K-A\"\n");
         assert!(e.contains("Nachnamenbereich \"K-A\" ist leer"), "{e}");
         let e = err("[[clerks.\"33\"]]\nid = \"a\"\nname = \"A\"\nsurnames = \"A bis K\"\n");
@@ -975,7 +1003,10 @@ id = "b"
 name = "B"
 kassenzeichen = ["5.0150", "5.0299"]
 "#);
-        assert!(e.contains("Kassenzeichenbereich") && e.contains("überschneidet"), "{e}");
+        assert!(
+            e.contains("Kassenzeichenbereich") && e.contains("überschneidet"),
+            "{e}"
+        );
         let e = err(r#"
 [[clerks."63"]]
 id = "pool"

@@ -625,13 +625,15 @@ impl Store {
             return Ok(false);
         }
         decision.explanation.clerk = clerk.cloned();
-        sqlx::query("UPDATE documents SET decision = ?, updated_at = ? WHERE id = ? AND version = ?")
-            .bind(serde_json::to_string(&decision)?)
-            .bind(now_str())
-            .bind(id.as_str())
-            .bind(version)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE documents SET decision = ?, updated_at = ? WHERE id = ? AND version = ?",
+        )
+        .bind(serde_json::to_string(&decision)?)
+        .bind(now_str())
+        .bind(id.as_str())
+        .bind(version)
+        .execute(&mut *tx)
+        .await?;
         insert_event(
             &mut tx,
             Some(id.as_str()),
@@ -1208,8 +1210,7 @@ async fn assign_in(
         d.confidence = 1.0;
         // Another mailbox's clerk is not this one's: the delivery asks the new mailbox's
         // table (`Store::set_clerk`).
-        if d
-            .explanation
+        if d.explanation
             .clerk
             .as_ref()
             .is_some_and(|c| &c.mailbox != mailbox)

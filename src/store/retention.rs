@@ -382,7 +382,9 @@ mod tests {
                 "model_features": [{"feature": "nowak", "weight": 1.0}],
                 "address_field": "Ewa Nowak\nBirkenweg 12", "subject": "Anbau",
                 "candidates": [{"mailbox": "63", "score": 0.97}], "threshold": 0.9,
-                "review_reason": null
+                "review_reason": null,
+                "clerk": {"mailbox": "63", "id": "sb2", "name": "Herr Lange",
+                          "reason": "Nachnamen L–Z: „Nowak“"}
             }
         })
         .to_string();
@@ -395,5 +397,9 @@ mod tests {
         assert_eq!(v["confidence"], 0.97);
         assert_eq!(v["explanation"]["candidates"][0]["mailbox"], "63");
         assert_eq!(v["explanation"]["rules"][0]["rule"], "bauantrag");
+        assert_eq!(
+            v["explanation"]["clerk"]["id"], "sb2",
+            "the clerk stays, not why"
+        );
     }
 }

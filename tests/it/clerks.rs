@@ -87,13 +87,19 @@ fn surname_range_routes_to_the_clerk_whose_dvelop_task_it_becomes() {
     let srv = dvelop("KEY-1", "R1");
     let env = [
         ("POSTSTELLE__DELIVER__DEFAULT_TARGET", "ext".to_string()),
-        ("POSTSTELLE__DELIVER__TARGETS__EXT__KIND", "\"dvelop\"".into()),
+        (
+            "POSTSTELLE__DELIVER__TARGETS__EXT__KIND",
+            "\"dvelop\"".into(),
+        ),
         (
             "POSTSTELLE__DELIVER__TARGETS__EXT__BASE_URL",
             format!("\"{}\"", srv.url()),
         ),
         ("POSTSTELLE__DELIVER__TARGETS__EXT__REPOSITORY", "R1".into()),
-        ("POSTSTELLE__DELIVER__TARGETS__EXT__CATEGORY", "DPOST".into()),
+        (
+            "POSTSTELLE__DELIVER__TARGETS__EXT__CATEGORY",
+            "DPOST".into(),
+        ),
         ("POSTSTELLE__DELIVER__TARGETS__EXT__API_KEY", "KEY-1".into()),
         (
             "POSTSTELLE__DELIVER__TARGETS__EXT__PROPERTIES",
@@ -138,8 +144,18 @@ fn surname_range_routes_to_the_clerk_whose_dvelop_task_it_becomes() {
     assert_eq!(tasks.len(), 2, "{tasks:?}");
     let files = srv.state.docs.lock().expect("lock").clone();
     for (who, assignee, clerk, reason) in [
-        ("oeztuerk", "user-nowak", "Herr Nowak", "Nachnamen L–Z: „Öztürk“"),
-        ("albers", "user-schmidt", "Frau Schmidt", "Nachnamen A–K: „Albers“"),
+        (
+            "oeztuerk",
+            "user-nowak",
+            "Herr Nowak",
+            "Nachnamen L–Z: „Öztürk“",
+        ),
+        (
+            "albers",
+            "user-schmidt",
+            "Frau Schmidt",
+            "Nachnamen A–K: „Albers“",
+        ),
     ] {
         let doc = docs
             .iter()
@@ -278,7 +294,10 @@ clerk_task = "{mode}"
             .expect("task")
     };
     assert_eq!(of(&a), serde_json::json!(["user-schmidt"]));
-    assert_eq!(of(&b), serde_json::json!(["user-schmidt", "group-bauordnung"]));
+    assert_eq!(
+        of(&b),
+        serde_json::json!(["user-schmidt", "group-bauordnung"])
+    );
     assert_eq!(of(&c), serde_json::json!(["group-bauordnung"]));
     let docs = srv.state.docs.lock().expect("lock").clone();
     assert!(
@@ -374,7 +393,10 @@ clerk_owners = {{ "schmidt" = 3, "nowak" = 4, "ghost" = 42 }}
     let owner = |srv: &Server<Paperless>| srv.state.docs.lock().expect("lock")[0].owner;
     assert_eq!(owner(&srv), Some(3), "set by PATCH after the upload");
     let log = srv.state.log.lock().expect("lock").clone();
-    assert!(log.contains(&"PATCH /api/documents/1/".to_string()), "{log:?}");
+    assert!(
+        log.contains(&"PATCH /api/documents/1/".to_string()),
+        "{log:?}"
+    );
     // A new clerk: the owner follows on the next delivery.
     let mut again = it.clone();
     again.clerk = Some(ClerkAssignment {
@@ -402,7 +424,11 @@ fn the_example_config_s_clerk_tables_are_valid_when_uncommented() {
     let start = text.find("# [[clerks.").expect("commented clerk tables");
     let block: String = text[start..]
         .lines()
-        .map(|l| l.strip_prefix("# ").or_else(|| l.strip_prefix('#')).unwrap_or(l))
+        .map(|l| {
+            l.strip_prefix("# ")
+                .or_else(|| l.strip_prefix('#'))
+                .unwrap_or(l)
+        })
         .collect::<Vec<_>>()
         .join("\n");
     let env: Vec<(String, String)> = Install::new()
@@ -420,7 +446,10 @@ fn the_example_config_s_clerk_tables_are_valid_when_uncommented() {
         .clerks
         .assign(&MailboxId::parse("63").expect("id"), &m)
         .expect("clerk");
-    assert_eq!(c.sentence(), "Sachbearbeitung: Herr Nowak (Nachnamen L–Z: „Nowak“)");
+    assert_eq!(
+        c.sentence(),
+        "Sachbearbeitung: Herr Nowak (Nachnamen L–Z: „Nowak“)"
+    );
     // An unknown mailbox is refused in German.
     let e = Settings::parse(
         &path,

@@ -139,7 +139,11 @@ pub fn explanation_sentences(settings: &Settings, d: &Decision) -> Vec<String> {
         (None, _) => out.push("Es gibt keinen Vorschlag; eine Person entscheidet.".into()),
     }
     // The clerk inside the mailbox (its assignment table), when it is this mailbox's.
-    if let Some(c) = e.clerk.as_ref().filter(|c| d.mailbox.as_ref() == Some(&c.mailbox)) {
+    if let Some(c) = e
+        .clerk
+        .as_ref()
+        .filter(|c| d.mailbox.as_ref() == Some(&c.mailbox))
+    {
         out.push(format!("{}.", c.sentence()));
     }
     if let Some(b) = &e.basis {
@@ -524,8 +528,7 @@ mod tests {
         });
         let sentences = explanation_sentences(&settings, &d);
         assert_eq!(
-            sentences[1],
-            "Sachbearbeitung: Frau Schmidt (Nachnamen A–K: „Albers“).",
+            sentences[1], "Sachbearbeitung: Frau Schmidt (Nachnamen A–K: „Albers“).",
             "{sentences:?}"
         );
         d.mailbox = MailboxId::parse("22");
