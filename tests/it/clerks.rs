@@ -67,7 +67,7 @@ Sehr geehrte Damen und Herren,\r\n\
 {body}\r\n\
 Mit freundlichen Grüßen\r\n\
 {from}\r\n",
-        now_ms()
+        poststelle::domain::DocumentId::new().as_str()
     )
     .into_bytes()
 }
@@ -247,7 +247,14 @@ fn file_reference_prefix_picks_the_clerk_and_another_mailbox_asks_its_own_table(
 }
 
 fn with_clerk(mailbox: &str, id: &str, name: &str) -> poststelle::deliver::DeliveryItem {
-    let mut it = item(mailbox, format!("%PDF-1.4 {id} {}", now_ms()).as_bytes());
+    let mut it = item(
+        mailbox,
+        format!(
+            "%PDF-1.4 {id} {}",
+            poststelle::domain::DocumentId::new().as_str()
+        )
+        .as_bytes(),
+    );
     it.clerk = Some(ClerkAssignment {
         mailbox: MailboxId::parse(mailbox).expect("id"),
         id: id.into(),

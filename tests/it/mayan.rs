@@ -314,7 +314,7 @@ async fn mayan_files_a_clerks_document_into_the_clerks_cabinet_inside_the_mailbo
     let _g = SERIAL.lock().await;
     let tag = run_tag();
     let doc_type_label = format!("Eingangspost {tag}");
-    let doc_type = m.document_type(&doc_type_label).await;
+    let _doc_type = m.document_type(&doc_type_label).await;
     let c63 = format!("Bauordnung {tag}");
     let target = m.target(
         &format!(
