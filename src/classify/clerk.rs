@@ -136,6 +136,13 @@ fn digits(s: &str) -> String {
     s.chars().filter(char::is_ascii_digit).collect()
 }
 
+/// A row's list criteria: file reference prefixes, districts, streets (key and as written).
+type Others<'a> = (
+    &'a [(String, String)],
+    &'a [(Vec<String>, String)],
+    &'a [(String, String)],
+);
+
 /// One validated row of a mailbox's table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClerkRow {
@@ -160,13 +167,7 @@ impl ClerkRow {
     }
 
     /// The row's criteria other than the two ranges (to find rows that differ only there).
-    fn others(
-        &self,
-    ) -> (
-        &[(String, String)],
-        &[(Vec<String>, String)],
-        &[(String, String)],
-    ) {
+    fn others(&self) -> Others<'_> {
         (&self.file_references, &self.districts, &self.streets)
     }
 

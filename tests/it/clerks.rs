@@ -180,7 +180,7 @@ fn surname_range_routes_to_the_clerk_whose_dvelop_task_it_becomes() {
         // The explanation says who and why; the document keeps it.
         let shown = api_get(&d, &format!("/api/documents/{id}"));
         let c: ClerkAssignment =
-            serde_json::from_value(shown["decision"]["explanation"]["clerk"].clone())
+            serde_json::from_value(shown["explanation"]["clerk"].clone())
                 .unwrap_or_else(|e| panic!("{e}: {shown}"));
         assert_eq!(c.name, clerk);
         assert_eq!(c.reason, reason);
@@ -240,7 +240,7 @@ fn file_reference_prefix_picks_the_clerk_and_another_mailbox_asks_its_own_table(
     assert_eq!(sidecar["clerk"]["reason"], "Voreinstellung des Postfachs");
     let shown = api_get(&d, &format!("/api/documents/{id}"));
     assert_eq!(
-        shown["decision"]["explanation"]["clerk"]["id"], "hundesteuer",
+        shown["explanation"]["clerk"]["id"], "hundesteuer",
         "stored with the document: {shown}"
     );
     d.stop();
