@@ -179,9 +179,8 @@ fn surname_range_routes_to_the_clerk_whose_dvelop_task_it_becomes() {
         assert_eq!(filed.properties["7"], vec![clerk]);
         // The explanation says who and why; the document keeps it.
         let shown = api_get(&d, &format!("/api/documents/{id}"));
-        let c: ClerkAssignment =
-            serde_json::from_value(shown["explanation"]["clerk"].clone())
-                .unwrap_or_else(|e| panic!("{e}: {shown}"));
+        let c: ClerkAssignment = serde_json::from_value(shown["explanation"]["clerk"].clone())
+            .unwrap_or_else(|e| panic!("{e}: {shown}"));
         assert_eq!(c.name, clerk);
         assert_eq!(c.reason, reason);
         assert_eq!(c.mailbox, MailboxId::parse("63").expect("id"));
