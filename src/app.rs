@@ -39,7 +39,7 @@ pub fn build_classifier(settings: &Settings) -> anyhow::Result<Classifier> {
 }
 
 /// The router's part of the settings: address markers, e-invoice routes, mailbox addresses
-/// and names.
+/// and names, the clerk tables.
 pub fn router_settings(settings: &Settings) -> RouterSettings {
     RouterSettings {
         address_markers: settings.address_markers.clone(),
@@ -59,6 +59,7 @@ pub fn router_settings(settings: &Settings) -> RouterSettings {
             .iter()
             .map(|m| (m.id.clone(), m.name.clone()))
             .collect(),
+        clerks: settings.clerks.clone(),
     }
 }
 

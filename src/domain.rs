@@ -222,6 +222,30 @@ pub struct Explanation {
     /// How sure OCR was of page 1's words: mean word confidence 0..100 (None: not read by OCR).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ocr_confidence: Option<f64>,
+    /// The clerk inside the mailbox (the mailbox's assignment table, `[[clerks."63"]]`);
+    /// `None` when the mailbox has no table or no row matched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clerk: Option<ClerkAssignment>,
+}
+
+/// The person or team inside a department that a document is assigned to, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClerkAssignment {
+    /// The mailbox whose table chose the clerk.
+    pub mailbox: MailboxId,
+    /// The clerk's id (what DMS settings map to a user, owner, folder or cabinet).
+    pub id: String,
+    /// The clerk's name ("Frau Schmidt").
+    pub name: String,
+    /// Why, in German ("Nachnamen L–Z: „Nowak“").
+    pub reason: String,
+}
+
+impl ClerkAssignment {
+    /// The sentence shown to people: „Sachbearbeitung: Frau Schmidt (Nachnamen L–Z: „Nowak“)“.
+    pub fn sentence(&self) -> String {
+        format!("Sachbearbeitung: {} ({})", self.name, self.reason)
+    }
 }
 
 /// The outcome of classification.

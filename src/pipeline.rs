@@ -679,8 +679,22 @@ impl Pipeline {
             .map(|m| m.extension())
             .unwrap_or("bin");
         let metadata = self.store.metadata(id).await?.unwrap_or_default();
+        // The clerk of the mailbox it goes to now (a person may have assigned another one).
+        let clerk = self.router().clerk(Some(&mailbox), &metadata);
+        let mut doc = doc;
+        if let Some(d) = doc.decision.as_mut()
+            && d.explanation.clerk != clerk
+        {
+            self.store
+                .set_clerk(id, doc.version, clerk.as_ref())
+                .await?;
+            d.explanation.clerk = clerk.clone();
+        }
         let mut sidecar = sidecar(&doc, &mb.name);
         sidecar["metadata"] = serde_json::json!(metadata);
+        if let Some(c) = &clerk {
+            sidecar["clerk"] = serde_json::json!({"id": c.id, "name": c.name, "reason": c.reason});
+        }
         sidecar["delivered"] = serde_json::json!({
             "media_type": rendition.media_type, "sha256": rendition.sha256,
             "size_bytes": bytes.len(),
@@ -696,6 +710,7 @@ impl Pipeline {
             bytes,
             sidecar,
             metadata,
+            clerk,
         };
         let result = target.deliver(&item).await;
         match &result {

@@ -5,6 +5,7 @@
 //! 3 multiplies the odds by 20) and the result stays a probability the threshold can act on.
 //! Without a model, rule evidence alone is used. Below the threshold, a person decides.
 
+pub mod clerk;
 pub mod einvoice;
 pub mod learners;
 pub mod model;
@@ -363,6 +364,7 @@ impl Classifier {
                 subject: zones.subject.clone(),
                 basis: None,
                 ocr_confidence: None,
+                clerk: None,
             },
         }
     }

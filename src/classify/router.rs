@@ -8,6 +8,9 @@
 //!    addresses`) overrides the classifier: `decided_by = recipient`; addresses of several
 //!    mailboxes leave it to a person.
 //!
+//! The decided mailbox's clerk (its assignment table, [`super::clerk`]) is part of the
+//! explanation ([`Router::clerk`]).
+//!
 //! The daemon also passes the sender's history (sender memory, [`super::sender`]): earlier
 //! documents of the same sender and where they went are evidence inside step 2. Routing is
 //! split for it into reading ([`Router::read`]: zones and metadata, from which the sender's
@@ -46,6 +49,8 @@ pub struct RouterSettings {
     pub recipients: Vec<RecipientRoute>,
     /// Mailbox names (for explanations).
     pub mailbox_names: BTreeMap<MailboxId, String>,
+    /// The clerks inside the mailboxes (assignment tables).
+    pub clerks: super::clerk::ClerkTable,
 }
 
 /// A document read for routing, before the decision: what [`Router::decide_reading`] needs.
@@ -156,11 +161,24 @@ impl Router {
             decision.explanation.ocr_confidence = Some((q.mean * 10.0).round() / 10.0);
             poorly_read(&mut decision, q);
         }
+        decision.explanation.clerk = self.clerk(decision.mailbox.as_ref(), &reading.metadata);
         Routed {
             zones: reading.zones,
             metadata: reading.metadata,
             decision,
         }
+    }
+
+    /// The clerk inside `mailbox` for a document with this metadata (the mailbox's
+    /// assignment table, first matching row); `None` without a mailbox, a table or a match.
+    /// Every decision and every delivery asks here, so a document assigned to another
+    /// mailbox gets that mailbox's clerk.
+    pub fn clerk(
+        &self,
+        mailbox: Option<&MailboxId>,
+        metadata: &DocumentMetadata,
+    ) -> Option<crate::domain::ClerkAssignment> {
+        self.settings.clerks.assign(mailbox?, metadata)
     }
 
     /// Routes a plain text (a corpus item in evaluation); `is_mail` = the text is an e-mail

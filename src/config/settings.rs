@@ -11,6 +11,7 @@ use super::problem::{ConfigError, Problems, suggest};
 use crate::api::settings::{self as api, ApiSettings, RawApi};
 use crate::auth::settings::{self as auth, AuthSettings, RawAuth};
 use crate::capture::settings::{self as capture, CaptureSettings, RawCapture};
+use crate::classify::clerk::{self, ClerkTable, RawClerks};
 use crate::classify::settings::{
     self as classify, ClassifySettings, EinvoiceSettings, RawClassify, RawEinvoice,
 };
@@ -68,6 +69,8 @@ pub struct Settings {
     pub capture: CaptureSettings,
     /// Retention periods of personal data (DSGVO).
     pub retention: RetentionSettings,
+    /// The clerks inside departments: per mailbox an assignment table (`[[clerks."63"]]`).
+    pub clerks: ClerkTable,
 }
 
 /// The top-level sections of a config file.
@@ -87,6 +90,7 @@ const SECTIONS: &[&str] = &[
     "sample",
     "capture",
     "retention",
+    "clerks",
 ];
 
 impl Settings {
@@ -179,6 +183,7 @@ struct RawSections {
     sample: RawSample,
     capture: RawCapture,
     retention: RawRetention,
+    clerks: RawClerks,
 }
 
 impl RawSections {
@@ -207,6 +212,7 @@ impl RawSections {
         let sample = section(t, "sample", problems);
         let capture = section(t, "capture", problems);
         let retention = section(t, "retention", problems);
+        let clerks = section(t, "clerks", problems);
         Some(RawSections {
             municipality: municipality?,
             store: store?,
@@ -223,6 +229,7 @@ impl RawSections {
             sample: sample?,
             capture: capture?,
             retention: retention?,
+            clerks: clerks?,
         })
     }
 }
@@ -293,6 +300,7 @@ fn validate(path: &Path, table: toml::Table, problems: &mut Problems) -> Option<
         sample: sample::validate(raw.sample, problems),
         capture: capture::validate(raw.capture, problems),
         retention: retention::validate(raw.retention, problems),
+        clerks: clerk::validate(raw.clerks, problems),
     };
     check_across_sections(&mut settings, &target_names, problems);
     Some(settings)
@@ -302,7 +310,7 @@ fn validate(path: &Path, table: toml::Table, problems: &mut Problems) -> Option<
 /// - every mailbox is filed into a configured target (`target_names`: every target block,
 ///   valid or not, so a broken block is reported once, not once per mailbox);
 /// - the review mailbox is not also a department mailbox;
-/// - e-invoice routes name department mailboxes;
+/// - e-invoice routes and clerk tables name department mailboxes;
 /// - connectors complete their per-mailbox defaults with the mailboxes filed into them (e.g.
 ///   Mayan's cabinet named after each mailbox).
 fn check_across_sections(s: &mut Settings, target_names: &[String], problems: &mut Problems) {
@@ -338,6 +346,7 @@ fn check_across_sections(s: &mut Settings, target_names: &[String], problems: &m
     }
     let departments: Vec<&MailboxId> = s.mailboxes.iter().map(|m| &m.id).collect();
     s.einvoice.keep_known(&departments, problems);
+    s.clerks.keep_known(&departments, problems);
     let filed = s
         .mailboxes
         .iter()

@@ -49,6 +49,8 @@ pub const NAMES: &[&str] = &[
     "capture_poorly_read_pages",
     "capture_visual_check",
     "capture_seal",
+    "clerk",
+    "clerk_id",
 ];
 
 /// The values of a field for one document (empty when the document has none; lists for
@@ -99,6 +101,8 @@ pub fn values(item: &DeliveryItem, name: &str) -> Vec<String> {
         "invoice_tax_amount" => inv(|i| &i.tax_amount),
         "invoice_gross_amount" => inv(|i| &i.gross_amount),
         "invoice_due_amount" => inv(|i| &i.due_amount),
+        "clerk" => item.clerk.iter().map(|c| c.name.clone()).collect(),
+        "clerk_id" => item.clerk.iter().map(|c| c.id.clone()).collect(),
         n if n.starts_with("capture_") => capture_values(item, &n["capture_".len()..]),
         _ => Vec::new(),
     }
@@ -223,6 +227,7 @@ pub(crate) mod tests {
                 file_references: vec!["63-123/26".into(), "63-124/26".into()],
                 ..Default::default()
             },
+            clerk: None,
         }
     }
 

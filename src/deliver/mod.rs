@@ -51,6 +51,9 @@ pub struct DeliveryItem {
     pub sidecar: serde_json::Value,
     /// Facts read from the document, for targets that map them to properties.
     pub metadata: crate::domain::DocumentMetadata,
+    /// The clerk inside the mailbox, when its assignment table names one (targets with the
+    /// notion file it there: a task's assignee, a subfolder, an owner, a cabinet).
+    pub clerk: Option<crate::domain::ClerkAssignment>,
 }
 
 /// What a target says after it accepted a document.

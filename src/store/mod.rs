@@ -600,6 +600,55 @@ impl Store {
         Ok(())
     }
 
+    /// The clerk a delivery found for the document's mailbox (the mailbox's assignment table,
+    /// asked anew by every delivery): stored in the decision's explanation when it differs
+    /// from the stored one, with an event, unless the decision changed meanwhile (`version`,
+    /// compare-and-set; no new version: the mailbox is the same). Returns whether it was stored.
+    pub async fn set_clerk(
+        &self,
+        id: &DocumentId,
+        version: i64,
+        clerk: Option<&crate::domain::ClerkAssignment>,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let row = doc_columns(&mut tx, id, "decision, version").await?;
+        if row.try_get::<i64, _>("version")? != version {
+            return Ok(false);
+        }
+        let Some(mut decision) = row
+            .try_get::<Option<String>, _>("decision")?
+            .map(|j| serde_json::from_str::<Decision>(&j))
+            .transpose()?
+        else {
+            return Ok(false);
+        };
+        if decision.explanation.clerk.as_ref() == clerk {
+            return Ok(false);
+        }
+        decision.explanation.clerk = clerk.cloned();
+        sqlx::query(
+            "UPDATE documents SET decision = ?, updated_at = ? WHERE id = ? AND version = ?",
+        )
+        .bind(serde_json::to_string(&decision)?)
+        .bind(now_str())
+        .bind(id.as_str())
+        .bind(version)
+        .execute(&mut *tx)
+        .await?;
+        insert_event(
+            &mut tx,
+            Some(id.as_str()),
+            "outbox",
+            "clerk_assigned",
+            &serde_json::json!({
+                "mailbox": clerk.map(|c| &c.mailbox), "clerk": clerk.map(|c| &c.id),
+            }),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     /// A department sends a document back to the Poststelle (it was not theirs): it returns to
     /// the review queue with `reason` as its review reason. The document stays where it was
     /// filed until the Poststelle assigns it again; that assignment re-delivers it (the
@@ -642,6 +691,7 @@ impl Store {
                 .retain(|c| &c.mailbox != from && c.score > 0.0);
             d.mailbox = d.explanation.candidates.first().map(|c| c.mailbox.clone());
             d.confidence = d.explanation.candidates.first().map_or(0.0, |c| c.score);
+            d.explanation.clerk = None;
         }
         let now = now_str();
         sqlx::query(
@@ -1160,6 +1210,15 @@ async fn assign_in(
         d.decided_by = DecidedBy::Person;
         d.needs_review = false;
         d.confidence = 1.0;
+        // Another mailbox's clerk is not this one's: the delivery asks the new mailbox's
+        // table (`Store::set_clerk`).
+        if d.explanation
+            .clerk
+            .as_ref()
+            .is_some_and(|c| &c.mailbox != mailbox)
+        {
+            d.explanation.clerk = None;
+        }
     }
     let now = now_str();
     sqlx::query("INSERT INTO corrections (document_id, from_mailbox, to_mailbox, actor, origin, at) VALUES (?, ?, ?, ?, ?, ?)")

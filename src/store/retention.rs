@@ -359,6 +359,10 @@ fn strip_decision(json: &str) -> String {
                 ex.insert(k.into(), serde_json::Value::Null);
             }
         }
+        // The clerk stays, its reason may quote the sender's name or address.
+        if let Some(c) = ex.get_mut("clerk").and_then(|c| c.as_object_mut()) {
+            c.insert("reason".into(), "(gelöscht)".into());
+        }
         if let Some(f) = ex.get_mut("model_features") {
             *f = serde_json::Value::Array(Vec::new());
         }
@@ -393,7 +397,9 @@ mod tests {
                 "model_features": [{"feature": "nowak", "weight": 1.0}],
                 "address_field": "Ewa Nowak\nBirkenweg 12", "subject": "Anbau",
                 "candidates": [{"mailbox": "63", "score": 0.97}], "threshold": 0.9,
-                "review_reason": null
+                "review_reason": null,
+                "clerk": {"mailbox": "63", "id": "sb2", "name": "Herr Lange",
+                          "reason": "Nachnamen L–Z: „Nowak“"}
             }
         })
         .to_string();
@@ -406,5 +412,9 @@ mod tests {
         assert_eq!(v["confidence"], 0.97);
         assert_eq!(v["explanation"]["candidates"][0]["mailbox"], "63");
         assert_eq!(v["explanation"]["rules"][0]["rule"], "bauantrag");
+        assert_eq!(
+            v["explanation"]["clerk"]["id"], "sb2",
+            "the clerk stays, not why"
+        );
     }
 }

@@ -16,6 +16,7 @@ mod harness;
 mod audit;
 mod auth;
 mod capture;
+mod clerks;
 mod compliance;
 mod daemon;
 mod decode_limits;

@@ -25,6 +25,7 @@ fn item(mailbox: &str, name: &str, bytes: &[u8]) -> DeliveryItem {
             subject: Some("Bauantrag Lindenweg 4".into()),
             ..Default::default()
         },
+        clerk: None,
     }
 }
 
@@ -303,4 +304,63 @@ async fn mayan_health_check_accepts_the_user_and_refuses_a_wrong_password_or_typ
         .await
         .expect_err("unknown document type");
     assert!(e.message().contains("Gibt es nicht"), "{e}");
+}
+
+/// A document with a clerk also lies in the clerk's cabinet inside the mailbox's (created on
+/// the way, `parent` = the mailbox's cabinet); another clerk moves it out of the first one's.
+#[tokio::test]
+async fn mayan_files_a_clerks_document_into_the_clerks_cabinet_inside_the_mailboxs() {
+    let Some(m) = mayan() else { return };
+    let _g = SERIAL.lock().await;
+    let tag = run_tag();
+    let doc_type_label = format!("Eingangspost {tag}");
+    let _doc_type = m.document_type(&doc_type_label).await;
+    let c63 = format!("Bauordnung {tag}");
+    let target = m.target(
+        &format!(
+            "document_type = \"{doc_type_label}\"\ncabinets = {{ \"63\" = \"{c63}\" }}\n\
+             clerk_cabinets = {{ \"nowak\" = \"SB Nowak {tag}\" }}"
+        ),
+        &m.password,
+    );
+    let clerk = |id: &str, name: &str| poststelle::domain::ClerkAssignment {
+        mailbox: MailboxId::parse("63").expect("id"),
+        id: id.into(),
+        name: name.into(),
+        reason: "Nachnamen A–K: „Albers“".into(),
+    };
+    let mut it = item("63", "Bauordnung", &pdf_bytes(&tag));
+    it.clerk = Some(clerk("schmidt", &format!("Frau Schmidt {tag}")));
+    target.deliver(&it).await.expect("delivered");
+    let docs = m.documents_labelled(it.document_id.as_str()).await;
+    assert_eq!(docs.len(), 1, "{docs:?}");
+    let id = docs[0]["id"].as_u64().expect("id");
+    let mut labels = m.cabinet_labels(id).await;
+    labels.sort();
+    let mut want = vec![c63.clone(), format!("Frau Schmidt {tag}")];
+    want.sort();
+    assert_eq!(labels, want);
+    // The clerk's cabinet is a child of the mailbox's.
+    let cabinets = m.get(&format!("/documents/{id}/cabinets/")).await;
+    let parent_of = |label: &str| {
+        cabinets["results"]
+            .as_array()
+            .and_then(|a| a.iter().find(|c| c["label"] == label))
+            .map(|c| c["parent_id"].clone())
+            .expect("cabinet")
+    };
+    let mailbox_cabinet = cabinets["results"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["label"] == c63.as_str()))
+        .map(|c| c["id"].clone())
+        .expect("mailbox cabinet");
+    assert_eq!(parent_of(&format!("Frau Schmidt {tag}")), mailbox_cabinet);
+    // Another clerk: into that clerk's cabinet, out of the first one's.
+    it.clerk = Some(clerk("nowak", "Herr Nowak"));
+    target.deliver(&it).await.expect("again");
+    let mut labels = m.cabinet_labels(id).await;
+    labels.sort();
+    let mut want = vec![c63, format!("SB Nowak {tag}")];
+    want.sort();
+    assert_eq!(labels, want);
 }

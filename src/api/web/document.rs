@@ -138,6 +138,14 @@ pub fn explanation_sentences(settings: &Settings, d: &Decision) -> Vec<String> {
         ),
         (None, _) => out.push("Es gibt keinen Vorschlag; eine Person entscheidet.".into()),
     }
+    // The clerk inside the mailbox (its assignment table), when it is this mailbox's.
+    if let Some(c) = e
+        .clerk
+        .as_ref()
+        .filter(|c| d.mailbox.as_ref() == Some(&c.mailbox))
+    {
+        out.push(format!("{}.", c.sentence()));
+    }
     if let Some(b) = &e.basis {
         out.push(b.clone());
     }
@@ -597,6 +605,30 @@ mod tests {
         );
         assert!(
             !sentences.iter().any(|s| s.contains("im Bereich sender")),
+            "{sentences:?}"
+        );
+    }
+
+    #[test]
+    fn the_clerk_is_explained_for_its_own_mailbox_only() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/musterstadt.toml");
+        let settings = Settings::load_with_env(&path, &[]).expect("example config");
+        let mut d = decision();
+        d.explanation.clerk = Some(crate::domain::ClerkAssignment {
+            mailbox: MailboxId::parse("63").expect("id"),
+            id: "schmidt".into(),
+            name: "Frau Schmidt".into(),
+            reason: "Nachnamen A–K: „Albers“".into(),
+        });
+        let sentences = explanation_sentences(&settings, &d);
+        assert_eq!(
+            sentences[1], "Sachbearbeitung: Frau Schmidt (Nachnamen A–K: „Albers“).",
+            "{sentences:?}"
+        );
+        d.mailbox = MailboxId::parse("22");
+        let sentences = explanation_sentences(&settings, &d);
+        assert!(
+            !sentences.iter().any(|s| s.contains("Sachbearbeitung")),
             "{sentences:?}"
         );
     }

@@ -11,6 +11,9 @@
 //! `409 nameConstraintViolation` (another attempt got there first) is looked up again. Missing
 //! folders are created level by level with `cmisaction=createFolder`. A document re-assigned
 //! to another mailbox is found by a query on its name and moved (`cmisaction=move`).
+//! A document with a clerk lies in a subfolder of its mailbox's folder named after the clerk
+//! (`clerk_folders`, else the clerk's name; off with `clerk_subfolders = false`); a new clerk
+//! moves it the same way.
 
 mod settings;
 pub use settings::{CmisSettings, RawCmis};
@@ -70,18 +73,26 @@ impl CmisTarget {
         Ok(())
     }
 
-    /// Folder path segments for the item's mailbox.
+    /// Folder path segments for the item's mailbox (and its clerk's subfolder).
     fn folder(&self, item: &DeliveryItem) -> Vec<String> {
         let t = self
             .s
             .folders
             .get(item.mailbox.as_str())
             .unwrap_or(&self.s.folder);
-        fields::render(t, item)
+        let mut segments: Vec<String> = fields::render(t, item)
             .split('/')
             .filter(|s| !s.is_empty())
             .map(|s| s.replace(['\\', '\0'], "_"))
-            .collect()
+            .collect();
+        if let Some(c) = item.clerk.as_ref().filter(|_| self.s.clerk_subfolders) {
+            let name = self.s.clerk_folders.get(&c.id).unwrap_or(&c.name);
+            let name = name.replace(['/', '\\', '\0'], "_");
+            if !name.trim().is_empty() {
+                segments.push(name);
+            }
+        }
+        segments
     }
 
     fn url_of(&self, segments: &[String]) -> String {

@@ -48,6 +48,12 @@ pub struct RawCmis {
     create_folders: Option<bool>,
     #[serde(default = "default_timeout")]
     timeout_secs: u64,
+    /// File a document with a clerk in a subfolder of its mailbox's folder (default true).
+    #[serde(default)]
+    clerk_subfolders: Option<bool>,
+    /// Clerk id -> subfolder name (default: the clerk's name).
+    #[serde(default)]
+    clerk_folders: BTreeMap<String, String>,
 }
 
 /// Validated CMIS settings.
@@ -73,6 +79,10 @@ pub struct CmisSettings {
     pub create_folders: bool,
     /// Request timeout.
     pub timeout: Duration,
+    /// Whether a document with a clerk goes into the clerk's subfolder.
+    pub clerk_subfolders: bool,
+    /// Clerk id -> subfolder name.
+    pub clerk_folders: BTreeMap<String, String>,
 }
 
 impl ConnectorSettings for CmisSettings {
@@ -107,6 +117,8 @@ impl ConnectorSettings for CmisSettings {
             properties: r.properties,
             create_folders: r.create_folders.unwrap_or(true),
             timeout: TargetCheck::timeout(r.timeout_secs),
+            clerk_subfolders: r.clerk_subfolders.unwrap_or(true),
+            clerk_folders: r.clerk_folders,
         }
     }
 

@@ -11,10 +11,12 @@
 //!    new document.
 //! 5. Optionally a task in the department's Postkorb: `POST /task/tasks` with `subject`,
 //!    `assignees`, `correlationKey` (our document id: a second create is refused with 409 and
-//!    counts as done) and `dmsReferences`.
+//!    counts as done) and `dmsReferences`. A document with a clerk whose id `clerk_assignees`
+//!    maps gets the clerk's assignees instead of the mailbox's (`clerk_task = "also"`: both);
+//!    a task is created once, so a later change of clerk does not move an existing task.
 
 mod settings;
-pub use settings::{DvelopSettings, RawDvelop};
+pub use settings::{ClerkTask, DvelopSettings, RawDvelop};
 
 use super::http;
 use super::{
@@ -230,10 +232,29 @@ impl DvelopTarget {
         Ok(http::absolute(&self.s.base_url, &loc))
     }
 
-    async fn task(&self, item: &DeliveryItem, doc_url: &str) -> Result<(), DeliveryError> {
-        let Some(assignees) = self.s.task_assignees.get(item.mailbox.as_str()) else {
-            return Ok(());
+    /// The task's assignees: the clerk's when `clerk_assignees` names them (with the
+    /// mailbox's too for `clerk_task = "also"`), else the mailbox's.
+    fn assignees(&self, item: &DeliveryItem) -> Vec<String> {
+        let mailbox = self.s.task_assignees.get(item.mailbox.as_str());
+        let clerk = item
+            .clerk
+            .as_ref()
+            .and_then(|c| self.s.clerk_assignees.get(&c.id));
+        let mut out: Vec<String> = match (clerk, self.s.clerk_task) {
+            (Some(c), ClerkTask::Instead) => c.clone(),
+            (Some(c), ClerkTask::Also) => c.iter().chain(mailbox.into_iter().flatten()).cloned().collect(),
+            (None, _) => mailbox.cloned().unwrap_or_default(),
         };
+        let mut seen = std::collections::HashSet::new();
+        out.retain(|a| seen.insert(a.clone()));
+        out
+    }
+
+    async fn task(&self, item: &DeliveryItem, doc_url: &str) -> Result<(), DeliveryError> {
+        let assignees = self.assignees(item);
+        if assignees.is_empty() {
+            return Ok(());
+        }
         let object_id = doc_url
             .trim_end_matches('/')
             .rsplit('/')

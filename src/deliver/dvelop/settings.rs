@@ -44,6 +44,21 @@ pub struct RawDvelop {
     /// Task subject template.
     #[serde(default)]
     task_subject: Option<String>,
+    /// Clerk id (`[[clerks."63"]] id`) -> assignees (user or group ids) of the task.
+    #[serde(default)]
+    clerk_assignees: BTreeMap<String, Vec<String>>,
+    /// `"instead"` (default): a clerk's assignees replace the mailbox's; `"also"`: both.
+    #[serde(default)]
+    clerk_task: Option<String>,
+}
+
+/// Whose task it is when the document has a clerk with assignees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClerkTask {
+    /// The clerk's assignees replace the mailbox's.
+    Instead,
+    /// The clerk's assignees and the mailbox's.
+    Also,
 }
 
 /// Validated d.velop settings.
@@ -69,6 +84,10 @@ pub struct DvelopSettings {
     pub task_assignees: BTreeMap<String, Vec<String>>,
     /// Task subject template.
     pub task_subject: String,
+    /// Clerk id -> task assignees.
+    pub clerk_assignees: BTreeMap<String, Vec<String>>,
+    /// Whether a clerk's assignees replace the mailbox's or join them.
+    pub clerk_task: ClerkTask,
 }
 
 impl ConnectorSettings for DvelopSettings {
@@ -97,6 +116,18 @@ impl ConnectorSettings for DvelopSettings {
             .task_subject
             .unwrap_or_else(|| "Posteingang {mailbox_name}: {title}".into());
         check.template("task_subject", &task_subject);
+        let clerk_task = match r.clerk_task.as_deref() {
+            None | Some("instead") => ClerkTask::Instead,
+            Some("also") => ClerkTask::Also,
+            Some(other) => {
+                check.push(
+                    "clerk_task",
+                    format!("clerk_task \"{other}\" is unknown"),
+                    Some("\"instead\" or \"also\"".into()),
+                );
+                ClerkTask::Instead
+            }
+        };
         Self {
             base_url: check.url("base_url", &r.base_url),
             source_id: r
@@ -110,6 +141,8 @@ impl ConnectorSettings for DvelopSettings {
             timeout: TargetCheck::timeout(r.timeout_secs),
             task_assignees: r.task_assignees,
             task_subject,
+            clerk_assignees: r.clerk_assignees,
+            clerk_task,
         }
     }
 

@@ -144,6 +144,7 @@ mod tests {
             bytes: b"%PDF-1.4 test".to_vec(),
             sidecar: serde_json::json!({"mailbox": mailbox}),
             metadata: Default::default(),
+            clerk: None,
         }
     }
 

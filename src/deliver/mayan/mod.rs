@@ -11,7 +11,10 @@
 //!    `file_new` + `action_name`), then wait until Mayan's workers have stored it: the document
 //!    counts as delivered only once Mayan shows its file;
 //! 3. add it to the mailbox's cabinet (`POST /api/v4/cabinets/{id}/documents/add/`) and remove
-//!    it from the cabinets of other mailboxes (a forward is a move).
+//!    it from the cabinets of other mailboxes (a forward is a move); a document with a clerk
+//!    also goes into the clerk's cabinet, a cabinet inside the mailbox's (`POST
+//!    /api/v4/cabinets/` with `parent`, labelled with the clerk's name or `clerk_cabinets`),
+//!    and out of other clerks' cabinets inside mailbox cabinets.
 //!
 //! A retried delivery therefore never creates a second document. One gap remains: when an
 //! upload was accepted but Mayan's workers did not process it within `file_wait`, the retry
@@ -53,6 +56,8 @@ pub struct MayanTarget {
 struct Resolved {
     document_type: Option<u64>,
     cabinets: HashMap<MailboxId, u64>,
+    /// (parent cabinet, label) -> the clerk's cabinet.
+    clerk_cabinets: HashMap<(u64, String), u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -231,6 +236,53 @@ impl MayanTarget {
         Ok(id)
     }
 
+    /// The cabinet of the item's clerk inside the mailbox's cabinet `parent` (looked up by
+    /// label among its children, created when missing and allowed), or the id
+    /// `clerk_cabinets` names; `None` without a clerk.
+    async fn clerk_cabinet_id(
+        &self,
+        parent: u64,
+        item: &DeliveryItem,
+    ) -> Result<Option<u64>, DeliveryError> {
+        let Some(clerk) = &item.clerk else {
+            return Ok(None);
+        };
+        let label = match self.settings.clerk_cabinets.get(&clerk.id) {
+            Some(MayanRef::Id(id)) => return Ok(Some(*id)),
+            Some(MayanRef::Label(l)) => l.clone(),
+            None => clerk.name.clone(),
+        };
+        let mut resolved = self.resolved.lock().await;
+        let key = (parent, label.clone());
+        if let Some(id) = resolved.clerk_cabinets.get(&key) {
+            return Ok(Some(*id));
+        }
+        let existing = self
+            .list_all("/cabinets/")
+            .await?
+            .into_iter()
+            .find(|c| c.parent_id == Some(parent) && c.label == label);
+        let id = match existing {
+            Some(c) => c.id,
+            None if self.settings.create_cabinets => {
+                let c: Labelled = self
+                    .post_json("/cabinets/", json!({ "label": label, "parent": parent }))
+                    .await?;
+                tracing::info!(target = self.name, cabinet = c.id, parent, label, "Mayan clerk cabinet created");
+                c.id
+            }
+            None => {
+                return Err(DeliveryError::Permanent(format!(
+                    "Mayan EDMS hat kein Fach (Cabinet) \"{label}\" im Fach des Postfachs {} \
+                     für die Sachbearbeitung {}.",
+                    item.mailbox, clerk.name
+                )));
+            }
+        };
+        resolved.clerk_cabinets.insert(key, id);
+        Ok(Some(id))
+    }
+
     /// The Mayan document labelled with our id, if any (lowest id when several).
     async fn find_document(&self, label: &str) -> Result<Option<u64>, DeliveryError> {
         let hits: Page<Labelled> = self
@@ -303,6 +355,7 @@ impl MayanTarget {
         let label = item.document_id.as_str().to_string();
         let document_type = self.document_type_id().await?;
         let cabinet = self.cabinet_id(&item.mailbox, &item.mailbox_name).await?;
+        let clerk_cabinet = self.clerk_cabinet_id(cabinet, item).await?;
 
         let (document, existed) = match self.find_document(&label).await? {
             Some(id) => (id, true),
@@ -349,10 +402,13 @@ impl MayanTarget {
             .get_json(&format!("/documents/{document}/cabinets/"))
             .await?;
         let mut filed = false;
+        let mut with_clerk = clerk_cabinet.is_none();
         for c in &in_cabinets.results {
             if c.id == cabinet {
                 filed = true;
-            } else if self.is_mailbox_cabinet(c).await {
+            } else if Some(c.id) == clerk_cabinet {
+                with_clerk = true;
+            } else if self.is_mailbox_cabinet(c).await || self.is_clerk_cabinet(c).await {
                 self.post_empty(
                     &format!("/cabinets/{}/documents/remove/", c.id),
                     json!({ "document": document }),
@@ -368,10 +424,40 @@ impl MayanTarget {
             )
             .await?;
         }
+        if let (false, Some(c)) = (with_clerk, clerk_cabinet) {
+            self.post_empty(
+                &format!("/cabinets/{c}/documents/add/"),
+                json!({ "document": document }),
+            )
+            .await?;
+        }
         Ok(Receipt {
             reference: format!("{}/documents/{document}/", self.api),
-            already_present: existed && file_present && filed,
+            already_present: existed && file_present && filed && with_clerk,
         })
+    }
+
+    /// Whether a cabinet is a clerk's: inside a mailbox's cabinet, or named by
+    /// `clerk_cabinets`.
+    async fn is_clerk_cabinet(&self, c: &Labelled) -> bool {
+        if self
+            .settings
+            .clerk_cabinets
+            .values()
+            .any(|r| *r == MayanRef::Id(c.id))
+        {
+            return true;
+        }
+        let Some(parent) = c.parent_id else {
+            return false;
+        };
+        let resolved = self.resolved.lock().await;
+        resolved.cabinets.values().any(|id| *id == parent)
+            || self
+                .settings
+                .cabinets
+                .values()
+                .any(|r| *r == MayanRef::Id(parent))
     }
 
     /// Whether a cabinet belongs to one of the mailboxes this target files into.

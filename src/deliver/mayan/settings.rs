@@ -45,6 +45,9 @@ pub struct RawMayan {
     timeout_secs: u64,
     #[serde(default = "default_file_wait")]
     file_wait_secs: u64,
+    /// Clerk id -> cabinet (label of a child of the mailbox's cabinet, or an id).
+    #[serde(default)]
+    clerk_cabinets: BTreeMap<String, RawMayanRef>,
 }
 
 #[derive(Debug, Deserialize, Clone)]
@@ -105,6 +108,9 @@ pub struct MayanSettings {
     /// How long to wait for Mayan to process an uploaded file before the delivery counts as
     /// failed (and is retried).
     pub file_wait: Duration,
+    /// Clerk id -> the clerk's cabinet: an id, or the label of a cabinet inside the mailbox's
+    /// (default: the clerk's name).
+    pub clerk_cabinets: BTreeMap<String, MayanRef>,
 }
 
 impl ConnectorSettings for MayanSettings {
@@ -157,6 +163,11 @@ impl ConnectorSettings for MayanSettings {
             create_cabinets: raw.create_cabinets,
             timeout: TargetCheck::timeout(raw.timeout_secs),
             file_wait: Duration::from_secs(raw.file_wait_secs.max(1)),
+            clerk_cabinets: raw
+                .clerk_cabinets
+                .into_iter()
+                .map(|(k, v)| (k, v.into()))
+                .collect(),
         }
     }
 

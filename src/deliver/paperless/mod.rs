@@ -8,6 +8,10 @@
 //! (same checksum) with a `FAILURE` whose result says `"duplicate ... (#<id>)"`: for a retried
 //! delivery that means the document is there. When `document_id_field` names a custom field,
 //! our document id is stored in it and looked up before uploading.
+//!
+//! The upload cannot name an owner: a document whose clerk `clerk_owners` maps to a user gets
+//! that owner by `PATCH /api/documents/{id}/` (`{"owner": <user id>}`) once it is consumed,
+//! and again when a later delivery finds it with another owner.
 
 mod settings;
 pub use settings::{PaperlessSettings, RawPaperless};
@@ -53,6 +57,8 @@ struct DocDetail {
     tags: Vec<u64>,
     #[serde(default)]
     document_type: Option<u64>,
+    #[serde(default)]
+    owner: Option<u64>,
 }
 
 impl PaperlessTarget {
@@ -165,6 +171,14 @@ impl PaperlessTarget {
         self.wait(&task_id, item).await
     }
 
+    /// The owner of the item's clerk, when `clerk_owners` maps it.
+    fn owner(&self, item: &DeliveryItem) -> Option<u64> {
+        item.clerk
+            .as_ref()
+            .and_then(|c| self.s.clerk_owners.get(&c.id))
+            .copied()
+    }
+
     fn tags_for(&self, mailbox: &str) -> Vec<u64> {
         let mut tags = self.s.tags.clone();
         tags.extend(self.s.mailbox_tags.get(mailbox).into_iter().flatten());
@@ -205,10 +219,17 @@ impl PaperlessTarget {
             .copied()
             .or(self.s.document_type)
             .or(doc.document_type);
-        if tags == doc.tags && doc_type == doc.document_type {
+        let owner = self.owner(item);
+        if tags == doc.tags
+            && doc_type == doc.document_type
+            && owner.is_none_or(|o| doc.owner == Some(o))
+        {
             return Ok(());
         }
-        let body = serde_json::json!({"tags": tags, "document_type": doc_type});
+        let mut body = serde_json::json!({"tags": tags, "document_type": doc_type});
+        if let Some(o) = owner {
+            body["owner"] = o.into();
+        }
         let req = self.auth(self.client.patch(&url)).json(&body);
         http::send_ok("Paperless: Umlegen", req).await?;
         Ok(())
@@ -230,6 +251,10 @@ impl PaperlessTarget {
                             .related_document
                             .as_ref()
                             .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()));
+                        if let (Some(i), Some(_)) = (id, self.owner(item)) {
+                            // The clerk's owner (the upload cannot name one).
+                            self.reconcile(i, item).await?;
+                        }
                         return Ok(Receipt {
                             reference: id.map(|i| self.reference(i)).unwrap_or_else(|| {
                                 format!("{}/api/tasks/?task_id={task_id}", self.s.base_url)

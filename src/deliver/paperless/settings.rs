@@ -52,6 +52,9 @@ pub struct RawPaperless {
     poll_timeout_secs: Option<u64>,
     #[serde(default = "default_timeout")]
     timeout_secs: u64,
+    /// Clerk id (`[[clerks."63"]] id`) -> Paperless user id: the document's owner.
+    #[serde(default)]
+    clerk_owners: BTreeMap<String, u64>,
 }
 
 /// Validated Paperless-ngx settings.
@@ -83,6 +86,8 @@ pub struct PaperlessSettings {
     pub poll_timeout: Duration,
     /// Request timeout.
     pub timeout: Duration,
+    /// Clerk id -> owner (Paperless user id).
+    pub clerk_owners: BTreeMap<String, u64>,
 }
 
 impl ConnectorSettings for PaperlessSettings {
@@ -112,6 +117,7 @@ impl ConnectorSettings for PaperlessSettings {
             poll_interval: Duration::from_millis(r.poll_interval_ms.unwrap_or(1000).max(10)),
             poll_timeout: Duration::from_secs(r.poll_timeout_secs.unwrap_or(300).max(1)),
             timeout: TargetCheck::timeout(r.timeout_secs),
+            clerk_owners: r.clerk_owners,
         }
     }
 

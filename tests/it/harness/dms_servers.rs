@@ -83,6 +83,7 @@ pub fn item(mailbox: &str, bytes: &[u8]) -> DeliveryItem {
             }),
             ..Default::default()
         },
+        clerk: None,
     }
 }
 
@@ -1215,6 +1216,8 @@ pub struct PaperlessDoc {
     pub correspondent: Option<u64>,
     /// Custom field id -> value.
     pub custom_fields: BTreeMap<u64, String>,
+    /// Owner (a user id; set by `PATCH`, the upload has no such field).
+    pub owner: Option<u64>,
     /// File name of the upload.
     pub file_name: String,
     /// Content.
@@ -1238,6 +1241,8 @@ pub struct Paperless {
     pub token: String,
     /// Existing tag ids.
     pub tags: Vec<u64>,
+    /// Existing user ids (owners).
+    pub users: Vec<u64>,
     /// Polls a task stays PENDING/STARTED before it finishes.
     pub consume_polls: u32,
     /// Stored documents.
@@ -1255,12 +1260,13 @@ impl HasFaults for Paperless {
     }
 }
 
-/// Starts a Paperless server accepting `token` and the tags 1..=9.
+/// Starts a Paperless server accepting `token`, the tags 1..=9 and the users 1..=9.
 pub fn paperless(token: &str) -> Server<Paperless> {
     Server::start(
         Paperless {
             token: token.into(),
             tags: (1..=9).collect(),
+            users: (1..=9).collect(),
             consume_polls: 2,
             ..Default::default()
         },
@@ -1397,6 +1403,7 @@ async fn pl_post(State(s): State<Arc<Paperless>>, h: HeaderMap, m: Multipart) ->
         document_type,
         correspondent,
         custom_fields,
+        owner: None,
         file_name,
         bytes: doc.bytes.clone(),
     };
@@ -1541,7 +1548,7 @@ async fn pl_documents(
 fn pl_detail(d: &PaperlessDoc) -> Value {
     json!({
         "id": d.id, "title": d.title, "tags": d.tags, "document_type": d.document_type,
-        "correspondent": d.correspondent, "original_file_name": d.file_name,
+        "correspondent": d.correspondent, "original_file_name": d.file_name, "owner": d.owner,
         "custom_fields": d.custom_fields.iter().map(|(k, v)| json!({"field": k, "value": v})).collect::<Vec<_>>(),
     })
 }
@@ -1565,7 +1572,8 @@ async fn pl_document(
     }
 }
 
-/// `PATCH /api/documents/{id}/` with a JSON body (partial update of `tags`, `document_type`).
+/// `PATCH /api/documents/{id}/` with a JSON body (partial update of `tags`, `document_type`,
+/// `owner`: a user id or null).
 async fn pl_patch(
     State(s): State<Arc<Paperless>>,
     h: HeaderMap,
@@ -1622,6 +1630,27 @@ async fn pl_patch(
     }
     if let Some(dt) = v.get("document_type") {
         d.document_type = dt.as_u64();
+    }
+    if let Some(o) = v.get("owner") {
+        match o.as_u64() {
+            Some(u) if !s.users.contains(&u) => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    axum::Json(
+                        json!({"owner": [format!("Invalid pk \"{u}\" - object does not exist.")]}),
+                    ),
+                )
+                    .into_response();
+            }
+            None if !o.is_null() => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    axum::Json(json!({"owner": ["Incorrect type. Expected pk value."]})),
+                )
+                    .into_response();
+            }
+            u => d.owner = u,
+        }
     }
     axum::Json(pl_detail(d)).into_response()
 }
