@@ -6,10 +6,11 @@ cd "$(dirname "$0")/.."
 deploy/setup.sh --no-run
 # Packages only the tests need: the fonts test letters are rendered with (scans are read under
 # each of DejaVu Sans, Liberation Sans and Nimbus Sans: tests/it/harness TEST_FONTS), OpenLDAP,
-# headless Chromium with its WebDriver server for the browser tests of the web desk, and zint,
-# which encodes the barcodes of the separator sheets in the stacks of tests/it/stack.rs.
+# headless Chromium with its WebDriver server for the browser tests of the web desk, zint,
+# which encodes the barcodes of the separator sheets in the stacks of tests/it/stack.rs, and the
+# PostgreSQL server the store and pipeline suites run on a second time.
 test_packages=(fonts-dejavu-core fonts-liberation2 fonts-urw-base35 slapd ldap-utils chromium
-               chromium-driver zint)
+               chromium-driver zint postgresql)
 # npm fetches axe-core (below); a Node.js from elsewhere that brings its own npm is fine.
 command -v npm >/dev/null || test_packages+=(npm)
 missing=()
@@ -38,12 +39,15 @@ cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 # A real Mayan EDMS for tests/it/mayan.rs and compliance::mayan (installed from PyPI, cached),
 # stopped at exit.
+# A real PostgreSQL server (Debian's, as the user postgres, on a temporary data directory and a
+# free loopback port) for the second run of the store and pipeline suites below.
 log=$(mktemp)
-trap 'rm -f "$log"; tests/services/mayan.sh stop || true' EXIT
+trap 'rm -f "$log"; tests/services/mayan.sh stop || true; tests/services/postgres.sh stop || true' EXIT
 tests/services/mayan.sh start >"$log"
+tests/services/postgres.sh start >>"$log"
 set -a
 # shellcheck disable=SC1090
-. <(grep '^POSTSTELLE_TEST_MAYAN_' "$log")
+. <(grep '^POSTSTELLE_TEST_MAYAN_\|^POSTSTELLE_TEST_POSTGRES_' "$log")
 set +a
 # Unit tests and the one integration-test binary, tests/it (there are no doc tests). The last
 # line sums them up.
@@ -54,6 +58,19 @@ t1=$SECONDS
 set +e
 cargo test --locked --no-fail-fast --lib --bins --tests 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+# The store's tests and the pipeline suites once more, on PostgreSQL: every store of these tests
+# is a new database on the server started above (POSTSTELLE_TEST_STORE, store::db::TestDb and
+# tests/it/harness store_url). The pipeline suites: hot folder to DMS with SIGKILLs (daemon,
+# dms_daemon), IMAP with kills and UIDVALIDITY changes, outgoing mail and digests, accounts and
+# sessions, re-assignment, quarantine retry, Stichprobe, shadow model, capture records, stacks.
+postgres_suites=(daemon:: imap outgoing:: auth:: reassignment:: quarantine_retry:: sample::
+                 shadow:: capture:: stack::)
+POSTSTELLE_TEST_STORE=postgres cargo test --locked --no-fail-fast --lib -- store:: 2>&1 \
+  | tee -a "$log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+POSTSTELLE_TEST_STORE=postgres cargo test --locked --no-fail-fast --test it -- \
+  "${postgres_suites[@]}" 2>&1 | tee -a "$log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 set -e
 t2=$SECONDS
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }

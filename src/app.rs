@@ -88,6 +88,8 @@ pub struct Application {
     listener: Option<tokio::net::TcpListener>,
     /// One daemon per database: held from build to the end of run.
     lock: Option<crate::store::lock::DataLock>,
+    /// On PostgreSQL, the same in the database (held from build to the end of run).
+    instance_lock: Option<crate::store::lock::InstanceLock>,
 }
 
 impl Application {
@@ -96,7 +98,18 @@ impl Application {
     pub async fn build(settings: Settings, exe: PathBuf) -> anyhow::Result<Application> {
         let settings = Arc::new(settings);
         // Before anything is opened: a second daemon on the same data stops here.
-        let lock = crate::store::lock::DataLock::acquire(&settings.store.url)?;
+        let (lock, instance_lock) = match crate::store::Backend::from_url(&settings.store.url) {
+            Some(crate::store::Backend::Postgres) => (
+                Some(crate::store::lock::DataLock::acquire_beside(
+                    settings.store.blobs.clone(),
+                )?),
+                Some(crate::store::lock::InstanceLock::acquire(&settings.store.url).await?),
+            ),
+            _ => (
+                crate::store::lock::DataLock::acquire(&settings.store.url)?,
+                None,
+            ),
+        };
         let store = Store::open(&settings.store.url)
             .await
             .context("opening the store")?;
@@ -184,6 +197,7 @@ impl Application {
             settings,
             listener,
             lock,
+            instance_lock,
         })
     }
 
@@ -197,6 +211,7 @@ impl Application {
     /// non-zero and its supervisor (systemd) restarts it, instead of running on without it.
     pub async fn run(self, cancel: CancellationToken) -> anyhow::Result<()> {
         let _lock = self.lock;
+        let _instance_lock = self.instance_lock;
         if self.settings.api.token.is_empty() {
             tracing::warn!(
                 "no API token configured (POSTSTELLE__API__TOKEN or api.token_file): the API refuses every /api request"

@@ -10,6 +10,7 @@
 //! hash of the newest event) that `verify` prints, noted outside the database, closes that gap
 //! for everything up to it.
 
+use super::db::{Tx, query, query_scalar};
 use super::{Result, Store, StoreError};
 use futures::TryStreamExt as _;
 use serde::Serialize;
@@ -47,14 +48,14 @@ fn hash_bytes(hex_hash: Option<&str>) -> Option<[u8; 32]> {
 /// same transaction as the insert: SQLite lets one write transaction at a time commit, and a
 /// transaction whose read became stale fails instead of forking the chain.
 pub(crate) async fn append(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut Tx<'_>,
     document: Option<&str>,
     at: &str,
     actor: &str,
     kind: &str,
     detail: &str,
 ) -> Result<()> {
-    let last = sqlx::query("SELECT id, hash FROM events ORDER BY id DESC LIMIT 1")
+    let last = query("SELECT id, hash FROM events ORDER BY id DESC LIMIT 1")
         .fetch_optional(&mut **tx)
         .await?;
     let (id, prev) = match last {
@@ -69,7 +70,7 @@ pub(crate) async fn append(
         }
     };
     let hash = event_hash(&prev, id, document, at, actor, kind, detail);
-    sqlx::query(
+    query(
         "INSERT INTO events (id, document_id, at, actor, kind, detail, hash) \
          VALUES (?, ?, ?, ?, ?, ?, ?)",
     )
@@ -111,25 +112,22 @@ impl Store {
     /// pseudonymisation, so the chain covers the rows as they stay.
     pub(super) async fn chain_old_events(&self) -> Result<()> {
         let marker = "SELECT value FROM store_secrets WHERE name = 'events_chained'";
-        let done: Option<String> = sqlx::query_scalar(marker)
-            .fetch_optional(&self.pool)
-            .await?;
+        let done: Option<String> = query_scalar(marker).fetch_optional(&self.pool).await?;
         if done.is_some() {
             return Ok(());
         }
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         // Again inside the write lock: another process may have chained them meanwhile.
-        let done: Option<String> = sqlx::query_scalar(marker).fetch_optional(&mut *tx).await?;
+        let done: Option<String> = query_scalar(marker).fetch_optional(&mut *tx).await?;
         if done.is_some() {
             return Ok(());
         }
-        sqlx::query("DROP TRIGGER IF EXISTS events_no_update")
+        query("DROP TRIGGER IF EXISTS events_no_update")
             .execute(&mut *tx)
             .await?;
-        let rows =
-            sqlx::query("SELECT id, document_id, at, actor, kind, detail FROM events ORDER BY id")
-                .fetch_all(&mut *tx)
-                .await?;
+        let rows = query("SELECT id, document_id, at, actor, kind, detail FROM events ORDER BY id")
+            .fetch_all(&mut *tx)
+            .await?;
         let mut prev = GENESIS;
         for r in rows {
             let id: i64 = r.try_get("id")?;
@@ -144,19 +142,19 @@ impl Store {
                 r.try_get("detail")?,
             );
             prev = hash_bytes(Some(&hash)).unwrap_or(GENESIS);
-            sqlx::query("UPDATE events SET hash = ? WHERE id = ?")
+            query("UPDATE events SET hash = ? WHERE id = ?")
                 .bind(hash)
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
         }
-        sqlx::query(
+        query(
             "CREATE TRIGGER events_no_update BEFORE UPDATE ON events \
              BEGIN SELECT RAISE(ABORT, 'events are append-only'); END",
         )
         .execute(&mut *tx)
         .await?;
-        sqlx::query("INSERT INTO store_secrets (name, value) VALUES ('events_chained', ?)")
+        query("INSERT INTO store_secrets (name, value) VALUES ('events_chained', ?)")
             .bind(super::now_str())
             .execute(&mut *tx)
             .await?;
@@ -169,10 +167,9 @@ impl Store {
     /// Reads one row at a time.
     pub async fn verify_audit(&self) -> Result<AuditReport> {
         let mut conn = self.pool.acquire().await?;
-        let mut rows = sqlx::query(
-            "SELECT id, document_id, at, actor, kind, detail, hash FROM events ORDER BY id",
-        )
-        .fetch(&mut *conn);
+        let mut rows =
+            query("SELECT id, document_id, at, actor, kind, detail, hash FROM events ORDER BY id")
+                .fetch(&mut *conn);
         let mut prev = GENESIS;
         let mut verified = 0u64;
         let mut head = None;
@@ -230,13 +227,13 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::db::{Backend, TestDb};
     use crate::store::{Inserted, NewDocument};
 
-    async fn store() -> (tempfile::TempDir, Store, String) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let s = Store::open(&url).await.expect("open");
-        (dir, s, url)
+    async fn store() -> (TestDb, Store, String) {
+        let (db, s) = TestDb::store().await;
+        let url = db.url.clone();
+        (db, s, url)
     }
 
     fn doc(sha: &str) -> NewDocument {
@@ -260,7 +257,18 @@ mod tests {
     }
 
     async fn sql(s: &Store, q: &str) {
-        sqlx::query(q).execute(&s.pool).await.expect(q);
+        query(q).execute(&s.pool).await.expect(q);
+    }
+
+    /// As someone with access to the database would: the append-only triggers lifted.
+    async fn lift_append_only(s: &Store) {
+        match s.backend() {
+            Backend::Sqlite => {
+                sql(s, "DROP TRIGGER events_no_update").await;
+                sql(s, "DROP TRIGGER events_no_delete").await;
+            }
+            Backend::Postgres => sql(s, "ALTER TABLE events DISABLE TRIGGER USER").await,
+        }
     }
 
     fn broken_at(r: &AuditReport) -> i64 {
@@ -291,7 +299,7 @@ mod tests {
         let (_d, s, _) = store().await;
         six_events(&s).await;
         // As someone with the file would: drop the trigger, then edit.
-        sql(&s, "DROP TRIGGER events_no_update").await;
+        lift_append_only(&s).await;
         sql(
             &s,
             "UPDATE events SET detail = replace(detail, 'test', 'upload') WHERE id = 3",
@@ -302,7 +310,7 @@ mod tests {
         // The actor alone, too.
         let (_d, s, _) = store().await;
         six_events(&s).await;
-        sql(&s, "DROP TRIGGER events_no_update").await;
+        lift_append_only(&s).await;
         sql(&s, "UPDATE events SET actor = 'admin' WHERE id = 5").await;
         assert_eq!(broken_at(&s.verify_audit().await.expect("verify")), 5);
     }
@@ -311,7 +319,7 @@ mod tests {
     async fn audit_chain_finds_a_deleted_event() {
         let (_d, s, _) = store().await;
         six_events(&s).await;
-        sql(&s, "DROP TRIGGER events_no_delete").await;
+        lift_append_only(&s).await;
         sql(&s, "DELETE FROM events WHERE id = 2").await;
         let r = s.verify_audit().await.expect("verify");
         assert_eq!((broken_at(&r), r.verified), (3, 1), "{r:?}");
@@ -324,7 +332,7 @@ mod tests {
     async fn audit_chain_finds_reordered_events() {
         let (_d, s, _) = store().await;
         six_events(&s).await;
-        sql(&s, "DROP TRIGGER events_no_update").await;
+        lift_append_only(&s).await;
         // Swap events 2 and 4 (their ids), hashes and all.
         sql(&s, "UPDATE events SET id = 100 WHERE id = 2").await;
         sql(&s, "UPDATE events SET id = 2 WHERE id = 4").await;
@@ -357,7 +365,10 @@ mod tests {
 
     #[tokio::test]
     async fn events_from_before_the_chain_are_chained_once_at_open_after_pseudonymisation() {
-        let (_d, s, url) = store().await;
+        // An upgrade of a SQLite database from before (a PostgreSQL database starts chained).
+        let db = TestDb::sqlite();
+        let s = db.open().await;
+        let url = db.url.clone();
         six_events(&s).await;
         // A database from before both: no hashes, personal data in a detail, no markers.
         sql(&s, "DROP TRIGGER events_no_update").await;
@@ -387,7 +398,7 @@ mod tests {
         );
         drop(s);
         let s = Store::open(&url).await.expect("reopen");
-        let detail: String = sqlx::query_scalar("SELECT detail FROM events WHERE id = 4")
+        let detail: String = query_scalar("SELECT detail FROM events WHERE id = 4")
             .fetch_one(&s.pool)
             .await
             .expect("detail");
@@ -400,7 +411,7 @@ mod tests {
             .expect("insert");
         assert_eq!(s.verify_audit().await.expect("verify").verified, 7);
         assert!(
-            sqlx::query("UPDATE events SET detail = '{}'")
+            query("UPDATE events SET detail = '{}'")
                 .execute(&s.pool)
                 .await
                 .is_err()

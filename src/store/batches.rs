@@ -2,6 +2,7 @@
 //! row each, so that a restart resumes the analysis where it stopped) and the split that makes
 //! one document per letter, in one transaction.
 
+use super::db::{Tx, query, query_scalar, text};
 use super::{
     DocumentRow, Result, Store, StoreError, doc_from_row, fmt_time, insert_event, now_str,
     parse_state,
@@ -59,7 +60,7 @@ const BATCH_COLUMNS: &str = "id, sha256, source, original_name, media_type, size
     page_count, plan, reason, attempts, next_attempt_at, created_at, \
     COALESCE(arrived_at, created_at) AS arrived_at, purged_at";
 
-fn batch_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<BatchRow> {
+fn batch_from_row(r: &sqlx::any::AnyRow) -> Result<BatchRow> {
     Ok(BatchRow {
         id: r.try_get("id")?,
         sha256: r.try_get("sha256")?,
@@ -128,8 +129,8 @@ impl Store {
     /// Records a received stack, or recognises its bytes as a stack received before. One
     /// transaction.
     pub async fn insert_batch(&self, b: &NewBatch, actor: &str) -> Result<BatchInserted> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        if let Some(id) = sqlx::query_scalar::<_, String>("SELECT id FROM batches WHERE sha256 = ?")
+        let mut tx = self.begin_write().await?;
+        if let Some(id) = query_scalar::<String>("SELECT id FROM batches WHERE sha256 = ?")
             .bind(&b.sha256)
             .fetch_optional(&mut *tx)
             .await?
@@ -147,7 +148,7 @@ impl Store {
         }
         let id = DocumentId::new().to_string();
         let now = now_str();
-        sqlx::query(
+        query(
             "INSERT INTO batches (id, sha256, source, original_name, media_type, size_bytes, state, \
              created_at, arrived_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
@@ -178,7 +179,7 @@ impl Store {
 
     /// One stack.
     pub async fn batch(&self, id: &str) -> Result<BatchRow> {
-        let row = sqlx::query(&format!("SELECT {BATCH_COLUMNS} FROM batches WHERE id = ?"))
+        let row = query(&format!("SELECT {BATCH_COLUMNS} FROM batches WHERE id = ?"))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?
@@ -188,7 +189,7 @@ impl Store {
 
     /// Stacks waiting to be split whose next attempt is due, oldest first.
     pub async fn batches_due(&self, limit: i64) -> Result<Vec<BatchRow>> {
-        let rows = sqlx::query(&format!(
+        let rows = query(&format!(
             "SELECT {BATCH_COLUMNS} FROM batches WHERE state = ? AND \
              (next_attempt_at IS NULL OR next_attempt_at <= ?) ORDER BY created_at, id LIMIT ?"
         ))
@@ -202,11 +203,10 @@ impl Store {
 
     /// The stack's analysed pages so far: (page, analysis JSON), in page order.
     pub async fn batch_pages(&self, id: &str) -> Result<Vec<(u32, String)>> {
-        let rows =
-            sqlx::query("SELECT page, analysis FROM batch_pages WHERE batch_id = ? ORDER BY page")
-                .bind(id)
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = query("SELECT page, analysis FROM batch_pages WHERE batch_id = ? ORDER BY page")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|r| Ok((r.try_get::<i64, _>("page")? as u32, r.try_get("analysis")?)))
             .collect()
@@ -220,8 +220,8 @@ impl Store {
         page_count: u32,
         analysis: &str,
     ) -> Result<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query(
+        let mut tx = self.begin_write().await?;
+        query(
             "INSERT INTO batch_pages (batch_id, page, analysis) VALUES (?, ?, ?) \
              ON CONFLICT (batch_id, page) DO UPDATE SET analysis = excluded.analysis",
         )
@@ -230,7 +230,7 @@ impl Store {
         .bind(analysis)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("UPDATE batches SET page_count = ?, updated_at = ? WHERE id = ?")
+        query("UPDATE batches SET page_count = ?, updated_at = ? WHERE id = ?")
             .bind(i64::from(page_count))
             .bind(now_str())
             .bind(id)
@@ -248,7 +248,7 @@ impl Store {
         at: chrono::DateTime<chrono::Utc>,
         error: &str,
     ) -> Result<()> {
-        sqlx::query(
+        query(
             "UPDATE batches SET attempts = ?, next_attempt_at = ?, reason = ?, updated_at = ? \
              WHERE id = ?",
         )
@@ -271,8 +271,8 @@ impl Store {
         detail: &str,
         path: Option<&str>,
     ) -> Result<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row = sqlx::query("SELECT source, original_name FROM batches WHERE id = ?")
+        let mut tx = self.begin_write().await?;
+        let row = query("SELECT source, original_name FROM batches WHERE id = ?")
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?
@@ -280,21 +280,21 @@ impl Store {
         let (source, name): (String, String) =
             (row.try_get("source")?, row.try_get("original_name")?);
         let now = now_str();
-        sqlx::query("UPDATE batches SET state = ?, reason = ?, updated_at = ? WHERE id = ?")
+        query("UPDATE batches SET state = ?, reason = ?, updated_at = ? WHERE id = ?")
             .bind(state::QUARANTINED)
             .bind(reason)
             .bind(&now)
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
+        query(
             "INSERT INTO quarantine (document_id, source, original_name, reason, detail, path, at) \
              VALUES (NULL, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&source)
-        .bind(&name)
-        .bind(reason)
-        .bind(detail)
+        .bind(text(&name))
+        .bind(text(reason))
+        .bind(text(detail))
         .bind(path)
         .bind(&now)
         .execute(&mut *tx)
@@ -313,7 +313,7 @@ impl Store {
 
     /// The documents split from a stack, in page order.
     pub async fn batch_parts(&self, id: &str) -> Result<Vec<DocumentRow>> {
-        let rows = sqlx::query(&format!(
+        let rows = query(&format!(
             "SELECT {} FROM documents WHERE batch_id = ? ORDER BY created_at, id",
             super::DOC_COLUMNS
         ))
@@ -334,7 +334,7 @@ impl Store {
         parts: &[NewPart],
         actor: &str,
     ) -> Result<Vec<DocumentId>> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let batch = batch_in(&mut tx, id).await?;
         if batch.state != state::RECEIVED {
             return Err(StoreError::Corrupt(format!(
@@ -343,7 +343,7 @@ impl Store {
             )));
         }
         let ids = insert_parts(&mut tx, &batch, parts, actor).await?;
-        sqlx::query(
+        query(
             "UPDATE batches SET state = ?, plan = ?, attempts = 0, next_attempt_at = NULL, \
              reason = NULL, updated_at = ? WHERE id = ?",
         )
@@ -376,7 +376,7 @@ impl Store {
         parts: &[NewPart],
         actor: &str,
     ) -> Result<Vec<DocumentId>> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let batch = batch_in(&mut tx, id).await?;
         if batch.state != state::SPLIT || batch.purged_at.is_some() {
             return Err(StoreError::Conflict {
@@ -386,7 +386,7 @@ impl Store {
                     .into(),
             });
         }
-        let old = sqlx::query(
+        let old = query(
             "SELECT id, state, sha256, purged_at FROM documents WHERE batch_id = ? ORDER BY id",
         )
         .bind(id)
@@ -419,16 +419,16 @@ impl Store {
                 "capture_records",
                 "visual_checks",
             ] {
-                sqlx::query(&format!("DELETE FROM {table} WHERE document_id = ?"))
+                query(&format!("DELETE FROM {table} WHERE document_id = ?"))
                     .bind(&doc)
                     .execute(&mut *tx)
                     .await?;
             }
-            sqlx::query("DELETE FROM documents WHERE id = ?")
+            query("DELETE FROM documents WHERE id = ?")
                 .bind(&doc)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query(
+            query(
                 "INSERT INTO blob_deletions (sha256, at) VALUES (?, ?) ON CONFLICT (sha256) DO NOTHING",
             )
             .bind(&sha)
@@ -446,7 +446,7 @@ impl Store {
             .await?;
         }
         let ids = insert_parts(&mut tx, &batch, parts, actor).await?;
-        sqlx::query("UPDATE batches SET plan = ?, updated_at = ? WHERE id = ?")
+        query("UPDATE batches SET plan = ?, updated_at = ? WHERE id = ?")
             .bind(plan.to_string())
             .bind(&now)
             .bind(id)
@@ -471,7 +471,7 @@ impl Store {
 /// stack holds the erased letter's pages too). Inside the purge's transaction. Returns whether
 /// it was purged now.
 pub(super) async fn purge_batch_in(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut Tx<'_>,
     id: &str,
     now_anyway: bool,
     actor: &str,
@@ -480,21 +480,20 @@ pub(super) async fn purge_batch_in(
     if batch.purged_at.is_some() {
         return Ok(false);
     }
-    let open: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM documents WHERE batch_id = ? AND purged_at IS NULL",
-    )
-    .bind(id)
-    .fetch_one(&mut **tx)
-    .await?;
+    let open: i64 =
+        query_scalar("SELECT COUNT(*) FROM documents WHERE batch_id = ? AND purged_at IS NULL")
+            .bind(id)
+            .fetch_one(&mut **tx)
+            .await?;
     if !now_anyway && open > 0 {
         return Ok(false);
     }
     let now = now_str();
-    sqlx::query("DELETE FROM batch_pages WHERE batch_id = ?")
+    query("DELETE FROM batch_pages WHERE batch_id = ?")
         .bind(id)
         .execute(&mut **tx)
         .await?;
-    sqlx::query(
+    query(
         "UPDATE batches SET plan = NULL, original_name = ?, sha256 = ?, purged_at = ?, \
          updated_at = ? WHERE id = ?",
     )
@@ -505,19 +504,17 @@ pub(super) async fn purge_batch_in(
     .bind(id)
     .execute(&mut **tx)
     .await?;
-    sqlx::query(
-        "INSERT INTO blob_deletions (sha256, at) VALUES (?, ?) ON CONFLICT (sha256) DO NOTHING",
-    )
-    .bind(&batch.sha256)
-    .bind(&now)
-    .execute(&mut **tx)
-    .await?;
+    query("INSERT INTO blob_deletions (sha256, at) VALUES (?, ?) ON CONFLICT (sha256) DO NOTHING")
+        .bind(&batch.sha256)
+        .bind(&now)
+        .execute(&mut **tx)
+        .await?;
     insert_event(tx, Some(id), actor, "batch_purged", &serde_json::json!({})).await?;
     Ok(true)
 }
 
-async fn batch_in(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, id: &str) -> Result<BatchRow> {
-    let row = sqlx::query(&format!("SELECT {BATCH_COLUMNS} FROM batches WHERE id = ?"))
+async fn batch_in(tx: &mut Tx<'_>, id: &str) -> Result<BatchRow> {
+    let row = query(&format!("SELECT {BATCH_COLUMNS} FROM batches WHERE id = ?"))
         .bind(id)
         .fetch_optional(&mut **tx)
         .await?
@@ -527,7 +524,7 @@ async fn batch_in(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, id: &str) -> Res
 
 /// Inserts the parts of a stack as documents with their events.
 async fn insert_parts(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut Tx<'_>,
     batch: &BatchRow,
     parts: &[NewPart],
     actor: &str,
@@ -553,7 +550,7 @@ async fn insert_parts(
         };
         // The same bytes as an earlier document (the same stack scanned twice is caught as a
         // duplicate stack; this is a part of another stack with the same pages): kept apart.
-        let taken: Option<String> = sqlx::query_scalar("SELECT id FROM documents WHERE sha256 = ?")
+        let taken: Option<String> = query_scalar("SELECT id FROM documents WHERE sha256 = ?")
             .bind(&p.sha256)
             .fetch_optional(&mut **tx)
             .await?;
@@ -570,7 +567,7 @@ async fn insert_parts(
             ids.push(DocumentId::from_store(other));
             continue;
         }
-        sqlx::query(
+        query(
             "INSERT INTO documents (id, sha256, source, original_name, media_type, size_bytes, \
              state, text_content, extraction, reason, created_at, arrived_at, updated_at, \
              batch_id, batch_pages) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -578,11 +575,11 @@ async fn insert_parts(
         .bind(id.as_str())
         .bind(&p.sha256)
         .bind(&batch.source)
-        .bind(&name)
+        .bind(super::db::text(&name))
         .bind("application/pdf")
         .bind(p.size_bytes)
         .bind(state.as_str())
-        .bind(text)
+        .bind(text.as_deref().map(super::db::text))
         .bind(extraction)
         .bind(&reason)
         .bind(&now)
@@ -603,7 +600,7 @@ async fn insert_parts(
         )
         .await?;
         if let Some((reason, path)) = &p.broken {
-            sqlx::query(
+            query(
                 "INSERT INTO quarantine (document_id, source, original_name, reason, detail, path, at) \
                  VALUES (?, ?, ?, ?, ?, ?, ?)",
             )

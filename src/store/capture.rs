@@ -1,5 +1,6 @@
 //! SQL of the capture record (Erfassungsprotokoll) and of the Sichtkontrolle.
 
+use super::db::{query, query_scalar};
 use super::{Result, Store, StoreError, doc_columns, insert_event, now_str, parse_state};
 use crate::capture::CaptureRecord;
 use crate::domain::DocumentId;
@@ -72,7 +73,7 @@ pub struct VisualCheckRow {
 const CHECK_COLUMNS: &str = "v.document_id, d.original_name, d.mailbox, d.state, v.queued_at, \
     v.verdict, v.note, v.actor, v.judged_at";
 
-fn check_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<VisualCheckRow> {
+fn check_from_row(r: &sqlx::any::AnyRow) -> Result<VisualCheckRow> {
     let verdict: Option<String> = r.try_get("verdict")?;
     Ok(VisualCheckRow {
         document_id: DocumentId::from_store(r.try_get("document_id")?),
@@ -93,19 +94,18 @@ impl Store {
     /// Sichtkontrolle, in one transaction. A record made before wins and is returned, so
     /// every delivery attempt sends the same record.
     pub async fn record_capture(&self, record: &CaptureRecord) -> Result<CaptureRecord> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        if let Some(json) = sqlx::query_scalar::<_, String>(
-            "SELECT record FROM capture_records WHERE document_id = ?",
-        )
-        .bind(&record.document_id)
-        .fetch_optional(&mut *tx)
-        .await?
+        let mut tx = self.begin_write().await?;
+        if let Some(json) =
+            query_scalar::<String>("SELECT record FROM capture_records WHERE document_id = ?")
+                .bind(&record.document_id)
+                .fetch_optional(&mut *tx)
+                .await?
         {
             return parse_record(&json);
         }
         let json = serde_json::to_string(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let now = now_str();
-        sqlx::query(
+        query(
             "INSERT INTO capture_records (document_id, record, seal, recorded_at) VALUES (?, ?, ?, ?)",
         )
         .bind(&record.document_id)
@@ -115,7 +115,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if record.visual_check {
-            sqlx::query(
+            query(
                 "INSERT INTO visual_checks (document_id, queued_at) VALUES (?, ?) \
                  ON CONFLICT (document_id) DO NOTHING",
             )
@@ -139,7 +139,7 @@ impl Store {
     /// A document's capture record, once made (and until its content is purged).
     pub async fn capture_record(&self, id: &DocumentId) -> Result<Option<CaptureRecord>> {
         let json: Option<String> =
-            sqlx::query_scalar("SELECT record FROM capture_records WHERE document_id = ?")
+            query_scalar("SELECT record FROM capture_records WHERE document_id = ?")
                 .bind(id.as_str())
                 .fetch_optional(&self.pool)
                 .await?;
@@ -149,7 +149,7 @@ impl Store {
     /// Who handed the document in: the actor of its `received` event (the signed-in person
     /// for an upload).
     pub async fn received_by(&self, id: &DocumentId) -> Result<Option<String>> {
-        Ok(sqlx::query_scalar(
+        Ok(query_scalar(
             "SELECT actor FROM events WHERE document_id = ? AND kind = 'received' ORDER BY id LIMIT 1",
         )
         .bind(id.as_str())
@@ -159,7 +159,7 @@ impl Store {
 
     /// The open visual checks, oldest first.
     pub async fn open_visual_checks(&self, limit: i64) -> Result<Vec<VisualCheckRow>> {
-        let rows = sqlx::query(&format!(
+        let rows = query(&format!(
             "SELECT {CHECK_COLUMNS} FROM visual_checks v JOIN documents d ON d.id = v.document_id \
              WHERE v.verdict IS NULL ORDER BY v.queued_at, v.document_id LIMIT ?"
         ))
@@ -171,7 +171,7 @@ impl Store {
 
     /// Every visual check (open and judged), newest first.
     pub async fn visual_checks(&self, limit: i64) -> Result<Vec<VisualCheckRow>> {
-        let rows = sqlx::query(&format!(
+        let rows = query(&format!(
             "SELECT {CHECK_COLUMNS} FROM visual_checks v JOIN documents d ON d.id = v.document_id \
              ORDER BY v.queued_at DESC, v.document_id LIMIT ?"
         ))
@@ -183,7 +183,7 @@ impl Store {
 
     /// One visual check, `None` when the document was not queued for one.
     pub async fn visual_check(&self, id: &DocumentId) -> Result<Option<VisualCheckRow>> {
-        let row = sqlx::query(&format!(
+        let row = query(&format!(
             "SELECT {CHECK_COLUMNS} FROM visual_checks v JOIN documents d ON d.id = v.document_id \
              WHERE v.document_id = ?"
         ))
@@ -202,9 +202,9 @@ impl Store {
         note: Option<&str>,
         actor: &str,
     ) -> Result<VisualCheckRow> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let judged: Option<String> =
-            sqlx::query("SELECT verdict FROM visual_checks WHERE document_id = ?")
+            query("SELECT verdict FROM visual_checks WHERE document_id = ?")
                 .bind(id.as_str())
                 .fetch_optional(&mut *tx)
                 .await?
@@ -223,7 +223,7 @@ impl Store {
             });
         }
         let note = note.map(str::trim).filter(|n| !n.is_empty());
-        sqlx::query(
+        query(
             "UPDATE visual_checks SET verdict = ?, note = ?, actor = ?, judged_at = ? WHERE document_id = ?",
         )
         .bind(verdict.as_str())

@@ -1,6 +1,7 @@
 //! Outbox bookkeeping of the circuit breaker: deferring documents of a paused target without
 //! counting an attempt, and releasing them when the target answers again.
 
+use super::db::query;
 use super::{Result, Store, fmt_time, insert_event, now_str};
 use crate::domain::{DocState, DocumentId, MailboxId};
 use chrono::{DateTime, Utc};
@@ -34,14 +35,14 @@ impl Store {
         if mailboxes.is_empty() {
             return Ok(0);
         }
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let marks = vec!["?"; mailboxes.len()].join(", ");
         let sql = format!(
             "UPDATE documents SET next_attempt_at = NULL, updated_at = ? WHERE state = ? \
              AND next_attempt_at > ? AND mailbox IN ({marks})"
         );
         let now = now_str();
-        let mut q = sqlx::query(&sql)
+        let mut q = query(&sql)
             .bind(&now)
             .bind(DocState::Queued.as_str())
             .bind(&now);

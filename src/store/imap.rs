@@ -1,6 +1,7 @@
 //! SQL of the IMAP intake: one row per message seen on a server (`imap_messages`), and the
 //! UIDVALIDITY last seen per folder (`imap_folders`). Every transition writes an audit event.
 
+use super::db::query;
 use super::{Result, Store, insert_event, now_str};
 use crate::domain::DocumentId;
 use sqlx::Row;
@@ -86,12 +87,11 @@ impl Store {
         account: &str,
         folder: &str,
     ) -> Result<Option<u32>> {
-        let row =
-            sqlx::query("SELECT uidvalidity FROM imap_folders WHERE account = ? AND folder = ?")
-                .bind(account)
-                .bind(folder)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row = query("SELECT uidvalidity FROM imap_folders WHERE account = ? AND folder = ?")
+            .bind(account)
+            .bind(folder)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(match row {
             Some(r) => Some(u32::try_from(r.try_get::<i64, _>("uidvalidity")?).unwrap_or(0)),
             None => None,
@@ -106,8 +106,8 @@ impl Store {
         previous: Option<u32>,
         uidvalidity: u32,
     ) -> Result<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query(
+        let mut tx = self.begin_write().await?;
+        query(
             "INSERT INTO imap_folders (account, folder, uidvalidity, updated_at) VALUES (?, ?, ?, ?) \
              ON CONFLICT (account, folder) DO UPDATE SET uidvalidity = excluded.uidvalidity, updated_at = excluded.updated_at",
         )
@@ -133,7 +133,7 @@ impl Store {
 
     /// The row of a message, if the intake has seen it.
     pub async fn imap_message(&self, key: &ImapKey) -> Result<Option<ImapMessageRow>> {
-        let row = sqlx::query(
+        let row = query(
             "SELECT state, document_id, failures, next_attempt_at, reason FROM imap_messages \
              WHERE account = ? AND folder = ? AND uidvalidity = ? AND uid = ?",
         )
@@ -160,7 +160,7 @@ impl Store {
     /// Claims a message for processing: creates its row as `in_flight` unless one exists.
     pub async fn imap_claim(&self, key: &ImapKey) -> Result<()> {
         let now = now_str();
-        sqlx::query(
+        query(
             "INSERT INTO imap_messages (account, folder, uidvalidity, uid, state, created_at, updated_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         )
@@ -184,9 +184,9 @@ impl Store {
         message_id: Option<&str>,
         body_sha256: &str,
     ) -> Result<Option<DocumentId>> {
-        let row = sqlx::query(
+        let row = query(
             "SELECT document_id FROM imap_messages WHERE account = ? AND body_sha256 = ? \
-             AND message_id IS ? AND document_id IS NOT NULL LIMIT 1",
+             AND message_id IS NOT DISTINCT FROM ? AND document_id IS NOT NULL LIMIT 1",
         )
         .bind(account)
         .bind(body_sha256)
@@ -207,8 +207,8 @@ impl Store {
         message_id: &str,
         body_sha256: &str,
     ) -> Result<bool> {
-        let row = sqlx::query(
-            "SELECT 1 FROM imap_messages WHERE account = ? AND message_id = ? AND body_sha256 IS NOT ? \
+        let row = query(
+            "SELECT 1 FROM imap_messages WHERE account = ? AND message_id = ? AND body_sha256 IS DISTINCT FROM ? \
              AND document_id IS NOT NULL LIMIT 1",
         )
         .bind(account)
@@ -228,8 +228,8 @@ impl Store {
         body_sha256: &str,
         duplicate: Option<&str>,
     ) -> Result<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query(
+        let mut tx = self.begin_write().await?;
+        query(
             "UPDATE imap_messages SET state = ?, document_id = ?, message_id = ?, body_sha256 = ?, \
              reason = NULL, next_attempt_at = NULL, updated_at = ? \
              WHERE account = ? AND folder = ? AND uidvalidity = ? AND uid = ?",
@@ -266,8 +266,8 @@ impl Store {
 
     /// The message is marked on the server (`how`: moved, copied, flagged).
     pub async fn imap_marked(&self, key: &ImapKey, state: ImapState, how: &str) -> Result<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let doc: Option<String> = sqlx::query(
+        let mut tx = self.begin_write().await?;
+        let doc: Option<String> = query(
             "SELECT document_id FROM imap_messages WHERE account = ? AND folder = ? AND uidvalidity = ? AND uid = ?",
         )
         .bind(&key.account)
@@ -279,7 +279,7 @@ impl Store {
         .map(|r| r.try_get("document_id"))
         .transpose()?
         .flatten();
-        sqlx::query(
+        query(
             "UPDATE imap_messages SET state = ?, updated_at = ? \
              WHERE account = ? AND folder = ? AND uidvalidity = ? AND uid = ?",
         )
@@ -306,8 +306,8 @@ impl Store {
         next: chrono::DateTime<chrono::Utc>,
         reason: &str,
     ) -> Result<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query(
+        let mut tx = self.begin_write().await?;
+        query(
             "UPDATE imap_messages SET failures = ?, next_attempt_at = ?, reason = ?, updated_at = ? \
              WHERE account = ? AND folder = ? AND uidvalidity = ? AND uid = ?",
         )
@@ -331,8 +331,8 @@ impl Store {
 
     /// The message is refused: it goes to the quarantine folder, the store says why.
     pub async fn imap_quarantined(&self, key: &ImapKey, reason: &str) -> Result<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query(
+        let mut tx = self.begin_write().await?;
+        query(
             "UPDATE imap_messages SET state = ?, reason = ?, updated_at = ? \
              WHERE account = ? AND folder = ? AND uidvalidity = ? AND uid = ?",
         )
@@ -375,7 +375,7 @@ pub struct ImapRowSummary {
 impl Store {
     /// All messages the intake has seen in an account, in folder / UIDVALIDITY / UID order.
     pub async fn imap_rows(&self, account: &str) -> Result<Vec<ImapRowSummary>> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT folder, uidvalidity, uid, state, document_id, failures, reason FROM imap_messages \
              WHERE account = ? ORDER BY folder, uidvalidity, uid",
         )
@@ -406,7 +406,7 @@ impl Store {
         folder: &str,
         uidvalidity: u32,
     ) -> Result<Vec<u32>> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT uid FROM imap_messages WHERE account = ? AND folder = ? AND uidvalidity = ? AND state = ?",
         )
         .bind(account)

@@ -4,6 +4,10 @@
 //! go of it when the process ends, SIGKILL included). A second daemon on the same data is
 //! refused with a message that names the first one's process id.
 //!
+//! On PostgreSQL the database has no file: the daemon takes the file lock beside its blob
+//! directory (its own files, its workers' directories) and an advisory lock in the database
+//! ([`InstanceLock`]), so that a second daemon on the same database is refused there too.
+//!
 //! Only the daemon takes the lock. The other commands (`documents list`, `users`, `model`,
 //! `train`, `digest`, `quarantine retry`, ...) run beside it: each of their changes is one
 //! transaction the daemon reads like its own, and none of them delivers.
@@ -28,6 +32,23 @@ pub enum LockError {
         lock_file: PathBuf,
         /// The process id written by the holder, if readable.
         holder: Option<u32>,
+    },
+    /// Another daemon holds the database's advisory lock (PostgreSQL).
+    #[error(
+        "Ein anderer poststelle-Dienst arbeitet bereits mit der Datenbank {database}; ein zweiter wird nicht gestartet. \
+         / Another poststelle daemon already uses the database {database}; refusing to start a second one."
+    )]
+    HeldInDatabase {
+        /// The database (without its password).
+        database: String,
+    },
+    /// The database could not be reached to take the lock.
+    #[error("cannot take the data lock in {database}: {source}")]
+    Database {
+        /// The database (without its password).
+        database: String,
+        /// The cause.
+        source: sqlx::Error,
     },
     /// The lock file could not be opened or locked.
     #[error("cannot take the data lock {}: {source}", .lock_file.display())]
@@ -56,11 +77,18 @@ pub struct DataLock {
 
 impl DataLock {
     /// Takes the lock of the database at `url` (`sqlite://path`). An in-memory database has
-    /// nothing to share and needs none (`None`).
+    /// nothing to share and needs none (`None`); nor has a PostgreSQL database a file (see
+    /// [`DataLock::acquire_beside`] and [`InstanceLock`]).
     pub fn acquire(url: &str) -> Result<Option<DataLock>, LockError> {
         let Some(database) = database_path(url) else {
             return Ok(None);
         };
+        Self::acquire_beside(database).map(Some)
+    }
+
+    /// Takes the lock `<path>.lock` beside `path` (a database file, or an instance's blob
+    /// directory when the database is PostgreSQL).
+    pub fn acquire_beside(database: PathBuf) -> Result<DataLock, LockError> {
         let mut lock_file = database.clone().into_os_string();
         lock_file.push(".lock");
         let lock_file = PathBuf::from(lock_file);
@@ -97,10 +125,10 @@ impl DataLock {
         file.set_len(0).map_err(io)?;
         file.rewind().map_err(io)?;
         writeln!(file, "{}", std::process::id()).map_err(io)?;
-        Ok(Some(DataLock {
+        Ok(DataLock {
             _file: file,
             path: lock_file,
-        }))
+        })
     }
 
     /// The lock file.
@@ -109,17 +137,65 @@ impl DataLock {
     }
 }
 
-/// The database file of a `sqlite:` URL; `None` for an in-memory database.
+/// The database file of a `sqlite:` URL; `None` for an in-memory database and for other
+/// engines.
 fn database_path(url: &str) -> Option<PathBuf> {
     let rest = url
         .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-        .unwrap_or(url);
+        .or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next().unwrap_or(rest);
     if path.is_empty() || path == ":memory:" || url.contains("mode=memory") {
         return None;
     }
     Some(PathBuf::from(path))
+}
+
+/// One daemon per PostgreSQL database: a session-level advisory lock, held on a connection of
+/// its own for the daemon's lifetime. The server lets go of it when that connection ends, which
+/// it does when the process ends, SIGKILL included. (Several instances sharing one database
+/// need leases on the work first; until then a second daemon is refused, as on SQLite.)
+#[derive(Debug)]
+pub struct InstanceLock {
+    _conn: sqlx::AnyConnection,
+}
+
+/// The key of [`InstanceLock`] (ASCII `PST1`).
+pub const INSTANCE_LOCK: i64 = 0x5053_5431;
+
+impl InstanceLock {
+    /// Takes the lock on the PostgreSQL database at `url`.
+    pub async fn acquire(url: &str) -> Result<InstanceLock, LockError> {
+        use sqlx::Connection;
+        sqlx::any::install_default_drivers();
+        let db = |source: sqlx::Error| LockError::Database {
+            database: redact(url),
+            source,
+        };
+        let mut conn = sqlx::AnyConnection::connect(url).await.map_err(db)?;
+        let took: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(INSTANCE_LOCK)
+            .fetch_one(&mut conn)
+            .await
+            .map_err(db)?;
+        if !took {
+            return Err(LockError::HeldInDatabase {
+                database: redact(url),
+            });
+        }
+        Ok(InstanceLock { _conn: conn })
+    }
+}
+
+/// A database URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let userinfo = &url[s + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}@{}", &url[..s + 3], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
 }
 
 #[cfg(test)]
@@ -148,6 +224,23 @@ mod tests {
             DataLock::acquire("sqlite::memory:")
                 .expect("memory")
                 .is_none()
+        );
+        assert!(
+            DataLock::acquire("postgres://u:pw@127.0.0.1/db")
+                .expect("no file")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn database_urls_in_messages_carry_no_password() {
+        assert_eq!(
+            redact("postgres://poststelle:geheim@db.example:5432/stadt"),
+            "postgres://poststelle@db.example:5432/stadt"
+        );
+        assert_eq!(
+            redact("postgres://db.example/stadt"),
+            "postgres://db.example/stadt"
         );
     }
 }

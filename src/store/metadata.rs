@@ -1,5 +1,6 @@
 //! Metadata and delivery renditions of documents.
 
+use super::db::{Tx, query};
 use super::{Result, Store, StoreError, insert_event, now_str};
 use crate::domain::{DocumentId, DocumentMetadata, SenderKey};
 use sqlx::Row;
@@ -23,8 +24,8 @@ impl Store {
         sender_keys: &[SenderKey],
     ) -> Result<()> {
         let json = serde_json::to_string(meta)?;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let done = sqlx::query("UPDATE documents SET metadata = ?, updated_at = ? WHERE id = ?")
+        let mut tx = self.begin_write().await?;
+        let done = query("UPDATE documents SET metadata = ?, updated_at = ? WHERE id = ?")
             .bind(&json)
             .bind(now_str())
             .bind(id.as_str())
@@ -52,7 +53,7 @@ impl Store {
 
     /// The stored metadata of a document, if any was extracted.
     pub async fn metadata(&self, id: &DocumentId) -> Result<Option<DocumentMetadata>> {
-        let row = sqlx::query("SELECT metadata FROM documents WHERE id = ?")
+        let row = query("SELECT metadata FROM documents WHERE id = ?")
             .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await?
@@ -70,11 +71,11 @@ impl Store {
         rendition: &Rendition,
         detail: serde_json::Value,
     ) -> Result<Rendition> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         if let Some(existing) = rendition_of(&mut tx, id).await? {
             return Ok(existing);
         }
-        sqlx::query(
+        query(
             "UPDATE documents SET rendition_sha256 = ?, rendition_media_type = ?, updated_at = ? WHERE id = ?",
         )
         .bind(&rendition.sha256)
@@ -104,16 +105,12 @@ impl Store {
     }
 }
 
-async fn rendition_of(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    id: &DocumentId,
-) -> Result<Option<Rendition>> {
-    let row =
-        sqlx::query("SELECT rendition_sha256, rendition_media_type FROM documents WHERE id = ?")
-            .bind(id.as_str())
-            .fetch_optional(&mut **tx)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+async fn rendition_of(tx: &mut Tx<'_>, id: &DocumentId) -> Result<Option<Rendition>> {
+    let row = query("SELECT rendition_sha256, rendition_media_type FROM documents WHERE id = ?")
+        .bind(id.as_str())
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
     let sha: Option<String> = row.try_get("rendition_sha256")?;
     let mt: Option<String> = row.try_get("rendition_media_type")?;
     Ok(match (sha, mt) {
@@ -124,14 +121,11 @@ async fn rendition_of(
 
 #[cfg(test)]
 mod tests {
-    use crate::store::{Inserted, NewDocument, Store};
+    use crate::store::{Inserted, NewDocument};
 
     #[tokio::test]
     async fn metadata_and_first_rendition_stick() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let s = Store::open(&format!("sqlite://{}", dir.path().join("t.db").display()))
-            .await
-            .expect("open");
+        let (_db, s) = crate::store::db::TestDb::store().await;
         let Inserted::New(id) = s
             .insert_received(
                 &NewDocument {

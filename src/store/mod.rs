@@ -8,6 +8,7 @@ pub mod audit;
 pub mod batches;
 pub mod blobs;
 pub mod capture;
+pub mod db;
 mod delivery;
 pub mod imap;
 pub mod lock;
@@ -25,10 +26,10 @@ pub mod users;
 
 use crate::domain::{DecidedBy, Decision, DocState, DocumentId, MailboxId};
 use chrono::{DateTime, SecondsFormat, Utc};
+pub use db::{Backend, Tx};
+use db::{query, query_scalar};
 use serde::Serialize;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
-use std::str::FromStr;
+use sqlx::{AnyPool, Row};
 
 /// Store errors.
 #[derive(Debug, thiserror::Error)]
@@ -204,40 +205,45 @@ pub struct QuarantineEntry {
 /// The store handle (cheap to clone).
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
+    backend: Backend,
 }
 
 const DOC_COLUMNS: &str = "id, sha256, source, original_name, media_type, size_bytes, state, mailbox, \
      confidence, decided_by, decision, reason, attempts, next_attempt_at, delivery_ref, failed_stage, created_at, COALESCE(arrived_at, created_at) AS arrived_at, updated_at, purged_at, version, batch_id, batch_pages";
 
 impl Store {
-    /// Opens the database at `url` (`sqlite://path`), creating it and applying migrations.
+    /// Opens the database at `url` (`sqlite://path`, created if missing, or `postgres://…`)
+    /// and applies the engine's migrations.
     pub async fn open(url: &str) -> Result<Store> {
-        let path = url
-            .trim_start_matches("sqlite://")
-            .trim_start_matches("sqlite:");
-        if let Some(parent) = std::path::Path::new(path).parent()
-            && !parent.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(parent).map_err(|e| StoreError::Db(sqlx::Error::Io(e)))?;
-        }
-        let opts = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // FULL: a commit is on disk before we acknowledge the input it records.
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(std::time::Duration::from_secs(10))
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(opts)
-            .await?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
-        let store = Store { pool };
+        let (pool, backend) = db::connect(url).await?;
+        let store = Store { pool, backend };
         store.ensure_pseudonym_key().await?;
         store.pseudonymise_old_events().await?;
         store.chain_old_events().await?;
         Ok(store)
+    }
+
+    /// The engine this store runs on.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Begins a write transaction, exclusive among all writers of the database (SQLite's
+    /// `BEGIN IMMEDIATE`; on PostgreSQL the transaction-level advisory lock
+    /// [`db::WRITE_LOCK`]).
+    async fn begin_write(&self) -> Result<Tx<'static>> {
+        match self.backend {
+            Backend::Sqlite => Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?),
+            Backend::Postgres => {
+                let mut tx = self.pool.begin().await?;
+                query("SELECT pg_advisory_xact_lock(?)")
+                    .bind(db::WRITE_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+                Ok(tx)
+            }
+        }
     }
 
     /// Creates this installation's pseudonym key on first start (32 random bytes, hex).
@@ -246,7 +252,7 @@ impl Store {
         getrandom::fill(&mut key).map_err(|e| {
             StoreError::Corrupt(format!("no randomness for the pseudonym key: {e}"))
         })?;
-        sqlx::query(
+        query(
             "INSERT INTO store_secrets (name, value) VALUES ('pseudonym_key', ?) \
              ON CONFLICT (name) DO NOTHING",
         )
@@ -260,19 +266,18 @@ impl Store {
     /// (the append-only trigger is lifted for this migration only, in its transaction).
     async fn pseudonymise_old_events(&self) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        let done: Option<String> = sqlx::query_scalar(
-            "SELECT value FROM store_secrets WHERE name = 'events_pseudonymised'",
-        )
-        .fetch_optional(&mut *tx)
-        .await?;
+        let done: Option<String> =
+            query_scalar("SELECT value FROM store_secrets WHERE name = 'events_pseudonymised'")
+                .fetch_optional(&mut *tx)
+                .await?;
         if done.is_some() {
             return Ok(());
         }
         let key = pseudonym_key(&mut tx).await?;
-        sqlx::query("DROP TRIGGER IF EXISTS events_no_update")
+        query("DROP TRIGGER IF EXISTS events_no_update")
             .execute(&mut *tx)
             .await?;
-        let rows = sqlx::query("SELECT id, detail FROM events")
+        let rows = query("SELECT id, detail FROM events")
             .fetch_all(&mut *tx)
             .await?;
         for r in rows {
@@ -283,20 +288,20 @@ impl Store {
                 Err(_) => pseudonym::scrub_text(&key, &detail),
             };
             if scrubbed != detail {
-                sqlx::query("UPDATE events SET detail = ? WHERE id = ?")
+                query("UPDATE events SET detail = ? WHERE id = ?")
                     .bind(scrubbed)
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
             }
         }
-        sqlx::query(
+        query(
             "CREATE TRIGGER events_no_update BEFORE UPDATE ON events \
              BEGIN SELECT RAISE(ABORT, 'events are append-only'); END",
         )
         .execute(&mut *tx)
         .await?;
-        sqlx::query("INSERT INTO store_secrets (name, value) VALUES ('events_pseudonymised', ?)")
+        query("INSERT INTO store_secrets (name, value) VALUES ('events_pseudonymised', ?)")
             .bind(now_str())
             .execute(&mut *tx)
             .await?;
@@ -306,8 +311,8 @@ impl Store {
 
     /// Records a received document, or recognises its bytes as a duplicate. One transaction.
     pub async fn insert_received(&self, doc: &NewDocument, actor: &str) -> Result<Inserted> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        if let Some(row) = sqlx::query("SELECT id, state FROM documents WHERE sha256 = ?")
+        let mut tx = self.begin_write().await?;
+        if let Some(row) = query("SELECT id, state FROM documents WHERE sha256 = ?")
             .bind(&doc.sha256)
             .fetch_optional(&mut *tx)
             .await?
@@ -342,14 +347,14 @@ impl Store {
         }
         let id = DocumentId::new();
         let now = now_str();
-        sqlx::query(
+        query(
             "INSERT INTO documents (id, sha256, source, original_name, media_type, size_bytes, state, created_at, arrived_at, updated_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(id.as_str())
         .bind(&doc.sha256)
         .bind(&doc.source)
-        .bind(&doc.original_name)
+        .bind(db::text(&doc.original_name))
         .bind(&doc.media_type)
         .bind(doc.size_bytes)
         .bind(DocState::Received.as_str())
@@ -372,7 +377,7 @@ impl Store {
 
     /// One document.
     pub async fn get(&self, id: &DocumentId) -> Result<DocumentRow> {
-        let row = sqlx::query(&format!("SELECT {DOC_COLUMNS} FROM documents WHERE id = ?"))
+        let row = query(&format!("SELECT {DOC_COLUMNS} FROM documents WHERE id = ?"))
             .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await?
@@ -384,7 +389,7 @@ impl Store {
     pub async fn list(&self, state: Option<DocState>, limit: i64) -> Result<Vec<DocumentRow>> {
         let rows = match state {
             Some(s) => {
-                sqlx::query(&format!(
+                query(&format!(
                     "SELECT {DOC_COLUMNS} FROM documents WHERE state = ? ORDER BY created_at DESC, id DESC LIMIT ?"
                 ))
                 .bind(s.as_str())
@@ -393,7 +398,7 @@ impl Store {
                 .await?
             }
             None => {
-                sqlx::query(&format!(
+                query(&format!(
                     "SELECT {DOC_COLUMNS} FROM documents ORDER BY created_at DESC, id DESC LIMIT ?"
                 ))
                 .bind(limit)
@@ -427,7 +432,7 @@ impl Store {
             "SELECT {DOC_COLUMNS} FROM documents WHERE mailbox IN ({marks}) AND state IN ({state_marks}) \
              ORDER BY created_at DESC, id DESC LIMIT ?"
         );
-        let mut q = sqlx::query(&sql);
+        let mut q = query(&sql);
         for m in mailboxes {
             q = q.bind(m.as_str());
         }
@@ -471,7 +476,7 @@ impl Store {
             "SELECT id FROM documents WHERE state = ? AND (next_attempt_at IS NULL OR next_attempt_at <= ?) \
              ORDER BY {order} LIMIT ?"
         );
-        let rows = sqlx::query(&sql)
+        let rows = query(&sql)
             .bind(state.as_str())
             .bind(now_str())
             .bind(limit)
@@ -502,14 +507,14 @@ impl Store {
                     ", text_content = ?, extraction = ?, attempts = 0, next_attempt_at = NULL, reason = NULL",
                 );
             },
-            vec![text.to_string(), extraction_json.to_string()],
+            vec![db::text(text), extraction_json.to_string()],
         )
         .await
     }
 
     /// The stored extraction JSON.
     pub async fn extraction(&self, id: &DocumentId) -> Result<Option<String>> {
-        let row = sqlx::query("SELECT extraction FROM documents WHERE id = ?")
+        let row = query("SELECT extraction FROM documents WHERE id = ?")
             .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await?
@@ -537,7 +542,7 @@ impl Store {
             DocState::Queued
         };
         let json = serde_json::to_string(decision)?;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let current = state_of(&mut tx, id).await?;
         if current != DocState::Extracted && current != DocState::Classified {
             return Err(StoreError::Conflict {
@@ -546,7 +551,7 @@ impl Store {
                 message: "not waiting for a decision".into(),
             });
         }
-        sqlx::query(
+        query(
             "UPDATE documents SET state = ?, mailbox = ?, confidence = ?, decided_by = ?, decision = ?, \
              attempts = 0, next_attempt_at = NULL, reason = NULL, version = version + 1, updated_at = ? WHERE id = ?",
         )
@@ -594,7 +599,7 @@ impl Store {
         actor: &str,
         origin: &str,
     ) -> Result<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         assign_in(&mut tx, id, mailbox, actor, origin).await?;
         tx.commit().await?;
         Ok(())
@@ -610,7 +615,7 @@ impl Store {
         version: i64,
         clerk: Option<&crate::domain::ClerkAssignment>,
     ) -> Result<bool> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let row = doc_columns(&mut tx, id, "decision, version").await?;
         if row.try_get::<i64, _>("version")? != version {
             return Ok(false);
@@ -626,15 +631,13 @@ impl Store {
             return Ok(false);
         }
         decision.explanation.clerk = clerk.cloned();
-        sqlx::query(
-            "UPDATE documents SET decision = ?, updated_at = ? WHERE id = ? AND version = ?",
-        )
-        .bind(serde_json::to_string(&decision)?)
-        .bind(now_str())
-        .bind(id.as_str())
-        .bind(version)
-        .execute(&mut *tx)
-        .await?;
+        query("UPDATE documents SET decision = ?, updated_at = ? WHERE id = ? AND version = ?")
+            .bind(serde_json::to_string(&decision)?)
+            .bind(now_str())
+            .bind(id.as_str())
+            .bind(version)
+            .execute(&mut *tx)
+            .await?;
         insert_event(
             &mut tx,
             Some(id.as_str()),
@@ -660,7 +663,7 @@ impl Store {
         reason: &str,
         actor: &str,
     ) -> Result<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let row = doc_columns(&mut tx, id, "state, mailbox, decision").await?;
         let state = parse_state(&row.try_get::<String, _>("state")?)?;
         let current: Option<String> = row.try_get("mailbox")?;
@@ -694,7 +697,7 @@ impl Store {
             d.explanation.clerk = None;
         }
         let now = now_str();
-        sqlx::query(
+        query(
             "UPDATE documents SET state = ?, decision = ?, attempts = 0, next_attempt_at = NULL, \
              reason = NULL, failed_stage = NULL, version = version + 1, updated_at = ? WHERE id = ?",
         )
@@ -733,7 +736,7 @@ impl Store {
         mailbox: &MailboxId,
         version: i64,
     ) -> Result<bool> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let row = doc_columns(&mut tx, id, "state, mailbox, version").await?;
         let state = parse_state(&row.try_get::<String, _>("state")?)?;
         let current: Option<String> = row.try_get("mailbox")?;
@@ -741,7 +744,7 @@ impl Store {
         let unchanged = current.as_deref() == Some(mailbox.as_str()) && current_version == version;
         let delivered = match state {
             DocState::Queued if unchanged => {
-                let updated = sqlx::query(
+                let updated = query(
                     "UPDATE documents SET state = ?, delivery_ref = ?, next_attempt_at = NULL, \
                      updated_at = ? WHERE id = ? AND state = ? AND mailbox = ? AND version = ?",
                 )
@@ -814,7 +817,7 @@ impl Store {
             "outbox",
             "delivery_failed",
             serde_json::json!({"attempt": attempts, "error": error, "next_attempt_at": fmt_time(next)}),
-            |q| q.push_str(", attempts = ?, next_attempt_at = ?, reason = ?"),
+            |q| q.push_str(", attempts = CAST(? AS BIGINT), next_attempt_at = ?, reason = ?"),
             vec![attempts.to_string(), fmt_time(next), error.to_string()],
         )
         .await
@@ -829,7 +832,7 @@ impl Store {
             "outbox",
             "dead_letter",
             serde_json::json!({"attempts": attempts, "reason": reason}),
-            |q| q.push_str(", attempts = ?, reason = ?"),
+            |q| q.push_str(", attempts = CAST(? AS BIGINT), reason = ?"),
             vec![attempts.to_string(), reason.to_string()],
         )
         .await
@@ -838,7 +841,7 @@ impl Store {
     /// Puts a dead letter back where it failed: the outbox (`queued`), or the extract/classify
     /// stage it gave up in. Attempts start again from zero.
     pub async fn redrive(&self, id: &DocumentId, actor: &str) -> Result<DocState> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let row = doc_columns(&mut tx, id, "state, failed_stage").await?;
         let state = parse_state(&row.try_get::<String, _>("state")?)?;
         if state != DocState::DeadLetter {
@@ -853,7 +856,7 @@ impl Store {
             .map(|s| parse_state(&s))
             .transpose()?
             .unwrap_or(DocState::Queued);
-        sqlx::query(
+        query(
             "UPDATE documents SET state = ?, failed_stage = NULL, attempts = 0, next_attempt_at = NULL, \
              updated_at = ? WHERE id = ?",
         )
@@ -877,7 +880,7 @@ impl Store {
     /// Tries a quarantined document again (e.g. after a timeout under load): `quarantined ->
     /// received`, so that extraction runs anew on the stored original.
     pub async fn retry_quarantined(&self, id: &DocumentId, actor: &str) -> Result<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let row = doc_columns(&mut tx, id, "state, purged_at").await?;
         let state = parse_state(&row.try_get::<String, _>("state")?)?;
         if state != DocState::Quarantined {
@@ -909,24 +912,24 @@ impl Store {
         detail: &str,
         path: Option<&str>,
     ) -> Result<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let row = doc_columns(&mut tx, id, "source, original_name").await?;
         let source: String = row.try_get("source")?;
         let name: String = row.try_get("original_name")?;
         let now = now_str();
-        sqlx::query("UPDATE documents SET state = ?, reason = ?, updated_at = ? WHERE id = ?")
+        query("UPDATE documents SET state = ?, reason = ?, updated_at = ? WHERE id = ?")
             .bind(DocState::Quarantined.as_str())
-            .bind(reason)
+            .bind(db::text(reason))
             .bind(&now)
             .bind(id.as_str())
             .execute(&mut *tx)
             .await?;
-        sqlx::query("INSERT INTO quarantine (document_id, source, original_name, reason, detail, path, at) VALUES (?, ?, ?, ?, ?, ?, ?)")
+        query("INSERT INTO quarantine (document_id, source, original_name, reason, detail, path, at) VALUES (?, ?, ?, ?, ?, ?, ?)")
             .bind(id.as_str())
             .bind(&source)
-            .bind(&name)
-            .bind(reason)
-            .bind(detail)
+            .bind(db::text(&name))
+            .bind(db::text(reason))
+            .bind(db::text(detail))
             .bind(path)
             .bind(&now)
             .execute(&mut *tx)
@@ -952,13 +955,13 @@ impl Store {
         detail: &str,
         path: Option<&str>,
     ) -> Result<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let now = now_str();
-        sqlx::query("INSERT INTO quarantine (document_id, source, original_name, reason, detail, path, at) VALUES (NULL, ?, ?, ?, ?, ?, ?)")
+        query("INSERT INTO quarantine (document_id, source, original_name, reason, detail, path, at) VALUES (NULL, ?, ?, ?, ?, ?, ?)")
             .bind(source)
-            .bind(name)
-            .bind(reason)
-            .bind(detail)
+            .bind(db::text(name))
+            .bind(db::text(reason))
+            .bind(db::text(detail))
             .bind(path)
             .bind(&now)
             .execute(&mut *tx)
@@ -977,7 +980,7 @@ impl Store {
 
     /// Quarantine entries, newest first.
     pub async fn quarantine_entries(&self, limit: i64) -> Result<Vec<QuarantineEntry>> {
-        let rows = sqlx::query(&format!(
+        let rows = query(&format!(
             "SELECT {QUARANTINE_COLUMNS} FROM quarantine ORDER BY id DESC LIMIT ?"
         ))
         .bind(limit)
@@ -988,7 +991,7 @@ impl Store {
 
     /// One quarantine entry by its id.
     pub async fn quarantine_entry(&self, id: i64) -> Result<Option<QuarantineEntry>> {
-        sqlx::query(&format!(
+        query(&format!(
             "SELECT {QUARANTINE_COLUMNS} FROM quarantine WHERE id = ?"
         ))
         .bind(id)
@@ -1007,7 +1010,7 @@ impl Store {
         kind: &str,
         detail: serde_json::Value,
     ) -> Result<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         insert_event(&mut tx, document.map(|d| d.as_str()), actor, kind, &detail).await?;
         tx.commit().await?;
         Ok(())
@@ -1015,7 +1018,7 @@ impl Store {
 
     /// A document's audit trail, oldest first.
     pub async fn events(&self, id: &DocumentId) -> Result<Vec<Event>> {
-        let rows = sqlx::query("SELECT id, document_id, at, actor, kind, detail FROM events WHERE document_id = ? ORDER BY id")
+        let rows = query("SELECT id, document_id, at, actor, kind, detail FROM events WHERE document_id = ? ORDER BY id")
             .bind(id.as_str())
             .fetch_all(&self.pool)
             .await?;
@@ -1037,7 +1040,7 @@ impl Store {
     /// The latest correction per document with the document's text, oldest first, for training:
     /// (document id, text, corrected mailbox, when).
     pub async fn corrections_for_training(&self) -> Result<Vec<(String, String, String, String)>> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT c.document_id, d.text_content, c.to_mailbox, c.at FROM corrections c JOIN documents d ON d.id = c.document_id \
              WHERE d.text_content IS NOT NULL AND c.id = (SELECT MAX(c2.id) FROM corrections c2 WHERE c2.document_id = c.document_id) ORDER BY c.id",
         )
@@ -1064,8 +1067,8 @@ impl Store {
         metrics: &serde_json::Value,
         active: bool,
     ) -> Result<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let known = sqlx::query("SELECT active FROM model_versions WHERE version = ?")
+        let mut tx = self.begin_write().await?;
+        let known = query("SELECT active FROM model_versions WHERE version = ?")
             .bind(version)
             .fetch_optional(&mut *tx)
             .await?;
@@ -1074,7 +1077,7 @@ impl Store {
             None => false,
         };
         if known.is_none() {
-            sqlx::query("INSERT INTO model_versions (version, path, created_at, metrics, active) VALUES (?, ?, ?, ?, 0)")
+            query("INSERT INTO model_versions (version, path, created_at, metrics, active) VALUES (?, ?, ?, ?, 0)")
                 .bind(version)
                 .bind(path)
                 .bind(now_str())
@@ -1083,12 +1086,10 @@ impl Store {
                 .await?;
         }
         if active && !was_active {
-            sqlx::query(
-                "UPDATE model_versions SET active = CASE WHEN version = ? THEN 1 ELSE 0 END",
-            )
-            .bind(version)
-            .execute(&mut *tx)
-            .await?;
+            query("UPDATE model_versions SET active = CASE WHEN version = ? THEN 1 ELSE 0 END")
+                .bind(version)
+                .execute(&mut *tx)
+                .await?;
             insert_event(
                 &mut tx,
                 None,
@@ -1105,7 +1106,7 @@ impl Store {
     /// Counts of documents per state.
     pub async fn state_counts(&self) -> Result<Vec<(String, i64)>> {
         let rows =
-            sqlx::query("SELECT state, COUNT(*) AS n FROM documents GROUP BY state ORDER BY state")
+            query("SELECT state, COUNT(*) AS n FROM documents GROUP BY state ORDER BY state")
                 .fetch_all(&self.pool)
                 .await?;
         rows.iter()
@@ -1115,11 +1116,12 @@ impl Store {
 
     /// Checks the database answers.
     pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
 
-    /// Generic guarded transition with an event; `extra` appends `, col = ?` pieces bound to `binds`.
+    /// Generic guarded transition with an event; `extra` appends `, col = ?` pieces bound to `binds`
+    /// (text: a number column says `CAST(? AS BIGINT)`).
     #[allow(clippy::too_many_arguments)]
     async fn transition(
         &self,
@@ -1132,7 +1134,7 @@ impl Store {
         extra: impl FnOnce(&mut String),
         binds: Vec<String>,
     ) -> Result<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let current = state_of(&mut tx, id).await?;
         if !from.contains(&current) {
             return Err(StoreError::Conflict {
@@ -1144,7 +1146,7 @@ impl Store {
         let mut sql = String::from("UPDATE documents SET state = ?, updated_at = ?");
         extra(&mut sql);
         sql.push_str(" WHERE id = ?");
-        let mut q = sqlx::query(&sql).bind(to.as_str()).bind(now_str());
+        let mut q = query(&sql).bind(to.as_str()).bind(now_str());
         for b in &binds {
             q = q.bind(b);
         }
@@ -1157,7 +1159,7 @@ impl Store {
 
 const QUARANTINE_COLUMNS: &str = "id, document_id, source, original_name, reason, detail, path, at";
 
-fn quarantine_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<QuarantineEntry> {
+fn quarantine_from_row(r: &sqlx::any::AnyRow) -> Result<QuarantineEntry> {
     Ok(QuarantineEntry {
         id: r.try_get("id")?,
         document_id: r.try_get("document_id")?,
@@ -1172,7 +1174,7 @@ fn quarantine_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<QuarantineEntry> {
 
 /// [`Store::assign`] inside a transaction (also the overturning of a sample).
 async fn assign_in(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut Tx<'_>,
     id: &DocumentId,
     mailbox: &MailboxId,
     actor: &str,
@@ -1221,7 +1223,7 @@ async fn assign_in(
         }
     }
     let now = now_str();
-    sqlx::query("INSERT INTO corrections (document_id, from_mailbox, to_mailbox, actor, origin, at) VALUES (?, ?, ?, ?, ?, ?)")
+    query("INSERT INTO corrections (document_id, from_mailbox, to_mailbox, actor, origin, at) VALUES (?, ?, ?, ?, ?, ?)")
             .bind(id.as_str())
             .bind(&previous)
             .bind(mailbox.as_str())
@@ -1230,7 +1232,7 @@ async fn assign_in(
             .bind(&now)
             .execute(&mut **tx)
             .await?;
-    sqlx::query(
+    query(
             "UPDATE documents SET state = ?, mailbox = ?, confidence = 1.0, decided_by = ?, decision = ?, \
              attempts = 0, next_attempt_at = NULL, reason = NULL, failed_stage = NULL, version = version + 1, \
              updated_at = ? WHERE id = ?",
@@ -1284,12 +1286,12 @@ fn superseded_note(
 
 /// `quarantined -> received` with its event `quarantine_retried`: attempts start again.
 async fn requeue_quarantined(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut Tx<'_>,
     id: &str,
     actor: &str,
     detail: serde_json::Value,
 ) -> Result<()> {
-    sqlx::query(
+    query(
         "UPDATE documents SET state = ?, reason = NULL, failed_stage = NULL, attempts = 0, \
          next_attempt_at = NULL, updated_at = ? WHERE id = ?",
     )
@@ -1302,28 +1304,21 @@ async fn requeue_quarantined(
 }
 
 /// The named columns of one document inside a transaction (`NotFound` when there is none).
-async fn doc_columns(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    id: &DocumentId,
-    columns: &str,
-) -> Result<sqlx::sqlite::SqliteRow> {
-    sqlx::query(&format!("SELECT {columns} FROM documents WHERE id = ?"))
+async fn doc_columns(tx: &mut Tx<'_>, id: &DocumentId, columns: &str) -> Result<sqlx::any::AnyRow> {
+    query(&format!("SELECT {columns} FROM documents WHERE id = ?"))
         .bind(id.as_str())
         .fetch_optional(&mut **tx)
         .await?
         .ok_or_else(|| StoreError::NotFound(id.to_string()))
 }
 
-async fn state_of(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    id: &DocumentId,
-) -> Result<DocState> {
+async fn state_of(tx: &mut Tx<'_>, id: &DocumentId) -> Result<DocState> {
     let row = doc_columns(tx, id, "state").await?;
     parse_state(&row.try_get::<String, _>("state")?)
 }
 
 async fn insert_event(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut Tx<'_>,
     document: Option<&str>,
     actor: &str,
     kind: &str,
@@ -1343,9 +1338,9 @@ async fn insert_event(
 }
 
 /// This installation's pseudonym key (see [`pseudonym`]).
-async fn pseudonym_key(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>) -> Result<Vec<u8>> {
+async fn pseudonym_key(tx: &mut Tx<'_>) -> Result<Vec<u8>> {
     let hex_key: String =
-        sqlx::query_scalar("SELECT value FROM store_secrets WHERE name = 'pseudonym_key'")
+        query_scalar("SELECT value FROM store_secrets WHERE name = 'pseudonym_key'")
             .fetch_optional(&mut **tx)
             .await?
             .ok_or_else(|| StoreError::Corrupt("the pseudonym key is missing".into()))?;
@@ -1382,7 +1377,7 @@ fn parse_decided_by(s: &str) -> Option<DecidedBy> {
     .find(|d| decided_by_str(*d) == s)
 }
 
-fn doc_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<DocumentRow> {
+fn doc_from_row(r: &sqlx::any::AnyRow) -> Result<DocumentRow> {
     let decision: Option<String> = r.try_get("decision")?;
     Ok(DocumentRow {
         id: DocumentId::from_store(r.try_get("id")?),
@@ -1422,11 +1417,8 @@ fn doc_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<DocumentRow> {
 mod tests {
     use super::*;
 
-    async fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let s = Store::open(&url).await.expect("open");
-        (dir, s)
+    async fn store() -> (db::TestDb, Store) {
+        db::TestDb::store().await
     }
 
     fn new_doc(sha: &str) -> NewDocument {
@@ -1473,8 +1465,10 @@ mod tests {
 
     #[tokio::test]
     async fn events_carry_pseudonyms_and_old_events_are_pseudonymised_once_at_upgrade() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        // An upgrade of a SQLite database from before (a PostgreSQL database starts with the
+        // current schema).
+        let db = db::TestDb::sqlite();
+        let url = db.url.clone();
         let s = Store::open(&url).await.expect("open");
         let mut doc = new_doc("ab");
         doc.original_name = "Antrag Ewa Nowak.pdf".into();
@@ -1485,7 +1479,7 @@ mod tests {
         assert!(!detail.contains("Nowak"), "{detail}");
         assert!(detail.contains("\"original_name\":\"p:"), "{detail}");
         // A database from before: an event with personal data, no marker.
-        sqlx::query(
+        query(
             "INSERT INTO events (document_id, at, actor, kind, detail) VALUES (?, 'x', 'imap:ewa@example.org', 'mail', ?)",
         )
         .bind(id.as_str())
@@ -1493,7 +1487,7 @@ mod tests {
         .execute(&s.pool)
         .await
         .expect("old event");
-        sqlx::query("DELETE FROM store_secrets WHERE name = 'events_pseudonymised'")
+        query("DELETE FROM store_secrets WHERE name = 'events_pseudonymised'")
             .execute(&s.pool)
             .await
             .expect("unmark");
@@ -1508,7 +1502,7 @@ mod tests {
         assert!(old.contains("\"from\":\"63\""), "{old}");
         // Still append-only after the one-time rewrite.
         assert!(
-            sqlx::query("UPDATE events SET detail = '{}'")
+            query("UPDATE events SET detail = '{}'")
                 .execute(&s.pool)
                 .await
                 .is_err()
@@ -1593,9 +1587,9 @@ mod tests {
         s.insert_received(&new_doc("bb"), "t")
             .await
             .expect("insert");
-        let err = sqlx::query("DELETE FROM events").execute(&s.pool).await;
+        let err = query("DELETE FROM events").execute(&s.pool).await;
         assert!(err.is_err(), "deleting audit events must fail");
-        let err = sqlx::query("UPDATE events SET actor = 'x'")
+        let err = query("UPDATE events SET actor = 'x'")
             .execute(&s.pool)
             .await;
         assert!(err.is_err(), "rewriting audit events must fail");

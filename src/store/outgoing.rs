@@ -1,5 +1,6 @@
 //! SQL of outgoing e-mail: the mail queue, acknowledgement decisions and digest runs.
 
+use super::db::{Tx, query};
 use super::{Result, Store, StoreError, fmt_time, insert_event, now_str};
 use crate::domain::{DocState, DocumentId, MailboxId};
 use chrono::{DateTime, Utc};
@@ -161,8 +162,8 @@ impl Store {
         mail: std::result::Result<AckMail, String>,
         limits: &[RateLimit],
     ) -> Result<AckRecord> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        if sqlx::query("SELECT 1 FROM acknowledgements WHERE dedup_key = ?")
+        let mut tx = self.begin_write().await?;
+        if query("SELECT 1 FROM acknowledgements WHERE dedup_key = ?")
             .bind(key)
             .fetch_optional(&mut *tx)
             .await?
@@ -173,7 +174,7 @@ impl Store {
         let mut mail = mail;
         if let (Ok(_), Some(sender)) = (&mail, sender) {
             for l in limits {
-                let n: i64 = sqlx::query(
+                let n: i64 = query(
                     "SELECT COUNT(*) AS n FROM acknowledgements WHERE sender = ? AND decision IN ('queued', 'pending') AND at > ?",
                 )
                 .bind(sender)
@@ -190,7 +191,7 @@ impl Store {
         let now = now_str();
         let out = match mail {
             Ok(AckMail::Later(json)) => {
-                sqlx::query("INSERT INTO acknowledgements (dedup_key, document_id, sender, decision, reason, mail_id, at, pending_mail) VALUES (?, ?, ?, 'pending', NULL, NULL, ?, ?)")
+                query("INSERT INTO acknowledgements (dedup_key, document_id, sender, decision, reason, mail_id, at, pending_mail) VALUES (?, ?, ?, 'pending', NULL, NULL, ?, ?)")
                     .bind(key).bind(document.as_str()).bind(sender).bind(&now).bind(json)
                     .execute(&mut *tx).await?;
                 insert_event(
@@ -205,7 +206,7 @@ impl Store {
             }
             Ok(AckMail::Now(m)) => {
                 let id = insert_mail(&mut tx, &m, &now).await?;
-                sqlx::query("INSERT INTO acknowledgements (dedup_key, document_id, sender, decision, reason, mail_id, at) VALUES (?, ?, ?, 'queued', NULL, ?, ?)")
+                query("INSERT INTO acknowledgements (dedup_key, document_id, sender, decision, reason, mail_id, at) VALUES (?, ?, ?, 'queued', NULL, ?, ?)")
                     .bind(key).bind(document.as_str()).bind(sender).bind(&id).bind(&now)
                     .execute(&mut *tx).await?;
                 insert_event(
@@ -219,7 +220,7 @@ impl Store {
                 AckRecord::Queued(id)
             }
             Err(reason) => {
-                sqlx::query("INSERT INTO acknowledgements (dedup_key, document_id, sender, decision, reason, mail_id, at) VALUES (?, ?, ?, 'suppressed', ?, NULL, ?)")
+                query("INSERT INTO acknowledgements (dedup_key, document_id, sender, decision, reason, mail_id, at) VALUES (?, ?, ?, 'suppressed', ?, NULL, ?)")
                     .bind(key).bind(document.as_str()).bind(sender).bind(&reason).bind(&now)
                     .execute(&mut *tx).await?;
                 insert_event(
@@ -240,7 +241,7 @@ impl Store {
     /// Acknowledgements waiting for the decision of their document, whose document is now
     /// decided (or will not be: quarantined, a dead letter), oldest first.
     pub async fn decided_pending_acknowledgements(&self, limit: i64) -> Result<Vec<PendingAck>> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT a.dedup_key, a.pending_mail, d.state, d.mailbox, d.created_at \
              FROM acknowledgements a JOIN documents d ON d.id = a.document_id \
              WHERE a.decision = 'pending' AND a.pending_mail IS NOT NULL \
@@ -271,8 +272,8 @@ impl Store {
         mail: std::result::Result<NewMail, String>,
         template: &str,
     ) -> Result<AckRecord> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let Some(row) = sqlx::query(
+        let mut tx = self.begin_write().await?;
+        let Some(row) = query(
             "SELECT document_id, sender FROM acknowledgements WHERE dedup_key = ? AND decision = 'pending'",
         )
         .bind(key)
@@ -287,7 +288,7 @@ impl Store {
         let out = match mail {
             Ok(m) => {
                 let id = insert_mail(&mut tx, &m, &now).await?;
-                sqlx::query("UPDATE acknowledgements SET decision = 'queued', mail_id = ?, pending_mail = NULL WHERE dedup_key = ?")
+                query("UPDATE acknowledgements SET decision = 'queued', mail_id = ?, pending_mail = NULL WHERE dedup_key = ?")
                     .bind(&id).bind(key)
                     .execute(&mut *tx).await?;
                 insert_event(
@@ -301,7 +302,7 @@ impl Store {
                 AckRecord::Queued(id)
             }
             Err(reason) => {
-                sqlx::query("UPDATE acknowledgements SET decision = 'suppressed', reason = ?, pending_mail = NULL WHERE dedup_key = ?")
+                query("UPDATE acknowledgements SET decision = 'suppressed', reason = ?, pending_mail = NULL WHERE dedup_key = ?")
                     .bind(&reason).bind(key)
                     .execute(&mut *tx).await?;
                 insert_event(
@@ -321,7 +322,7 @@ impl Store {
 
     /// Queued mails whose next attempt is due, oldest first.
     pub async fn outgoing_due(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<MailRow>> {
-        let rows = sqlx::query(&format!(
+        let rows = query(&format!(
             "SELECT {MAIL_COLUMNS} FROM outgoing_mail WHERE state = 'queued' AND (next_attempt_at IS NULL OR next_attempt_at <= ?) \
              ORDER BY created_at, id LIMIT ?"
         ))
@@ -334,7 +335,7 @@ impl Store {
 
     /// The earliest next attempt of a queued mail, if any.
     pub async fn outgoing_next_due(&self) -> Result<Option<String>> {
-        let row = sqlx::query(
+        let row = query(
             "SELECT MIN(COALESCE(next_attempt_at, created_at)) AS t FROM outgoing_mail WHERE state = 'queued'",
         )
         .fetch_one(&self.pool)
@@ -344,7 +345,7 @@ impl Store {
 
     /// Outgoing mails, newest first.
     pub async fn outgoing_list(&self, limit: i64) -> Result<Vec<MailRow>> {
-        let rows = sqlx::query(&format!(
+        let rows = query(&format!(
             "SELECT {MAIL_COLUMNS} FROM outgoing_mail ORDER BY created_at DESC, id DESC LIMIT ?"
         ))
         .bind(limit)
@@ -411,9 +412,9 @@ impl Store {
         kind: &str,
         detail: serde_json::Value,
     ) -> Result<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let now = now_str();
-        let done = sqlx::query(
+        let done = query(
             "UPDATE outgoing_mail SET state = ?, attempts = ?, next_attempt_at = ?, last_error = COALESCE(?, last_error), \
              updated_at = ?, sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END WHERE id = ? AND state = 'queued'",
         )
@@ -447,7 +448,7 @@ impl Store {
 
     /// Whether a digest run with this key was recorded.
     pub async fn digest_run_exists(&self, run_key: &str) -> Result<bool> {
-        Ok(sqlx::query("SELECT 1 FROM digest_runs WHERE run_key = ?")
+        Ok(query("SELECT 1 FROM digest_runs WHERE run_key = ?")
             .bind(run_key)
             .fetch_optional(&self.pool)
             .await?
@@ -456,7 +457,7 @@ impl Store {
 
     /// End of the last digest window of a mailbox.
     pub async fn last_digest_until(&self, mailbox: &str) -> Result<Option<DateTime<Utc>>> {
-        let row = sqlx::query("SELECT MAX(until_at) AS t FROM digest_runs WHERE mailbox = ?")
+        let row = query("SELECT MAX(until_at) AS t FROM digest_runs WHERE mailbox = ?")
             .bind(mailbox)
             .fetch_one(&self.pool)
             .await?;
@@ -472,8 +473,8 @@ impl Store {
     /// Records a digest run and its mail (if any) in one transaction. False when the run was
     /// recorded before (nothing stored then).
     pub async fn record_digest_run(&self, run: &DigestRun, mail: Option<&NewMail>) -> Result<bool> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        if sqlx::query("SELECT 1 FROM digest_runs WHERE run_key = ?")
+        let mut tx = self.begin_write().await?;
+        if query("SELECT 1 FROM digest_runs WHERE run_key = ?")
             .bind(&run.run_key)
             .fetch_optional(&mut *tx)
             .await?
@@ -486,7 +487,7 @@ impl Store {
             Some(m) => Some(insert_mail(&mut tx, m, &now).await?),
             None => None,
         };
-        sqlx::query("INSERT INTO digest_runs (run_key, mailbox, period, since_at, until_at, items, mail_id, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+        query("INSERT INTO digest_runs (run_key, mailbox, period, since_at, until_at, items, mail_id, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
             .bind(&run.run_key)
             .bind(&run.mailbox)
             .bind(&run.period)
@@ -517,7 +518,7 @@ impl Store {
         since: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<Vec<DigestItem>> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT d.id, d.original_name, d.confidence, d.decision, d.mailbox, e.at FROM events e \
              JOIN documents d ON d.id = e.document_id \
              WHERE e.kind = 'delivered' AND d.mailbox = ? AND e.at > ? AND e.at <= ? ORDER BY e.at, e.id",
@@ -532,7 +533,7 @@ impl Store {
 
     /// Documents waiting in review, oldest first.
     pub async fn waiting_in_review(&self, limit: i64) -> Result<Vec<DigestItem>> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT id, original_name, confidence, decision, mailbox, created_at AS at FROM documents \
              WHERE state = ? ORDER BY created_at, id LIMIT ?",
         )
@@ -544,13 +545,9 @@ impl Store {
     }
 }
 
-pub(super) async fn insert_mail(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    m: &NewMail,
-    now: &str,
-) -> Result<String> {
+pub(super) async fn insert_mail(tx: &mut Tx<'_>, m: &NewMail, now: &str) -> Result<String> {
     let id = uuid::Uuid::now_v7().to_string();
-    sqlx::query(
+    query(
         "INSERT INTO outgoing_mail (id, kind, dedup_key, document_id, envelope_from, recipients, subject, message_id, \
          message, state, attempts, next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', 0, NULL, ?, ?)",
     )
@@ -578,7 +575,7 @@ pub(super) async fn insert_mail(
     Ok(id)
 }
 
-fn mail_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<MailRow> {
+fn mail_from_row(r: &sqlx::any::AnyRow) -> Result<MailRow> {
     let recipients: String = r.try_get("recipients")?;
     Ok(MailRow {
         id: r.try_get("id")?,
@@ -599,7 +596,7 @@ fn mail_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<MailRow> {
     })
 }
 
-fn item_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<DigestItem> {
+fn item_from_row(r: &sqlx::any::AnyRow) -> Result<DigestItem> {
     let decision: Option<String> = r.try_get("decision")?;
     let decision: Option<crate::domain::Decision> =
         decision.map(|d| serde_json::from_str(&d)).transpose()?;

@@ -7,6 +7,7 @@
 //! extraction, metadata, sender keys, file name and content hash go; its blobs are listed in
 //! `blob_deletions` in the same transaction and deleted from the blob directory afterwards.
 
+use super::db::{query, query_scalar};
 use super::{Result, Store, StoreError, doc_columns, insert_event, now_str, parse_state};
 use crate::domain::{DocState, DocumentId};
 use sqlx::Row;
@@ -61,7 +62,7 @@ impl Store {
         delivered_before: &str,
         quarantined_before: &str,
     ) -> Result<Vec<DueDocument>> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT id, state, updated_at FROM documents WHERE purged_at IS NULL AND \
              ((state = 'delivered' AND updated_at < ?) OR (state = 'quarantined' AND updated_at < ?)) \
              ORDER BY updated_at",
@@ -131,7 +132,7 @@ impl Store {
             ),
             _ => (state, None),
         };
-        sqlx::query(
+        query(
             "UPDATE documents SET text_content = NULL, extraction = NULL, metadata = NULL, \
              decision = ?, original_name = ?, sha256 = ?, rendition_sha256 = NULL, \
              state = ?, reason = COALESCE(?, reason), purged_at = ?, updated_at = ? WHERE id = ?",
@@ -146,11 +147,11 @@ impl Store {
         .bind(id.as_str())
         .execute(&mut *tx)
         .await?;
-        sqlx::query("DELETE FROM sender_keys WHERE document_id = ?")
+        query("DELETE FROM sender_keys WHERE document_id = ?")
             .bind(id.as_str())
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
+        query(
             "UPDATE quarantine SET original_name = ?, detail = '', path = NULL WHERE document_id = ?",
         )
         .bind(PURGED_NAME)
@@ -158,7 +159,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         // Mails about the document: their bodies go; one not sent yet is not sent any more.
-        sqlx::query(
+        query(
             "UPDATE outgoing_mail SET message = ?, recipients = '[]', subject = '', \
              state = CASE WHEN state = 'queued' THEN 'dead' ELSE state END, \
              last_error = CASE WHEN state = 'queued' THEN 'gelöscht' ELSE last_error END, \
@@ -170,7 +171,7 @@ impl Store {
         .bind(id.as_str())
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
+        query(
             "UPDATE acknowledgements SET sender = NULL, pending_mail = NULL, \
              decision = CASE WHEN decision = 'pending' THEN 'suppressed' ELSE decision END, \
              reason = CASE WHEN decision = 'pending' THEN 'gelöscht' ELSE reason END \
@@ -181,16 +182,16 @@ impl Store {
         .await?;
         // The capture record names the source (station, person, account) and the stack's
         // file: it goes with the content; its seal stays in the audit trail.
-        sqlx::query("DELETE FROM capture_records WHERE document_id = ?")
+        query("DELETE FROM capture_records WHERE document_id = ?")
             .bind(id.as_str())
             .execute(&mut *tx)
             .await?;
-        sqlx::query("UPDATE visual_checks SET note = NULL WHERE document_id = ?")
+        query("UPDATE visual_checks SET note = NULL WHERE document_id = ?")
             .bind(id.as_str())
             .execute(&mut *tx)
             .await?;
         for s in std::iter::once(sha).chain(rendition) {
-            sqlx::query(
+            query(
                 "INSERT INTO blob_deletions (sha256, at) VALUES (?, ?) ON CONFLICT (sha256) DO NOTHING",
             )
             .bind(s)
@@ -218,7 +219,7 @@ impl Store {
     /// Blobs listed for deletion.
     pub async fn blob_deletions(&self) -> Result<Vec<String>> {
         Ok(
-            sqlx::query_scalar("SELECT sha256 FROM blob_deletions ORDER BY at")
+            query_scalar("SELECT sha256 FROM blob_deletions ORDER BY at")
                 .fetch_all(&self.pool)
                 .await?,
         )
@@ -226,7 +227,7 @@ impl Store {
 
     /// Whether any document still refers to the blob (as its original or rendition).
     pub async fn blob_in_use(&self, sha256: &str) -> Result<bool> {
-        let n: i64 = sqlx::query_scalar(
+        let n: i64 = query_scalar(
             "SELECT (SELECT COUNT(*) FROM documents WHERE sha256 = ? OR rendition_sha256 = ?) \
              + (SELECT COUNT(*) FROM batches WHERE sha256 = ?)",
         )
@@ -240,7 +241,7 @@ impl Store {
 
     /// Takes a blob off the deletion list (deleted, or in use again).
     pub async fn blob_deleted(&self, sha256: &str) -> Result<()> {
-        sqlx::query("DELETE FROM blob_deletions WHERE sha256 = ?")
+        query("DELETE FROM blob_deletions WHERE sha256 = ?")
             .bind(sha256)
             .execute(&self.pool)
             .await?;
@@ -251,7 +252,7 @@ impl Store {
     /// and forgets the senders of acknowledgement decisions older than that; returns how many
     /// mails were emptied. The rows stay, so a mail is still never sent twice.
     pub async fn purge_mail(&self, before: &str, dry_run: bool) -> Result<u64> {
-        let due: i64 = sqlx::query_scalar(
+        let due: i64 = query_scalar(
             "SELECT COUNT(*) FROM outgoing_mail WHERE purged_at IS NULL AND state IN ('sent', 'dead') \
              AND updated_at < ?",
         )
@@ -263,7 +264,7 @@ impl Store {
         }
         let mut tx = self.pool.begin().await?;
         let now = now_str();
-        let done = sqlx::query(
+        let done = query(
             "UPDATE outgoing_mail SET message = ?, recipients = '[]', subject = '', purged_at = ? \
              WHERE purged_at IS NULL AND state IN ('sent', 'dead') AND updated_at < ?",
         )
@@ -273,12 +274,10 @@ impl Store {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        sqlx::query(
-            "UPDATE acknowledgements SET sender = NULL WHERE sender IS NOT NULL AND at < ?",
-        )
-        .bind(before)
-        .execute(&mut *tx)
-        .await?;
+        query("UPDATE acknowledgements SET sender = NULL WHERE sender IS NOT NULL AND at < ?")
+            .bind(before)
+            .execute(&mut *tx)
+            .await?;
         insert_event(
             &mut tx,
             None,
@@ -296,15 +295,14 @@ impl Store {
     pub async fn purge_quarantine_entries(&self, before: &str, dry_run: bool) -> Result<u64> {
         let filter = "document_id IS NULL AND at < ? AND original_name <> ?";
         if dry_run {
-            let n: i64 =
-                sqlx::query_scalar(&format!("SELECT COUNT(*) FROM quarantine WHERE {filter}"))
-                    .bind(before)
-                    .bind(PURGED_NAME)
-                    .fetch_one(&self.pool)
-                    .await?;
+            let n: i64 = query_scalar(&format!("SELECT COUNT(*) FROM quarantine WHERE {filter}"))
+                .bind(before)
+                .bind(PURGED_NAME)
+                .fetch_one(&self.pool)
+                .await?;
             return Ok(n.max(0) as u64);
         }
-        Ok(sqlx::query(&format!(
+        Ok(query(&format!(
             "UPDATE quarantine SET original_name = ?, detail = '', path = NULL WHERE {filter}"
         ))
         .bind(PURGED_NAME)
@@ -319,7 +317,7 @@ impl Store {
     /// and the recipients of acknowledgements).
     pub async fn documents_of_sender(&self, address: &str) -> Result<Vec<DocumentId>> {
         let a = address.trim().to_lowercase();
-        let ids: Vec<String> = sqlx::query_scalar(
+        let ids: Vec<String> = query_scalar(
             "SELECT document_id FROM sender_keys WHERE kind = 'email' AND value = ? \
              UNION SELECT document_id FROM acknowledgements WHERE lower(sender) = ? \
              ORDER BY 1",

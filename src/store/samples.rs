@@ -1,6 +1,7 @@
 //! SQL of the Stichprobe: sampled documents and their verdicts, and the review thresholds that
 //! the measured precision raised.
 
+use super::db::{Tx, query};
 use super::{Result, Store, StoreError, assign_in, doc_columns, insert_event, now_str};
 use crate::domain::{DocumentId, MailboxId};
 use crate::store::outgoing::{NewMail, insert_mail};
@@ -97,7 +98,7 @@ fn corrupt(what: &str, v: &str) -> StoreError {
     StoreError::Corrupt(format!("{what} {v:?}"))
 }
 
-fn sample_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<SampleRow> {
+fn sample_from_row(r: &sqlx::any::AnyRow) -> Result<SampleRow> {
     let mailbox: String = r.try_get("mailbox")?;
     let verdict: Option<String> = r.try_get("verdict")?;
     let correct: Option<String> = r.try_get("correct_mailbox")?;
@@ -129,14 +130,14 @@ fn sample_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<SampleRow> {
 
 /// Puts a document into the sample (inside the transaction that stores its decision).
 pub(super) async fn insert_sample(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut Tx<'_>,
     id: &DocumentId,
     mailbox: &MailboxId,
     confidence: f64,
     decided_by: &str,
 ) -> Result<()> {
     // A document decided again (a re-drive of its classification) keeps its first sample.
-    sqlx::query(
+    query(
         "INSERT INTO samples (document_id, mailbox, confidence, decided_by, sampled_at) \
          VALUES (?, ?, ?, ?, ?) ON CONFLICT (document_id) DO NOTHING",
     )
@@ -164,17 +165,16 @@ pub(super) async fn insert_sample(
 /// at. Assigning it to the mailbox the machine chose is no verdict. Called inside the
 /// correction's transaction; returns the sample's mailbox when it was judged.
 pub(super) async fn judge_by_correction(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut Tx<'_>,
     id: &DocumentId,
     correct: Option<&MailboxId>,
     actor: &str,
     origin: &str,
 ) -> Result<Option<MailboxId>> {
-    let Some(row) =
-        sqlx::query("SELECT mailbox FROM samples WHERE document_id = ? AND verdict IS NULL")
-            .bind(id.as_str())
-            .fetch_optional(&mut **tx)
-            .await?
+    let Some(row) = query("SELECT mailbox FROM samples WHERE document_id = ? AND verdict IS NULL")
+        .bind(id.as_str())
+        .fetch_optional(&mut **tx)
+        .await?
     else {
         return Ok(None);
     };
@@ -182,7 +182,7 @@ pub(super) async fn judge_by_correction(
     if correct.is_some_and(|c| c.as_str() == machine) {
         return Ok(None);
     }
-    sqlx::query(
+    query(
         "UPDATE samples SET verdict = ?, correct_mailbox = ?, actor = ?, judged_at = ? \
          WHERE document_id = ? AND verdict IS NULL",
     )
@@ -209,7 +209,7 @@ pub(super) async fn judge_by_correction(
 impl Store {
     /// Open samples, oldest first.
     pub async fn open_samples(&self, limit: i64) -> Result<Vec<SampleRow>> {
-        let rows = sqlx::query(&format!(
+        let rows = query(&format!(
             "SELECT {SAMPLE_COLUMNS} FROM samples s JOIN documents d ON d.id = s.document_id \
              WHERE s.verdict IS NULL ORDER BY s.sampled_at, s.document_id LIMIT ?"
         ))
@@ -221,7 +221,7 @@ impl Store {
 
     /// One sample (open or judged), `None` when the document was not sampled.
     pub async fn sample(&self, id: &DocumentId) -> Result<Option<SampleRow>> {
-        let row = sqlx::query(&format!(
+        let row = query(&format!(
             "SELECT {SAMPLE_COLUMNS} FROM samples s JOIN documents d ON d.id = s.document_id \
              WHERE s.document_id = ?"
         ))
@@ -242,8 +242,8 @@ impl Store {
         correct: Option<&MailboxId>,
         actor: &str,
     ) -> Result<SampleRow> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row = sqlx::query("SELECT mailbox, verdict FROM samples WHERE document_id = ?")
+        let mut tx = self.begin_write().await?;
+        let row = query("SELECT mailbox, verdict FROM samples WHERE document_id = ?")
             .bind(id.as_str())
             .fetch_optional(&mut *tx)
             .await?
@@ -270,7 +270,7 @@ impl Store {
             }
         };
         let now = now_str();
-        sqlx::query(
+        query(
             "UPDATE samples SET verdict = ?, correct_mailbox = ?, actor = ?, judged_at = ? \
              WHERE document_id = ?",
         )
@@ -301,7 +301,7 @@ impl Store {
 
     /// Every judged sample (of `mailbox`, or all), oldest verdict first.
     pub async fn judged_samples(&self, mailbox: Option<&MailboxId>) -> Result<Vec<SampleRow>> {
-        let rows = sqlx::query(&format!(
+        let rows = query(&format!(
             "SELECT {SAMPLE_COLUMNS} FROM samples s JOIN documents d ON d.id = s.document_id \
              WHERE s.verdict IS NOT NULL AND (? IS NULL OR s.mailbox = ?) \
              ORDER BY s.judged_at, s.document_id"
@@ -315,7 +315,7 @@ impl Store {
 
     /// Number of open samples.
     pub async fn open_sample_count(&self) -> Result<i64> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM samples WHERE verdict IS NULL")
+        let row = query("SELECT COUNT(*) AS n FROM samples WHERE verdict IS NULL")
             .fetch_one(&self.pool)
             .await?;
         Ok(row.try_get("n")?)
@@ -323,7 +323,7 @@ impl Store {
 
     /// The raised thresholds in force: the newest raise per mailbox.
     pub async fn threshold_raises(&self) -> Result<BTreeMap<MailboxId, ThresholdRaise>> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT mailbox, threshold, previous, judged, confirmed, reason, at FROM threshold_raises r \
              WHERE id = (SELECT MAX(id) FROM threshold_raises r2 WHERE r2.mailbox = r.mailbox) \
              ORDER BY mailbox",
@@ -358,8 +358,8 @@ impl Store {
         raise: &ThresholdRaise,
         mail: Option<&NewMail>,
     ) -> Result<bool> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let last = sqlx::query("SELECT MAX(judged) AS j FROM threshold_raises WHERE mailbox = ?")
+        let mut tx = self.begin_write().await?;
+        let last = query("SELECT MAX(judged) AS j FROM threshold_raises WHERE mailbox = ?")
             .bind(raise.mailbox.as_str())
             .fetch_one(&mut *tx)
             .await?;
@@ -369,7 +369,7 @@ impl Store {
         {
             return Ok(false);
         }
-        sqlx::query(
+        query(
             "INSERT INTO threshold_raises (mailbox, threshold, previous, judged, confirmed, reason, at) \
              VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
@@ -455,10 +455,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_forward_or_a_send_back_judges_the_open_sample_and_a_person_cannot_judge_it_again() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let s = Store::open(&format!("sqlite://{}", dir.path().join("t.db").display()))
-            .await
-            .expect("open");
+        let (_db, s) = crate::store::db::TestDb::store().await;
         let forwarded = sampled(&s, "a", "63").await;
         let returned = sampled(&s, "b", "63").await;
         let kept = sampled(&s, "c", "63").await;

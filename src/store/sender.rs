@@ -1,5 +1,6 @@
 //! Sender memory's storage: the sender keys of each document and the history they lead to.
 
+use super::db::{Tx, query};
 use super::{Result, Store};
 use crate::domain::{DocumentId, KeyHistory, MailboxId, SenderHistory, SenderKey};
 use sqlx::Row;
@@ -19,7 +20,7 @@ impl Store {
     ) -> Result<SenderHistory> {
         let mut out = SenderHistory::default();
         for key in keys {
-            let rows = sqlx::query(
+            let rows = query(
                 "SELECT d.mailbox, d.decided_by FROM sender_keys k JOIN documents d ON d.id = k.document_id \
                  WHERE k.kind = ? AND k.value = ? AND k.document_id <> ? AND d.mailbox IS NOT NULL \
                  AND d.state <> 'review' AND (d.state = 'delivered' OR d.decided_by = 'person') \
@@ -54,12 +55,11 @@ impl Store {
 
     /// The stored sender keys of a document (kind and normalised value).
     pub async fn sender_keys(&self, id: &DocumentId) -> Result<Vec<(String, String)>> {
-        let rows = sqlx::query(
-            "SELECT kind, value FROM sender_keys WHERE document_id = ? ORDER BY kind, value",
-        )
-        .bind(id.as_str())
-        .fetch_all(&self.pool)
-        .await?;
+        let rows =
+            query("SELECT kind, value FROM sender_keys WHERE document_id = ? ORDER BY kind, value")
+                .bind(id.as_str())
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter()
             .map(|r| Ok((r.try_get("kind")?, r.try_get("value")?)))
             .collect()
@@ -68,17 +68,18 @@ impl Store {
 
 /// Replaces a document's sender keys inside the caller's transaction.
 pub(super) async fn replace_keys(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut Tx<'_>,
     id: &DocumentId,
     keys: &[SenderKey],
 ) -> Result<()> {
-    sqlx::query("DELETE FROM sender_keys WHERE document_id = ?")
+    query("DELETE FROM sender_keys WHERE document_id = ?")
         .bind(id.as_str())
         .execute(&mut **tx)
         .await?;
     for k in keys {
-        sqlx::query(
-            "INSERT OR IGNORE INTO sender_keys (document_id, kind, value) VALUES (?, ?, ?)",
+        query(
+            "INSERT INTO sender_keys (document_id, kind, value) VALUES (?, ?, ?) \
+             ON CONFLICT DO NOTHING",
         )
         .bind(id.as_str())
         .bind(k.kind.as_str())
@@ -92,6 +93,7 @@ pub(super) async fn replace_keys(
 #[cfg(test)]
 mod tests {
     use crate::domain::{DecidedBy, Decision, DocumentId, MailboxId, SenderKey, SenderKeyKind};
+    use crate::store::db::query;
     use crate::store::{Inserted, NewDocument, Store};
 
     fn id(s: &str) -> MailboxId {
@@ -144,10 +146,7 @@ mod tests {
 
     #[tokio::test]
     async fn history_counts_delivered_and_corrected_documents_by_their_final_mailbox() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let s = Store::open(&format!("sqlite://{}", dir.path().join("t.db").display()))
-            .await
-            .expect("open");
+        let (_db, s) = crate::store::db::TestDb::store().await;
         // Delivered as the machine decided.
         let a = decided(&s, "a", "20", false).await;
         let version = s.get(&a).await.expect("doc").version;
@@ -194,12 +193,12 @@ mod tests {
         );
         // Keys go with their document.
         assert_eq!(s.sender_keys(&a).await.expect("keys").len(), 1);
-        sqlx::query("DELETE FROM corrections WHERE document_id = ?")
+        query("DELETE FROM corrections WHERE document_id = ?")
             .bind(a.as_str())
             .execute(&s.pool)
             .await
             .expect("corrections");
-        sqlx::query("DELETE FROM documents WHERE id = ?")
+        query("DELETE FROM documents WHERE id = ?")
             .bind(a.as_str())
             .execute(&s.pool)
             .await

@@ -24,7 +24,7 @@ impl Default for RawStore {
 /// Store settings.
 #[derive(Debug, Clone)]
 pub struct StoreSettings {
-    /// Database URL (`sqlite://path`).
+    /// Database URL: `sqlite://path` (embedded, the default) or `postgres://user:password@host/db`.
     pub url: String,
     /// Directory of the content-addressed blob store.
     pub blobs: PathBuf,
@@ -32,11 +32,11 @@ pub struct StoreSettings {
 
 /// Validates `[store]`.
 pub fn validate(raw: RawStore, problems: &mut Problems) -> StoreSettings {
-    if !raw.url.starts_with("sqlite:") {
+    if super::db::Backend::from_url(&raw.url).is_none() {
         problems.push_key(
             &["store", "url"],
             format!("store.url \"{}\" is not supported", raw.url),
-            Some("use sqlite://PATH".into()),
+            Some("use sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DATABASE".into()),
         );
     }
     StoreSettings {

@@ -3,6 +3,7 @@
 //! (its state, its mailbox, the latest correction a person made), for
 //! [`crate::shadow::compare`].
 
+use super::db::query;
 use super::{Result, Store, now_str, parse_state};
 use crate::domain::{DocState, DocumentId};
 use sqlx::Row;
@@ -63,7 +64,7 @@ impl Store {
         active: &SideDecision,
         shadow: &SideDecision,
     ) -> Result<()> {
-        sqlx::query(
+        query(
             "INSERT INTO shadow_decisions (document_id, shadow_version, active_version, active_mailbox, \
              active_confidence, active_review, shadow_mailbox, shadow_confidence, shadow_review, at) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
@@ -90,7 +91,7 @@ impl Store {
 
     /// The shadow version logged most recently, if any.
     pub async fn latest_shadow_version(&self) -> Result<Option<String>> {
-        let row = sqlx::query(
+        let row = query(
             "SELECT shadow_version FROM shadow_decisions ORDER BY at DESC, shadow_version DESC LIMIT 1",
         )
         .fetch_optional(&self.pool)
@@ -103,7 +104,7 @@ impl Store {
 
     /// Every logged document of a shadow version with what became of it, oldest first.
     pub async fn shadow_records(&self, shadow_version: &str) -> Result<Vec<ShadowRecord>> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT s.document_id, s.shadow_version, s.active_version, s.active_mailbox, \
              s.active_confidence, s.active_review, s.shadow_mailbox, s.shadow_confidence, \
              s.shadow_review, s.at, d.state, d.mailbox, \

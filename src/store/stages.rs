@@ -27,7 +27,7 @@ impl Store {
                 "stage": stage, "attempt": attempts, "error": error,
                 "next_attempt_at": fmt_time(next),
             }),
-            |q| q.push_str(", attempts = ?, next_attempt_at = ?, reason = ?"),
+            |q| q.push_str(", attempts = CAST(? AS BIGINT), next_attempt_at = ?, reason = ?"),
             vec![attempts.to_string(), fmt_time(next), error.to_string()],
         )
         .await
@@ -49,7 +49,7 @@ impl Store {
             "pipeline",
             "dead_letter",
             serde_json::json!({"stage": stage, "attempts": attempts, "reason": reason}),
-            |q| q.push_str(", failed_stage = ?, attempts = ?, next_attempt_at = NULL, reason = ?"),
+            |q| q.push_str(", failed_stage = ?, attempts = CAST(? AS BIGINT), next_attempt_at = NULL, reason = ?"),
             vec![
                 stage.as_str().to_string(),
                 attempts.to_string(),

@@ -6,6 +6,7 @@
 //! exact because every column holds UTC with milliseconds ([`super::now_str`]). Windows are given
 //! by the caller as the earliest time that counts.
 
+use super::db::query;
 use super::{Result, Store, fmt_time};
 use crate::domain::{DocState, DocumentId};
 use chrono::{DateTime, Utc};
@@ -87,7 +88,7 @@ impl Store {
 
     /// Runs a query that yields `day`, `key` and `n` for rows since `since`.
     async fn day_counts(&self, sql: &str, since: DateTime<Utc>) -> Result<Vec<DayCount>> {
-        let rows = sqlx::query(sql)
+        let rows = query(sql)
             .bind(fmt_time(since))
             .fetch_all(&self.pool)
             .await?;
@@ -108,7 +109,8 @@ impl Store {
         &self,
         since: Option<DateTime<Utc>>,
     ) -> Result<BTreeMap<String, Straight>> {
-        let automatic = "SUM(CASE WHEN COALESCE(decided_by, '') <> 'person' THEN 1 ELSE 0 END)";
+        let automatic =
+            "CAST(SUM(CASE WHEN COALESCE(decided_by, '') <> 'person' THEN 1 ELSE 0 END) AS BIGINT)";
         let decided = "state IN (?, ?)";
         let q = match since {
             Some(_) => format!(
@@ -119,7 +121,7 @@ impl Store {
                 "SELECT '' AS day, COUNT(*) AS decided, {automatic} AS automatic FROM documents WHERE {decided}"
             ),
         };
-        let mut query = sqlx::query(&q)
+        let mut query = query(&q)
             .bind(DocState::Queued.as_str())
             .bind(DocState::Delivered.as_str());
         if let Some(t) = since {
@@ -144,12 +146,12 @@ impl Store {
 
     /// The review queue's length and its oldest document.
     pub async fn review_queue(&self) -> Result<ReviewQueue> {
-        let length: i64 = sqlx::query("SELECT COUNT(*) AS n FROM documents WHERE state = ?")
+        let length: i64 = query("SELECT COUNT(*) AS n FROM documents WHERE state = ?")
             .bind(DocState::Review.as_str())
             .fetch_one(&self.pool)
             .await?
             .try_get("n")?;
-        let oldest = sqlx::query(
+        let oldest = query(
             "SELECT id, original_name, created_at FROM documents WHERE state = ? \
              ORDER BY created_at, id LIMIT 1",
         )
@@ -170,7 +172,7 @@ impl Store {
     /// Documents received since `since` that were routed to a mailbox (queued, delivered or a
     /// dead letter there), per mailbox, most first.
     pub async fn volumes_by_mailbox(&self, since: DateTime<Utc>) -> Result<Vec<(String, i64)>> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT mailbox, COUNT(*) AS n FROM documents WHERE created_at >= ? AND mailbox IS NOT NULL \
              AND state IN (?, ?, ?) GROUP BY mailbox ORDER BY n DESC, mailbox",
         )
@@ -198,30 +200,26 @@ impl Store {
 
     /// Quarantine entries (unreadable documents and inputs) since `since`.
     pub async fn quarantined_since(&self, since: DateTime<Utc>) -> Result<i64> {
-        Ok(
-            sqlx::query("SELECT COUNT(*) AS n FROM quarantine WHERE at >= ?")
-                .bind(fmt_time(since))
-                .fetch_one(&self.pool)
-                .await?
-                .try_get("n")?,
-        )
+        Ok(query("SELECT COUNT(*) AS n FROM quarantine WHERE at >= ?")
+            .bind(fmt_time(since))
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?)
     }
 
     /// Documents in one state now.
     pub async fn count_in_state(&self, state: DocState) -> Result<i64> {
-        Ok(
-            sqlx::query("SELECT COUNT(*) AS n FROM documents WHERE state = ?")
-                .bind(state.as_str())
-                .fetch_one(&self.pool)
-                .await?
-                .try_get("n")?,
-        )
+        Ok(query("SELECT COUNT(*) AS n FROM documents WHERE state = ?")
+            .bind(state.as_str())
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?)
     }
 
     /// Failed delivery attempts ever (events `delivery_failed`, and the outbox's `dead_letter`
     /// for the attempt it gave up on), per the document's mailbox now (`None`: no mailbox).
     pub async fn delivery_failures(&self) -> Result<Vec<(Option<String>, i64)>> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT d.mailbox AS mailbox, COUNT(*) AS n FROM events e JOIN documents d ON d.id = e.document_id \
              WHERE e.kind = ? OR (e.kind = ? AND e.actor = ?) GROUP BY d.mailbox",
         )
@@ -248,7 +246,7 @@ impl Store {
              AND e.document_id IN (SELECT d.id FROM documents d WHERE d.created_at >= ? \
              ORDER BY d.created_at DESC LIMIT ?) ORDER BY e.document_id, e.id"
         );
-        let mut q = sqlx::query(&sql);
+        let mut q = query(&sql);
         for k in STAGE_KINDS {
             q = q.bind(k);
         }
@@ -349,10 +347,8 @@ mod tests {
         assert_eq!(stage_durations(&[]), StageDurations::default());
     }
 
-    async fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        (dir, Store::open(&url).await.expect("open"))
+    async fn store() -> (crate::store::db::TestDb, Store) {
+        crate::store::db::TestDb::store().await
     }
 
     async fn doc(s: &Store, sha: &str, source: &str) -> DocumentId {

@@ -4,6 +4,7 @@
 //! random strings, so a plain hash suffices), passwords as argon2id hashes made by
 //! [`crate::auth::password`]. Every change to an account or a token is an audit event.
 
+use super::db::{Tx, query, query_scalar};
 use super::{Result, Store, StoreError, insert_event, now_str};
 use crate::auth::Role;
 use crate::domain::MailboxId;
@@ -71,7 +72,7 @@ pub struct NewUser<'a> {
 const USER_COLUMNS: &str =
     "name, role, mailboxes, password_hash, source, display_name, disabled, created_at, updated_at";
 
-fn user_from(row: &sqlx::sqlite::SqliteRow) -> Result<UserRow> {
+fn user_from(row: &sqlx::any::AnyRow) -> Result<UserRow> {
     let role: String = row.try_get("role")?;
     let role =
         Role::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("unknown role {role:?}")))?;
@@ -95,7 +96,7 @@ fn user_from(row: &sqlx::sqlite::SqliteRow) -> Result<UserRow> {
     })
 }
 
-fn token_from(row: &sqlx::sqlite::SqliteRow) -> Result<TokenRow> {
+fn token_from(row: &sqlx::any::AnyRow) -> Result<TokenRow> {
     Ok(TokenRow {
         id: row.try_get("id")?,
         user_name: row.try_get("user_name")?,
@@ -113,8 +114,8 @@ fn mailboxes_json(m: &[MailboxId]) -> String {
 impl Store {
     /// Adds an account; [`StoreError::Exists`] when the name is taken.
     pub async fn add_user(&self, u: &NewUser<'_>, actor: &str) -> Result<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        if sqlx::query("SELECT 1 FROM users WHERE name = ?")
+        let mut tx = self.begin_write().await?;
+        if query("SELECT 1 FROM users WHERE name = ?")
             .bind(u.name)
             .fetch_optional(&mut *tx)
             .await?
@@ -123,7 +124,7 @@ impl Store {
             return Err(StoreError::Exists(format!("Benutzer „{}“", u.name)));
         }
         let now = now_str();
-        sqlx::query(
+        query(
             "INSERT INTO users (name, role, mailboxes, password_hash, source, display_name, disabled, created_at, updated_at) \
              VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)",
         )
@@ -159,9 +160,9 @@ impl Store {
         mailboxes: &[MailboxId],
         display_name: Option<&str>,
     ) -> Result<Option<UserRow>> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let now = now_str();
-        let existing = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE name = ?"))
+        let existing = query(&format!("SELECT {USER_COLUMNS} FROM users WHERE name = ?"))
             .bind(name)
             .fetch_optional(&mut *tx)
             .await?
@@ -180,7 +181,7 @@ impl Store {
                     )
                     .await?;
                 }
-                sqlx::query(
+                query(
                     "UPDATE users SET role = ?, mailboxes = ?, display_name = ?, updated_at = ? WHERE name = ?",
                 )
                 .bind(role.as_str())
@@ -192,7 +193,7 @@ impl Store {
                 .await?;
             }
             None => {
-                sqlx::query(
+                query(
                     "INSERT INTO users (name, role, mailboxes, password_hash, source, display_name, disabled, created_at, updated_at) \
                      VALUES (?, ?, ?, NULL, 'ldap', ?, 0, ?, ?)",
                 )
@@ -214,7 +215,7 @@ impl Store {
                 .await?;
             }
         }
-        let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE name = ?"))
+        let row = query(&format!("SELECT {USER_COLUMNS} FROM users WHERE name = ?"))
             .bind(name)
             .fetch_one(&mut *tx)
             .await?;
@@ -225,7 +226,7 @@ impl Store {
 
     /// One account.
     pub async fn user(&self, name: &str) -> Result<Option<UserRow>> {
-        sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE name = ?"))
+        query(&format!("SELECT {USER_COLUMNS} FROM users WHERE name = ?"))
             .bind(name)
             .fetch_optional(&self.pool)
             .await?
@@ -235,7 +236,7 @@ impl Store {
 
     /// Every account, by name.
     pub async fn users(&self) -> Result<Vec<UserRow>> {
-        sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY name"))
+        query(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY name"))
             .fetch_all(&self.pool)
             .await?
             .iter()
@@ -246,8 +247,8 @@ impl Store {
     /// Disables (or enables again) an account. Disabling ends its sessions at once; its tokens
     /// stop working while it is disabled. [`StoreError::UnknownUser`] for an unknown name.
     pub async fn set_user_disabled(&self, name: &str, disabled: bool, actor: &str) -> Result<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let n = sqlx::query("UPDATE users SET disabled = ?, updated_at = ? WHERE name = ?")
+        let mut tx = self.begin_write().await?;
+        let n = query("UPDATE users SET disabled = ?, updated_at = ? WHERE name = ?")
             .bind(i64::from(disabled))
             .bind(now_str())
             .bind(name)
@@ -258,7 +259,7 @@ impl Store {
             return Err(StoreError::UnknownUser(name.to_string()));
         }
         if disabled {
-            sqlx::query("DELETE FROM sessions WHERE user_name = ?")
+            query("DELETE FROM sessions WHERE user_name = ?")
                 .bind(name)
                 .execute(&mut *tx)
                 .await?;
@@ -288,13 +289,13 @@ impl Store {
         csrf: &str,
         expires_at: &str,
     ) -> Result<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let now = now_str();
-        sqlx::query("DELETE FROM sessions WHERE expires_at <= ?")
+        query("DELETE FROM sessions WHERE expires_at <= ?")
             .bind(&now)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
+        query(
             "INSERT INTO sessions (token_hash, user_name, csrf, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
         )
         .bind(token_hash)
@@ -323,7 +324,7 @@ impl Store {
             .map(|c| format!("u.{c}"))
             .collect::<Vec<_>>()
             .join(", ");
-        let row = sqlx::query(&format!(
+        let row = query(&format!(
             "SELECT {cols}, s.csrf FROM sessions s JOIN users u ON u.name = s.user_name \
              WHERE s.token_hash = ? AND s.expires_at > ? AND u.disabled = 0"
         ))
@@ -337,9 +338,9 @@ impl Store {
 
     /// Ends a session (logout). Recorded when there was one.
     pub async fn delete_session(&self, token_hash: &str) -> Result<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let user: Option<String> =
-            sqlx::query_scalar("DELETE FROM sessions WHERE token_hash = ? RETURNING user_name")
+            query_scalar("DELETE FROM sessions WHERE token_hash = ? RETURNING user_name")
                 .bind(token_hash)
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -366,11 +367,11 @@ impl Store {
         label: &str,
         actor: &str,
     ) -> Result<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         if self_user_missing(&mut tx, user).await? {
             return Err(StoreError::UnknownUser(user.to_string()));
         }
-        sqlx::query(
+        query(
             "INSERT INTO api_tokens (id, token_hash, user_name, label, created_at) VALUES (?, ?, ?, ?, ?)",
         )
         .bind(id)
@@ -399,7 +400,7 @@ impl Store {
             .map(|c| format!("u.{c}"))
             .collect::<Vec<_>>()
             .join(", ");
-        let row = sqlx::query(&format!(
+        let row = query(&format!(
             "SELECT {cols}, t.id AS token_id, t.last_used_at FROM api_tokens t JOIN users u ON u.name = t.user_name \
              WHERE t.token_hash = ? AND t.revoked_at IS NULL AND u.disabled = 0"
         ))
@@ -413,7 +414,7 @@ impl Store {
         let last: Option<String> = row.try_get("last_used_at")?;
         if last.as_deref().map(|l| &l[..l.len().min(16)]) != Some(&now[..16]) {
             let id: String = row.try_get("token_id")?;
-            sqlx::query("UPDATE api_tokens SET last_used_at = ? WHERE id = ?")
+            query("UPDATE api_tokens SET last_used_at = ? WHERE id = ?")
                 .bind(&now)
                 .bind(id)
                 .execute(&self.pool)
@@ -427,14 +428,14 @@ impl Store {
         let cols = "id, user_name, label, created_at, last_used_at, revoked_at";
         let rows =
             match user {
-                Some(u) => sqlx::query(&format!(
+                Some(u) => query(&format!(
                     "SELECT {cols} FROM api_tokens WHERE user_name = ? ORDER BY created_at DESC, id"
                 ))
                 .bind(u)
                 .fetch_all(&self.pool)
                 .await?,
                 None => {
-                    sqlx::query(&format!(
+                    query(&format!(
                         "SELECT {cols} FROM api_tokens ORDER BY created_at DESC, id"
                     ))
                     .fetch_all(&self.pool)
@@ -446,7 +447,7 @@ impl Store {
 
     /// One token's row.
     pub async fn token(&self, id: &str) -> Result<Option<TokenRow>> {
-        sqlx::query(
+        query(
             "SELECT id, user_name, label, created_at, last_used_at, revoked_at FROM api_tokens WHERE id = ?",
         )
         .bind(id)
@@ -458,14 +459,13 @@ impl Store {
 
     /// Revokes a token; `false` when it does not exist or was revoked before.
     pub async fn revoke_token(&self, id: &str, actor: &str) -> Result<bool> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let n =
-            sqlx::query("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
-                .bind(now_str())
-                .bind(id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+        let mut tx = self.begin_write().await?;
+        let n = query("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+            .bind(now_str())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         if n > 0 {
             insert_event(
                 &mut tx,
@@ -483,7 +483,7 @@ impl Store {
     /// Until when logins of `username` are refused (a lockout still running), if at all.
     pub async fn login_locked_until(&self, username: &str) -> Result<Option<String>> {
         let until: Option<Option<String>> =
-            sqlx::query_scalar("SELECT locked_until FROM login_throttle WHERE username = ?")
+            query_scalar("SELECT locked_until FROM login_throttle WHERE username = ?")
                 .bind(username)
                 .fetch_optional(&self.pool)
                 .await?;
@@ -498,11 +498,11 @@ impl Store {
         max_failures: u32,
         lock_until: &str,
     ) -> Result<Option<String>> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let now = now_str();
-        let failures: i64 = sqlx::query_scalar(
+        let failures: i64 = query_scalar(
             "INSERT INTO login_throttle (username, failures, locked_until, updated_at) VALUES (?, 1, NULL, ?) \
-             ON CONFLICT(username) DO UPDATE SET failures = failures + 1, updated_at = excluded.updated_at \
+             ON CONFLICT(username) DO UPDATE SET failures = login_throttle.failures + 1, updated_at = excluded.updated_at \
              RETURNING failures",
         )
         .bind(username)
@@ -511,13 +511,11 @@ impl Store {
         .await?;
         let locked = failures >= i64::from(max_failures.max(1));
         if locked {
-            sqlx::query(
-                "UPDATE login_throttle SET failures = 0, locked_until = ? WHERE username = ?",
-            )
-            .bind(lock_until)
-            .bind(username)
-            .execute(&mut *tx)
-            .await?;
+            query("UPDATE login_throttle SET failures = 0, locked_until = ? WHERE username = ?")
+                .bind(lock_until)
+                .bind(username)
+                .execute(&mut *tx)
+                .await?;
             insert_event(
                 &mut tx,
                 None,
@@ -533,7 +531,7 @@ impl Store {
 
     /// Forgets failed logins after a successful one.
     pub async fn clear_login_failures(&self, username: &str) -> Result<()> {
-        sqlx::query("DELETE FROM login_throttle WHERE username = ?")
+        query("DELETE FROM login_throttle WHERE username = ?")
             .bind(username)
             .execute(&self.pool)
             .await?;
@@ -541,11 +539,8 @@ impl Store {
     }
 }
 
-async fn self_user_missing(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    user: &str,
-) -> Result<bool> {
-    Ok(sqlx::query("SELECT 1 FROM users WHERE name = ?")
+async fn self_user_missing(tx: &mut Tx<'_>, user: &str) -> Result<bool> {
+    Ok(query("SELECT 1 FROM users WHERE name = ?")
         .bind(user)
         .fetch_optional(&mut **tx)
         .await?

@@ -303,7 +303,7 @@ Content-Transfer-Encoding: base64\r\n\r\n{}\r\n--im{n}--\r\n",
 // Looking at the results.
 
 fn store_rows(install: &Install) -> Vec<poststelle::store::imap::ImapRowSummary> {
-    let url = format!("sqlite://{}", install.path("poststelle.db").display());
+    let url = install.store_url.clone();
     let rt = tokio::runtime::Runtime::new().expect("rt");
     rt.block_on(async {
         let store = poststelle::store::Store::open(&url).await.expect("store");
@@ -312,7 +312,7 @@ fn store_rows(install: &Install) -> Vec<poststelle::store::imap::ImapRowSummary>
 }
 
 fn quarantine_reasons(install: &Install) -> Vec<poststelle::store::QuarantineEntry> {
-    let url = format!("sqlite://{}", install.path("poststelle.db").display());
+    let url = install.store_url.clone();
     let rt = tokio::runtime::Runtime::new().expect("rt");
     rt.block_on(async {
         let store = poststelle::store::Store::open(&url).await.expect("store");
@@ -815,7 +815,7 @@ Message-ID: <bad@example.org>\r\n\r\nText\r\n"
     server.append("INBOX", &[good, bad]);
     let rt = tokio::runtime::Runtime::new().expect("rt");
     let recorder = std::sync::Arc::new(Recorder::default());
-    let url = format!("sqlite://{}", dir.path().join("p.db").display());
+    let url = harness::store_url(dir.path());
     let (rows, quarantine) = rt.block_on(async {
         let store = poststelle::store::Store::open(&url).await.expect("store");
         let intake = poststelle::intake::Intake {

@@ -654,12 +654,7 @@ fn outgoing_env(port: u16) -> Vec<(String, String)> {
 }
 
 async fn install_documents(install: &Install) -> (DocumentId, DocumentId) {
-    let store = Store::open(&format!(
-        "sqlite://{}",
-        install.path("poststelle.db").display()
-    ))
-    .await
-    .expect("store");
+    let store = Store::open(&install.store_url).await.expect("store");
     let a = document(
         &store,
         "hund.txt",
@@ -745,12 +740,7 @@ async fn sigkill_between_queueing_and_sending_a_digest_sends_it_once_after_resta
     paused.push(("POSTSTELLE_PAUSE_MARKER", &marker_s));
     let d = install.serve(&paused);
     wait_file(&marker, Duration::from_secs(120));
-    let store = Store::open(&format!(
-        "sqlite://{}",
-        install.path("poststelle.db").display()
-    ))
-    .await
-    .expect("store");
+    let store = Store::open(&install.store_url).await.expect("store");
     // Both digests of today are in the queue; the process stops before sending.
     wait_for("two queued digests", WAIT, || {
         let rows = futures_block(store.outgoing_list(10));

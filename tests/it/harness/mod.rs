@@ -541,6 +541,37 @@ pub struct Install {
     pub port: u16,
     /// API token.
     pub token: String,
+    /// The store URL: SQLite in the temp dir, or, with `POSTSTELLE_TEST_STORE=postgres`, a new
+    /// database on the server `POSTSTELLE_TEST_POSTGRES_URL` names (see [`store_url`]).
+    pub store_url: String,
+}
+
+/// The store of a new installation: `sqlite://<dir>/poststelle.db`, or, with
+/// `POSTSTELLE_TEST_STORE=postgres`, a new database on the server
+/// `POSTSTELLE_TEST_POSTGRES_URL` names (`tests/services/postgres.sh start`; `deploy/test.sh`
+/// runs the pipeline suites this way too).
+pub fn store_url(dir: &Path) -> String {
+    match std::env::var("POSTSTELLE_TEST_STORE").as_deref() {
+        Ok("postgres") => {
+            let server = std::env::var("POSTSTELLE_TEST_POSTGRES_URL").expect(
+                "POSTSTELLE_TEST_STORE=postgres needs POSTSTELLE_TEST_POSTGRES_URL \
+                 (tests/services/postgres.sh start)",
+            );
+            // On a thread of its own: the caller may be inside a runtime already.
+            std::thread::spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime")
+                    .block_on(poststelle::store::db::create_postgres_database(&server))
+            })
+            .join()
+            .expect("thread")
+            .expect("a new PostgreSQL test database")
+        }
+        Ok("sqlite") | Err(_) => format!("sqlite://{}", dir.join("poststelle.db").display()),
+        Ok(other) => panic!("POSTSTELLE_TEST_STORE={other}: sqlite or postgres"),
+    }
 }
 
 impl Install {
@@ -552,10 +583,12 @@ impl Install {
             .local_addr()
             .expect("addr")
             .port();
+        let store_url = store_url(dir.path());
         Install {
             dir,
             port,
             token: "test-token-123".into(),
+            store_url,
         }
     }
 
@@ -568,10 +601,7 @@ impl Install {
     pub fn env(&self) -> Vec<(String, String)> {
         let p = |s: &str| self.path(s).display().to_string();
         vec![
-            (
-                "POSTSTELLE__STORE__URL".into(),
-                format!("sqlite://{}", p("poststelle.db")),
-            ),
+            ("POSTSTELLE__STORE__URL".into(), self.store_url.clone()),
             ("POSTSTELLE__STORE__BLOBS".into(), p("blobs")),
             ("POSTSTELLE__INTAKE__HOT_FOLDER__INBOX".into(), p("inbox")),
             (
