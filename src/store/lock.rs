@@ -232,6 +232,41 @@ mod tests {
         );
     }
 
+    /// On the engine of this run (`POSTSTELLE_TEST_STORE`): the lock a daemon takes on a store
+    /// is refused to a second one until the first lets go.
+    #[tokio::test]
+    async fn a_second_daemon_lock_on_the_same_store_is_refused_until_the_first_is_gone() {
+        let db = crate::store::db::TestDb::new().await;
+        match crate::store::Backend::from_url(&db.url) {
+            Some(crate::store::Backend::Postgres) => {
+                let first = InstanceLock::acquire(&db.url).await.expect("first");
+                let err = InstanceLock::acquire(&db.url)
+                    .await
+                    .expect_err("second refused");
+                let msg = err.to_string();
+                assert!(msg.contains("bereits"), "{msg}");
+                assert!(!msg.contains("poststelle-test"), "no password: {msg}");
+                drop(first);
+                // The server ends the session of the dropped connection; then it is free.
+                let mut again = None;
+                for _ in 0..50 {
+                    if let Ok(l) = InstanceLock::acquire(&db.url).await {
+                        again = Some(l);
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                assert!(again.is_some(), "free again after the first is gone");
+            }
+            _ => {
+                let first = DataLock::acquire(&db.url).expect("first").expect("a file");
+                assert!(DataLock::acquire(&db.url).is_err(), "second refused");
+                drop(first);
+                assert!(DataLock::acquire(&db.url).expect("free again").is_some());
+            }
+        }
+    }
+
     #[test]
     fn database_urls_in_messages_carry_no_password() {
         assert_eq!(
