@@ -87,10 +87,11 @@ done
 echo "short benchmarks: $((SECONDS - t2)) s"
 # The campaigns in their short form (the long forms and their figures are in the README,
 # "Kampagnen"): the daemon killed 10 times while 100 documents arrive (none may be lost or
-# delivered twice), and 20 s of fuzzing for each of the rule parser, the e-mail intake and the
-# PDF/image intake through the sandboxed workers.
+# delivered twice; on SQLite, then on PostgreSQL), and 20 s of fuzzing for each of the rule
+# parser, the e-mail intake and the PDF/image intake through the sandboxed workers.
 t3=$SECONDS
 cargo test --locked --bench crash_campaign -- --quick || status=1
+POSTSTELLE_TEST_STORE=postgres cargo test --locked --bench crash_campaign -- --quick || status=1
 cargo test --locked --bench fuzz -- --seconds 20 || status=1
 echo "short campaigns: $((SECONDS - t3)) s"
 exit "$status"
