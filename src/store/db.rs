@@ -181,6 +181,20 @@ pub(super) async fn connect(url: &str) -> super::Result<(AnyPool, Backend)> {
                 .connect_with(opts)
                 .await?;
             sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+            // Times and ids are compared and sorted as text, as SQLite does (bytewise).
+            let collation: Option<String> = query_scalar(
+                "SELECT datcollate::text FROM pg_database WHERE datname = current_database()",
+            )
+            .fetch_optional(&pool)
+            .await?;
+            if let Some(c) =
+                collation.filter(|c| !matches!(c.as_str(), "C" | "POSIX" | "C.UTF-8" | "C.utf8"))
+            {
+                tracing::warn!(
+                    collation = c,
+                    "the database does not sort text bytewise (LC_COLLATE C); lists may be ordered differently than on SQLite"
+                );
+            }
             Ok((pool, Backend::Postgres))
         }
         None => Err(super::StoreError::Corrupt(format!(
