@@ -198,7 +198,8 @@ pub(super) async fn connect(url: &str) -> super::Result<(AnyPool, Backend)> {
             Ok((pool, Backend::Postgres))
         }
         None => Err(super::StoreError::Corrupt(format!(
-            "store.url \"{url}\" is neither sqlite:// nor postgres://"
+            "store.url \"{}\" is neither sqlite:// nor postgres://",
+            super::lock::redact(url)
         ))),
     }
 }
