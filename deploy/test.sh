@@ -62,9 +62,10 @@ status=${PIPESTATUS[0]}
 # is a new database on the server started above (POSTSTELLE_TEST_STORE, store::db::TestDb and
 # tests/it/harness store_url). The pipeline suites: hot folder to DMS with SIGKILLs (daemon,
 # dms_daemon), IMAP with kills and UIDVALIDITY changes, outgoing mail and digests, accounts and
-# sessions, re-assignment, quarantine retry, Stichprobe, shadow model, capture records, stacks.
-postgres_suites=(daemon:: imap outgoing:: auth:: reassignment:: quarantine_retry:: sample::
-                 shadow:: capture:: stack::)
+# sessions, re-assignment, quarantine retry, Stichprobe, purge and erasure, the overview's
+# figures, shadow model, capture records, stacks.
+postgres_suites=(daemon:: imap outgoing:: auth:: reassignment:: quarantine_retry:: sample:: retention::
+                 desk_dashboard:: shadow:: capture:: stack::)
 POSTSTELLE_TEST_STORE=postgres cargo test --locked --no-fail-fast --lib -- store:: 2>&1 \
   | tee -a "$log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1

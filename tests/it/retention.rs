@@ -175,10 +175,10 @@ fn erasure_and_retention_delete_personal_data_and_keep_the_routing() {
     );
 
     // The audit trail: every step is there, and no event names a person, file or subject.
-    let db = install.path("poststelle.db");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let events: Vec<(Option<String>, String, String, String)> = rt.block_on(async {
-        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&install.store_url)
             .await
             .expect("db");
         sqlx::query_as("SELECT document_id, actor, kind, detail FROM events ORDER BY id")
