@@ -279,7 +279,7 @@ pub async fn check_sandbox(
         ..Default::default()
     };
     spec.read.extend(settings.api.token_file.iter().cloned());
-    if let Some(db) = sqlite_path(&settings.store.url) {
+    if let Some(db) = crate::store::lock::database_path(&settings.store.url) {
         spec.read.push(db);
     }
     spec.read.extend([
@@ -374,15 +374,6 @@ pub async fn check_sandbox(
     } else {
         ExitCode::FAILURE
     })
-}
-
-/// The database file of a `sqlite:` URL (`sqlite://var/poststelle.db?mode=rwc` ->
-/// `var/poststelle.db`); `None` for an in-memory database.
-fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
-    let rest = url.strip_prefix("sqlite:")?;
-    let rest = rest.strip_prefix("//").unwrap_or(rest);
-    let path = rest.split('?').next().unwrap_or("");
-    (!path.is_empty() && !path.starts_with(":memory:")).then(|| path.into())
 }
 
 /// `check-config [--online]`: settings, rules and their tests, the model; problems with file

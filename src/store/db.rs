@@ -126,13 +126,9 @@ pub(super) async fn connect(url: &str) -> super::Result<(AnyPool, Backend)> {
     sqlx::any::install_default_drivers();
     match Backend::from_url(url) {
         Some(Backend::Sqlite) => {
-            let path = url
-                .trim_start_matches("sqlite://")
-                .trim_start_matches("sqlite:");
-            let path = path.split('?').next().unwrap_or(path);
-            let memory = path.contains(":memory:");
-            if !memory
-                && let Some(parent) = std::path::Path::new(path).parent()
+            let file = super::lock::database_path(url);
+            let memory = file.is_none();
+            if let Some(parent) = file.as_deref().and_then(std::path::Path::parent)
                 && !parent.as_os_str().is_empty()
             {
                 std::fs::create_dir_all(parent)

@@ -137,9 +137,9 @@ impl DataLock {
     }
 }
 
-/// The database file of a `sqlite:` URL; `None` for an in-memory database and for other
-/// engines.
-fn database_path(url: &str) -> Option<PathBuf> {
+/// The database file of a `sqlite:` URL (`sqlite://var/poststelle.db?mode=rwc` ->
+/// `var/poststelle.db`); `None` for an in-memory database and for other engines.
+pub fn database_path(url: &str) -> Option<PathBuf> {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))?;
