@@ -211,16 +211,21 @@ pub async fn create_postgres_database(server_url: &str) -> Result<String, sqlx::
     conn.execute(format!("CREATE DATABASE {name}").as_str())
         .await?;
     conn.close().await?;
-    let (base, query) = match server_url.split_once('?') {
+    Ok(with_database(server_url, &name))
+}
+
+/// `url` with its database (the path) replaced by `name`; its query stays.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
         Some((b, q)) => (b, format!("?{q}")),
-        None => (server_url, String::new()),
+        None => (url, String::new()),
     };
-    let base = match base.rsplit_once('/') {
-        Some((host, _db)) if host.ends_with('/') => base.to_owned() + "/",
-        Some((host, _db)) => host.to_owned(),
-        None => base.to_owned(),
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let host = match base[authority_start..].find('/') {
+        Some(slash) => &base[..authority_start + slash],
+        None => base,
     };
-    Ok(format!("{base}/{name}{query}"))
+    format!("{host}/{name}{query}")
 }
 
 /// The database of a store test: SQLite in a temporary directory, or, with
@@ -294,6 +299,19 @@ mod tests {
         assert_eq!(
             sql("UPDATE t SET a = ? WHERE id = ?"),
             "UPDATE t SET a = $1 WHERE id = $2"
+        );
+    }
+
+    #[test]
+    fn a_test_database_replaces_the_path_of_the_server_url() {
+        assert_eq!(
+            with_database("postgres://u:pw@127.0.0.1:5432/postgres", "t1"),
+            "postgres://u:pw@127.0.0.1:5432/t1"
+        );
+        assert_eq!(with_database("postgres://h", "t1"), "postgres://h/t1");
+        assert_eq!(
+            with_database("postgres://h/db?sslmode=disable", "t1"),
+            "postgres://h/t1?sslmode=disable"
         );
     }
 
